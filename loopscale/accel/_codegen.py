@@ -1,0 +1,363 @@
+"""Code generation: the fused serial function and the outlined plan.
+
+From the analysed ``def`` (with absolute line numbers, so that every error
+Numba reports points at the user's own file and line) this module builds a
+module tree holding:
+
+``serial``
+    The whole function, with the parallel loop cut into fixed blocks.  Each
+    reduction is accumulated per block from its identity and combined into the
+    running value in block order.  This is what the ``serial`` level runs: one
+    call into compiled code.
+
+``pre`` / ``chunk`` / ``post``
+    The same computation outlined for executors: ``pre`` runs the code before
+    the loop and returns the loop bounds, the per-block partial arrays and the
+    state the loop needs; ``chunk(c0, c1, ...)`` runs blocks ``[c0, c1)``
+    writing outputs and partials (any partition of the blocks, on any thread
+    or rank, in any order); ``post`` combines the partials in block order and
+    runs the code after the loop.  Because blocks, identities and the combine
+    order are the same as in ``serial``, the result is bit-for-bit the same.
+
+Generated names start with ``__ls_`` and cannot clash with user names (the
+analysis refuses functions that use that prefix).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import textwrap
+from dataclasses import dataclass
+
+from ._analysis import LoopAnalysis, _names_loaded, _stmt_targets, _walk_stmts
+
+__all__ = ["GeneratedCode", "generate"]
+
+_COMBINE = {
+    "+": "{s} += {p}",
+    "*": "{s} *= {p}",
+    "min": "{s} = min({s}, {p})",
+    "max": "{s} = max({s}, {p})",
+}
+_IDENTITY = {"+": "__ls_zero({s0})", "*": "__ls_one({s0})", "min": "{s0}", "max": "{s0}"}
+
+
+@dataclass
+class GeneratedCode:
+    """The generated module and the names of what it defines."""
+
+    module: ast.Module
+    serial: str
+    pre: str | None
+    chunk: str | None
+    post: str | None
+    state: tuple[str, ...]
+    plan_reason: str | None  # why there is no plan (the loop still runs, serially)
+
+
+def _stmts(src: str, line: int) -> list[ast.stmt]:
+    body = ast.parse(textwrap.dedent(src)).body
+    for st in body:
+        for node in ast.walk(st):
+            if "lineno" in node._attributes:
+                node.lineno = node.end_lineno = line  # type: ignore[attr-defined]
+                node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
+    return body
+
+
+def _fix(nodes: list[ast.stmt], line: int) -> list[ast.stmt]:
+    for st in nodes:
+        for node in ast.walk(st):
+            if "lineno" in node._attributes and not hasattr(node, "lineno"):
+                node.lineno = node.end_lineno = line  # type: ignore[attr-defined]
+                node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
+    return nodes
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.mapping:
+            return ast.copy_location(ast.Name(id=self.mapping[node.id], ctx=node.ctx), node)
+        return node
+
+
+class _PrangeToRange(ast.NodeTransformer):
+    def __init__(self, is_prange) -> None:  # type: ignore[no-untyped-def]
+        self.is_prange = is_prange
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if self.is_prange(node.func):
+            node.func = ast.copy_location(ast.Name(id="range", ctx=ast.Load()), node.func)
+        return node
+
+
+class _ReturnToRaise(ast.NodeTransformer):
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        return ast.copy_location(ast.Raise(exc=ast.Name(id="__ls_EarlyReturn", ctx=ast.Load()),
+                                           cause=None), node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node  # nested functions keep their returns
+
+
+def _range_assign(args: tuple[ast.expr, ...], line: int) -> list[ast.stmt]:
+    if len(args) == 1:
+        lo, hi, step = ast.Constant(0), args[0], ast.Constant(1)
+    elif len(args) == 2:
+        lo, hi, step = args[0], args[1], ast.Constant(1)
+    else:
+        lo, hi, step = args
+    st = ast.Assign(
+        targets=[ast.Tuple(elts=[ast.Name(id=n, ctx=ast.Store())
+                                 for n in ("__ls_lo", "__ls_hi", "__ls_step")], ctx=ast.Store())],
+        value=ast.Tuple(elts=[copy.deepcopy(lo), copy.deepcopy(hi), copy.deepcopy(step)],
+                        ctx=ast.Load()))
+    return _fix([st], line)
+
+
+def _func(name: str, params: ast.arguments, body: list[ast.stmt], line: int) -> ast.FunctionDef:
+    fn = ast.FunctionDef(name=name, args=params, body=body or [ast.Pass()], decorator_list=[],
+                         returns=None, type_comment=None)
+    if "type_params" in ast.FunctionDef._fields:
+        fn.type_params = []  # type: ignore[attr-defined]
+    fn.lineno = fn.end_lineno = line
+    fn.col_offset = fn.end_col_offset = 0
+    return _fix([fn], line)[0]  # type: ignore[return-value]
+
+
+def _simple_args(names: list[str]) -> ast.arguments:
+    return ast.arguments(posonlyargs=[], args=[ast.arg(arg=n) for n in names], vararg=None,
+                         kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+
+
+def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt],
+                  filename: str, fname: str) -> list[ast.stmt]:
+    """Compiled checks that arrays indexed by the loop variable are long enough.
+
+    Only accesses in statements directly in the loop body (always executed)
+    of parameters that the prologue does not rebind are checked, so a guarded
+    access (``if i + 1 < n: ...``) never raises a false alarm.
+    """
+    from ._analysis import _index_positions
+
+    rebound = {n for st in _walk_stmts(pre) for n in _stmt_targets(st)}
+    seen: dict[tuple[str, int], tuple[int, str, int]] = {}
+    for st in loop.body:
+        if isinstance(st, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
+            continue
+        skip = {id(n) for node in ast.walk(st) if isinstance(node, (ast.IfExp, ast.BoolOp))
+                for n in ast.walk(node)}
+        for node in ast.walk(st):
+            if not isinstance(node, ast.Subscript) or id(node) in skip:
+                continue
+            base_name, pos = _index_positions(node)
+            if base_name is None or base_name.id not in params or base_name.id in rebound:
+                continue
+            if base_name.id == var:
+                continue
+            for axis, e in enumerate(pos):
+                off = None
+                if isinstance(e, ast.Name) and e.id == var:
+                    off = 0
+                elif (isinstance(e, ast.BinOp) and isinstance(e.op, (ast.Add, ast.Sub))
+                      and isinstance(e.left, ast.Name) and e.left.id == var
+                      and isinstance(e.right, ast.Constant) and isinstance(e.right.value, int)):
+                    off = e.right.value if isinstance(e.op, ast.Add) else -e.right.value
+                if off is None:
+                    continue
+                key = (base_name.id, axis)
+                if key not in seen or off > seen[key][0]:
+                    seen[key] = (off, ast.unparse(node), node.lineno)
+    out: list[ast.stmt] = []
+    for (name, axis), (off, text, line) in seen.items():
+        length = f"len({name})" if axis == 0 else f"{name}.shape[{axis}]"
+        msg = (f"{_ARG_MARK} argument {name!r} of {fname}() is too short along axis {axis} for "
+               f"the loop at {filename}:{loop.lineno}, which reads `{text}` (line {line}) for "
+               f"every {var} in {ast.unparse(loop.iter)}; pass arrays of matching lengths")
+        out += _stmts(f"""
+            if __ls_n > 0:
+                if max(__ls_lo, __ls_lo + (__ls_n - 1) * __ls_step) + ({off}) >= {length}:
+                    raise ValueError({msg!r})
+        """, loop.lineno)
+    return out
+
+
+_ARG_MARK = "loopscale-argument:"
+
+
+def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str,  # type: ignore
+             filename: str = "", fname: str = "") -> GeneratedCode:
+    """Build the generated module for *fdef* (absolute line numbers) and *analysis*."""
+    fdef = copy.deepcopy(fdef)
+    fdef.decorator_list = []
+    fdef = _PrangeToRange(is_prange).visit(fdef)
+    head = fdef.lineno
+    serial_name = f"{base}__ls_serial"
+
+    # the serial function always takes the error-state array first
+    serial_args = copy.deepcopy(fdef.args)
+    serial_args.posonlyargs = []
+    serial_args.args = [ast.arg(arg="__ls_st")] + fdef.args.posonlyargs + fdef.args.args
+    # a function with positional-only parameters keeps them positional-or-keyword here
+
+    if not analysis.parallel or analysis.loop_index is None:
+        body = _stmts("__ls_st[1] = -1", head) + fdef.body
+        serial = _func(serial_name, serial_args, body, head)
+        module = ast.Module(body=[serial], type_ignores=[])
+        return GeneratedCode(module, serial_name, None, None, None, (), analysis.reason or
+                             "the loop is not parallel")
+
+    idx = analysis.loop_index
+    loop: ast.For = fdef.body[idx]  # type: ignore[assignment]
+    line = loop.lineno
+    pre, post = fdef.body[:idx], fdef.body[idx + 1:]
+    var = analysis.loop_var
+    reds = dict(analysis.reductions)
+    rename = {s: f"__ls_r_{s}" for s in reds}
+    has_red = bool(reds)
+
+    def body_copy() -> list[ast.stmt]:
+        b = [_Rename(rename).visit(copy.deepcopy(st)) for st in loop.body]
+        return b
+
+    def block_loop(start: str, stop: str) -> ast.For:
+        inner = _stmts(f"""
+            for __ls_k in range({start}, {stop}):
+                {var} = __ls_lo + __ls_k * __ls_step
+        """, line)[0]
+        inner.body.extend(body_copy())  # type: ignore[attr-defined]
+        return inner  # type: ignore[return-value]
+
+    # ---- serial ------------------------------------------------------------
+    s_body: list[ast.stmt] = _stmts("__ls_st[1] = -1", head) + list(pre)
+    s_body += _range_assign(analysis.range_args, line)
+    s_body += _stmts(f"""
+        __ls_n = __ls_trip(__ls_lo, __ls_hi, __ls_step)
+        __ls_st[2] = __ls_lo
+        __ls_st[3] = __ls_step
+    """, line)
+    params = [a.arg for a in fdef.args.posonlyargs + fdef.args.args + fdef.args.kwonlyargs]
+    checks = _bound_checks(loop, var, params, pre, filename, fname)  # type: ignore[arg-type]
+    s_body += copy.deepcopy(checks)
+    s_body += _stmts(f"__ls_bs = __ls_block(__ls_n, {has_red})", line)
+    for s in reds:
+        s_body += _stmts(f"__ls_s0_{s} = {s}", line)
+    outer = _stmts("""
+        for __ls_b0 in range(0, __ls_n, __ls_bs):
+            __ls_b1 = min(__ls_b0 + __ls_bs, __ls_n)
+            __ls_st[0] = __ls_b0
+            __ls_st[1] = __ls_b1
+    """, line)[0]
+    for s, op in reds.items():
+        outer.body += _stmts(f"{rename[s]} = " + _IDENTITY[op].format(s0=f"__ls_s0_{s}"),  # type: ignore
+                             line)
+    outer.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
+    for s, op in reds.items():
+        outer.body += _stmts(_COMBINE[op].format(s=s, p=rename[s]), line)  # type: ignore
+    s_body.append(outer)
+    s_body += _stmts("__ls_st[1] = -1", line)
+    s_body += list(post)
+    serial = _func(serial_name, serial_args, s_body, head)
+
+    # ---- plan: pre / chunk / post -----------------------------------------------
+    if fdef.args.vararg:
+        params.append(fdef.args.vararg.arg)
+    if fdef.args.kwarg:
+        params.append(fdef.args.kwarg.arg)
+    defined_before = set(params)
+    for st in _walk_stmts(pre):
+        defined_before.update(_stmt_targets(st))
+    used = set()
+    for st in loop.body:
+        used |= _names_loaded(st)
+    used |= {n for st in post for n in _names_loaded(st)}
+    used |= set(reds)
+    assigned_in_loop = {n for st in _walk_stmts(loop.body) for n in _stmt_targets(st)} | {var}
+    state = tuple(sorted((defined_before & used) - (assigned_in_loop - set(reds))))
+    plan_reason = None
+    has_return = any(isinstance(n, ast.Return) for st in pre for n in ast.walk(st))
+    if has_return and any(
+            isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store)
+            or isinstance(n, ast.AugAssign)
+            for st in pre for n in ast.walk(st)):
+        plan_reason = ("the code before the loop can return early after writing to memory; "
+                       "the loop runs on one core")
+    defs: list[ast.stmt] = [serial]
+    names = [None, None, None]
+    if plan_reason is None:
+        pre_name, chunk_name, post_name = (f"{base}__ls_pre", f"{base}__ls_chunk",
+                                           f"{base}__ls_post")
+        pre_body = [_ReturnToRaise().visit(copy.deepcopy(st)) for st in pre]
+        pre_body += _range_assign(analysis.range_args, line)
+        pre_body += _stmts("__ls_n = __ls_trip(__ls_lo, __ls_hi, __ls_step)", line)
+        pre_body += copy.deepcopy(checks)
+        if has_red:
+            pre_body += _stmts("__ls_bs = __ls_block(__ls_n, True)", line)
+        else:
+            pre_body += _stmts("__ls_bs = 1", line)
+        pre_body += _stmts("__ls_nb = (__ls_n + __ls_bs - 1) // __ls_bs", line)
+        for s, op in reds.items():
+            pre_body += _stmts(f"{rename[s]} = " + _IDENTITY[op].format(s0=s), line)
+        if has_red:
+            dead = _stmts("""
+                if __ls_n < 0:
+                    for __ls_k in range(0, 1):
+                        pass
+            """, line)[0]
+            dead_loop = dead.body[0]  # type: ignore[attr-defined]
+            dead_loop.body = _stmts(f"{var} = __ls_lo + __ls_k * __ls_step", line) + body_copy()
+            pre_body.append(dead)
+        parts = ", ".join(f"__ls_parts({'__ls_nb'}, {rename[s]})" for s in reds)
+        state_t = "".join(f"{s}, " for s in state)
+        pre_body += _stmts(f"return (__ls_lo, __ls_step, __ls_n, __ls_bs, __ls_nb, ({parts}"
+                           f"{',' if reds else ''}), ({state_t}))", line)
+        pre_fn = _func(pre_name, copy.deepcopy(fdef.args), pre_body, head)
+
+        unpack_state = (_stmts(f"({state_t}) = __ls_state", line) if state else [])
+        part_names = "".join(f"__ls_p_{s}, " for s in reds)
+        unpack_parts = _stmts(f"({part_names}) = __ls_parts", line) if reds else []
+        c_body = unpack_state + unpack_parts
+        if has_red:
+            for s in reds:
+                c_body += _stmts(f"__ls_s0_{s} = {s}", line)
+            blk = _stmts("""
+                for __ls_b in range(__ls_c0, __ls_c1):
+                    __ls_b0 = __ls_b * __ls_bs
+                    __ls_b1 = min(__ls_b0 + __ls_bs, __ls_n)
+            """, line)[0]
+            for s, op in reds.items():
+                blk.body += _stmts(f"{rename[s]} = " +  # type: ignore[attr-defined]
+                                   _IDENTITY[op].format(s0=f"__ls_s0_{s}"), line)
+            blk.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
+            for s in reds:
+                blk.body += _stmts(f"__ls_p_{s}[__ls_b] = {rename[s]}", line)  # type: ignore
+            c_body.append(blk)
+        else:
+            c_body.append(block_loop("__ls_c0", "__ls_c1"))
+        chunk_fn = _func(chunk_name, _simple_args(
+            ["__ls_c0", "__ls_c1", "__ls_lo", "__ls_step", "__ls_n", "__ls_bs", "__ls_parts",
+             "__ls_state"]), c_body, line)
+
+        p_body = unpack_state + unpack_parts
+        if has_red:
+            comb = _stmts("""
+                for __ls_b in range(__ls_nb):
+                    pass
+            """, line)[0]
+            comb.body = []  # type: ignore[attr-defined]
+            for s, op in reds.items():
+                comb.body += _stmts(_COMBINE[op].format(s=s, p=f"__ls_p_{s}[__ls_b]"),  # type: ignore
+                                    line)
+            p_body.append(comb)
+        p_body += list(post)
+        post_fn = _func(post_name, _simple_args(["__ls_nb", "__ls_parts", "__ls_state"]),
+                        p_body, line)
+        defs += [pre_fn, chunk_fn, post_fn]
+        names = [pre_name, chunk_name, post_name]  # type: ignore[list-item]
+    module = ast.Module(body=defs, type_ignores=[])
+    return GeneratedCode(module, serial_name, names[0], names[1], names[2], state, plan_reason)

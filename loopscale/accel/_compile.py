@@ -1,0 +1,352 @@
+"""Turning generated code into Numba dispatchers: names, helpers, cache, errors.
+
+* **Names.**  The generated functions run in a namespace holding exactly the
+  globals and closure values the user's function refers to.  Plain Python
+  helpers it calls are compiled transitively with ``numba.njit(nogil=True)``
+  (each in a copy of its own globals with its helpers replaced), so the user
+  decorates only the entry point.
+
+* **Cache.**  Compiled code is cached under ``LOOPSCALE_CACHE_DIR`` through
+  Numba's own cache machinery with a locator of ours whose freshness stamp is
+  a fingerprint of the generated code, of every helper's code (transitively)
+  and of every global constant used: editing a helper invalidates the entry,
+  which Numba's file-timestamp stamp would not notice.
+
+* **Errors.**  Numba's errors are rewritten as :class:`CompileError` naming the
+  function, the file and line of the construct, what is unsupported and what to
+  do instead; Numba's exception is kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import os
+import re
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+from numba.core import errors as nb_errors
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
+
+from .. import config
+from ..errors import CompileError
+from . import _runtime
+
+__all__ = ["build_namespace", "fingerprint", "make_dispatcher", "compile_error"]
+
+_VERSION_SALT = f"loopscale-0.1/numba-{numba.__version__}/py{sys.version_info[:2]}"
+
+
+# ---------------------------------------------------------------------------
+# fingerprints
+
+
+def fingerprint(value: Any, _memo: dict[int, str] | None = None) -> str:
+    """A stable text fingerprint of a global value, for the cache key."""
+    memo = {} if _memo is None else _memo
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    memo[key] = "<recursive>"
+    if isinstance(value, types.ModuleType):
+        out = f"module:{value.__name__}"
+    elif isinstance(value, (bool, int, float, complex, str, bytes, type(None))):
+        out = f"{type(value).__name__}:{value!r}"
+    elif isinstance(value, (tuple, list, frozenset)):
+        out = f"{type(value).__name__}(" + ",".join(fingerprint(v, memo) for v in value) + ")"
+    elif isinstance(value, np.ndarray):
+        digest = hashlib.sha1(np.ascontiguousarray(value).view(np.uint8).ravel()).hexdigest()
+        out = f"array:{value.dtype}:{value.shape}:{digest}"
+    elif isinstance(value, np.generic):
+        out = f"npscalar:{value.dtype}:{value!r}"
+    elif isinstance(value, types.FunctionType):
+        out = "func:" + _code_fingerprint(value.__code__, value.__globals__, memo)
+        if value.__closure__:
+            cells = []
+            for cell in value.__closure__:
+                try:
+                    cells.append(fingerprint(cell.cell_contents, memo))
+                except ValueError:
+                    cells.append("<empty>")
+            out += "|" + ",".join(cells)
+    elif hasattr(value, "py_func") and isinstance(value.py_func, types.FunctionType):
+        out = f"{type(value).__name__}:" + fingerprint(value.py_func, memo)
+    elif isinstance(value, type):
+        out = f"type:{value.__module__}.{value.__qualname__}"
+    else:
+        text = repr(value)
+        if " at 0x" in text or len(text) > 200:
+            text = f"{type(value).__module__}.{type(value).__qualname__}"
+        out = f"obj:{text}"
+    memo[key] = out
+    return out
+
+
+def _code_fingerprint(code: types.CodeType, globs: dict[str, Any], memo: dict[int, str]) -> str:
+    h = hashlib.sha1()
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    h.update(repr(code.co_varnames).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            h.update(_code_fingerprint(const, globs, memo).encode())
+        else:
+            h.update(repr(const).encode())
+    for name in code.co_names:
+        if name in globs:
+            h.update(f"{name}={fingerprint(globs[name], memo)}".encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# names and helpers
+
+
+def _numba_knows(value: Any) -> bool:
+    from numba.core.registry import cpu_target
+
+    try:
+        cpu_target.typing_context.resolve_value_type(value)
+    except Exception:
+        return False
+    return True
+
+
+class HelperCompiler:
+    """Compiles plain Python helpers reachable from a kernel, once each."""
+
+    def __init__(self, options: dict[str, Any], accelerated_type: type) -> None:
+        self.options = options
+        self.accelerated_type = accelerated_type
+        self.memo: dict[int, Any] = {}
+
+    def convert(self, value: Any) -> Any:
+        """What a global *value* becomes inside compiled code."""
+        if isinstance(value, self.accelerated_type):
+            value = value.py_func
+        if isinstance(value, numba.core.dispatcher.Dispatcher):
+            return value
+        if isinstance(value, types.FunctionType):
+            if _numba_knows(value):
+                return value
+            return self.helper(value)
+        return value
+
+    def helper(self, func: types.FunctionType) -> Any:
+        key = id(func)
+        if key in self.memo:
+            return self.memo[key]
+        new_globals = dict(func.__globals__)
+        clone = types.FunctionType(func.__code__, new_globals, func.__name__,
+                                   func.__defaults__, func.__closure__)
+        clone.__kwdefaults__ = func.__kwdefaults__
+        clone.__qualname__ = func.__qualname__
+        clone.__module__ = func.__module__
+        clone.__doc__ = func.__doc__
+        disp = numba.njit(nogil=True, **self.options)(clone)
+        self.memo[key] = disp
+        for name in _all_names(func.__code__):
+            if name in new_globals:
+                new_globals[name] = self.convert(new_globals[name])
+        return disp
+
+
+def _all_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _all_names(const)
+    return names
+
+
+def build_namespace(func: types.FunctionType, loaded: set[str],
+                    helpers: HelperCompiler) -> tuple[dict[str, Any], str]:
+    """Namespace for the generated module, and the fingerprint of what it holds."""
+    ns: dict[str, Any] = {"__builtins__": builtins, "__name__": func.__module__}
+    closure: dict[str, Any] = {}
+    if func.__closure__:
+        for name, cell in zip(func.__code__.co_freevars, func.__closure__, strict=False):
+            try:
+                closure[name] = cell.cell_contents
+            except ValueError:
+                pass
+    memo: dict[int, str] = {}
+    prints = []
+    for name in sorted(loaded):
+        if name in closure:
+            value = closure[name]
+        elif name in func.__globals__:
+            value = func.__globals__[name]
+        else:
+            continue  # a builtin or a local
+        ns[name] = helpers.convert(value)
+        prints.append(f"{name}={fingerprint(value, memo)}")
+    ns.update({
+        "__ls_trip": _runtime.ls_trip,
+        "__ls_block": _runtime.ls_block,
+        "__ls_zero": _runtime.ls_zero,
+        "__ls_one": _runtime.ls_one,
+        "__ls_parts": _runtime.ls_parts,
+        "__ls_EarlyReturn": _runtime.EarlyReturn,
+    })
+    return ns, "\n".join(prints)
+
+
+# ---------------------------------------------------------------------------
+# the on-disk cache
+
+
+class _Locator(_CacheLocator):
+    """Puts a generated function's cache under ``LOOPSCALE_CACHE_DIR``, keyed by
+    the fingerprint of everything it was generated from."""
+
+    def __init__(self, py_func: types.FunctionType, py_file: str) -> None:
+        self._py_file = py_file
+        self._key: str = py_func.__loopscale_key__  # type: ignore[attr-defined]
+        sub = self.get_suitable_cache_subpath(py_file)
+        self._cache_path = os.path.join(config.cache_dir(), "numba", sub)
+
+    def get_cache_path(self) -> str:
+        return self._cache_path
+
+    def get_source_stamp(self) -> str:
+        return self._key
+
+    def get_disambiguator(self) -> str:
+        return self._key[:16]
+
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> _Locator | None:
+        if not hasattr(py_func, "__loopscale_key__"):
+            return None
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            return None
+        return self
+
+
+class _CacheImpl(CompileResultCacheImpl):
+    _locator_classes = [_Locator]
+
+
+class _FunctionCache(FunctionCache):
+    _impl_class = _CacheImpl
+
+
+def make_dispatcher(pyfunc: types.FunctionType, key: str, options: dict[str, Any],
+                    cache: bool) -> Any:
+    """A nogil Numba dispatcher for a generated function, cached on disk if asked."""
+    disp = numba.njit(nogil=True, **options)(pyfunc)
+    if cache:
+        pyfunc.__loopscale_key__ = key  # type: ignore[attr-defined]
+        try:
+            disp._cache = _FunctionCache(pyfunc)
+        except RuntimeError:
+            pass  # no writable cache directory: compile in memory
+    return disp
+
+
+def cache_key(*parts: str) -> str:
+    h = hashlib.sha256(_VERSION_SALT.encode())
+    for p in parts:
+        h.update(b"\0")
+        h.update(p.encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# errors
+
+_LOC_RE = re.compile(r'File "([^"]+)", line (\d+)')
+_ADVICE: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r"Untyped global name '([^']+)'"),
+     "the name `{0}` refers to an object Numba cannot compile",
+     "call only NumPy/math functions and plain Python helpers on numbers and arrays, or pass "
+     "the value in as an argument"),
+    (re.compile(r"Unknown attribute '([^']+)' of type ([^\n]+)"),
+     "the attribute `{0}` is not available on {1}",
+     "use NumPy arrays and numbers inside the loop; move object or pandas work outside the "
+     "decorated function"),
+    (re.compile(r"[Cc]annot (?:determine Numba type of|type) [^\n]*?(dict|list|set|str)"),
+     "a Python {0} holding mixed or object values",
+     "use a NumPy array (or a numba.typed.Dict/List of one value type) instead"),
+    (re.compile(r"non-precise type (\w+)"),
+     "a value whose type Numba cannot infer ({0}), such as a dict or list of mixed types",
+     "use NumPy arrays or containers holding one type"),
+    (re.compile(r"(?:Use of unsupported opcode|unsupported opcode) \(?([A-Z_]+)"),
+     "a Python construct Numba does not support (opcode {0}: try/except of specific "
+     "exceptions, with-statements, generators...)",
+     "move that construct out of the decorated function"),
+    (re.compile(r"Unsupported constraint encountered: raise ([^\n]+)|"
+                r"Exception matching is limited to"),
+     "catching specific exception types inside compiled code",
+     "check the condition explicitly (e.g. with an if) instead of try/except, or move it out"),
+    (re.compile(r"No implementation of function Function\(<[^ ]+ '?([\w.]+)'?[^\n]*\) found for "
+                r"signature:\s*\n\s*>>> ([^\n]+)"),
+     "calling `{0}` with arguments ({1}), which Numba does not support",
+     "call it with NumPy arrays and numbers of the supported types, or compute it outside "
+     "the decorated function"),
+    (re.compile(r"Cannot unify ([^\n]+)"),
+     "a variable that takes incompatible types ({0})",
+     "give each variable one type (for example initialise floats with 0.0, not 0)"),
+    (re.compile(r"Cannot modify readonly array|readonly array"),
+     "writing to a read-only array",
+     "pass a writable NumPy array (np.array(x) makes a writable copy)"),
+]
+
+
+def _user_location(text: str, func: types.FunctionType) -> tuple[str, int | None]:
+    fallback = (func.__code__.co_filename, func.__code__.co_firstlineno)
+    found = [(f, int(n)) for f, n in _LOC_RE.findall(text)]
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    numba_dir = os.path.dirname(numba.__file__)
+    user = [(f, n) for f, n in found
+            if not os.path.abspath(f).startswith((pkg, numba_dir)) and not f.startswith("<")]
+    if user:
+        return user[-1]  # the innermost user frame (a helper, when one fails)
+    return fallback
+
+
+def compile_error(exc: BaseException, func: types.FunctionType) -> CompileError:
+    """A :class:`CompileError` for Numba's *exc* raised compiling *func*."""
+    text = str(exc)
+    filename, lineno = _user_location(text, func)
+    what, fix = "a construct Numba cannot compile in nopython mode", (
+        "rewrite it with NumPy arrays, numbers and supported NumPy/math calls, or use "
+        "@accelerate(fallback=True) to run the Python function instead")
+    for pattern, w, f in _ADVICE:
+        m = pattern.search(text)
+        if m:
+            what, fix = w.format(*[g for g in m.groups() if g is not None]), f
+            break
+    snippet = ""
+    if lineno:
+        import linecache
+
+        src = linecache.getline(filename, lineno).strip()
+        if src:
+            snippet = f"\n    {lineno} | {src}"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()
+                  and not ln.startswith(("Failed in", "During:"))), "")
+    msg = (f"cannot compile {func.__qualname__!s}() — {filename}:{lineno}: {what}.{snippet}\n"
+           f"  Numba said: {first[:300]}\n"
+           f"  What to do: {fix}.")
+    return CompileError(msg, function=func.__qualname__, filename=filename, lineno=lineno)
+
+
+def is_numba_compile_error(exc: BaseException) -> bool:
+    return isinstance(exc, nb_errors.NumbaError)
+
+
+def numba_options(fastmath: bool, boundscheck: bool) -> dict[str, Any]:
+    return {"fastmath": fastmath, "boundscheck": boundscheck}
+
+
+Converter = Callable[[Any], Any]

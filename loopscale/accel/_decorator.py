@@ -1,0 +1,631 @@
+"""``@accelerate``: the decorator and the callable it returns.
+
+Decoration only checks that the function can be compiled at all (a ``def``
+with source, not a generator nor a method).  The analysis runs on first use
+(so helpers defined further down the module are found) and the compilation on
+the first call with each new set of argument types, as in Numba.
+
+The call path is kept short: at the ``serial`` level a call is one Numba
+dispatch of the fused function plus a thread-local lookup.  Argument checks
+that need Python (types, read-only outputs) run only when Numba meets a new
+type signature; shape checks are compiled into the function.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import threading
+import types
+import warnings
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import numpy as np
+
+from .. import config
+from ..errors import (
+    ArgumentError,
+    ArgumentValueError,
+    CompileError,
+    FallbackWarning,
+    LevelError,
+    LoopExecutionError,
+    LoopscaleError,
+    SerializationWarning,
+    UnsupportedFunctionError,
+)
+from . import _analysis, _codegen, _compile
+from ._executor import LoopPlan, get_executor
+
+__all__ = ["accelerate", "Accelerated", "prange", "TARGETS"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Targets ``accelerate`` accepts.
+TARGETS = ("cpu", "cuda")
+
+_TLS = threading.local()
+_ARG_MARK = "loopscale-argument:"
+
+
+def prange(*args: int) -> range:
+    """``range`` that asserts the loop's iterations are independent.
+
+    Inside an accelerated function, ``for i in prange(n):`` makes the loop
+    parallel even where the analysis cannot prove the array accesses
+    independent (as ``numba.prange`` does).  Scalars and control flow are
+    still checked.  Outside compiled code it is ``range``.
+
+    Examples
+    --------
+    >>> from loopscale import prange
+    >>> list(prange(3))
+    [0, 1, 2]
+    """
+    return range(*args)
+
+
+def _state() -> np.ndarray:
+    st = getattr(_TLS, "st", None)
+    if st is None:
+        st = _TLS.st = np.full(4, -1, dtype=np.int64)
+    return st
+
+
+def _refuse(func: Any) -> None:
+    """Raise UnsupportedFunctionError unless *func* is a plain ``def`` with source."""
+    accepted = ("accelerate accepts a plain function defined with `def` at module level or "
+                "inside another function, whose source file is available")
+    if inspect.ismethod(func):
+        raise UnsupportedFunctionError(
+            f"cannot accelerate the bound method {func!r}: {accepted}. Accelerate a module-level "
+            "function and call it from the method, passing the arrays it needs.")
+    if not isinstance(func, types.FunctionType):
+        kind = ("a builtin" if isinstance(func, (types.BuiltinFunctionType,
+                                                 types.BuiltinMethodType)) else
+                f"a {type(func).__name__} object")
+        raise UnsupportedFunctionError(f"cannot accelerate {func!r}, {kind}: {accepted}.")
+    if func.__name__ == "<lambda>":
+        raise UnsupportedFunctionError(
+            f"cannot accelerate a lambda ({func.__code__.co_filename}:"
+            f"{func.__code__.co_firstlineno}): {accepted}. Write `def f(...): return ...`.")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise UnsupportedFunctionError(
+            f"cannot accelerate the generator {func.__qualname__}() "
+            f"({func.__code__.co_filename}:{func.__code__.co_firstlineno}): {accepted}, that "
+            "returns its result. Fill and return an array instead of yielding values.")
+    if inspect.iscoroutinefunction(func):
+        raise UnsupportedFunctionError(
+            f"cannot accelerate the coroutine function {func.__qualname__}(): {accepted}.")
+    parts = func.__qualname__.split(".")
+    if len(parts) > 1 and parts[-2] != "<locals>":
+        raise UnsupportedFunctionError(
+            f"cannot accelerate {func.__qualname__}(), a method defined in a class body "
+            f"({func.__code__.co_filename}:{func.__code__.co_firstlineno}): {accepted}. Move "
+            "the loop into a module-level function taking arrays, and call it from the method.")
+    try:
+        _analysis.parse_function(func)
+    except (OSError, TypeError) as exc:
+        raise UnsupportedFunctionError(
+            f"cannot accelerate {func.__qualname__}(): its source code is not available "
+            f"({func.__code__.co_filename}), as for functions typed at an interactive prompt "
+            f"or made by exec(): {accepted}. Put it in a .py file (or a notebook cell).") from exc
+    except SyntaxError as exc:
+        raise UnsupportedFunctionError(
+            f"cannot accelerate {func.__qualname__}(): {exc}. {accepted}.") from exc
+
+
+class _Compiled:
+    """The dispatchers generated for one decorated function."""
+
+    def __init__(self, serial: Any, pre: Any, chunk: Any, post: Any,
+                 gen: _codegen.GeneratedCode) -> None:
+        self.serial = serial
+        self.pre = pre
+        self.chunk = chunk
+        self.post = post
+        self.gen = gen
+        self.casters: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+class Accelerated(Generic[P, R]):
+    """A function compiled by :func:`accelerate`.
+
+    Call it like the original.  ``.py_func`` is the original function,
+    ``.analysis`` the loop analysis and ``.explain()`` a readable report.
+    """
+
+    py_func: Callable[P, R]
+
+    def __init__(self, func: Callable[P, R], *, target: str = "cpu", fastmath: bool = False,
+                 boundscheck: bool = False, cache: bool = True, fallback: bool = False) -> None:
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS!r}; got {target!r}.")
+        for name, value in (("fastmath", fastmath), ("boundscheck", boundscheck),
+                            ("cache", cache), ("fallback", fallback)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False; got {value!r}.")
+        _refuse(func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        self.py_func = func
+        self.__signature__ = inspect.signature(func)
+        self.target = target
+        self.fastmath = fastmath
+        self.boundscheck = boundscheck
+        self.cache = cache
+        self.fallback = fallback
+        self._disabled = config.disabled()
+        self._lock = threading.RLock()
+        self._analysis: _analysis.LoopAnalysis | None = None
+        self._tree: ast.FunctionDef | None = None
+        self._compiled: _Compiled | None = None
+        self._serial: Any = None  # the fused dispatcher, once built
+        self._python_mode = self._disabled
+        self._convert = False
+        self._params = list(self.__signature__.parameters)
+        self._last_plan: LoopPlan | None = None
+
+    # -- analysis ---------------------------------------------------------
+    @property
+    def analysis(self) -> _analysis.LoopAnalysis:
+        """The loop analysis (computed on first access)."""
+        if self._analysis is None:
+            with self._lock:
+                if self._analysis is None:
+                    self._analyse()
+        return self._analysis  # type: ignore[return-value]
+
+    def _analyse(self) -> None:
+        fdef, line0 = _analysis.parse_function(self.py_func)  # type: ignore[arg-type]
+        ast.increment_lineno(fdef, line0)
+        for node in ast.walk(fdef):
+            if isinstance(node, (ast.Name, ast.arg)) and (
+                    getattr(node, "id", None) or getattr(node, "arg", "")).startswith("__ls_"):
+                raise UnsupportedFunctionError(
+                    f"{self.py_func.__qualname__}() uses names starting with '__ls_', which "
+                    "loopscale reserves for generated code; rename them.")
+
+        def warn_forced(line: int, reason: str) -> None:
+            warnings.warn(f"{self.py_func.__qualname__}(): the prange loop at line {line} runs "
+                          f"sequentially: {reason}", SerializationWarning, stacklevel=4)
+
+        self._tree = fdef
+        self._analysis = _analysis.analyse_function(
+            self.py_func, fdef, 0, prange_objects=_prange_objects(), on_loop=warn_forced)  # type: ignore[arg-type]
+
+    # -- building ---------------------------------------------------------
+    def _build(self) -> _Compiled:
+        if self._compiled is not None:
+            return self._compiled
+        with self._lock:
+            if self._compiled is not None:
+                return self._compiled
+            analysis = self.analysis
+            fdef = self._tree
+            assert fdef is not None
+            resolver = _analysis.Resolver(self.py_func, _prange_objects())  # type: ignore[arg-type]
+            base = "".join(c if c.isalnum() else "_" for c in self.py_func.__qualname__)
+            gen = _codegen.generate(fdef, analysis,
+                                    lambda node: resolver.is_range(node) == "prange", base,
+                                    self.py_func.__code__.co_filename,
+                                    self.py_func.__qualname__)
+            options = _compile.numba_options(self.fastmath, self.boundscheck)
+            helpers = _compile.HelperCompiler(options, Accelerated)
+            loaded = {n.id for n in ast.walk(fdef) if isinstance(n, ast.Name)}
+            ns, prints = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
+            code = compile(gen.module, self.py_func.__code__.co_filename, "exec")
+            exec(code, ns)
+            key = _compile.cache_key(ast.dump(gen.module, include_attributes=True), prints,
+                                     repr(sorted(options.items())))
+            disp = {}
+            for attr in ("serial", "pre", "chunk", "post"):
+                name = getattr(gen, attr)
+                if name is None:
+                    disp[attr] = None
+                    continue
+                fn = ns[name]
+                fn.__qualname__ = f"{self.py_func.__qualname__}.{attr}"
+                fn.__module__ = self.py_func.__module__
+                d = _compile.make_dispatcher(fn, f"{key}-{attr}", options, self.cache)
+                d._compile_for_args = self._hook(d, attr)
+                disp[attr] = d
+            self._compiled = _Compiled(disp["serial"], disp["pre"], disp["chunk"],
+                                       disp["post"], gen)
+            self._serial = disp["serial"]
+            return self._compiled
+
+    def _hook(self, disp: Any, stage: str) -> Callable[..., Any]:
+        original = disp._compile_for_args
+
+        def compile_for_args(*args: Any, **kws: Any) -> Any:
+            if stage in ("serial", "pre"):
+                self._check_args(args[1:] if stage == "serial" else args)
+            try:
+                return original(*args, **kws)
+            except Exception as exc:
+                if _compile.is_numba_compile_error(exc):
+                    raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
+                raise
+
+        return compile_for_args
+
+    # -- arguments --------------------------------------------------------
+    def _written_params(self) -> dict[str, int]:
+        a = self.analysis
+        out = {}
+        for name, role in a.arrays.items():
+            if role.written and name in self._params:
+                out[name] = a.lineno or 0
+        tree = self._tree
+        if tree is not None:  # writes outside the analysed loop count too
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+                    base, _ = _analysis._index_positions(node)
+                    if base is not None and base.id in self._params:
+                        out.setdefault(base.id, node.lineno)
+        return out
+
+    def _check_args(self, args: tuple[Any, ...]) -> None:
+        """Validate arguments for a new type signature; name the bad one."""
+        import numba
+
+        written = self._written_params()
+        where = f"{self.py_func.__qualname__}()"
+        for name, value in zip(self._params, args, strict=False):
+            if _is_pandas(value):
+                raise _NeedsConversion
+            if isinstance(value, (list, tuple)) and name in written:
+                raise ArgumentError(
+                    f"argument {name!r} of {where} is a {type(value).__name__}, but the function "
+                    f"writes to it (line {written[name]}): pass a NumPy array, e.g. "
+                    f"np.asarray({name}), and read the result from that array.")
+            if isinstance(value, list):
+                raise _NeedsConversion
+            if isinstance(value, np.ndarray) and name in written and not value.flags.writeable:
+                raise ArgumentValueError(
+                    f"argument {name!r} of {where} is a read-only array, but the function writes "
+                    f"to it (line {written[name]}): pass a writable array (np.array({name}) "
+                    "copies it; pandas' to_numpy() views are read-only under copy-on-write).")
+            if isinstance(value, (dict, set)):
+                raise ArgumentError(
+                    f"argument {name!r} of {where} is a {type(value).__name__}, which compiled "
+                    "code cannot take: pass NumPy arrays (one per field), numbers or tuples.")
+            try:
+                numba.typeof(value, numba.core.typing.typeof.Purpose.argument)
+            except Exception:
+                raise ArgumentError(
+                    f"argument {name!r} of {where} is a {type(value).__module__}."
+                    f"{type(value).__qualname__} object, which compiled code cannot take: pass "
+                    "NumPy arrays, numbers, tuples or strings (for an object, pass the arrays "
+                    "it holds).") from None
+
+    def _convert_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                      ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (tuple(_to_array(a) for a in args),
+                {k: _to_array(v) for k, v in kwargs.items()})
+
+    # -- calling ----------------------------------------------------------
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        serial = self._serial
+        if serial is not None and not self._convert and _fused_level():
+            st = _state()
+            try:
+                return serial(st, *args, **kwargs)  # type: ignore[no-any-return]
+            except Exception as exc:
+                if isinstance(exc, (_NeedsConversion, CompileError)):
+                    return self._call_slow(args, kwargs)
+                raise self._translate(exc, st) from exc
+        return self._call_slow(args, kwargs)
+
+    def _call_slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if self._python_mode:
+            return self.py_func(*args, **kwargs)
+        if self.target == "cuda":
+            from ..errors import CudaUnavailableError
+
+            raise CudaUnavailableError(
+                "target='cuda' is not implemented yet in this version of loopscale; use "
+                "target='cpu' (the default).")
+        try:
+            self._build()
+        except CompileError:
+            raise
+        if self._convert:
+            args, kwargs = self._convert_args(args, kwargs)
+        setting = config.current_level()
+        name = setting.name
+        if name not in ("serial", "auto") or (name == "auto" and not _fused_level()):
+            executor = get_executor(name, setting.options)
+            return self._call_plan(executor, args, kwargs)
+        if setting.options and name == "serial":
+            get_executor(name, setting.options)  # validates (rejects) options
+        st = _state()
+        while True:
+            try:
+                return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
+            except _NeedsConversion:
+                self._convert = True
+                args, kwargs = self._convert_args(args, kwargs)
+            except CompileError as exc:
+                if not self.fallback:
+                    raise exc.with_traceback(None) from exc.__cause__
+                return self._fall_back(exc, args, kwargs)
+            except LoopscaleError:
+                raise
+            except Exception as exc:
+                raise self._translate(exc, st) from exc
+
+    def _fall_back(self, exc: CompileError, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> R:
+        self._python_mode = True
+        self._serial = None
+        warnings.warn(f"{exc}\n  Running the Python function instead (fallback=True).",
+                      FallbackWarning, stacklevel=4)
+        return self.py_func(*args, **kwargs)
+
+    def _translate(self, exc: Exception, st: np.ndarray) -> Exception:
+        """The exception to raise for *exc* raised inside compiled code."""
+        if isinstance(exc, LoopscaleError):
+            return exc
+        if isinstance(exc, _NeedsConversion):
+            raise exc  # handled by _call_slow
+        text = str(exc)
+        if text.startswith(_ARG_MARK):
+            return ArgumentValueError(text[len(_ARG_MARK):].strip())
+        a = self._analysis
+        if st[1] < 0 or a is None or not a.parallel:
+            return exc
+        b0, b1, lo, step = (int(v) for v in st)
+        first, last = lo + b0 * step, lo + (b1 - 1) * step
+        where = f"{a.filename}:{a.lineno}"
+        msg = (f"{text} (raised in iterations {b0}..{b1 - 1} of the loop at {where}, "
+               f"{a.loop_var} from {first} to {last})")
+        try:
+            new = type(exc)(msg)
+        except Exception:
+            return LoopExecutionError(msg)
+        return new
+
+    def _call_plan(self, executor: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """Run through the outlined plan with *executor* (the threads/mpi path)."""
+        comp = self._build()
+        if comp.pre is None:
+            st = _state()
+            return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
+        try:
+            lo, step, n, bs, nb, parts, state = comp.pre(*args, **kwargs)
+        except _NeedsConversion:
+            self._convert = True
+            args, kwargs = self._convert_args(args, kwargs)
+            return self._call_plan(executor, args, kwargs)
+        except _EarlyReturnType:
+            return self._serial(_state(), *args, **kwargs)  # type: ignore[no-any-return]
+        state = self._cast_state(comp, args, kwargs, state)
+        plan = LoopPlan(function=self.py_func.__qualname__, n=n, block=bs, nblocks=nb,
+                        kernel=comp.chunk, args=(lo, step, n, bs, parts, state), lo=lo,
+                        step=step, has_reductions=bool(self.analysis.reductions),
+                        arrays=self.analysis.arrays)
+        self._last_plan = plan
+        executor.run(plan)
+        return comp.post(nb, parts, state)  # type: ignore[no-any-return]
+
+    def _cast_state(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    state: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Give boxed scalars back the exact Numba type the prologue computed."""
+        from numba import types as nbt
+        from numba.np.numpy_support import as_dtype
+
+        pre = comp.pre
+        if len(pre.overloads) == 1:
+            (cres,) = pre.overloads.values()
+        else:
+            bound = self.__signature__.bind(*args, **kwargs)
+            bound.apply_defaults()
+            sig = tuple(pre.typeof_pyval(v) for v in bound.arguments.values())
+            cres = pre.overloads.get(sig)
+            if cres is None:
+                return state
+        key = cres.signature.args
+        casters = comp.casters.get(key)
+        if casters is None:
+            st_types = cres.signature.return_type[6]
+            default = (nbt.float64, nbt.int64, nbt.complex128, nbt.boolean)
+            casters = tuple(
+                as_dtype(t).type if isinstance(t, (nbt.Float, nbt.Integer, nbt.Complex))
+                and t not in default else None for t in st_types)
+            comp.casters[key] = casters
+        if not any(casters):
+            return state
+        return tuple(c(v) if c is not None else v for c, v in zip(casters, state, strict=True))
+
+    # -- reporting ---------------------------------------------------------
+    def explain(self) -> str:
+        """A readable report: the loop found, whether it runs in parallel and why,
+        the reductions and the role of each array.
+
+        Returns
+        -------
+        str
+        """
+        a = self.analysis
+        fn = self.py_func
+        lines = [f"{fn.__qualname__}() at {fn.__code__.co_filename}:{fn.__code__.co_firstlineno}"]
+        if a.lineno is None:
+            lines.append(f"  no parallel loop: {a.reason}")
+        else:
+            state = "PARALLEL" if a.parallel else "SEQUENTIAL"
+            forced = " (prange)" if a.forced else ""
+            lines.append(f"  loop over `{a.loop_var}` at line {a.lineno}{forced}: {state}")
+            if a.reason:
+                lines.append(f"  reason: {a.reason}")
+            if a.reductions:
+                lines.append("  reductions: " + ", ".join(
+                    f"{k} ({v})" for k, v in a.reductions.items()))
+            if a.privates:
+                lines.append("  private to each iteration: " + ", ".join(a.privates))
+            for name, role in a.arrays.items():
+                lines.append(f"  array {name}: {role.describe()}")
+        for line, why in a.other_loops:
+            lines.append(f"  other loop at line {line}: {why}")
+        if self._python_mode:
+            lines.append("  runs as plain Python (" + (
+                "LOOPSCALE_DISABLE=1" if self._disabled else "fallback after a compile error")
+                + ")")
+        elif self._compiled is not None:
+            gen = self._compiled.gen
+            if a.parallel:
+                lines.append("  plan: prologue -> chunk kernel over blocks -> epilogue" if
+                             gen.pre else f"  plan: none ({gen.plan_reason})")
+            sigs = [str(s) for s in self._compiled.serial.signatures]
+            if sigs:
+                lines.append("  compiled for: " + "; ".join(
+                    s.replace("(Array(int64, 1, 'C', False, aligned=True), ", "(", 1)
+                    for s in sigs))
+        plan = self._last_plan
+        if plan is not None:
+            lines.append(f"  last plan run: {plan.n} iterations in {plan.nblocks} blocks of "
+                         f"{plan.block}")
+        lines.append(f"  level: {config.current_level().name}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<accelerated function {self.py_func.__qualname__}>"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return types.MethodType(self, obj)
+
+
+class _NeedsConversion(Exception):
+    """Internal: an argument (a pandas object, a list) must become an array first."""
+
+
+def _is_pandas(value: Any) -> bool:
+    mod = type(value).__module__
+    return mod.startswith("pandas.") and hasattr(value, "to_numpy")
+
+
+def _to_array(value: Any) -> Any:
+    if _is_pandas(value):
+        return value.to_numpy()
+    if isinstance(value, list):
+        return np.asarray(value)
+    return value
+
+
+def _prange_objects() -> tuple[Any, ...]:
+    objs: list[Any] = [prange]
+    try:
+        import numba
+
+        objs.append(numba.prange)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(objs)
+
+
+def _fused_level() -> bool:
+    """Whether the level in force runs the fused serial function."""
+    setting = config._LEVEL.get()
+    name = setting.name if setting is not None else config._default_level().name
+    if name == "serial":
+        return not (setting is not None and setting.options)
+    if name == "auto":
+        return _auto_is_serial()
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _auto_is_serial() -> bool:
+    # Until another level is installed, `auto` means the compiled serial code.
+    return not any(n in config.installed_levels() for n in ("threads", "mpi"))
+
+
+from ._runtime import EarlyReturn as _EarlyReturnType  # noqa: E402
+
+
+@overload
+def accelerate(func: Callable[P, R], /) -> Accelerated[P, R]: ...
+
+
+@overload
+def accelerate(*, target: str = "cpu", fastmath: bool = False, boundscheck: bool = False,
+               cache: bool = True, fallback: bool = False
+               ) -> Callable[[Callable[P, R]], Accelerated[P, R]]: ...
+
+
+def accelerate(func: Callable[P, R] | None = None, /, *, target: str = "cpu",
+               fastmath: bool = False, boundscheck: bool = False, cache: bool = True,
+               fallback: bool = False) -> Any:
+    """Compile a numeric Python function, and run its main loop at every level.
+
+    Usable as ``@accelerate`` or ``@accelerate(...)``.  The function's
+    top-level ``for ... in range(...)`` loop is analysed: when its iterations
+    are independent it is cut into blocks that the level in force runs
+    (``serial``: in order on one core; ``threads``, ``mpi``: in parallel), with
+    reductions combined in a fixed order so that every level returns the same
+    result.  Plain Python helpers the function calls are compiled too.
+
+    Parameters
+    ----------
+    func : callable
+        A function defined with ``def`` whose source is available.
+    target : {"cpu", "cuda"}
+        Where the compiled code runs.
+    fastmath : bool
+        Let LLVM reassociate floating-point arithmetic (faster, results may
+        differ in the last bits and between levels).
+    boundscheck : bool
+        Check every index; an out-of-range index raises ``IndexError`` naming
+        the iteration range.
+    cache : bool
+        Cache compiled code on disk under ``LOOPSCALE_CACHE_DIR``.
+    fallback : bool
+        When the function cannot be compiled, warn once
+        (:class:`~loopscale.errors.FallbackWarning`) and run it as Python
+        instead of raising :class:`~loopscale.errors.CompileError`.
+
+    Returns
+    -------
+    Accelerated
+        Callable like *func*; ``.py_func`` is *func*, ``.analysis`` the loop
+        analysis, ``.explain()`` a report.
+
+    Raises
+    ------
+    loopscale.errors.UnsupportedFunctionError
+        At decoration, for builtins, lambdas, functions without source,
+        generators and methods.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from loopscale import accelerate
+    >>> @accelerate
+    ... def total(x):
+    ...     s = 0.0
+    ...     for i in range(x.shape[0]):
+    ...         s += x[i] * x[i]
+    ...     return s
+    >>> total(np.arange(4.0))  # doctest: +SKIP
+    14.0
+    """
+    def wrap(f: Callable[P, R]) -> Accelerated[P, R]:
+        return Accelerated(f, target=target, fastmath=fastmath, boundscheck=boundscheck,
+                           cache=cache, fallback=fallback)
+
+    if func is None:
+        return wrap
+    if not callable(func):
+        raise TypeError(f"accelerate() takes a function or keyword options; got {func!r}. "
+                        "Write @accelerate or @accelerate(fastmath=True).")
+    return wrap(func)
+
+
+def _check_level_name(name: str) -> None:  # pragma: no cover - used by level plugins
+    if name not in config.installed_levels():
+        raise LevelError(f"unknown level {name!r}")

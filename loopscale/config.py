@@ -1,0 +1,236 @@
+"""Configuration: every ``LOOPSCALE_*`` environment variable and the level context.
+
+This is the one module that reads loopscale's environment variables; every
+other module asks it.  Standard library only (a leaf of the package graph).
+
+=========================  ==========================================================
+variable                   meaning
+=========================  ==========================================================
+``LOOPSCALE_LEVEL``        default level: ``auto`` (default), ``serial``, ``threads``,
+                           ``mpi``, ``cuda`` or a level added by a third party
+``LOOPSCALE_MAX_WORKERS``  default worker count for the ``threads`` level
+``LOOPSCALE_DISABLE``      ``1`` runs every decorated function as plain Python
+``LOOPSCALE_CACHE_DIR``    where generated code and compiled machine code are cached
+                           (default ``$XDG_CACHE_HOME/loopscale`` or
+                           ``~/.cache/loopscale``)
+=========================  ==========================================================
+
+The level in force is a :mod:`contextvars` variable, so ``with level(...)``
+blocks nest, and each thread and asyncio task sees its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import LevelError
+
+__all__ = [
+    "LEVEL_ENTRY_POINT_GROUP",
+    "LevelSetting",
+    "level",
+    "current_level",
+    "installed_levels",
+    "disabled",
+    "cache_dir",
+    "max_workers_default",
+    "usable_cores",
+]
+
+#: The entry-point group through which executors for levels are found.
+LEVEL_ENTRY_POINT_GROUP = "loopscale.levels"
+
+#: ``auto`` is resolved by the caller; it is not an executor of its own.
+AUTO = "auto"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass(frozen=True)
+class LevelSetting:
+    """The level in force: its name and the options given with it."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source: str = "default"
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def disabled() -> bool:
+    """Whether ``LOOPSCALE_DISABLE`` asks for plain Python everywhere.
+
+    Read at decoration time, as ``NUMBA_DISABLE_JIT`` is.
+    """
+    return _env("LOOPSCALE_DISABLE").lower() in _TRUE
+
+
+def cache_dir() -> str:
+    """The directory for loopscale's on-disk cache (``LOOPSCALE_CACHE_DIR``)."""
+    explicit = _env("LOOPSCALE_CACHE_DIR")
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit))
+    base = _env("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "loopscale")
+
+
+def _cgroup_quota() -> float | None:
+    """CPU quota of this process's cgroup in cores, or None when unlimited."""
+    try:  # cgroup v2
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as fh:
+            quota_us = int(fh.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as fh:
+            period_us = int(fh.read())
+        if quota_us > 0 and period_us > 0:
+            return quota_us / period_us
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def usable_cores() -> int:
+    """Cores this process may use: CPU affinity, capped by the cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, cores)
+
+
+def _parse_max_workers(value: Any, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+                value = int(value)
+            else:
+                raise ValueError
+        except ValueError:
+            raise LevelError(
+                f"max_workers must be a positive integer; got {value!r} (from {source}). "
+                f"Use an integer between 1 and the number of cores ({usable_cores()})."
+            ) from None
+    if value <= 0:
+        raise LevelError(
+            f"max_workers must be greater than 0; got {value!r} (from {source})."
+        )
+    return value
+
+
+def max_workers_default() -> int:
+    """Workers for the ``threads`` level: ``LOOPSCALE_MAX_WORKERS`` or the usable cores."""
+    raw = _env("LOOPSCALE_MAX_WORKERS")
+    if raw:
+        return _parse_max_workers(raw, "LOOPSCALE_MAX_WORKERS")
+    return usable_cores()
+
+
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=LEVEL_ENTRY_POINT_GROUP)}
+
+
+def installed_levels() -> tuple[str, ...]:
+    """Names of the levels whose executors are installed (plus ``auto``)."""
+    names = set(_entry_points())
+    names.add("serial")  # built into accel, present even in a source checkout
+    return tuple(sorted(names)) + (AUTO,)
+
+
+def level_entry_point(name: str) -> Any | None:
+    """The entry point registered for level *name*, or None."""
+    return _entry_points().get(name)
+
+
+def _validate_level(name: Any, source: str) -> str:
+    if not isinstance(name, str):
+        raise LevelError(
+            f"level must be a string; got {name!r} (from {source}). "
+            f"Installed levels: {', '.join(installed_levels())}."
+        )
+    name = name.strip().lower()
+    if name not in installed_levels():
+        raise LevelError(
+            f"unknown or not installed level {name!r} (from {source}). "
+            f"Installed levels: {', '.join(installed_levels())}. "
+            "Levels come from packages that register the 'loopscale.levels' entry point; "
+            "reinstall loopscale (pip install -e .) if a built-in level is missing."
+        )
+    return name
+
+
+_DEFAULT: LevelSetting | None = None
+_LEVEL: contextvars.ContextVar[LevelSetting | None] = contextvars.ContextVar(
+    "loopscale_level", default=None
+)
+
+
+def _default_level() -> LevelSetting:
+    global _DEFAULT
+    if _DEFAULT is None:
+        raw = _env("LOOPSCALE_LEVEL") or AUTO
+        _DEFAULT = LevelSetting(_validate_level(raw, "LOOPSCALE_LEVEL"), source="LOOPSCALE_LEVEL")
+    return _DEFAULT
+
+
+def current_level() -> LevelSetting:
+    """The level in force here: the innermost ``with level(...)`` or ``LOOPSCALE_LEVEL``."""
+    setting = _LEVEL.get()
+    return setting if setting is not None else _default_level()
+
+
+@contextlib.contextmanager
+def level(name: str, **options: Any) -> Iterator[LevelSetting]:
+    """Run the decorated functions called inside the block at level *name*.
+
+    Parameters
+    ----------
+    name : str
+        ``"auto"``, ``"serial"``, ``"threads"``, ``"mpi"``, ``"cuda"`` or a
+        level a third-party package registered.
+    **options
+        Options for the level's executor, for example ``max_workers=4`` for
+        ``threads``.
+
+    Raises
+    ------
+    loopscale.errors.LevelError
+        When the level is unknown or its executor is not installed; the message
+        lists the installed levels.
+
+    Examples
+    --------
+    >>> import loopscale
+    >>> with loopscale.level("serial"):
+    ...     pass
+    """
+    name = _validate_level(name, "loopscale.level()")
+    if "max_workers" in options and options["max_workers"] is not None:
+        options["max_workers"] = _parse_max_workers(options["max_workers"], "max_workers=")
+    token = _LEVEL.set(LevelSetting(name, MappingProxyType(dict(options)), source="level()"))
+    try:
+        yield _LEVEL.get()  # type: ignore[misc]
+    finally:
+        _LEVEL.reset(token)

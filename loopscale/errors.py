@@ -1,0 +1,92 @@
+"""Every exception and warning that loopscale raises.
+
+One hierarchy rooted at :class:`LoopscaleError`.  Each leaf also subclasses the
+standard exception it refines, so ``except TypeError`` keeps working in code
+that does not know about loopscale.  Standard library only: this module is a
+leaf of the package's dependency graph.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+__all__ = [
+    "LoopscaleError",
+    "CompileError",
+    "UnsupportedFunctionError",
+    "ArgumentError",
+    "ArgumentValueError",
+    "LevelError",
+    "LoopExecutionError",
+    "WorkerError",
+    "CudaUnavailableError",
+    "LoopscaleWarning",
+    "FallbackWarning",
+    "SerializationWarning",
+]
+
+
+class LoopscaleError(Exception):
+    """Base class of every error raised by loopscale."""
+
+
+class CompileError(LoopscaleError, TypeError):
+    """A decorated function (or a helper it calls) cannot be compiled.
+
+    The message names the function, the file and line of the construct, what
+    is not supported and what to do instead.  Numba's own error is attached as
+    ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, function: str = "", filename: str = "",
+                 lineno: int | None = None) -> None:
+        super().__init__(message)
+        self.function = function
+        self.filename = filename
+        self.lineno = lineno
+
+
+class UnsupportedFunctionError(LoopscaleError, TypeError):
+    """``@accelerate`` was applied to something it cannot compile (a builtin,
+    a function without source, a generator, a method)."""
+
+
+class ArgumentError(LoopscaleError, TypeError):
+    """An argument has a type the compiled function cannot take (a list where
+    an array is written, an arbitrary Python object...)."""
+
+
+class ArgumentValueError(LoopscaleError, ValueError):
+    """An argument has an acceptable type but an unusable value (a read-only
+    output array, inconsistent shapes)."""
+
+
+class LevelError(LoopscaleError, ValueError):
+    """An unknown level, a level whose executor is not installed, or invalid
+    options for a level."""
+
+
+class LoopExecutionError(LoopscaleError, RuntimeError):
+    """An exception raised inside a compiled loop whose own type could not be
+    re-raised; the original is the ``__cause__``."""
+
+
+class WorkerError(LoopscaleError, concurrent.futures.BrokenExecutor):
+    """A worker (thread or MPI rank) failed in a way that left its executor
+    unusable."""
+
+
+class CudaUnavailableError(LoopscaleError, RuntimeError):
+    """``target="cuda"`` was asked for on a machine where CUDA cannot run."""
+
+
+class LoopscaleWarning(UserWarning):
+    """Base class of every warning issued by loopscale."""
+
+
+class FallbackWarning(LoopscaleWarning):
+    """``fallback=True`` made loopscale run the plain Python function."""
+
+
+class SerializationWarning(LoopscaleWarning):
+    """A loop that looked parallel runs sequentially (the reason is given)."""
