@@ -190,6 +190,12 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
 _ARG_MARK = "loopscale-argument:"
 
 
+def _const_nonneg(node: ast.expr) -> int | None:
+    if isinstance(node, ast.Constant) and type(node.value) is int and node.value >= 0:
+        return node.value
+    return None
+
+
 def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str,  # type: ignore
              filename: str = "", fname: str = "") -> GeneratedCode:
     """Build the generated module for *fdef* (absolute line numbers) and *analysis*."""
@@ -202,11 +208,11 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     # the serial function always takes the error-state array first
     serial_args = copy.deepcopy(fdef.args)
     serial_args.posonlyargs = []
-    serial_args.args = [ast.arg(arg="__ls_st")] + fdef.args.posonlyargs + fdef.args.args
+    serial_args.args = [ast.arg(arg="__ls_sta")] + fdef.args.posonlyargs + fdef.args.args
     # a function with positional-only parameters keeps them positional-or-keyword here
 
     if not analysis.parallel or analysis.loop_index is None:
-        body = _stmts("__ls_st[1] = -1", head) + fdef.body
+        body = _stmts("__ls_st = __ls_carray(__ls_state_ptr(__ls_sta), 4)\n__ls_st[1] = -1", head) + fdef.body
         serial = _func(serial_name, serial_args, body, head)
         module = ast.Module(body=[serial], type_ignores=[])
         return GeneratedCode(module, serial_name, None, None, None, (), analysis.reason or
@@ -225,16 +231,32 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         b = [_Rename(rename).visit(copy.deepcopy(st)) for st in loop.body]
         return b
 
+    nargs = len(analysis.range_args)
+
     def block_loop(start: str, stop: str) -> ast.For:
-        inner = _stmts(f"""
-            for __ls_k in range({start}, {stop}):
-                {var} = __ls_lo + __ls_k * __ls_step
-        """, line)[0]
+        # iterations [start, stop) of the iteration space; with a unit step the
+        # loop variable is the induction variable itself, as in the original
+        # loop, so LLVM sees the same loop Numba's njit would compile
+        start_const = (0 if nargs == 1 else _const_nonneg(analysis.range_args[0]))
+        if nargs == 1:
+            inner = _stmts(f"for {var} in range({start}, {stop}):\n    pass", line)[0]
+            inner.body = []  # type: ignore[attr-defined]
+        elif nargs == 2:
+            inner = _stmts(f"for {var} in range(__ls_lo + {start}, __ls_lo + {stop}):\n"
+                           "    pass", line)[0]
+            inner.body = []  # type: ignore[attr-defined]
+        else:
+            inner = _stmts(f"""
+                for __ls_k in range({start}, {stop}):
+                    {var} = __ls_lo + __ls_k * __ls_step
+            """, line)[0]
+        if nargs <= 2 and start_const is not None:
+            inner.body += _stmts(f"{var} = __ls_nonneg({var})", line)  # type: ignore
         inner.body.extend(body_copy())  # type: ignore[attr-defined]
         return inner  # type: ignore[return-value]
 
     # ---- serial ------------------------------------------------------------
-    s_body: list[ast.stmt] = _stmts("__ls_st[1] = -1", head) + list(pre)
+    s_body: list[ast.stmt] = _stmts("__ls_st = __ls_carray(__ls_state_ptr(__ls_sta), 4)\n__ls_st[1] = -1", head) + list(pre)
     s_body += _range_assign(analysis.range_args, line)
     s_body += _stmts(f"""
         __ls_n = __ls_trip(__ls_lo, __ls_hi, __ls_step)

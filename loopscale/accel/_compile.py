@@ -193,6 +193,9 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         "__ls_one": _runtime.ls_one,
         "__ls_parts": _runtime.ls_parts,
         "__ls_EarlyReturn": _runtime.EarlyReturn,
+        "__ls_state_ptr": _runtime.ls_state_ptr,
+        "__ls_carray": _runtime.ls_carray,
+        "__ls_nonneg": _runtime.ls_nonneg,
     })
     return ns, "\n".join(prints)
 
@@ -264,8 +267,12 @@ def cache_key(*parts: str) -> str:
 # ---------------------------------------------------------------------------
 # errors
 
-_LOC_RE = re.compile(r'File "([^"]+)", line (\d+)')
+_LOC_RE = re.compile(r'File "([^"]+)", line (\d+)|\bat (/[^\s()]+|[\w.-]+\.py) \((\d+)\)')
 _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r"lowering \"\S+ = build_map\(|lowering \"\S+ = build_list\("),
+     "a dict or list literal mixing value types",
+     "give a container one key type and one value type (or use NumPy arrays, one per "
+     "field)"),
     (re.compile(r"Untyped global name '([^']+)'"),
      "the name `{0}` refers to an object Numba cannot compile",
      "call only NumPy/math functions and plain Python helpers on numbers and arrays, or pass "
@@ -288,7 +295,8 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
                 r"Exception matching is limited to"),
      "catching specific exception types inside compiled code",
      "check the condition explicitly (e.g. with an if) instead of try/except, or move it out"),
-    (re.compile(r"No implementation of function Function\(<[^ ]+ '?([\w.]+)'?[^\n]*\) found for "
+    (re.compile(r"No implementation of function Function\(<(?:built-in function|function|class|"
+                r"intrinsic|ufunc)? ?'?([\w.]+)'?[^\n]*\) found for "
                 r"signature:\s*\n\s*>>> ([^\n]+)"),
      "calling `{0}` with arguments ({1}), which Numba does not support",
      "call it with NumPy arrays and numbers of the supported types, or compute it outside "
@@ -304,7 +312,9 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
 
 def _user_location(text: str, func: types.FunctionType) -> tuple[str, int | None]:
     fallback = (func.__code__.co_filename, func.__code__.co_firstlineno)
-    found = [(f, int(n)) for f, n in _LOC_RE.findall(text)]
+    found = [(a or c, int(b or d)) for a, b, c, d in _LOC_RE.findall(text)]
+    own = func.__code__.co_filename
+    found = [(own if os.path.basename(f) == os.path.basename(own) else f, n) for f, n in found]
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     numba_dir = os.path.dirname(numba.__file__)
     user = [(f, n) for f, n in found
