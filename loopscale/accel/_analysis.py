@@ -259,6 +259,7 @@ class _Access:
     write: bool
     line: int
     text: str
+    helper: str | None = None  # the helper through which the access happens
 
 
 class _Unsafe(Exception):
@@ -408,6 +409,8 @@ class _LoopChecker:
                 name, op = form
                 candidates.setdefault(name, set()).add(op)
                 nodes.setdefault(name, []).append(st)
+                if isinstance(st, ast.If):  # `if e > m: m = e`: its assignment belongs to it
+                    nodes[name].append(st.body[0])
         # every assignment of a reduction variable must be one of its reduction statements
         for st in _walk_stmts(self.loop.body):
             for name in _stmt_targets(st):
@@ -427,7 +430,9 @@ class _LoopChecker:
                 continue
             # and inside its own statements only as the accumulator
             self.reductions[name] = ops.pop()
-            self.red_nodes.update(id(st) for st in nodes[name])
+            self.red_nodes.update(id(st) for st in nodes[name] if not (
+                isinstance(st, ast.Assign) and any(isinstance(o, ast.If) and o.body[0] is st
+                                                   for o in nodes[name])))
 
     def check_scalars(self, defined_before: set[str], read_after: dict[str, int]) -> list[str]:
         assigned: set[str] = set()
@@ -540,12 +545,17 @@ class _LoopChecker:
                 params = summary_params(helper)
                 mapping = {p: a for p, a in zip(params, call.args, strict=False)}
                 sub_idx = [_substitute(e, mapping) for e in idx]
+                n_before = len(self.accesses)
                 if isinstance(arg, ast.Name):
                     self._add_access(arg.id, sub_idx, True, call)
                 else:
                     base, pos = _index_positions(arg)
                     if base is not None:
                         self._add_access(base.id, pos + sub_idx, True, call)
+                for acc in self.accesses[n_before:]:
+                    acc.helper = self.src(func)
+                    acc.text = (f"{self.src(arg)}[{', '.join(self.src(e) for e in sub_idx)}]"
+                                if sub_idx else self.src(arg))
 
     def _add_access_whole(self, name: str, write: bool, node: ast.AST) -> None:
         if name in self.private_alias:
@@ -619,9 +629,11 @@ class _LoopChecker:
                     raise _Unsafe(w.line, f"`{root}` is written as a whole (`{w.text}`) in "
                                   "every iteration")
                 if all(self._aligned(p) is None for p in w.positions):
-                    raise _Unsafe(w.line, f"`{w.text}` writes `{root}` at an index that does not "
-                                  f"follow the loop variable `{self.var}`: different iterations "
-                                  "may write the same element (a scatter or a shared slot)")
+                    who = (f"the helper `{w.helper}` writes `{w.text}`, " if w.helper
+                           else f"`{w.text}` writes `{root}` ")
+                    raise _Unsafe(w.line, f"{who}at an index that does not follow the loop "
+                                  f"variable `{self.var}`: different iterations may write the same "
+                                  "element (a scatter or a shared slot)")
             for a in accs:
                 if a.positions is None:
                     raise _Unsafe(a.line, f"`{root}` is written in the loop (line "

@@ -113,6 +113,8 @@ def _refuse(func: Any) -> None:
             f"cannot accelerate {func.__qualname__}(), a method defined in a class body "
             f"({func.__code__.co_filename}:{func.__code__.co_firstlineno}): {accepted}. Move "
             "the loop into a module-level function taking arrays, and call it from the method.")
+    if config.disabled():
+        return  # LOOPSCALE_DISABLE=1: the function runs as Python, source or not
     try:
         _analysis.parse_function(func)
     except (OSError, TypeError) as exc:
@@ -189,7 +191,16 @@ class Accelerated(Generic[P, R]):
         return self._analysis  # type: ignore[return-value]
 
     def _analyse(self) -> None:
-        fdef, line0 = _analysis.parse_function(self.py_func)  # type: ignore[arg-type]
+        try:
+            fdef, line0 = _analysis.parse_function(self.py_func)  # type: ignore[arg-type]
+        except (OSError, TypeError, SyntaxError) as exc:
+            if not self._disabled:
+                raise
+            code = self.py_func.__code__
+            self._analysis = _analysis.LoopAnalysis(
+                self.py_func.__qualname__, code.co_filename, None, None, False,
+                f"not analysed: {exc}")
+            return
         ast.increment_lineno(fdef, line0)
         for node in ast.walk(fdef):
             if isinstance(node, (ast.Name, ast.arg)) and (
@@ -543,10 +554,28 @@ class Accelerated(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<accelerated function {self.py_func.__qualname__}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled by reference, like a function: a worker process imports the
+        # module and finds the same decorated object (and its disk cache)
+        qualname = self.py_func.__qualname__
+        if "<locals>" in qualname:
+            raise TypeError(f"cannot pickle {self!r}: it is defined inside a function; define "
+                            "it at module level to send it to other processes.")
+        return (_lookup_accelerated, (self.py_func.__module__, qualname))
+
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
         return types.MethodType(self, obj)
+
+
+def _lookup_accelerated(module: str, qualname: str) -> Any:
+    import importlib
+
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 class _NeedsConversion(Exception):

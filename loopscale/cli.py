@@ -1,0 +1,112 @@
+"""The ``loopscale`` command: ``info``, ``demo``, and the planned ``profile`` and ``run``.
+
+Thin by design: this module parses arguments and hands each verb to the
+module that implements it, imported only when that verb is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+#: Verbs that are designed but not written yet, and the issue that tracks each.
+PLANNED = {
+    "profile": (6, "find the slow Python loops of a script"),
+    "run": (4, "run a script at a chosen level (threads, mpi, cuda)"),
+}
+
+#: Exit status of a verb that is not implemented yet (as for a usage error).
+EXIT_PLANNED = 2
+
+
+def _info(args: argparse.Namespace) -> int:
+    from . import _info
+
+    return _info.main(as_json=args.json)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import _demo
+
+    return _demo.run_demo("quick" if args.quick else args.size)
+
+
+def _planned(args: argparse.Namespace) -> int:
+    issue, _ = PLANNED[args.command]
+    print(
+        f"loopscale {args.command}: not implemented yet (planned; see issue #{issue}).\n"
+        "Today loopscale offers the serial level: decorate a function with "
+        "@loopscale.accelerate and run your script with python. "
+        "'loopscale demo' shows it; 'loopscale info' describes this machine.",
+        file=sys.stderr,
+    )
+    return EXIT_PLANNED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``loopscale`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="loopscale",
+        description="Take numeric Python loops from one core to many cores to many nodes.",
+    )
+    parser.add_argument("--version", action="version", version=f"loopscale {__version__}")
+    verbs = parser.add_subparsers(dest="command", metavar="command")
+
+    info = verbs.add_parser(
+        "info",
+        help="versions, cores, threading layers, MPI, CUDA and cache directory",
+        description="Describe this installation and machine: versions, cores, Numba "
+        "threading layers, the MPI library, CUDA devices and the cache directory. "
+        "MPI and CUDA are probed in child processes.",
+    )
+    info.add_argument("--json", action="store_true", help="print the report as a JSON object")
+    info.set_defaults(handler=_info)
+
+    demo = verbs.add_parser(
+        "demo",
+        help="time a plain-Python loop, then the same function accelerated",
+        description="Time a plain-Python Mandelbrot kernel, then the same function "
+        "decorated with @loopscale.accelerate at each available level, check the "
+        "results agree, and print what the compiler found.",
+    )
+    sizes = demo.add_mutually_exclusive_group()
+    sizes.add_argument(
+        "--size",
+        choices=("small", "medium"),
+        default="small",
+        help="problem size (default: small, about 1-3 s as plain Python)",
+    )
+    sizes.add_argument("--quick", action="store_true", help="a tiny problem, for smoke tests")
+    demo.set_defaults(handler=_demo)
+
+    for verb, (issue, summary) in PLANNED.items():
+        planned = verbs.add_parser(
+            verb,
+            help=f"{summary} (planned, issue #{issue})",
+            description=f"{summary}. Planned, not implemented yet (issue #{issue}).",
+        )
+        planned.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        planned.set_defaults(handler=_planned)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``loopscale`` command with *argv* (default ``sys.argv[1:]``); return its status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
