@@ -340,6 +340,23 @@ class _LoopChecker:
                     visit(st.finalbody, depth)
 
         visit(self.loop.body, 0)
+        for st in _walk_stmts(self.loop.body):
+            if self.var in _stmt_targets(st):
+                raise _Unsafe(self.line(st), f"the loop variable `{self.var}` is reassigned "
+                              "inside the loop, so indices written with it no longer identify "
+                              "the iteration")
+        for node in ast.walk(self.loop):
+            if isinstance(node, ast.Call):
+                mod = getattr(self.resolver.value(node.func), "__module__", None) or ""
+                base = node.func.value if isinstance(node.func, ast.Attribute) else None
+                base_obj = self.resolver.value(base) if base is not None else None
+                base_name = getattr(base_obj, "__name__", "") if base_obj is not None else ""
+                if (mod.startswith(("numpy.random", "random")) or base_name in (
+                        "numpy.random", "random")):
+                    raise _Unsafe(self.line(node),
+                                  f"`{self.src(node.func)}` draws from a random generator shared "
+                                  "by all iterations, so the numbers each iteration gets would "
+                                  "depend on the schedule")
 
     def _check_exprs(self, exprs: list[ast.expr]) -> None:
         for e in exprs:
