@@ -17,6 +17,7 @@ import ast
 import functools
 import inspect
 import threading
+import time
 import types
 import warnings
 from collections.abc import Callable
@@ -174,9 +175,10 @@ class Accelerated(Generic[P, R]):
         self._serial: Any = None  # the fused dispatcher, once built
         self._python_mode = self._disabled
         self._convert = False
-        self._fast = False  # the fused serial function may be called directly
+        self._fast = 0  # fast-path mode of the generated __call__ (see _fast_mode)
         self._params = list(self.__signature__.parameters)
         self._last_plan: LoopPlan | None = None
+        self._last_run_seconds: float | None = None
         #: Numba's warnings while compiling (performance hints, type-safety casts).
         self.compile_warnings: list[str] = []
 
@@ -386,22 +388,30 @@ class Accelerated(Generic[P, R]):
             raise
         if self._convert:
             args, kwargs = self._convert_args(args, kwargs)
-        self._fast = (not self._convert and not self._python_mode
-                      and _default_is_fused())
         setting = config.current_level()
-        name = setting.name
-        if name not in ("serial", "auto") or (name == "auto" and not _fused_level()):
+        name = self._resolve_level(setting)
+        self._fast = self._fast_mode()
+        if name != "serial":
             executor = get_executor(name, setting.options)
-            return self._call_plan(executor, args, kwargs)
-        if setting.options and name == "serial":
-            get_executor(name, setting.options)  # validates (rejects) options
+            if setting.name != "auto":
+                return self._call_plan(executor, args, kwargs)
+            self._last_run_seconds = None
+            result = self._call_plan(executor, args, kwargs)
+            # auto: a loop that would have been short on one core goes back to
+            # the fused serial code (timed, so that a bigger call comes back here)
+            spent = self._last_run_seconds
+            if spent is not None and spent * getattr(executor, "max_workers", 1) < AUTO_SECONDS:
+                self._fast = 2 if _LEVEL_VAR.get() is None else self._fast
+            return result
+        if setting.options and setting.name == "serial":
+            get_executor("serial", setting.options)  # validates (rejects) options
         st = _state()
         while True:
             try:
                 return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
             except _NeedsConversion:
                 self._convert = True
-                self._fast = False
+                self._fast = 0
                 args, kwargs = self._convert_args(args, kwargs)
             except CompileError as exc:
                 if not self.fallback:
@@ -415,10 +425,41 @@ class Accelerated(Generic[P, R]):
                     raise
                 raise new from exc
 
+    def _resolve_level(self, setting: config.LevelSetting) -> str:
+        """The level this call runs at: ``auto`` resolved for this function."""
+        if setting.name != "auto":
+            return setting.name
+        comp = self._compiled
+        if not self.analysis.parallel or comp is None or comp.pre is None:
+            return "serial"
+        if self._fast == 2 and _LEVEL_VAR.get() is None:
+            # came here because a timed serial call was long: go parallel
+            return _auto_parallel_level() or "serial"
+        if self._fast == 2:
+            return "serial"
+        return _auto_parallel_level() or "serial"
+
+    def _fast_mode(self) -> int:
+        """How the generated ``__call__`` may skip this slow path at the default
+        level: 0 never, 1 always (fused serial), 2 timed (``auto``: fused serial
+        until a call is long enough to gain from another level)."""
+        if self._convert or self._python_mode or self._serial is None:
+            return 0
+        default = config._default_level()
+        if default.name == "serial" and not default.options:
+            return 1
+        if default.name != "auto":
+            return 0
+        comp = self._compiled
+        if (not self.analysis.parallel or comp is None or comp.pre is None
+                or _auto_parallel_level() is None):
+            return 1
+        return self._fast if self._fast == 2 else 0
+
     def _fall_back(self, exc: CompileError, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> R:
         self._python_mode = True
-        self._fast = False
+        self._fast = 0
         self._serial = None
         warnings.warn(f"{exc}\n  Running the Python function instead (fallback=True).",
                       FallbackWarning, stacklevel=4)
@@ -467,7 +508,9 @@ class Accelerated(Generic[P, R]):
                         step=step, has_reductions=bool(self.analysis.reductions),
                         arrays=self.analysis.arrays)
         self._last_plan = plan
+        t0 = time.perf_counter()
         executor.run(plan)
+        self._last_run_seconds = time.perf_counter() - t0
         return comp.post(nb, parts, state)  # type: ignore[no-any-return]
 
     def _cast_state(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -606,30 +649,20 @@ def _prange_objects() -> tuple[Any, ...]:
     return tuple(objs)
 
 
-def _fused_level() -> bool:
-    """Whether the level in force runs the fused serial function."""
-    setting = config._LEVEL.get()
-    name = setting.name if setting is not None else config._default_level().name
-    if name == "serial":
-        return not (setting is not None and setting.options)
-    if name == "auto":
-        return _auto_is_serial()
-    return False
-
-
-@functools.lru_cache(maxsize=1)
-def _default_is_fused() -> bool:
-    name = config._default_level().name
-    return name == "serial" or (name == "auto" and _auto_is_serial())
-
-
 _LEVEL_VAR = config._LEVEL
 
+#: At level ``auto``, a parallel loop whose serial run takes less than this runs
+#: serially: below it, waking threads costs more than it saves.
+AUTO_SECONDS = 200e-6
+
 
 @functools.lru_cache(maxsize=1)
-def _auto_is_serial() -> bool:
-    # Until another level is installed, `auto` means the compiled serial code.
-    return not any(n in config.installed_levels() for n in ("threads", "mpi"))
+def _auto_parallel_level() -> str | None:
+    """The level ``auto`` uses for a parallel loop, or None for serial."""
+    levels = config.installed_levels()
+    if "threads" in levels and config.usable_cores() > 1:
+        return "threads"
+    return None
 
 
 from ._runtime import EarlyReturn as _EarlyReturnType  # noqa: E402
@@ -648,7 +681,8 @@ def accelerate(*, target: str = "cpu", fastmath: bool = False, boundscheck: bool
 def _make_call(func: types.FunctionType) -> Callable[..., Any]:
     """A ``__call__`` with *func*'s exact signature that calls the fused code directly."""
     sig = inspect.signature(func)
-    ns: dict[str, Any] = {"_LV": _LEVEL_VAR.get, "_TLS": _TLS, "_new_state": _new_state}
+    ns: dict[str, Any] = {"_LV": _LEVEL_VAR.get, "_TLS": _TLS, "_new_state": _new_state,
+                          "_pc": time.perf_counter, "_AUTO": AUTO_SECONDS}
     params, pos, kw = ["__ls_self"], [], []
     seen_kwonly = False
     last_posonly = None
@@ -684,15 +718,25 @@ def _make_call(func: types.FunctionType) -> Callable[..., Any]:
     dct = "dict(" + ", ".join(kw) + ")"
     src = f"""
 def __call__({", ".join(params)}):
-    if __ls_self._fast and _LV() is None:
+    __ls_m = __ls_self._fast
+    if __ls_m and _LV() is None:
         try:
             __ls_st = _TLS.addr
         except AttributeError:
             __ls_st = _new_state()
+        if __ls_m == 1:
+            try:
+                return __ls_self._serial(__ls_st{", " if call else ""}{call})
+            except Exception as __ls_exc:
+                return __ls_self._after_error(__ls_exc, {tup}, {dct})
+        __ls_t = _pc()
         try:
-            return __ls_self._serial(__ls_st{", " if call else ""}{call})
+            __ls_r = __ls_self._serial(__ls_st{", " if call else ""}{call})
         except Exception as __ls_exc:
             return __ls_self._after_error(__ls_exc, {tup}, {dct})
+        if _pc() - __ls_t > _AUTO:
+            __ls_self._fast = 0
+        return __ls_r
     return __ls_self._call_slow({tup}, {dct})
 """
     exec(compile(src, f"<loopscale call wrapper of {func.__qualname__}>", "exec"), ns)

@@ -1,0 +1,147 @@
+"""Chunk planning: how a range of blocks is cut into the pieces workers claim.
+
+Pure functions over integers, tested without threads.  A *chunk* is a half-open
+range ``[c0, c1)`` of block indices; every planner returns chunks that cover
+``[0, nblocks)`` exactly once, in increasing order, so that results never
+depend on the plan (reductions are per block, combined later in block order).
+
+Policies (the ``policy=`` argument, as OpenMP's ``schedule`` clause):
+
+``static``
+    ``max_workers`` equal contiguous chunks (or chunks of ``chunksize``
+    blocks dealt round-robin when one is given).  Lowest overhead; suits
+    loops whose iterations cost the same.
+``dynamic``
+    Chunks of ``chunksize`` blocks (default: enough for ~8 chunks per
+    worker) claimed by whichever worker is free.  Balances uneven loops.
+``guided``
+    Chunks that shrink as the work runs out: each is the remaining work
+    divided by twice the worker count, never below ``chunksize``.  Balances
+    uneven loops with fewer claims than ``dynamic``.
+``auto``
+    ``guided`` with its smallest chunk sized from the measured cost per block
+    so that no chunk is shorter than ~50 µs (tiny loops are not drowned in
+    overhead), or ``static`` when the loop is too small to split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["POLICIES", "plan_chunks", "validate_policy", "validate_max_workers",
+           "MIN_CHUNK_SECONDS"]
+
+#: The scheduling policies, in the order documented.
+POLICIES = ("static", "dynamic", "guided", "auto")
+
+#: ``auto`` aims for chunks at least this long, so claiming one (~1-5 µs) is cheap.
+MIN_CHUNK_SECONDS = 50e-6
+
+
+def validate_policy(policy: object) -> str:
+    """*policy* if it is one of :data:`POLICIES`, else a ValueError listing them."""
+    if not isinstance(policy, str) or policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(map(repr, POLICIES))}; got "
+                         f"{policy!r}.")
+    return policy
+
+
+def validate_max_workers(max_workers: object, *, name: str = "max_workers") -> int | None:
+    """*max_workers* as a positive int (None stays None), else a clear error."""
+    if max_workers is None:
+        return None
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+        raise TypeError(f"{name} must be a positive integer or None; got {max_workers!r}.")
+    if max_workers <= 0:
+        raise ValueError(f"{name} must be greater than 0; got {max_workers!r}.")
+    return max_workers
+
+
+def validate_chunksize(chunksize: object) -> int | None:
+    if chunksize is None:
+        return None
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+        raise TypeError(f"chunksize must be a positive integer or None; got {chunksize!r}.")
+    if chunksize <= 0:
+        raise ValueError(f"chunksize must be greater than 0; got {chunksize!r}.")
+    return chunksize
+
+
+def _even(nblocks: int, pieces: int) -> list[tuple[int, int]]:
+    pieces = max(1, min(pieces, nblocks))
+    base, extra = divmod(nblocks, pieces)
+    out, start = [], 0
+    for p in range(pieces):
+        stop = start + base + (1 if p < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _fixed(nblocks: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, nblocks)) for s in range(0, nblocks, size)]
+
+
+def _guided(nblocks: int, workers: int, minimum: int) -> list[tuple[int, int]]:
+    out, start = [], 0
+    while start < nblocks:
+        size = max(minimum, math.ceil((nblocks - start) / (2 * workers)))
+        stop = min(nblocks, start + size)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def plan_chunks(nblocks: int, workers: int, policy: str = "auto", chunksize: int | None = None,
+                seconds_per_block: float | None = None) -> list[tuple[int, int]]:
+    """Cut ``[0, nblocks)`` into chunks for *workers* workers.
+
+    Parameters
+    ----------
+    nblocks : int
+        Number of blocks (>= 0).
+    workers : int
+        Number of workers that will claim chunks (>= 1).
+    policy : str
+        One of :data:`POLICIES`.
+    chunksize : int, optional
+        Blocks per chunk (``static``, ``dynamic``) or the smallest chunk
+        (``guided``, ``auto``).
+    seconds_per_block : float, optional
+        Measured cost of one block, used by ``auto``.
+
+    Returns
+    -------
+    list of (int, int)
+        Chunks covering ``[0, nblocks)`` in increasing order.
+    """
+    validate_policy(policy)
+    if nblocks <= 0:
+        return []
+    workers = max(1, workers)
+    if workers == 1:
+        return [(0, nblocks)]
+    if policy == "static":
+        return _fixed(nblocks, chunksize) if chunksize else _even(nblocks, workers)
+    if policy == "dynamic":
+        return _fixed(nblocks, chunksize or max(1, nblocks // (8 * workers)))
+    if policy == "guided":
+        return _guided(nblocks, workers, chunksize or 1)
+    # auto
+    minimum = chunksize or 1
+    if seconds_per_block is not None and seconds_per_block > 0:
+        minimum = max(minimum, math.ceil(MIN_CHUNK_SECONDS / seconds_per_block))
+        if nblocks * seconds_per_block < 2 * MIN_CHUNK_SECONDS:
+            return [(0, nblocks)]
+    return _guided(nblocks, workers, minimum)
+
+
+def covers_exactly(chunks: Sequence[tuple[int, int]], nblocks: int) -> bool:
+    """Whether *chunks* cover ``[0, nblocks)`` once each, in order (for tests)."""
+    pos = 0
+    for c0, c1 in chunks:
+        if c0 != pos or c1 <= c0:
+            return False
+        pos = c1
+    return pos == nblocks
