@@ -223,11 +223,17 @@ def run_demo(size: str = "small", out: TextIO | None = None) -> int:
             rows.append(f"{rung.level}: failed: {exc}")
             status = 1
             continue
+        what = rung.what
+        if rung.level == "threads":
+            try:
+                what = f"compiled, {config.max_workers_default()} threads"
+            except LoopscaleError:
+                pass
         ok, verdict = compare_results(reference, timing.result)
         status = status if ok else 1
         speedup = python_time / timing.best if timing.best > 0 else float("inf")
         rows.append(
-            f"{rung.level:<8} {rung.what:<27} {_seconds(timing.first_call):>11} "
+            f"{rung.level:<8} {what:<27} {_seconds(timing.first_call):>11} "
             f"{_seconds(timing.best):>10} {speedup:>7.0f}x  {verdict}"
         )
     say()

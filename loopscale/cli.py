@@ -38,8 +38,8 @@ def _planned(args: argparse.Namespace) -> int:
     issue, _ = PLANNED[args.command]
     print(
         f"loopscale {args.command}: not implemented yet (planned; see issue #{issue}).\n"
-        "Today loopscale offers the serial level: decorate a function with "
-        "@loopscale.accelerate and run your script with python. "
+        "Meanwhile, decorate a function with @loopscale.accelerate and run your "
+        "script with python (LOOPSCALE_LEVEL chooses the level). "
         "'loopscale demo' shows it; 'loopscale info' describes this machine.",
         file=sys.stderr,
     )
@@ -99,7 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``loopscale`` command with *argv* (default ``sys.argv[1:]``); return its status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # Planned verbs accept anything (``loopscale run -n 4 script.py``) and only
+        # say they are planned; the other verbs reject what they do not know.
+        args, unknown = parser.parse_known_args(argv)
+        if unknown and args.command not in PLANNED:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:

@@ -190,8 +190,12 @@ _LEVEL: contextvars.ContextVar[LevelSetting | None] = contextvars.ContextVar(
 def _default_level() -> LevelSetting:
     global _DEFAULT
     if _DEFAULT is None:
-        raw = _env("LOOPSCALE_LEVEL") or AUTO
-        _DEFAULT = LevelSetting(_validate_level(raw, "LOOPSCALE_LEVEL"), source="LOOPSCALE_LEVEL")
+        raw = _env("LOOPSCALE_LEVEL")
+        if raw:
+            _DEFAULT = LevelSetting(_validate_level(raw, "LOOPSCALE_LEVEL"),
+                                    source="LOOPSCALE_LEVEL")
+        else:
+            _DEFAULT = LevelSetting(AUTO, source="default")
     return _DEFAULT
 
 

@@ -1059,7 +1059,8 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
             if forced and on_loop is not None:
                 on_loop(header, reason)
             results.append(LoopAnalysis(name, filename, header, checker.var, False, reason,
-                                        forced=forced, loop_index=idx))
+                                        forced=forced, loop_index=idx,
+                                        range_args=tuple(loop.iter.args)))  # type: ignore
     parallel = [r for r in results if r.parallel]
     if parallel:
         depth = {c[0]: _loop_depth(c[1]) for c in candidates}

@@ -196,6 +196,43 @@ def _const_nonneg(node: ast.expr) -> int | None:
     return None
 
 
+def _sequential_with_ranges(body: list[ast.stmt], analysis: LoopAnalysis) -> list[ast.stmt]:
+    """The function body with its analysed (sequential) loop recording, in the
+    error-state slots, the iteration it is at, so that an exception names it.
+
+    The loop keeps its order and semantics: every iteration stores its index
+    before running (two integer stores; sequential loops are not vectorized).
+    """
+    idx = analysis.loop_index
+    if idx is None or not analysis.range_args:
+        return body
+    loop = body[idx]
+    if not isinstance(loop, ast.For) or not isinstance(loop.target, ast.Name):
+        return body
+    loop = copy.deepcopy(loop)
+    line = loop.lineno
+    nargs = len(analysis.range_args)
+    pre = _range_assign(analysis.range_args, line)
+    pre += _stmts("""
+        __ls_st[2] = __ls_lo
+        __ls_st[3] = __ls_step
+    """, line)
+    var = loop.target.id
+    if nargs < 3:
+        step_expr = "1"
+    else:
+        step_expr = "__ls_step"
+    loop.iter = _fix([ast.Expr(ast.parse(f"range(__ls_lo, __ls_hi, {step_expr})",
+                                         mode="eval").body)], line)[0].value  # type: ignore
+    track = _stmts(f"""
+        __ls_st[0] = ({var} - __ls_lo) // __ls_step
+        __ls_st[1] = __ls_st[0] + 1
+    """, line)
+    loop.body = track + loop.body
+    after = _stmts("__ls_st[1] = -1", line)
+    return body[:idx] + pre + [loop] + after + body[idx + 1:]
+
+
 def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str,  # type: ignore
              filename: str = "", fname: str = "") -> GeneratedCode:
     """Build the generated module for *fdef* (absolute line numbers) and *analysis*."""
@@ -212,7 +249,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     # a function with positional-only parameters keeps them positional-or-keyword here
 
     if not analysis.parallel or analysis.loop_index is None:
-        body = _stmts("__ls_st = __ls_carray(__ls_state_ptr(__ls_sta), 4)\n__ls_st[1] = -1", head) + fdef.body
+        body = _stmts("__ls_st = __ls_carray(__ls_state_ptr(__ls_sta), 4)\n__ls_st[1] = -1",
+                      head) + _sequential_with_ranges(fdef.body, analysis)
         serial = _func(serial_name, serial_args, body, head)
         module = ast.Module(body=[serial], type_ignores=[])
         return GeneratedCode(module, serial_name, None, None, None, (), analysis.reason or
@@ -334,7 +372,9 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             dead_loop = dead.body[0]  # type: ignore[attr-defined]
             dead_loop.body = _stmts(f"{var} = __ls_lo + __ls_k * __ls_step", line) + body_copy()
             pre_body.append(dead)
-        parts = ", ".join(f"__ls_parts({'__ls_nb'}, {rename[s]})" for s in reds)
+        # the identities, typed like the partials (the dead copy of the body above
+        # unified their types); the caller allocates one partial per block from them
+        parts = ", ".join(rename[s] for s in reds)
         state_t = "".join(f"{s}, " for s in state)
         pre_body += _stmts(f"return (__ls_lo, __ls_step, __ls_n, __ls_bs, __ls_nb, ({parts}"
                            f"{',' if reds else ''}), ({state_t}))", line)

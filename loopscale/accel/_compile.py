@@ -320,7 +320,7 @@ def _user_location(text: str, func: types.FunctionType) -> tuple[str, int | None
     user = [(f, n) for f, n in found
             if not os.path.abspath(f).startswith((pkg, numba_dir)) and not f.startswith("<")]
     if user:
-        return user[-1]  # the innermost user frame (a helper, when one fails)
+        return user[0]  # Numba reports the innermost frame first (a helper's construct)
     return fallback
 
 

@@ -138,7 +138,7 @@ class _Compiled:
         self.chunk = chunk
         self.post = post
         self.gen = gen
-        self.casters: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.casters: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
 
 
 class Accelerated(Generic[P, R]):
@@ -354,6 +354,16 @@ class Accelerated(Generic[P, R]):
 
     def _convert_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]
                       ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """pandas objects and lists of numbers become arrays; written lists are refused."""
+        written = self._written_params()
+        named = list(zip(self._params, args, strict=False)) + list(kwargs.items())
+        for name, value in named:
+            if isinstance(value, (list, tuple)) and name in written:
+                raise ArgumentError(
+                    f"argument {name!r} of {self.py_func.__qualname__}() is a "
+                    f"{type(value).__name__}, but the function writes to it (line "
+                    f"{written[name]}): pass a NumPy array, e.g. np.asarray({name}), and read "
+                    "the result from that array.")
         return (tuple(_to_array(a) for a in args),
                 {k: _to_array(v) for k, v in kwargs.items()})
 
@@ -386,6 +396,14 @@ class Accelerated(Generic[P, R]):
             self._build()
         except CompileError:
             raise
+        try:
+            return self._call_at_level(args, kwargs)
+        except CompileError as exc:
+            if not self.fallback:
+                raise exc.with_traceback(None) from exc.__cause__
+            return self._fall_back(exc, args, kwargs)
+
+    def _call_at_level(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self._convert:
             args, kwargs = self._convert_args(args, kwargs)
         setting = config.current_level()
@@ -413,10 +431,6 @@ class Accelerated(Generic[P, R]):
                 self._convert = True
                 self._fast = 0
                 args, kwargs = self._convert_args(args, kwargs)
-            except CompileError as exc:
-                if not self.fallback:
-                    raise exc.with_traceback(None) from exc.__cause__
-                return self._fall_back(exc, args, kwargs)
             except LoopscaleError:
                 raise
             except Exception as exc:
@@ -475,7 +489,7 @@ class Accelerated(Generic[P, R]):
         if text.startswith(_ARG_MARK):
             return ArgumentValueError(text[len(_ARG_MARK):].strip())
         a = self._analysis
-        if _TLS.st[1] < 0 or a is None or not a.parallel:
+        if _TLS.st[1] < 0 or a is None or a.lineno is None:
             return exc
         b0, b1, lo, step = (int(v) for v in _TLS.st)
         first, last = lo + b0 * step, lo + (b1 - 1) * step
@@ -495,16 +509,36 @@ class Accelerated(Generic[P, R]):
             st = _state()
             return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
         try:
-            lo, step, n, bs, nb, parts, state = comp.pre(*args, **kwargs)
+            lo, step, n, bs, nb, idents, state = comp.pre(*args, **kwargs)
         except _NeedsConversion:
             self._convert = True
             args, kwargs = self._convert_args(args, kwargs)
             return self._call_plan(executor, args, kwargs)
         except _EarlyReturnType:
             return self._serial(_state(), *args, **kwargs)  # type: ignore[no-any-return]
-        state = self._cast_state(comp, args, kwargs, state)
+        except ValueError as exc:
+            if str(exc).startswith(_ARG_MARK):
+                raise ArgumentValueError(str(exc)[len(_ARG_MARK):].strip()) from None
+            raise
+        casters, dtypes = self._plan_types(comp, args, kwargs)
+        if any(casters):
+            state = tuple(c(v) if c is not None else v
+                          for c, v in zip(casters, state, strict=True))
+        parts = tuple(_partials(nb, ident, dt) for ident, dt in zip(idents, dtypes,
+                                                                     strict=True))
+        kargs = (lo, step, n, bs, parts, state)
+        # compile the chunk kernel here, in the caller, so that a compile error is
+        # reported as such (not as a failure of some chunk on some worker)
+        try:
+            comp.chunk(0, 0, *kargs)
+        except CompileError:
+            raise
+        except Exception as exc:
+            if _compile.is_numba_compile_error(exc):
+                raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
+            raise
         plan = LoopPlan(function=self.py_func.__qualname__, n=n, block=bs, nblocks=nb,
-                        kernel=comp.chunk, args=(lo, step, n, bs, parts, state), lo=lo,
+                        kernel=comp.chunk, args=kargs, lo=lo,
                         step=step, has_reductions=bool(self.analysis.reductions),
                         arrays=self.analysis.arrays)
         self._last_plan = plan
@@ -513,9 +547,10 @@ class Accelerated(Generic[P, R]):
         self._last_run_seconds = time.perf_counter() - t0
         return comp.post(nb, parts, state)  # type: ignore[no-any-return]
 
-    def _cast_state(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    state: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Give boxed scalars back the exact Numba type the prologue computed."""
+    def _plan_types(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]
+                    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """From the prologue's Numba signature: casts that give boxed state scalars
+        back their exact type, and the dtypes of the reduction partials."""
         from numba import types as nbt
         from numba.np.numpy_support import as_dtype
 
@@ -526,21 +561,19 @@ class Accelerated(Generic[P, R]):
             bound = self.__signature__.bind(*args, **kwargs)
             bound.apply_defaults()
             sig = tuple(pre.typeof_pyval(v) for v in bound.arguments.values())
-            cres = pre.overloads.get(sig)
-            if cres is None:
-                return state
+            cres = pre.overloads[sig]
         key = cres.signature.args
-        casters = comp.casters.get(key)
-        if casters is None:
-            st_types = cres.signature.return_type[6]
+        found = comp.casters.get(key)
+        if found is None:
+            rtype = cres.signature.return_type
             default = (nbt.float64, nbt.int64, nbt.complex128, nbt.boolean)
             casters = tuple(
                 as_dtype(t).type if isinstance(t, (nbt.Float, nbt.Integer, nbt.Complex))
-                and t not in default else None for t in st_types)
-            comp.casters[key] = casters
-        if not any(casters):
-            return state
-        return tuple(c(v) if c is not None else v for c, v in zip(casters, state, strict=True))
+                and t not in default else None for t in rtype[6])
+            dtypes = tuple(as_dtype(t.dtype if isinstance(t, nbt.Array) else t)
+                           for t in rtype[5])
+            found = comp.casters[key] = (casters, dtypes)
+        return found
 
     # -- reporting ---------------------------------------------------------
     def explain(self) -> str:
@@ -580,11 +613,10 @@ class Accelerated(Generic[P, R]):
             if a.parallel:
                 lines.append("  plan: prologue -> chunk kernel over blocks -> epilogue" if
                              gen.pre else f"  plan: none ({gen.plan_reason})")
-            sigs = [str(s) for s in self._compiled.serial.signatures]
+            sigs = ["(" + ", ".join(str(t) for t in sig[1:]) + ")"
+                    for sig in self._compiled.serial.signatures]
             if sigs:
-                lines.append("  compiled for: " + "; ".join(
-                    s.replace("(Array(int64, 1, 'C', False, aligned=True), ", "(", 1)
-                    for s in sigs))
+                lines.append("  compiled for: " + "; ".join(sigs))
         for w in self.compile_warnings:
             lines.append(f"  numba warned: {w}")
         plan = self._last_plan
@@ -610,6 +642,13 @@ class Accelerated(Generic[P, R]):
         if obj is None:
             return self
         return types.MethodType(self, obj)
+
+
+def _partials(nblocks: int, identity: Any, dtype: Any) -> np.ndarray:
+    """One reduction partial per block, for a scalar or an array accumulator."""
+    if isinstance(identity, np.ndarray):
+        return np.empty((nblocks,) + identity.shape, dtype)
+    return np.empty(nblocks, dtype)
 
 
 def _lookup_accelerated(module: str, qualname: str) -> Any:

@@ -1,13 +1,19 @@
-"""Shared-memory scheduler: the ``threads`` level (planned, not implemented yet).
+"""The shared-memory scheduler: every local core, the same answer.
 
-This package will run a compiled chunk kernel over blocks of a loop's
-iteration space on the local cores, with reductions combined in a fixed order
-so that any worker count gives the same answer, and will register its executor
-under the ``loopscale.levels`` entry point as ``threads``.  Nothing is
-implemented yet: the package is a placeholder so that the package layout of the
-design exists.
+``schedule`` runs chunk functions — compiled, nogil, over shared NumPy arrays —
+on a pool of persistent worker threads.  It knows nothing of ``accel``: the
+``threads`` level's executor (:class:`ThreadsExecutor`, registered under the
+``loopscale.levels`` entry point) receives a loop plan and runs its chunk
+kernel over the plan's blocks.  :func:`parallel_for` is the same building block
+for any ``fn(start, stop, *args)``.
+
+Scheduling policies are those of OpenMP: ``static``, ``dynamic``, ``guided``
+and ``auto`` (see :mod:`loopscale.schedule._chunking`).
 """
 
-from __future__ import annotations
+from ._chunking import POLICIES, plan_chunks
+from ._parallel import ThreadsExecutor, parallel_for
+from ._pool import WorkerPool, in_worker
 
-__all__: list[str] = []
+__all__ = ["POLICIES", "ThreadsExecutor", "WorkerPool", "in_worker", "parallel_for",
+           "plan_chunks"]

@@ -1,0 +1,313 @@
+"""The loop analysis: parallel only when safe, and the reason names the line.
+
+Expected line numbers are computed from the source text (``inspect``), never
+hard-coded, so editing this file or ``kernels.py`` does not break the tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import numpy as np
+import pytest
+
+from loopscale import accelerate, prange
+
+from . import kernels as K
+from .kernels import KERNELS, KERNELS_BY_NAME, Kernel, accelerated, assert_results_match
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def line_of(func, text: str) -> int:
+    """Absolute line number (in func's file) of the one source line containing *text*."""
+    lines, start = inspect.getsourcelines(func)
+    hits = [start + k for k, line in enumerate(lines) if text in line]
+    assert len(hits) == 1, f"{text!r} occurs {len(hits)} times in {func.__name__}"
+    return hits[0]
+
+
+def loop_header_line(func) -> int:
+    """Line of the first (outermost) ``for`` statement of *func*."""
+    lines, start = inspect.getsourcelines(func)
+    for k, line in enumerate(lines):
+        if line.strip().startswith("for "):
+            return start + k
+    raise AssertionError(f"no for loop in {func.__name__}")
+
+
+def names_line(text: str | None, lineno: int) -> bool:
+    return text is not None and re.search(rf"\bline {lineno}\b", text) is not None
+
+
+def run_both(func, fn, args_factory):
+    """Run Python and compiled versions on identical fresh inputs and compare."""
+    py_args = args_factory()
+    jit_args = args_factory()
+    expected = func(*py_args)
+    got = fn(*jit_args)
+    assert_results_match(got, expected, exact=True)
+    for g, e in zip(jit_args, py_args, strict=True):
+        if isinstance(e, np.ndarray):
+            assert_results_match(g, e, exact=True)
+
+
+def _args(kernel: Kernel, n: int = 101, seed: int = 0):
+    return lambda: kernel.make_args(n, np.random.default_rng(seed))
+
+
+# ---------------------------------------------------------------------------
+# the whole corpus
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_corpus_verdict_matches_expectation(kernel):
+    fn = accelerated(kernel)
+    fn(*kernel.make_args(5, np.random.default_rng(0)))
+    analysis = fn.analysis
+    assert analysis.parallel is kernel.parallel, (
+        f"{kernel.name}: parallel={analysis.parallel}, reason={analysis.reason!r}"
+    )
+    if kernel.parallel:
+        assert analysis.reason is None
+    else:
+        assert isinstance(analysis.reason, str) and analysis.reason
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_analysis_reports_the_loop_header_line(kernel):
+    fn = accelerated(kernel)
+    assert fn.analysis.lineno == loop_header_line(kernel.func)
+
+
+@pytest.mark.parametrize(
+    "kernel", [k for k in KERNELS if k.reductions is not None], ids=lambda k: k.name
+)
+def test_analysis_lists_the_reductions(kernel):
+    fn = accelerated(kernel)
+    assert dict(fn.analysis.reductions) == dict(kernel.reductions)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_explain_is_text_that_mentions_the_loop_line(kernel):
+    fn = accelerated(kernel)
+    text = fn.explain()
+    assert isinstance(text, str) and text.strip()
+    assert str(loop_header_line(kernel.func)) in text
+
+
+# ---------------------------------------------------------------------------
+# unsafe loops: sequential, the reason names the line, Python's answer kept
+# ---------------------------------------------------------------------------
+
+UNSAFE = {
+    # kernel name -> the text of the offending line(s) (any one may be named)
+    "prefix_sum": [(K.prefix_sum, "out[i] = out[i - 1] + x[i]")],
+    "scalar_recurrence": [(K.scalar_recurrence, "acc = acc * 0.5 + x[i]")],
+    "histogram": [(K.histogram, "bins[k] += 1")],
+    "find_first": [(K.find_first, "return i")],
+    "first_negative_break": [(K.first_negative_break, "    break")],
+    "helper_shared_write": [
+        (K.helper_shared_write, "_stash(buf, x[i] * 2.0)"),
+        (K.helper_shared_write, "out[i] = buf[0] + 1.0"),
+        (K._stash, "buf[0] = v"),
+    ],
+    "heat_timestep": [(K.heat_timestep, "u[1:-1] = u[1:-1]")],
+    "reverse_in_place": [(K.reverse_in_place, "out[i] = out[n - 1 - i]")],
+    "last_value": [(K.last_value, "t = x[i] * 2.0"), (K.last_value, "return t")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNSAFE))
+def test_unsafe_loop_runs_sequentially_and_names_the_line(name):
+    kernel = KERNELS_BY_NAME[name]
+    fn = accelerated(kernel)
+    run_both(kernel.func, fn, _args(kernel, 257, seed=1))
+    analysis = fn.analysis
+    assert analysis.parallel is False
+    lines = [line_of(f, text) for f, text in UNSAFE[name]]
+    assert any(names_line(analysis.reason, n) for n in lines), (
+        f"reason {analysis.reason!r} names none of lines {lines}"
+    )
+    explained = fn.explain()
+    assert any(names_line(explained, n) for n in lines), explained
+
+
+def test_every_sequential_corpus_kernel_has_an_expected_reason_line():
+    assert {k.name for k in KERNELS if not k.parallel} == set(UNSAFE)
+
+
+def test_prefix_sum_keeps_sequential_semantics_on_large_input():
+    kernel = KERNELS_BY_NAME["prefix_sum"]
+    run_both(kernel.func, accelerated(kernel), _args(kernel, 200_003, seed=2))
+
+
+def test_early_return_gives_the_first_match_like_python():
+    fn = accelerated(KERNELS_BY_NAME["find_first"])
+    x = np.zeros(100_000)
+    x[[70_000, 30_000, 99_999]] = 3.0
+    assert fn(x, 3.0) == 30_000
+    assert fn(np.zeros(10), 3.0) == -1
+
+
+def test_break_gives_the_first_negative_like_python():
+    fn = accelerated(KERNELS_BY_NAME["first_negative_break"])
+    x = np.ones(100_000)
+    x[[80_000, 12_345, 99_000]] = -1.0
+    assert fn(x) == 12_345
+
+
+# ---------------------------------------------------------------------------
+# local kernels: more safe and unsafe shapes
+# ---------------------------------------------------------------------------
+
+
+def permute_range(x, perm, out):
+    for i in range(x.shape[0]):
+        out[perm[i]] = x[i] * 3.0
+
+
+def permute_with_prange(x, perm, out):
+    for i in prange(x.shape[0]):
+        out[perm[i]] = x[i] * 3.0
+
+
+def interleave_with_prange(x, out):
+    for i in prange(x.shape[0]):
+        out[2 * i + 1] = x[i]
+
+
+def fill_rows(x, out):
+    for i in range(out.shape[0]):
+        out[i, :] = x[i]
+
+
+def fill_columns(x, out):
+    for i in range(out.shape[1]):
+        for j in range(out.shape[0]):
+            out[j, i] = x[j] * i
+
+
+def double_in_place(x):
+    for i in range(x.shape[0]):
+        x[i] = x[i] * 2.0
+
+
+def private_temporary(x, out):
+    for i in range(x.shape[0]):
+        t = x[i] * 2.0
+        out[i] = t + 1.0
+
+
+def offsets_read(u, out):
+    for i in range(2, u.shape[0] - 2):
+        out[i] = u[i - 2] - u[i + 2] + u[i]
+
+
+def read_before_write(x, out):
+    t = 0.0
+    for i in range(x.shape[0]):
+        out[i] = t
+        t = x[i]
+
+
+def running_total(x, out):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+        out[i] = s
+    return s
+
+
+def _vec(n=101, seed=0):
+    return lambda: (np.random.default_rng(seed).standard_normal(n), np.zeros(n))
+
+
+def _perm(n=1001, seed=0):
+    def make():
+        rng = np.random.default_rng(seed)
+        return (rng.standard_normal(n), rng.permutation(n).astype(np.int64), np.zeros(n))
+
+    return make
+
+
+def test_scatter_through_an_index_array_runs_sequentially():
+    fn = accelerate(permute_range)
+    run_both(permute_range, fn, _perm())
+    assert fn.analysis.parallel is False
+    assert names_line(fn.analysis.reason, line_of(permute_range, "out[perm[i]] = x[i] * 3.0"))
+
+
+def test_prange_asserts_independence_of_a_scatter():
+    fn = accelerate(permute_with_prange)
+    run_both(permute_with_prange, fn, _perm(100_003))
+    assert fn.analysis.parallel is True
+    assert fn.analysis.lineno == line_of(permute_with_prange, "for i in prange(")
+
+
+def test_prange_makes_a_loop_parallel_with_a_non_trivial_store_index():
+    fn = accelerate(interleave_with_prange)
+    n = 10_001
+    run_both(interleave_with_prange, fn,
+             lambda: (np.random.default_rng(0).standard_normal(n), np.zeros(2 * n + 1)))
+    assert fn.analysis.parallel is True
+
+
+@pytest.mark.parametrize(
+    "func, factory",
+    [
+        (fill_rows, lambda: (np.arange(50.0), np.zeros((50, 4)))),
+        (fill_columns, lambda: (np.arange(7.0), np.zeros((7, 40)))),
+        (double_in_place, lambda: (np.random.default_rng(0).standard_normal(1001),)),
+        (private_temporary, _vec()),
+        (offsets_read, _vec()),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_independent_loop_is_found_parallel(func, factory):
+    fn = accelerate(func)
+    run_both(func, fn, factory)
+    assert fn.analysis.parallel is True, fn.analysis.reason
+    assert fn.analysis.reason is None
+
+
+def test_scalar_read_before_it_is_written_runs_sequentially():
+    fn = accelerate(read_before_write)
+    run_both(read_before_write, fn, _vec(10_001))
+    assert fn.analysis.parallel is False
+    assert names_line(fn.analysis.reason, line_of(read_before_write, "out[i] = t")) or names_line(
+        fn.analysis.reason, line_of(read_before_write, "t = x[i]")
+    ), fn.analysis.reason
+
+
+def test_accumulator_read_inside_the_loop_is_not_a_reduction():
+    fn = accelerate(running_total)
+    run_both(running_total, fn, _vec(10_001))
+    assert fn.analysis.parallel is False
+    assert fn.analysis.reductions == {} or "s" not in fn.analysis.reductions
+    assert names_line(fn.analysis.reason, line_of(running_total, "out[i] = s")) or names_line(
+        fn.analysis.reason, line_of(running_total, "s += x[i]")
+    ), fn.analysis.reason
+
+
+def test_reason_uses_absolute_file_line_numbers():
+    # The function does not start at line 1 of its file; a relative number
+    # (counted from the def) would be wrong.
+    fn = accelerated(KERNELS_BY_NAME["prefix_sum"])
+    _, start = inspect.getsourcelines(K.prefix_sum)
+    assert start > 10
+    relative = line_of(K.prefix_sum, "out[i] = out[i - 1] + x[i]") - start + 1
+    assert not names_line(fn.analysis.reason, relative)
+
+
+def no_loop(x):
+    return x * 2.0
+
+
+def test_no_loop_gives_no_line():
+    fn = accelerate(no_loop)
+    np.testing.assert_array_equal(fn(np.arange(3.0)), np.arange(3.0) * 2.0)
+    assert fn.analysis.lineno is None
+    assert isinstance(fn.explain(), str) and fn.explain().strip()

@@ -1,0 +1,157 @@
+"""The worker pool and parallel_for: faults, interrupts and odd sizes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numba
+import numpy as np
+import pytest
+
+from loopscale.errors import SerializationWarning
+from loopscale.schedule import parallel_for
+from loopscale.schedule._pool import WorkerPool
+
+
+@numba.njit(nogil=True)
+def fill_squares(start, stop, out):
+    for i in range(start, stop):
+        out[i] = i * i
+
+
+@numba.njit(nogil=True)
+def fail_at(start, stop, out, bad):
+    for i in range(start, stop):
+        if i == bad:
+            raise ValueError("bad element")
+        out[i] = 1.0
+
+
+@numba.njit(nogil=True)
+def spin(start, stop, out, seconds_per_item):
+    for i in range(start, stop):
+        x = 0.0
+        k = 0
+        while k < seconds_per_item:
+            x += 1.0
+            k += 1
+        out[i] = x
+
+
+def _thread_names():
+    return {t.name for t in threading.enumerate()}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 1001])
+@pytest.mark.parametrize("workers", [1, 2, 3, 5])
+@pytest.mark.parametrize("policy", ["static", "dynamic", "guided", "auto"])
+def test_every_index_is_written_once_for_any_size_and_worker_count(n, workers, policy):
+    out = np.full(n, -1, dtype=np.int64)
+    parallel_for(fill_squares, n, out, max_workers=workers, policy=policy)
+    np.testing.assert_array_equal(out, np.arange(n) ** 2)
+
+
+@pytest.mark.timeout(60)
+def test_non_contiguous_and_fortran_outputs_are_written_in_place():
+    base = np.zeros(40, dtype=np.int64)
+    view = base[::2]
+    parallel_for(fill_squares, view.size, view, max_workers=2, chunksize=3, policy="dynamic")
+    np.testing.assert_array_equal(base[::2], np.arange(20) ** 2)
+    assert not base[1::2].any()
+    fortran = np.asfortranarray(np.zeros((5, 4), dtype=np.int64))
+    flat = fortran.T.reshape(-1)  # a view: fortran.T is C-contiguous
+    parallel_for(fill_squares, flat.size, flat, max_workers=2)
+    np.testing.assert_array_equal(fortran.T.ravel(), np.arange(20) ** 2)
+
+
+@pytest.mark.timeout(60)
+def test_one_failing_chunk_out_of_thousands_raises_once_with_its_range():
+    out = np.zeros(20_000)
+    before = threading.active_count()
+    with pytest.raises(ValueError) as info:
+        parallel_for(fail_at, out.size, out, 12_345, max_workers=2, policy="dynamic",
+                     chunksize=5)
+    msg = str(info.value)
+    assert "bad element" in msg and "iterations [" in msg
+    lo, hi = (int(v) for v in msg.split("iterations [")[1].split(")")[0].split(", "))
+    assert lo <= 12_345 < hi
+    assert isinstance(info.value.__cause__, ValueError)  # the worker's own exception
+    # the pool is usable afterwards and started no new threads
+    parallel_for(fill_squares, 10, np.zeros(10, dtype=np.int64), max_workers=2)
+    assert threading.active_count() <= before + 1
+
+
+@pytest.mark.timeout(60)
+def test_remaining_chunks_stop_after_a_failure():
+    out = np.zeros(50_000)
+    with pytest.raises(ValueError):
+        parallel_for(fail_at, out.size, out, 10, max_workers=2, policy="dynamic", chunksize=5)
+    # far fewer than all chunks ran: most of the array is untouched
+    assert out.sum() < out.size / 2
+
+
+@pytest.mark.timeout(30)
+def test_ctrl_c_while_waiting_is_raised_within_a_second_and_the_pool_survives():
+    out = np.zeros(400)
+    spin(0, 1, out, 10)  # compile first
+    # each item spins ~10 ms: the loop would take ~2 s on two workers
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        parallel_for(spin, out.size, out, 10_000_000, max_workers=2, policy="dynamic",
+                     chunksize=1)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.5, elapsed
+    assert (out == 0).sum() > 100  # no new chunks started after the interrupt
+    ints = np.zeros(8, dtype=np.int64)
+    parallel_for(fill_squares, 8, ints, max_workers=2)
+    np.testing.assert_array_equal(ints, np.arange(8) ** 2)
+
+
+@pytest.mark.timeout(30)
+def test_a_region_started_inside_a_worker_runs_serially_without_deadlock():
+    inner_out = np.zeros((4, 50), dtype=np.int64)
+
+    def outer(start, stop):
+        for r in range(start, stop):
+            parallel_for(fill_squares, 50, inner_out[r], max_workers=2)
+
+    parallel_for(outer, 4, max_workers=2, policy="static")
+    np.testing.assert_array_equal(inner_out, np.tile(np.arange(50) ** 2, (4, 1)))
+
+
+def test_kernel_without_nogil_warns_and_still_computes():
+    @numba.njit
+    def holds_gil(start, stop, out):
+        for i in range(start, stop):
+            out[i] = 2 * i
+
+    out = np.zeros(10, dtype=np.int64)
+    with pytest.warns(SerializationWarning, match="nogil"):
+        parallel_for(holds_gil, 10, out, max_workers=2)
+    np.testing.assert_array_equal(out, 2 * np.arange(10))
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"max_workers": 0}, ValueError, "greater than 0"),
+    ({"max_workers": -3}, ValueError, "greater than 0"),
+    ({"max_workers": 2.0}, TypeError, "positive integer"),
+    ({"policy": "fast"}, ValueError, "'static', 'dynamic', 'guided', 'auto'"),
+    ({"chunksize": 0}, ValueError, "chunksize"),
+])
+def test_bad_arguments_are_clear_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        parallel_for(fill_squares, 10, np.zeros(10, dtype=np.int64), **kwargs)
+
+
+def test_shutdown_pool_refuses_new_work_clearly():
+    pool = WorkerPool(2)
+    pool.run(fill_squares, [(0, 5), (5, 10)], (np.zeros(10, dtype=np.int64),))
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.run(fill_squares, [(0, 5), (5, 10)], (np.zeros(10, dtype=np.int64),))
