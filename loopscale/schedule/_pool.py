@@ -41,51 +41,70 @@ def in_worker() -> bool:
 
 
 class _Region:
-    """The shared state of one parallel region."""
+    """The shared state of one parallel region.
 
-    __slots__ = ("fn", "chunks", "args", "claim", "n", "lock", "pending", "done", "stop",
-                 "error", "error_chunk", "describe")
+    The region is done when every chunk has finished (or, after a failure or
+    an interrupt, when no chunk is running any more).  A pool thread that wakes
+    up after that finds nothing to claim and leaves: the caller never waits for
+    a thread that has not started, so a region whose chunks are all short costs
+    only the caller's own work.
+    """
+
+    __slots__ = ("fn", "chunks", "args", "claim", "n", "lock", "finished", "running", "done",
+                 "stop", "error", "error_chunk")
 
     def __init__(self, fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
-                 args: tuple[Any, ...], participants: int,
-                 describe: Callable[[int, int], str] | None) -> None:
+                 args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.chunks = chunks
         self.args = args
         self.claim = itertools.count().__next__
         self.n = len(chunks)
         self.lock = threading.Lock()
-        self.pending = participants
+        self.finished = 0
+        self.running = 0
         self.done = threading.Event()
         self.stop = False
         self.error: BaseException | None = None
         self.error_chunk: tuple[int, int] | None = None
-        self.describe = describe
 
     def work(self) -> None:
-        fn, chunks, args, claim, n = self.fn, self.chunks, self.args, self.claim, self.n
+        fn, chunks, args, claim, n, lock = (self.fn, self.chunks, self.args, self.claim,
+                                            self.n, self.lock)
         _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
         try:
             while not self.stop:
-                k = claim()
-                if k >= n:
-                    break
+                with lock:
+                    k = claim()
+                    if k >= n or self.stop:
+                        return
+                    self.running += 1
                 c0, c1 = chunks[k]
                 try:
                     fn(c0, c1, *args)
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                    with self.lock:
+                    with lock:
                         if self.error is None:
                             self.error = exc
                             self.error_chunk = (c0, c1)
-                    self.stop = True
-                    break
+                        self.stop = True
+                        self.running -= 1
+                        if self.running == 0:
+                            self.done.set()
+                    return
+                with lock:
+                    self.running -= 1
+                    self.finished += 1
+                    if self.finished == n or (self.stop and self.running == 0):
+                        self.done.set()
         finally:
             _LOCAL.depth -= 1
-            with self.lock:
-                self.pending -= 1
-                last = self.pending == 0
-            if last:
+
+    def halt(self) -> None:
+        """Start no new chunk; done once the running ones finish."""
+        with self.lock:
+            self.stop = True
+            if self.running == 0:
                 self.done.set()
 
 
@@ -156,7 +175,7 @@ class WorkerPool:
             return
         helpers = workers - 1
         self._ensure(helpers)
-        region = _Region(fn, chunks, args, workers, describe)
+        region = _Region(fn, chunks, args)
         start = next(self._rr)
         queues = self._queues
         for h in range(helpers):
@@ -167,7 +186,7 @@ class WorkerPool:
         except BaseException:
             # KeyboardInterrupt (or another signal's exception) in the caller:
             # stop claiming, let the running chunks finish, then re-raise.
-            region.stop = True
+            region.halt()
             _wait_quietly(region.done)
             raise
         if region.error is not None:
