@@ -62,7 +62,8 @@ def _entry(fn: Callable[..., Any], sample: tuple[Any, ...]) -> Callable[..., Any
 
 
 def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | None = None,
-                 policy: str = "auto", chunksize: int | None = None) -> None:
+                 policy: str = "auto", chunksize: int | None = None,
+                 progress: bool | None = None) -> None:
     """Run ``fn(start, stop, *args)`` over ``range(n)`` cut into chunks, on the local cores.
 
     Parameters
@@ -83,6 +84,10 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
         How the range is cut (see :mod:`loopscale.schedule`).
     chunksize : int, optional
         Iterations per chunk (static, dynamic) or the smallest chunk (guided, auto).
+    progress : bool or None
+        ``True`` draws a progress bar on standard error; ``None`` (default)
+        draws one only on a terminal once the run passes two seconds;
+        ``False`` never.
 
     Raises
     ------
@@ -116,8 +121,10 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
     key = getattr(fn, "py_func", fn)
     chunks = plan_chunks(n, workers, policy, chunksize, _COST.get(key))
     t0 = time.perf_counter()
+    label = f"loopscale {getattr(fn, '__name__', 'parallel_for')}()"
     get_pool(workers).run(fn, chunks, args, workers,
-                          describe=lambda c0, c1: f"iterations [{c0}, {c1})")
+                          describe=lambda c0, c1: f"iterations [{c0}, {c1})",
+                          progress=progress, label=label)
     _COST[key] = (time.perf_counter() - t0) * min(workers, len(chunks)) / n
 
 
@@ -133,15 +140,21 @@ class ThreadsExecutor:
         How blocks are cut into chunks.
     chunksize : int, optional
         Blocks per chunk, or the smallest chunk for guided/auto.
+    progress : bool or None
+        As for :func:`parallel_for`.
     """
 
     name = "threads"
 
     def __init__(self, max_workers: int | None = None, policy: str = "auto",
-                 chunksize: int | None = None, **unknown: Any) -> None:
+                 chunksize: int | None = None, progress: bool | None = None,
+                 **unknown: Any) -> None:
         if unknown:
             raise TypeError(f"unknown option(s) for the 'threads' level: {sorted(unknown)!r}; "
-                            "valid: max_workers, policy, chunksize.")
+                            "valid: max_workers, policy, chunksize, progress.")
+        if progress not in (None, True, False):
+            raise TypeError(f"progress must be True, False or None; got {progress!r}.")
+        self.progress = progress
         self.max_workers = _resolve_workers(max_workers)
         self.policy = validate_policy(policy)
         self.chunksize = validate_chunksize(chunksize)
@@ -163,5 +176,6 @@ class ThreadsExecutor:
             return f"iterations {first}..{last} of the loop in {plan.function}()"
 
         t0 = time.perf_counter()
-        get_pool(workers).run(kernel, chunks, plan.args, workers, describe=describe)
+        get_pool(workers).run(kernel, chunks, plan.args, workers, describe=describe,
+                              progress=self.progress, label=f"loopscale {plan.function}()")
         _COST[key] = (time.perf_counter() - t0) * min(workers, len(chunks)) / nb

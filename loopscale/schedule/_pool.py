@@ -30,6 +30,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._budget import guard, init_worker, prepare_numba
+from ._progress import track, untrack
+
 __all__ = ["WorkerPool", "get_pool", "in_worker"]
 
 _LOCAL = threading.local()
@@ -108,7 +111,8 @@ class _Region:
                 self.done.set()
 
 
-def _worker_main(q: queue.SimpleQueue[Any]) -> None:
+def _worker_main(q: queue.SimpleQueue[Any], workers: int) -> None:
+    init_worker(workers)
     while True:
         region = q.get()
         if region is None:
@@ -139,12 +143,14 @@ class WorkerPool:
     def _ensure(self, helpers: int) -> None:
         if len(self._threads) >= helpers:
             return
+        prepare_numba()
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
             while len(self._threads) < helpers:
                 q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-                t = threading.Thread(target=_worker_main, args=(q,), daemon=True,
+                t = threading.Thread(target=_worker_main, args=(q, self.max_workers),
+                                     daemon=True,
                                      name=f"loopscale-worker-{len(self._threads) + 1}")
                 t.start()
                 self._queues.append(q)
@@ -157,25 +163,35 @@ class WorkerPool:
 
     def run(self, fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
             args: tuple[Any, ...] = (), workers: int | None = None,
-            describe: Callable[[int, int], str] | None = None) -> None:
+            describe: Callable[[int, int], str] | None = None,
+            progress: bool | None = False, label: str = "loopscale") -> None:
         """Run ``fn(c0, c1, *args)`` for every chunk, on up to *workers* threads.
 
         Raises the first chunk's exception (see the module docstring).
+        *progress* is as in :mod:`._progress` (False by default here).
         """
         n = len(chunks)
         if n == 0:
             return
         workers = min(workers or self.max_workers, self.max_workers, n)
         if workers <= 1 or in_worker():
-            for c0, c1 in chunks:
-                try:
-                    fn(c0, c1, *args)
-                except Exception as exc:
-                    raise _located(exc, c0, c1, describe) from exc
+            done = [0]
+            tracker = track(label, lambda: done[0], n, progress) if n > 1 else None
+            try:
+                for c0, c1 in chunks:
+                    try:
+                        fn(c0, c1, *args)
+                    except Exception as exc:
+                        raise _located(exc, c0, c1, describe) from exc
+                    done[0] += 1
+            finally:
+                untrack(tracker)
             return
         helpers = workers - 1
         self._ensure(helpers)
+        fn = guard(fn)
         region = _Region(fn, chunks, args)
+        tracker = track(label, lambda: region.finished, n, progress)
         start = next(self._rr)
         queues = self._queues
         for h in range(helpers):
@@ -189,6 +205,8 @@ class WorkerPool:
             region.halt()
             _wait_quietly(region.done)
             raise
+        finally:
+            untrack(tracker)
         if region.error is not None:
             c0, c1 = region.error_chunk  # type: ignore[misc]
             exc = region.error

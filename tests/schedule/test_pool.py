@@ -155,3 +155,56 @@ def test_shutdown_pool_refuses_new_work_clearly():
     pool.shutdown()
     with pytest.raises(RuntimeError, match="shut down"):
         pool.run(fill_squares, [(0, 5), (5, 10)], (np.zeros(10, dtype=np.int64),))
+
+
+@pytest.mark.timeout(120)
+def test_numba_parallel_function_called_from_every_worker_does_not_abort():
+    # Numba's workqueue layer aborts the process on concurrent launches; the
+    # scheduler must pick a thread-safe layer or serialize. Run in a child so an
+    # abort shows as a failed exit status rather than killing the test run.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numba, numpy as np
+        from loopscale.schedule import parallel_for
+
+        @numba.njit(parallel=True)
+        def psum(x):
+            s = 0.0
+            for i in numba.prange(x.shape[0]):
+                s += x[i]
+            return s
+
+        x = np.ones(100_000)
+        out = np.zeros(64)
+
+        def chunk(start, stop):
+            for i in range(start, stop):
+                out[i] = psum(x)
+
+        parallel_for(chunk, 64, max_workers=2, policy="dynamic", chunksize=1)
+        assert (out == 100_000).all(), out
+        print("ok", numba.threading_layer())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=110)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok")
+
+
+def test_parallel_numba_dispatcher_is_serialized_only_on_an_unsafe_layer():
+    from loopscale.schedule import _budget
+
+    @numba.njit(parallel=True)
+    def ppar(start, stop, out):
+        for i in numba.prange(start, stop):
+            out[i] = i
+
+    guarded = _budget.guard(ppar)
+    if _budget.numba_layer_is_threadsafe():
+        assert guarded is ppar
+    else:
+        assert guarded is not ppar
+    assert _budget.guard(fill_squares) is fill_squares

@@ -133,5 +133,5 @@ def test_an_error_in_one_block_reaches_the_caller_with_its_iterations():
 
 def test_unknown_threads_option_is_a_clear_error():
     with loopscale.level("threads", workers=2):
-        with pytest.raises(TypeError, match="valid: max_workers, policy, chunksize"):
+        with pytest.raises(TypeError, match="valid: max_workers, policy, chunksize, progress"):
             moments(np.ones(3))
