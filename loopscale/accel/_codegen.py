@@ -54,6 +54,7 @@ class GeneratedCode:
     post: str | None
     state: tuple[str, ...]
     plan_reason: str | None  # why there is no plan (the loop still runs, serially)
+    reductions: tuple[str, ...] = ()
 
 
 def _stmts(src: str, line: int) -> list[ast.stmt]:
@@ -374,16 +375,16 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             pre_body.append(dead)
         # the identities, typed like the partials (the dead copy of the body above
         # unified their types); the caller allocates one partial per block from them
-        parts = ", ".join(rename[s] for s in reds)
+        parts = "".join(f"{rename[s]}, " for s in reds)
         state_t = "".join(f"{s}, " for s in state)
-        pre_body += _stmts(f"return (__ls_lo, __ls_step, __ls_n, __ls_bs, __ls_nb, ({parts}"
-                           f"{',' if reds else ''}), ({state_t}))", line)
+        # one flat tuple of scalars and arrays: flat arguments keep Numba's
+        # dispatch on its fast path (a nested tuple costs tens of microseconds)
+        pre_body += _stmts(f"return (__ls_lo, __ls_step, __ls_n, __ls_bs, __ls_nb, {parts}"
+                           f"{state_t})", line)
         pre_fn = _func(pre_name, copy.deepcopy(fdef.args), pre_body, head)
 
-        unpack_state = (_stmts(f"({state_t}) = __ls_state", line) if state else [])
-        part_names = "".join(f"__ls_p_{s}, " for s in reds)
-        unpack_parts = _stmts(f"({part_names}) = __ls_parts", line) if reds else []
-        c_body = unpack_state + unpack_parts
+        part_params = [f"__ls_p_{s}" for s in reds]
+        c_body: list[ast.stmt] = []
         if has_red:
             for s in reds:
                 c_body += _stmts(f"__ls_s0_{s} = {s}", line)
@@ -402,10 +403,10 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         else:
             c_body.append(block_loop("__ls_c0", "__ls_c1"))
         chunk_fn = _func(chunk_name, _simple_args(
-            ["__ls_c0", "__ls_c1", "__ls_lo", "__ls_step", "__ls_n", "__ls_bs", "__ls_parts",
-             "__ls_state"]), c_body, line)
+            ["__ls_c0", "__ls_c1", "__ls_lo", "__ls_step", "__ls_n", "__ls_bs", *part_params,
+             *state]), c_body, line)
 
-        p_body = unpack_state + unpack_parts
+        p_body: list[ast.stmt] = []
         if has_red:
             comb = _stmts("""
                 for __ls_b in range(__ls_nb):
@@ -417,9 +418,10 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
                                     line)
             p_body.append(comb)
         p_body += list(post)
-        post_fn = _func(post_name, _simple_args(["__ls_nb", "__ls_parts", "__ls_state"]),
+        post_fn = _func(post_name, _simple_args(["__ls_nb", *part_params, *state]),
                         p_body, line)
         defs += [pre_fn, chunk_fn, post_fn]
         names = [pre_name, chunk_name, post_name]  # type: ignore[list-item]
     module = ast.Module(body=defs, type_ignores=[])
-    return GeneratedCode(module, serial_name, names[0], names[1], names[2], state, plan_reason)
+    return GeneratedCode(module, serial_name, names[0], names[1], names[2], state, plan_reason,
+                         tuple(reds))

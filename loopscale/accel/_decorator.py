@@ -139,6 +139,7 @@ class _Compiled:
         self.post = post
         self.gen = gen
         self.casters: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+        self.checked: set[Any] = set()  # prologue signatures whose chunk kernel compiled
 
 
 class Accelerated(Generic[P, R]):
@@ -509,7 +510,7 @@ class Accelerated(Generic[P, R]):
             st = _state()
             return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
         try:
-            lo, step, n, bs, nb, idents, state = comp.pre(*args, **kwargs)
+            res = comp.pre(*args, **kwargs)
         except _NeedsConversion:
             self._convert = True
             args, kwargs = self._convert_args(args, kwargs)
@@ -520,23 +521,28 @@ class Accelerated(Generic[P, R]):
             if str(exc).startswith(_ARG_MARK):
                 raise ArgumentValueError(str(exc)[len(_ARG_MARK):].strip()) from None
             raise
-        casters, dtypes = self._plan_types(comp, args, kwargs)
+        lo, step, n, bs, nb = res[:5]
+        nred = len(comp.gen.reductions)
+        idents, state = res[5:5 + nred], res[5 + nred:]
+        key, casters, dtypes = self._plan_types(comp, args, kwargs)
         if any(casters):
             state = tuple(c(v) if c is not None else v
                           for c, v in zip(casters, state, strict=True))
         parts = tuple(_partials(nb, ident, dt) for ident, dt in zip(idents, dtypes,
                                                                      strict=True))
-        kargs = (lo, step, n, bs, parts, state)
-        # compile the chunk kernel here, in the caller, so that a compile error is
-        # reported as such (not as a failure of some chunk on some worker)
-        try:
-            comp.chunk(0, 0, *kargs)
-        except CompileError:
-            raise
-        except Exception as exc:
-            if _compile.is_numba_compile_error(exc):
-                raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
-            raise
+        kargs = (lo, step, n, bs, *parts, *state)
+        if key not in comp.checked:
+            # compile the chunk kernel here, in the caller, so that a compile error
+            # is reported as such (not as a failure of some chunk on some worker)
+            try:
+                comp.chunk(0, 0, *kargs)
+            except CompileError:
+                raise
+            except Exception as exc:
+                if _compile.is_numba_compile_error(exc):
+                    raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
+                raise
+            comp.checked.add(key)
         plan = LoopPlan(function=self.py_func.__qualname__, n=n, block=bs, nblocks=nb,
                         kernel=comp.chunk, args=kargs, lo=lo,
                         step=step, has_reductions=bool(self.analysis.reductions),
@@ -545,10 +551,10 @@ class Accelerated(Generic[P, R]):
         t0 = time.perf_counter()
         executor.run(plan)
         self._last_run_seconds = time.perf_counter() - t0
-        return comp.post(nb, parts, state)  # type: ignore[no-any-return]
+        return comp.post(nb, *parts, *state)  # type: ignore[no-any-return]
 
     def _plan_types(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]
-                    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+                    ) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
         """From the prologue's Numba signature: casts that give boxed state scalars
         back their exact type, and the dtypes of the reduction partials."""
         from numba import types as nbt
@@ -565,15 +571,16 @@ class Accelerated(Generic[P, R]):
         key = cres.signature.args
         found = comp.casters.get(key)
         if found is None:
-            rtype = cres.signature.return_type
+            rtype = list(cres.signature.return_type)
+            nred = len(comp.gen.reductions)
             default = (nbt.float64, nbt.int64, nbt.complex128, nbt.boolean)
             casters = tuple(
                 as_dtype(t).type if isinstance(t, (nbt.Float, nbt.Integer, nbt.Complex))
-                and t not in default else None for t in rtype[6])
+                and t not in default else None for t in rtype[5 + nred:])
             dtypes = tuple(as_dtype(t.dtype if isinstance(t, nbt.Array) else t)
-                           for t in rtype[5])
+                           for t in rtype[5:5 + nred])
             found = comp.casters[key] = (casters, dtypes)
-        return found
+        return (key, *found)  # type: ignore[return-value]
 
     # -- reporting ---------------------------------------------------------
     def explain(self) -> str:

@@ -168,8 +168,6 @@ class ThreadsExecutor:
         key = (plan.function, plan.kernel)
         chunks = plan_chunks(nb, workers, self.policy, self.chunksize, _COST.get(key))
         kernel = plan.kernel
-        if len(chunks) > 1:
-            kernel = _entry(kernel, (0, 1, *plan.args))
 
         def describe(c0: int, c1: int) -> str:
             first, last = plan.iteration_values(c0, c1)
