@@ -42,6 +42,38 @@ _COMBINE = {
 }
 _IDENTITY = {"+": "__ls_zero({s0})", "*": "__ls_one({s0})", "min": "{s0}", "max": "{s0}"}
 
+#: Block arithmetic, written out in the generated code (no helper functions to
+#: compile); the constants come from :mod:`._runtime` so that all levels agree.
+from ._runtime import MAX_BLOCKS, MIN_BLOCK, PLAIN_BLOCK  # noqa: E402
+
+
+def _trip_src(nargs: int) -> str:
+    if nargs < 3:
+        return """
+            __ls_n = __ls_hi - __ls_lo
+            if __ls_n < 0:
+                __ls_n = 0
+        """
+    return """
+        if __ls_step == 0:
+            raise ValueError("range() arg 3 must not be zero")
+        if __ls_step > 0:
+            __ls_n = (__ls_hi - __ls_lo + __ls_step - 1) // __ls_step
+        else:
+            __ls_n = (__ls_lo - __ls_hi - __ls_step - 1) // (-__ls_step)
+        if __ls_n < 0:
+            __ls_n = 0
+    """
+
+
+def _block_src(has_red: bool) -> str:
+    floor = MIN_BLOCK if has_red else PLAIN_BLOCK
+    return f"""
+        __ls_bs = (__ls_n + {MAX_BLOCKS - 1}) // {MAX_BLOCKS}
+        if __ls_bs < {floor}:
+            __ls_bs = {floor}
+    """
+
 
 @dataclass
 class GeneratedCode:
@@ -182,7 +214,10 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
                f"every {var} in {ast.unparse(loop.iter)}; pass arrays of matching lengths")
         out += _stmts(f"""
             if __ls_n > 0:
-                if max(__ls_lo, __ls_lo + (__ls_n - 1) * __ls_step) + ({off}) >= {length}:
+                __ls_vmax = __ls_lo + (__ls_n - 1) * __ls_step
+                if __ls_vmax < __ls_lo:
+                    __ls_vmax = __ls_lo
+                if __ls_vmax + ({off}) >= {length}:
                     raise ValueError({msg!r})
         """, loop.lineno)
     return out
@@ -215,8 +250,8 @@ def _sequential_with_ranges(body: list[ast.stmt], analysis: LoopAnalysis) -> lis
     nargs = len(analysis.range_args)
     pre = _range_assign(analysis.range_args, line)
     pre += _stmts("""
-        __ls_st[2] = __ls_lo
-        __ls_st[3] = __ls_step
+        __ls_put(__ls_sta, 2, __ls_lo)
+        __ls_put(__ls_sta, 3, __ls_step)
     """, line)
     var = loop.target.id
     if nargs < 3:
@@ -226,11 +261,12 @@ def _sequential_with_ranges(body: list[ast.stmt], analysis: LoopAnalysis) -> lis
     loop.iter = _fix([ast.Expr(ast.parse(f"range(__ls_lo, __ls_hi, {step_expr})",
                                          mode="eval").body)], line)[0].value  # type: ignore
     track = _stmts(f"""
-        __ls_st[0] = ({var} - __ls_lo) // __ls_step
-        __ls_st[1] = __ls_st[0] + 1
+        __ls_kk = ({var} - __ls_lo) // __ls_step
+        __ls_put(__ls_sta, 0, __ls_kk)
+        __ls_put(__ls_sta, 1, __ls_kk + 1)
     """, line)
     loop.body = track + loop.body
-    after = _stmts("__ls_st[1] = -1", line)
+    after = _stmts("__ls_put(__ls_sta, 1, -1)", line)
     return body[:idx] + pre + [loop] + after + body[idx + 1:]
 
 
@@ -250,7 +286,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     # a function with positional-only parameters keeps them positional-or-keyword here
 
     if not analysis.parallel or analysis.loop_index is None:
-        body = _stmts("__ls_st = __ls_carray(__ls_state_ptr(__ls_sta), 4)\n__ls_st[1] = -1",
+        body = _stmts("__ls_put(__ls_sta, 1, -1)",
                       head) + _sequential_with_ranges(fdef.body, analysis)
         serial = _func(serial_name, serial_args, body, head)
         module = ast.Module(body=[serial], type_ignores=[])
@@ -295,24 +331,26 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         return inner  # type: ignore[return-value]
 
     # ---- serial ------------------------------------------------------------
-    s_body: list[ast.stmt] = _stmts("__ls_st = __ls_carray(__ls_state_ptr(__ls_sta), 4)\n__ls_st[1] = -1", head) + list(pre)
+    s_body: list[ast.stmt] = _stmts("__ls_put(__ls_sta, 1, -1)", head) + list(pre)
     s_body += _range_assign(analysis.range_args, line)
-    s_body += _stmts(f"""
-        __ls_n = __ls_trip(__ls_lo, __ls_hi, __ls_step)
-        __ls_st[2] = __ls_lo
-        __ls_st[3] = __ls_step
+    s_body += _stmts(_trip_src(nargs), line)
+    s_body += _stmts("""
+        __ls_put(__ls_sta, 2, __ls_lo)
+        __ls_put(__ls_sta, 3, __ls_step)
     """, line)
     params = [a.arg for a in fdef.args.posonlyargs + fdef.args.args + fdef.args.kwonlyargs]
     checks = _bound_checks(loop, var, params, pre, filename, fname)  # type: ignore[arg-type]
     s_body += copy.deepcopy(checks)
-    s_body += _stmts(f"__ls_bs = __ls_block(__ls_n, {has_red})", line)
+    s_body += _stmts(_block_src(has_red), line)
     for s in reds:
         s_body += _stmts(f"__ls_s0_{s} = {s}", line)
     outer = _stmts("""
         for __ls_b0 in range(0, __ls_n, __ls_bs):
-            __ls_b1 = min(__ls_b0 + __ls_bs, __ls_n)
-            __ls_st[0] = __ls_b0
-            __ls_st[1] = __ls_b1
+            __ls_b1 = __ls_b0 + __ls_bs
+            if __ls_b1 > __ls_n:
+                __ls_b1 = __ls_n
+            __ls_put(__ls_sta, 0, __ls_b0)
+            __ls_put(__ls_sta, 1, __ls_b1)
     """, line)[0]
     for s, op in reds.items():
         outer.body += _stmts(f"{rename[s]} = " + _IDENTITY[op].format(s0=f"__ls_s0_{s}"),  # type: ignore
@@ -321,7 +359,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     for s, op in reds.items():
         outer.body += _stmts(_COMBINE[op].format(s=s, p=rename[s]), line)  # type: ignore
     s_body.append(outer)
-    s_body += _stmts("__ls_st[1] = -1", line)
+    s_body += _stmts("__ls_put(__ls_sta, 1, -1)", line)
     s_body += list(post)
     serial = _func(serial_name, serial_args, s_body, head)
 
@@ -355,10 +393,10 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
                                            f"{base}__ls_post")
         pre_body = [_ReturnToRaise().visit(copy.deepcopy(st)) for st in pre]
         pre_body += _range_assign(analysis.range_args, line)
-        pre_body += _stmts("__ls_n = __ls_trip(__ls_lo, __ls_hi, __ls_step)", line)
+        pre_body += _stmts(_trip_src(nargs), line)
         pre_body += copy.deepcopy(checks)
         if has_red:
-            pre_body += _stmts("__ls_bs = __ls_block(__ls_n, True)", line)
+            pre_body += _stmts(_block_src(True), line)
         else:
             pre_body += _stmts("__ls_bs = 1", line)
         pre_body += _stmts("__ls_nb = (__ls_n + __ls_bs - 1) // __ls_bs", line)
@@ -391,7 +429,9 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             blk = _stmts("""
                 for __ls_b in range(__ls_c0, __ls_c1):
                     __ls_b0 = __ls_b * __ls_bs
-                    __ls_b1 = min(__ls_b0 + __ls_bs, __ls_n)
+                    __ls_b1 = __ls_b0 + __ls_bs
+                    if __ls_b1 > __ls_n:
+                        __ls_b1 = __ls_n
             """, line)[0]
             for s, op in reds.items():
                 blk.body += _stmts(f"{rename[s]} = " +  # type: ignore[attr-defined]

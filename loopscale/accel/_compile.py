@@ -187,15 +187,11 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         ns[name] = helpers.convert(value)
         prints.append(f"{name}={fingerprint(value, memo)}")
     ns.update({
-        "__ls_trip": _runtime.ls_trip,
-        "__ls_block": _runtime.ls_block,
-        "__ls_zero": _runtime.ls_zero,
-        "__ls_one": _runtime.ls_one,
-        "__ls_parts": _runtime.ls_parts,
-        "__ls_EarlyReturn": _runtime.EarlyReturn,
-        "__ls_state_ptr": _runtime.ls_state_ptr,
-        "__ls_carray": _runtime.ls_carray,
+        "__ls_zero": _runtime.ls_zero_i,
+        "__ls_one": _runtime.ls_one_i,
+        "__ls_put": _runtime.ls_put,
         "__ls_nonneg": _runtime.ls_nonneg,
+        "__ls_EarlyReturn": _runtime.EarlyReturn,
     })
     return ns, "\n".join(prints)
 

@@ -106,7 +106,7 @@ class SerialExecutor:
             plan.kernel(0, plan.nblocks, *plan.args)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _executor_class(name: str) -> Any:
     if name == "serial":
         return SerialExecutor

@@ -1,21 +1,20 @@
-"""Compiled building blocks that generated code calls.
+"""Compiled building blocks that generated code uses.
 
-Every function here is a Numba ``@njit(nogil=True)`` function or an
-``@overload`` so that the generated prologue, chunk kernel and epilogue stay
-in nopython mode.  Block arithmetic lives here, in one place, because the
-``serial``, ``threads`` and ``mpi`` levels must agree on it to the bit.
+The block constants live here, in one place, because the ``serial``,
+``threads`` and ``mpi`` levels must agree on them to the bit; the generated
+code writes the block arithmetic out with them.  The compiled helpers are
+Numba *intrinsics*: they are lowered inline into the generated functions, so a
+cold process compiles no helper function (each would cost 20-60 ms).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import types
-from numba.extending import intrinsic, overload
-from numba.np.numpy_support import as_dtype
+from numba.extending import intrinsic
 
-__all__ = ["MAX_BLOCKS", "MIN_BLOCK", "block_size", "trip_count", "ls_trip", "ls_block",
-           "ls_zero", "ls_one", "ls_parts"]
+__all__ = ["MAX_BLOCKS", "MIN_BLOCK", "PLAIN_BLOCK", "block_size", "trip_count", "ls_put",
+           "ls_nonneg", "ls_zero_i", "ls_one_i", "EarlyReturn"]
 
 #: A reduction loop is cut into at most this many blocks...
 MAX_BLOCKS = 1024
@@ -42,102 +41,9 @@ def block_size(n: int, reductions: bool = True) -> int:
     return max(floor, -(-n // MAX_BLOCKS))
 
 
-@numba.njit(nogil=True, cache=False)
-def ls_trip(lo, stop, step):  # pragma: no cover - compiled
-    if step == 0:
-        raise ValueError("range() arg 3 must not be zero")
-    if step > 0:
-        if stop <= lo:
-            return 0
-        return (stop - lo + step - 1) // step
-    if stop >= lo:
-        return 0
-    return (lo - stop - step - 1) // (-step)
-
-
-@numba.njit(nogil=True, cache=False)
-def ls_block(n, has_reductions):  # pragma: no cover - compiled
-    floor = MIN_BLOCK if has_reductions else PLAIN_BLOCK
-    b = -(-n // MAX_BLOCKS)
-    return b if b > floor else floor
-
-
-def ls_zero(x):  # pragma: no cover - replaced by the overload in compiled code
-    return x * 0
-
-
-def ls_one(x):  # pragma: no cover
-    return x * 0 + 1
-
-
-def ls_parts(nblocks, x):  # pragma: no cover
-    return np.full(nblocks, x)
-
-
-def _scalar_type(x):
-    x = types.unliteral(x)
-    if isinstance(x, types.Boolean):
-        return np.int64
-    if isinstance(x, types.Number):
-        return as_dtype(x).type
-    return None
-
-
-@overload(ls_zero, jit_options={"nogil": True})
-def _ol_zero(x):
-    if isinstance(x, types.Array):
-        return lambda x: np.zeros_like(x)
-    t = _scalar_type(x)
-    if t is not None:
-        return lambda x: t(0)
-    return None
-
-
-@overload(ls_one, jit_options={"nogil": True})
-def _ol_one(x):
-    if isinstance(x, types.Array):
-        return lambda x: np.ones_like(x)
-    t = _scalar_type(x)
-    if t is not None:
-        return lambda x: t(1)
-    return None
-
-
-@overload(ls_parts, jit_options={"nogil": True})
-def _ol_parts(nblocks, x):
-    if isinstance(x, types.Array):
-        dt = x.dtype
-
-        def impl(nblocks, x):
-            return np.empty((nblocks,) + x.shape, dt)
-
-        return impl
-    t = types.unliteral(x)
-    if isinstance(t, (types.Number, types.Boolean)):
-        dt = as_dtype(t)
-        return lambda nblocks, x: np.empty(nblocks, dt)
-    return None
-
-
 class EarlyReturn(Exception):
     """Raised by a generated prologue that reached a ``return`` before the loop:
     the caller then runs the fused serial function instead."""
-
-
-@intrinsic
-def ls_state_ptr(typingctx, addr):  # pragma: no cover - compiled
-    """The int64 pointer at integer address *addr* (the caller's error-state slots)."""
-    if not isinstance(addr, types.Integer):
-        return None
-    sig = types.CPointer(types.int64)(addr)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int64)))
-
-    return sig, codegen
-
-
-ls_carray = numba.carray
 
 
 @intrinsic
@@ -161,3 +67,59 @@ def ls_nonneg(typingctx, x):  # pragma: no cover - compiled
         return v
 
     return sig, codegen
+
+
+# ---------------------------------------------------------------------------
+# intrinsics: lowered inline into the caller, so a cold process compiles no
+# helper function for them (each helper dispatcher costs ~20-60 ms to compile)
+
+
+@intrinsic
+def ls_put(typingctx, addr, index, value):  # pragma: no cover - compiled
+    """Store int64 *value* at slot *index* of the int64 array at address *addr*."""
+    if not all(isinstance(t, types.Integer) for t in (addr, index, value)):
+        return None
+    sig = types.void(addr, index, value)
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+
+        a, i, v = args
+        i64 = ir.IntType(64)
+        ptr = builder.inttoptr(a, i64.as_pointer())
+        idx = context.cast(builder, i, signature.args[1], types.int64)
+        val = context.cast(builder, v, signature.args[2], types.int64)
+        builder.store(val, builder.gep(ptr, [idx]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _identity_intrinsic(value: int):  # type: ignore[no-untyped-def]
+    def typer(typingctx, x):  # pragma: no cover - compiled
+        if isinstance(x, types.Array):
+            filler = np.zeros_like if value == 0 else np.ones_like
+
+            def codegen(context, builder, signature, args):
+                return context.compile_internal(builder, lambda a: filler(a), signature, args)
+
+            return x.copy(readonly=False)(x), codegen
+        t = types.unliteral(x)
+        if isinstance(t, types.Boolean):
+            t = types.int64
+        if not isinstance(t, types.Number):
+            return None
+
+        def codegen(context, builder, signature, args):  # noqa: F811
+            rt = signature.return_type
+            const = complex(value) if isinstance(rt, types.Complex) else (
+                float(value) if isinstance(rt, types.Float) else value)
+            return context.get_constant(rt, const)
+
+        return t(x), codegen
+
+    return typer
+
+
+ls_zero_i = intrinsic(_identity_intrinsic(0))
+ls_one_i = intrinsic(_identity_intrinsic(1))
