@@ -12,8 +12,9 @@ and ``auto`` (see :mod:`loopscale.schedule._chunking`).
 """
 
 from ._chunking import POLICIES, plan_chunks
+from ._graph import TaskGraph, TaskRef, run_graph
 from ._parallel import ThreadsExecutor, parallel_for
 from ._pool import WorkerPool, in_worker
 
-__all__ = ["POLICIES", "ThreadsExecutor", "WorkerPool", "in_worker", "parallel_for",
-           "plan_chunks"]
+__all__ = ["POLICIES", "TaskGraph", "TaskRef", "ThreadsExecutor", "WorkerPool", "in_worker",
+           "parallel_for", "plan_chunks", "run_graph"]

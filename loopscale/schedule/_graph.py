@@ -104,15 +104,15 @@ class _Task:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    dependencies: frozenset[Key]
+    dependencies: tuple[Key, ...]  # in the order first referenced
     has_refs: bool
 
 
-def _find_refs(obj: Any, out: set[Key]) -> None:
+def _find_refs(obj: Any, out: dict[Key, None]) -> None:
     """Add the keys of every TaskRef in *obj* (through list, tuple and dict) to *out*."""
     kind = type(obj)
     if kind is TaskRef:
-        out.add(obj.key)
+        out[obj.key] = None
     elif kind is list or kind is tuple:
         for item in obj:
             _find_refs(item, out)
@@ -218,10 +218,10 @@ class TaskGraph:
                             "itself, then its arguments: graph.add(key, fn, *args).")
         if key in self._tasks:
             raise ValueError(f"task {key!r} is already in the graph; every key must be unique.")
-        deps: set[Key] = set()
+        deps: dict[Key, None] = {}
         _find_refs(args, deps)
         _find_refs(kwargs, deps)
-        self._tasks[key] = _Task(fn, args, kwargs, frozenset(deps), bool(deps))
+        self._tasks[key] = _Task(fn, args, kwargs, tuple(deps), bool(deps))
         return TaskRef(key)
 
     def ref(self, key: Key) -> TaskRef:
@@ -253,7 +253,7 @@ class TaskGraph:
     @property
     def dependencies(self) -> dict[Key, frozenset[Key]]:
         """``key -> frozenset`` of the keys that task needs, in the order added."""
-        return {k: t.dependencies for k, t in self._tasks.items()}
+        return {k: frozenset(t.dependencies) for k, t in self._tasks.items()}
 
     @property
     def status(self) -> dict[Key, str]:
@@ -299,8 +299,7 @@ class TaskGraph:
         if rankdir not in _RANKDIRS:
             raise ValueError(f"rankdir must be one of {', '.join(map(repr, _RANKDIRS))}; got "
                              f"{rankdir!r}.")
-        order = {key: i for i, key in enumerate(self._tasks)}
-        ids = {key: f"t{i}" for key, i in order.items()}
+        ids = {key: f"t{i}" for i, key in enumerate(self._tasks)}
         lines = ["digraph taskgraph {", f"  rankdir={rankdir};",
                  '  node [shape=box, style="rounded,filled", fillcolor=white, '
                  "fontname=Helvetica];"]
@@ -314,7 +313,7 @@ class TaskGraph:
             lines.append(f"  {ids[key]} [{attrs}];")
         missing: dict[Key, str] = {}
         for key, task in self._tasks.items():
-            for dep in sorted(task.dependencies, key=lambda d: order.get(d, len(order))):
+            for dep in task.dependencies:
                 if dep not in ids:  # shown dashed, so a broken graph can still be viewed
                     if dep not in missing:
                         missing[dep] = f"m{len(missing)}"

@@ -194,10 +194,11 @@ def check_graph(dependencies: Mapping[Key, Collection[Key]]) -> None:
 
 
 def cull(dependencies: Mapping[Key, Collection[Key]],
-         keys: Iterable[Key]) -> dict[Key, frozenset[Key]]:
+         keys: Iterable[Key]) -> dict[Key, tuple[Key, ...]]:
     """The part of the graph that *keys* need: them and everything they depend on.
 
-    The result keeps the graph's order.  Missing keys are kept as
+    The result keeps the graph's order (and each task's dependencies, as a
+    tuple, in theirs).  Missing keys are kept as
     dependencies (so :func:`check_graph` still reports them).
 
     Examples
@@ -213,7 +214,7 @@ def cull(dependencies: Mapping[Key, Collection[Key]],
             continue
         needed.add(key)
         stack.extend(d for d in dependencies.get(key, ()) if d not in needed)
-    return {k: frozenset(v) for k, v in dependencies.items() if k in needed}
+    return {k: tuple(v) for k, v in dependencies.items() if k in needed}
 
 
 def start_state(dependencies: Mapping[Key, Collection[Key]], keep: Iterable[Key] | None = None,
@@ -321,6 +322,7 @@ def finish_task(state: GraphState, key: Key) -> tuple[list[Key], list[Key]]:
             del state.waiting_data[dep]
             if dep not in state.keep:
                 release.append(dep)
+    release.sort(key=state.priority.__getitem__)
     return newly, release
 
 
