@@ -545,6 +545,9 @@ class Accelerated(Generic[P, R]):
             comp.checked.add(key)
         plan = LoopPlan(function=self.py_func.__qualname__, n=n, block=bs, nblocks=nb,
                         kernel=comp.chunk, args=kargs, lo=lo,
+                        arg_names=("lo", "step", "n", "block",
+                                   *(f"partial:{r}" for r in comp.gen.reductions),
+                                   *comp.gen.state),
                         step=step, has_reductions=bool(self.analysis.reductions),
                         arrays=self.analysis.arrays)
         self._last_plan = plan

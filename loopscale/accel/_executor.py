@@ -55,6 +55,13 @@ class LoopPlan:
         blocks, which the kernel's block indices guarantee).
     arrays : Mapping[str, ArrayRole]
         Roles of the arrays the loop touches (for executors that move data).
+    arg_names : tuple of str
+        The name of each entry of :attr:`args`: ``"lo"``, ``"step"``, ``"n"``,
+        ``"block"``, then ``"partial:<var>"`` for each reduction's per-block
+        partials (an array whose first axis is the block index), then the names
+        of the state variables (the user's names: arguments and locals of the
+        prologue) that the loop reads or writes.  An executor that moves data
+        (MPI) finds written arrays by name in :attr:`arrays`.
     """
 
     function: str
@@ -68,6 +75,17 @@ class LoopPlan:
     has_reductions: bool = False
     arrays: Mapping[str, ArrayRole] = field(default_factory=dict)
     nogil: bool = True
+    arg_names: tuple[str, ...] = ()
+
+    def arg(self, name: str) -> Any:
+        """The kernel argument called *name* (see :attr:`arg_names`)."""
+        return self.args[self.arg_names.index(name)]
+
+    @property
+    def partials(self) -> dict[str, Any]:
+        """Reduction variable -> its per-block partials array."""
+        return {n.split(":", 1)[1]: a for n, a in zip(self.arg_names, self.args, strict=False)
+                if n.startswith("partial:")}
 
     def iteration_values(self, c0: int, c1: int) -> tuple[int, int]:
         """First and last loop-variable values of blocks ``[c0, c1)``."""

@@ -195,3 +195,28 @@ def test_plan_describes_iteration_values_of_blocks():
                     step=-2)
     assert plan.iteration_values(0, 1) == (100, 94)
     assert plan.iteration_values(2, 3) == (84, 82)
+
+
+def test_plan_names_its_arguments_for_executors_that_move_data():
+    seen = {}
+
+    class Inspect:
+        name = "inspect"
+
+        def run(self, plan):
+            seen["plan"] = plan
+            plan.kernel(0, plan.nblocks, *plan.args)
+
+    f = accelerate(black_scholes)
+    rng = np.random.default_rng(0)
+    args = make_args(black_scholes, 100, rng)
+    f._call_plan(Inspect(), args, {})
+    plan = seen["plan"]
+    assert plan.arg_names[:4] == ("lo", "step", "n", "block")
+    assert plan.arg("S") is args[0]
+    assert plan.arrays["out"].written and plan.arrays["out"].axis == 0
+    g = accelerate(sum_and_extremes)
+    g._call_plan(Inspect(), (rng.standard_normal(1000),), {})
+    parts = seen["plan"].partials
+    assert set(parts) == {"s", "lo", "hi"}
+    assert all(p.shape[0] == seen["plan"].nblocks for p in parts.values())
