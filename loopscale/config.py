@@ -43,6 +43,8 @@ __all__ = [
     "cache_dir",
     "max_workers_default",
     "usable_cores",
+    "launcher_world_size",
+    "launcher_rank",
 ]
 
 #: The entry-point group through which executors for levels are found.
@@ -116,6 +118,35 @@ def usable_cores() -> int:
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota)))
     return max(1, cores)
+
+
+#: Variables through which MPI launchers tell a process the size of its job.
+_MPI_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS",
+                  "SLURM_NTASKS", "MV2_COMM_WORLD_SIZE", "I_MPI_INFO_NP")
+_MPI_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID",
+                  "MV2_COMM_WORLD_RANK")
+
+
+def launcher_world_size() -> int:
+    """Ranks in the MPI job this process was launched in, read from the
+    launcher's environment (without initialising MPI); 1 when not launched by
+    an MPI launcher.  ``SLURM_NTASKS`` counts only with a rank variable set."""
+    for var in _MPI_SIZE_VARS:
+        raw = _env(var)
+        if raw.isdigit():
+            if var == "SLURM_NTASKS" and not any(_env(r) for r in _MPI_RANK_VARS[:3]):
+                continue
+            return max(1, int(raw))
+    return 1
+
+
+def launcher_rank() -> int | None:
+    """This process's rank according to the launcher's environment, or None."""
+    for var in _MPI_RANK_VARS:
+        raw = _env(var)
+        if raw.isdigit():
+            return int(raw)
+    return None
 
 
 def _parse_max_workers(value: Any, source: str) -> int:
