@@ -30,7 +30,8 @@ import copy
 import textwrap
 from dataclasses import dataclass
 
-from ._analysis import LoopAnalysis, _names_loaded, _stmt_targets, _walk_stmts
+from ._astutil import _names_loaded, _stmt_targets, _walk_stmts
+from ._model import LoopAnalysis
 
 __all__ = ["GeneratedCode", "generate"]
 
@@ -176,7 +177,7 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
     of parameters that the prologue does not rebind are checked, so a guarded
     access (``if i + 1 < n: ...``) never raises a false alarm.
     """
-    from ._analysis import _index_positions
+    from ._astutil import _index_positions
 
     rebound = {n for st in _walk_stmts(pre) for n in _stmt_targets(st)}
     seen: dict[tuple[str, int], tuple[int, str, int]] = {}

@@ -31,14 +31,28 @@ from ..errors import (
     ArgumentValueError,
     CompileError,
     FallbackWarning,
-    LevelError,
     LoopExecutionError,
     LoopscaleError,
     SerializationWarning,
     UnsupportedFunctionError,
 )
-from . import _analysis, _codegen, _compile
+from . import _analysis, _astutil, _codegen, _compile
+from ._callpath import (
+    _ARG_MARK,
+    _LEVEL_VAR,
+    _TLS,
+    AUTO_SECONDS,
+    _is_pandas,
+    _lookup_accelerated,
+    _NeedsConversion,
+    _partials,
+    _state,
+    _to_array,
+    make_call,
+)
 from ._executor import LoopPlan, get_executor
+from ._intake import prange, prange_objects, refuse
+from ._runtime import EarlyReturn as _EarlyReturnType
 
 __all__ = ["accelerate", "Accelerated", "prange", "TARGETS"]
 
@@ -47,86 +61,6 @@ R = TypeVar("R")
 
 #: Targets ``accelerate`` accepts.
 TARGETS = ("cpu", "cuda")
-
-_TLS = threading.local()
-_ARG_MARK = "loopscale-argument:"
-
-
-def prange(*args: int) -> range:
-    """``range`` that asserts the loop's iterations are independent.
-
-    Inside an accelerated function, ``for i in prange(n):`` makes the loop
-    parallel even where the analysis cannot prove the array accesses
-    independent (as ``numba.prange`` does).  Scalars and control flow are
-    still checked.  Outside compiled code it is ``range``.
-
-    Examples
-    --------
-    >>> from loopscale import prange
-    >>> list(prange(3))
-    [0, 1, 2]
-    """
-    return range(*args)
-
-
-def _new_state() -> int:
-    """This thread's error-state slots: [block start, block stop, lo, step]."""
-    st = _TLS.st = np.full(4, -1, dtype=np.int64)
-    _TLS.addr = st.ctypes.data
-    return _TLS.addr  # type: ignore[no-any-return]
-
-
-def _state() -> int:
-    try:
-        return _TLS.addr  # type: ignore[no-any-return]
-    except AttributeError:
-        return _new_state()
-
-
-def _refuse(func: Any) -> None:
-    """Raise UnsupportedFunctionError unless *func* is a plain ``def`` with source."""
-    accepted = ("accelerate accepts a plain function defined with `def` at module level or "
-                "inside another function, whose source file is available")
-    if inspect.ismethod(func):
-        raise UnsupportedFunctionError(
-            f"cannot accelerate the bound method {func!r}: {accepted}. Accelerate a module-level "
-            "function and call it from the method, passing the arrays it needs.")
-    if not isinstance(func, types.FunctionType):
-        kind = ("a builtin" if isinstance(func, (types.BuiltinFunctionType,
-                                                 types.BuiltinMethodType)) else
-                f"a {type(func).__name__} object")
-        raise UnsupportedFunctionError(f"cannot accelerate {func!r}, {kind}: {accepted}.")
-    if func.__name__ == "<lambda>":
-        raise UnsupportedFunctionError(
-            f"cannot accelerate a lambda ({func.__code__.co_filename}:"
-            f"{func.__code__.co_firstlineno}): {accepted}. Write `def f(...): return ...`.")
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise UnsupportedFunctionError(
-            f"cannot accelerate the generator {func.__qualname__}() "
-            f"({func.__code__.co_filename}:{func.__code__.co_firstlineno}): {accepted}, that "
-            "returns its result. Fill and return an array instead of yielding values.")
-    if inspect.iscoroutinefunction(func):
-        raise UnsupportedFunctionError(
-            f"cannot accelerate the coroutine function {func.__qualname__}(): {accepted}.")
-    parts = func.__qualname__.split(".")
-    if len(parts) > 1 and parts[-2] != "<locals>":
-        raise UnsupportedFunctionError(
-            f"cannot accelerate {func.__qualname__}(), a method defined in a class body "
-            f"({func.__code__.co_filename}:{func.__code__.co_firstlineno}): {accepted}. Move "
-            "the loop into a module-level function taking arrays, and call it from the method.")
-    if config.disabled():
-        return  # LOOPSCALE_DISABLE=1: the function runs as Python, source or not
-    try:
-        _analysis.parse_function(func)
-    except (OSError, TypeError) as exc:
-        raise UnsupportedFunctionError(
-            f"cannot accelerate {func.__qualname__}(): its source code is not available "
-            f"({func.__code__.co_filename}), as for functions typed at an interactive prompt "
-            f"or made by exec(): {accepted}. Put it in a .py file (or a notebook cell).") from exc
-    except SyntaxError as exc:
-        raise UnsupportedFunctionError(
-            f"cannot accelerate {func.__qualname__}(): {exc}. {accepted}.") from exc
-
 
 class _Compiled:
     """The dispatchers generated for one decorated function."""
@@ -159,7 +93,7 @@ class Accelerated(Generic[P, R]):
                             ("cache", cache), ("fallback", fallback)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False; got {value!r}.")
-        _refuse(func)
+        refuse(func)
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
         self.py_func = func
         self.__signature__ = inspect.signature(func)
@@ -218,7 +152,7 @@ class Accelerated(Generic[P, R]):
 
         self._tree = fdef
         self._analysis = _analysis.analyse_function(
-            self.py_func, fdef, 0, prange_objects=_prange_objects(), on_loop=warn_forced)  # type: ignore[arg-type]
+            self.py_func, fdef, 0, prange_objects=prange_objects(), on_loop=warn_forced)  # type: ignore[arg-type]
 
     # -- building ---------------------------------------------------------
     def _build(self) -> _Compiled:
@@ -230,7 +164,7 @@ class Accelerated(Generic[P, R]):
             analysis = self.analysis
             fdef = self._tree
             assert fdef is not None
-            resolver = _analysis.Resolver(self.py_func, _prange_objects())  # type: ignore[arg-type]
+            resolver = _analysis.Resolver(self.py_func, prange_objects())  # type: ignore[arg-type]
             base = "".join(c if c.isalnum() else "_" for c in self.py_func.__qualname__)
             gen = _codegen.generate(fdef, analysis,
                                     lambda node: resolver.is_range(node) == "prange", base,
@@ -303,7 +237,7 @@ class Accelerated(Generic[P, R]):
         if tree is not None:  # writes outside the analysed loop count too
             for node in ast.walk(tree):
                 if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
-                    base, _ = _analysis._index_positions(node)
+                    base, _ = _astutil.index_positions(node)
                     if base is not None and base.id in self._params:
                         out.setdefault(base.id, node.lineno)
         return out
@@ -653,58 +587,6 @@ class Accelerated(Generic[P, R]):
             return self
         return types.MethodType(self, obj)
 
-
-def _partials(nblocks: int, identity: Any, dtype: Any) -> np.ndarray:
-    """One reduction partial per block, for a scalar or an array accumulator."""
-    if isinstance(identity, np.ndarray):
-        return np.empty((nblocks,) + identity.shape, dtype)
-    return np.empty(nblocks, dtype)
-
-
-def _lookup_accelerated(module: str, qualname: str) -> Any:
-    import importlib
-
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-class _NeedsConversion(Exception):
-    """Internal: an argument (a pandas object, a list) must become an array first."""
-
-
-def _is_pandas(value: Any) -> bool:
-    mod = type(value).__module__
-    return (mod == "pandas" or mod.startswith("pandas.")) and hasattr(value, "to_numpy")
-
-
-def _to_array(value: Any) -> Any:
-    if _is_pandas(value):
-        return value.to_numpy()
-    if isinstance(value, list):
-        return np.asarray(value)
-    return value
-
-
-def _prange_objects() -> tuple[Any, ...]:
-    objs: list[Any] = [prange]
-    try:
-        import numba
-
-        objs.append(numba.prange)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(objs)
-
-
-_LEVEL_VAR = config._LEVEL
-
-#: At level ``auto``, a parallel loop whose serial run takes less than this runs
-#: serially: below it, waking threads costs more than it saves.
-AUTO_SECONDS = 200e-6
-
-
 @functools.lru_cache(maxsize=1)
 def _auto_parallel_level() -> str | None:
     """The level ``auto`` uses for a parallel loop, or None for serial."""
@@ -712,9 +594,6 @@ def _auto_parallel_level() -> str | None:
     if "threads" in levels and config.usable_cores() > 1:
         return "threads"
     return None
-
-
-from ._runtime import EarlyReturn as _EarlyReturnType  # noqa: E402
 
 
 @overload
@@ -727,69 +606,6 @@ def accelerate(*, target: str = "cpu", fastmath: bool = False, boundscheck: bool
                ) -> Callable[[Callable[P, R]], Accelerated[P, R]]: ...
 
 
-def _make_call(func: types.FunctionType) -> Callable[..., Any]:
-    """A ``__call__`` with *func*'s exact signature that calls the fused code directly."""
-    sig = inspect.signature(func)
-    ns: dict[str, Any] = {"_LV": _LEVEL_VAR.get, "_TLS": _TLS, "_new_state": _new_state,
-                          "_pc": time.perf_counter, "_AUTO": AUTO_SECONDS}
-    params, pos, kw = ["__ls_self"], [], []
-    seen_kwonly = False
-    last_posonly = None
-    for i, (name, p) in enumerate(sig.parameters.items()):
-        default = ""
-        if p.default is not inspect.Parameter.empty:
-            ns[f"__ls_d{i}"] = p.default
-            default = f"=__ls_d{i}"
-        if p.kind is p.POSITIONAL_ONLY:
-            params.append(name + default)
-            last_posonly = len(params)
-            pos.append(name)
-        elif p.kind is p.POSITIONAL_OR_KEYWORD:
-            params.append(name + default)
-            pos.append(name)
-        elif p.kind is p.VAR_POSITIONAL:
-            params.append("*" + name)
-            pos.append("*" + name)
-            seen_kwonly = True
-        elif p.kind is p.KEYWORD_ONLY:
-            if not seen_kwonly:
-                params.append("*")
-                seen_kwonly = True
-            params.append(name + default)
-            kw.append(f"{name}={name}")
-        else:
-            params.append("**" + name)
-            kw.append("**" + name)
-    if last_posonly is not None:
-        params.insert(last_posonly, "/")
-    call = ", ".join(pos + kw)
-    tup = "(" + "".join(f"{a}, " for a in pos) + ")"
-    dct = "dict(" + ", ".join(kw) + ")"
-    src = f"""
-def __call__({", ".join(params)}):
-    __ls_m = __ls_self._fast
-    if __ls_m and _LV() is None:
-        try:
-            __ls_st = _TLS.addr
-        except AttributeError:
-            __ls_st = _new_state()
-        if __ls_m == 1:
-            try:
-                return __ls_self._serial(__ls_st{", " if call else ""}{call})
-            except Exception as __ls_exc:
-                return __ls_self._after_error(__ls_exc, {tup}, {dct})
-        __ls_t = _pc()
-        try:
-            __ls_r = __ls_self._serial(__ls_st{", " if call else ""}{call})
-        except Exception as __ls_exc:
-            return __ls_self._after_error(__ls_exc, {tup}, {dct})
-        if _pc() - __ls_t > _AUTO:
-            __ls_self._fast = 0
-        return __ls_r
-    return __ls_self._call_slow({tup}, {dct})
-"""
-    exec(compile(src, f"<loopscale call wrapper of {func.__qualname__}>", "exec"), ns)
-    return ns["__call__"]  # type: ignore[no-any-return]
 
 
 def accelerate(func: Callable[P, R] | None = None, /, *, target: str = "cpu",
@@ -849,9 +665,9 @@ def accelerate(func: Callable[P, R] | None = None, /, *, target: str = "cpu",
     14.0
     """
     def wrap(f: Callable[P, R]) -> Accelerated[P, R]:
-        _refuse(f)
+        refuse(f)
         cls = type(Accelerated.__name__, (Accelerated,), {
-            "__call__": _make_call(f),  # type: ignore[arg-type]
+            "__call__": make_call(f),  # type: ignore[arg-type]
             "__module__": Accelerated.__module__, "__qualname__": Accelerated.__qualname__})
         return cls(f, target=target, fastmath=fastmath, boundscheck=boundscheck,  # type: ignore
                    cache=cache, fallback=fallback)
@@ -862,8 +678,3 @@ def accelerate(func: Callable[P, R] | None = None, /, *, target: str = "cpu",
         raise TypeError(f"accelerate() takes a function or keyword options; got {func!r}. "
                         "Write @accelerate or @accelerate(fastmath=True).")
     return wrap(func)
-
-
-def _check_level_name(name: str) -> None:  # pragma: no cover - used by level plugins
-    if name not in config.installed_levels():
-        raise LevelError(f"unknown level {name!r}")

@@ -1,0 +1,152 @@
+"""The call path: what runs between ``f(...)`` and the compiled code.
+
+A decorated function gets a ``__call__`` generated with its own signature
+(:func:`make_call`): at the default level it checks two things and calls the
+fused serial code directly, passing the address of this thread's error-state
+slots (where the compiled loop notes the block it is in, so that an exception
+can name its iterations).  Everything else goes to ``Accelerated._call_slow``.
+Arguments that compiled code cannot take as they are (pandas objects, lists
+of numbers) are converted here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import config
+
+__all__ = ["make_call", "AUTO_SECONDS", "state_address"]
+
+_TLS = threading.local()
+_ARG_MARK = "loopscale-argument:"
+
+
+def _new_state() -> int:
+    """This thread's error-state slots: [block start, block stop, lo, step]."""
+    st = _TLS.st = np.full(4, -1, dtype=np.int64)
+    _TLS.addr = st.ctypes.data
+    return _TLS.addr  # type: ignore[no-any-return]
+
+
+def _state() -> int:
+    try:
+        return _TLS.addr  # type: ignore[no-any-return]
+    except AttributeError:
+        return _new_state()
+
+
+def _partials(nblocks: int, identity: Any, dtype: Any) -> np.ndarray:
+    """One reduction partial per block, for a scalar or an array accumulator."""
+    if isinstance(identity, np.ndarray):
+        return np.empty((nblocks,) + identity.shape, dtype)
+    return np.empty(nblocks, dtype)
+
+
+def _lookup_accelerated(module: str, qualname: str) -> Any:
+    import importlib
+
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _NeedsConversion(Exception):
+    """Internal: an argument (a pandas object, a list) must become an array first."""
+
+
+def _is_pandas(value: Any) -> bool:
+    mod = type(value).__module__
+    return (mod == "pandas" or mod.startswith("pandas.")) and hasattr(value, "to_numpy")
+
+
+def _to_array(value: Any) -> Any:
+    if _is_pandas(value):
+        return value.to_numpy()
+    if isinstance(value, list):
+        return np.asarray(value)
+    return value
+
+
+_LEVEL_VAR = config._LEVEL
+
+
+
+#: At level ``auto``, a parallel loop whose serial run takes less than this runs
+#: serially: below it, waking threads costs more than it saves.
+AUTO_SECONDS = 200e-6
+
+
+def make_call(func: types.FunctionType) -> Callable[..., Any]:
+    """A ``__call__`` with *func*'s exact signature that calls the fused code directly."""
+    sig = inspect.signature(func)
+    ns: dict[str, Any] = {"_LV": _LEVEL_VAR.get, "_TLS": _TLS, "_new_state": _new_state,
+                          "_pc": time.perf_counter, "_AUTO": AUTO_SECONDS}
+    params, pos, kw = ["__ls_self"], [], []
+    seen_kwonly = False
+    last_posonly = None
+    for i, (name, p) in enumerate(sig.parameters.items()):
+        default = ""
+        if p.default is not inspect.Parameter.empty:
+            ns[f"__ls_d{i}"] = p.default
+            default = f"=__ls_d{i}"
+        if p.kind is p.POSITIONAL_ONLY:
+            params.append(name + default)
+            last_posonly = len(params)
+            pos.append(name)
+        elif p.kind is p.POSITIONAL_OR_KEYWORD:
+            params.append(name + default)
+            pos.append(name)
+        elif p.kind is p.VAR_POSITIONAL:
+            params.append("*" + name)
+            pos.append("*" + name)
+            seen_kwonly = True
+        elif p.kind is p.KEYWORD_ONLY:
+            if not seen_kwonly:
+                params.append("*")
+                seen_kwonly = True
+            params.append(name + default)
+            kw.append(f"{name}={name}")
+        else:
+            params.append("**" + name)
+            kw.append("**" + name)
+    if last_posonly is not None:
+        params.insert(last_posonly, "/")
+    call = ", ".join(pos + kw)
+    tup = "(" + "".join(f"{a}, " for a in pos) + ")"
+    dct = "dict(" + ", ".join(kw) + ")"
+    src = f"""
+def __call__({", ".join(params)}):
+    __ls_m = __ls_self._fast
+    if __ls_m and _LV() is None:
+        try:
+            __ls_st = _TLS.addr
+        except AttributeError:
+            __ls_st = _new_state()
+        if __ls_m == 1:
+            try:
+                return __ls_self._serial(__ls_st{", " if call else ""}{call})
+            except Exception as __ls_exc:
+                return __ls_self._after_error(__ls_exc, {tup}, {dct})
+        __ls_t = _pc()
+        try:
+            __ls_r = __ls_self._serial(__ls_st{", " if call else ""}{call})
+        except Exception as __ls_exc:
+            return __ls_self._after_error(__ls_exc, {tup}, {dct})
+        if _pc() - __ls_t > _AUTO:
+            __ls_self._fast = 0
+        return __ls_r
+    return __ls_self._call_slow({tup}, {dct})
+"""
+    exec(compile(src, f"<loopscale call wrapper of {func.__qualname__}>", "exec"), ns)
+    return ns["__call__"]  # type: ignore[no-any-return]
+
+
+state_address = _state

@@ -1,0 +1,625 @@
+"""The proof that one loop's iterations are independent.
+
+:class:`LoopChecker` applies the rules of DESIGN.md ("Parallel only when
+safe") to one ``for`` loop and raises :class:`Unsafe` with the line and the
+reason at the first violation: control flow (``return``, ``break``, random
+numbers), scalars (private or reduction, never carried), arrays (every access
+of a written array uses the loop variable at the same position), helpers
+(their writes, summarised by :func:`summarise_helper`).
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+from dataclasses import dataclass
+
+from ._astutil import (
+    _MUTATING_METHODS,
+    _aliases,
+    _const_int,
+    _index_positions,
+    _names_loaded,
+    _same,
+    _stmt_targets,
+    _substitute,
+    _target_names,
+    _terminates,
+    _walk_stmts,
+    _whole_uses,
+    parse_function,
+    summary_params,
+)
+from ._model import ArrayRole, Resolver
+
+_REDUCTION_OPS = {ast.Add: "+", ast.Sub: "+", ast.Mult: "*"}
+
+
+@dataclass
+class _Access:
+    root: str
+    positions: list[ast.expr] | None  # None: the whole array (anywhere)
+    write: bool
+    line: int
+    text: str
+    helper: str | None = None  # the helper through which the access happens
+
+
+class _Unsafe(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@dataclass
+class _HelperSummary:
+    writes: dict[int, list[list[ast.expr]] | None]  # param index -> index tuples (None: anywhere)
+    unsafe: str | None = None  # a reason the helper cannot be used in a parallel loop
+
+
+class _LoopChecker:
+    """Checks one candidate loop.  Raises :class:`_Unsafe` with the reason."""
+
+    def __init__(self, fdef: ast.FunctionDef, loop: ast.For, index: int, resolver: Resolver,
+                 aliases: dict[str, set[str]], array_names: set[str], line0: int,
+                 helper_cache: dict[int, _HelperSummary]) -> None:
+        self.fdef = fdef
+        self.loop = loop
+        self.index = index
+        self.resolver = resolver
+        self.aliases = aliases  # local name -> roots it may view
+        self.array_names = array_names
+        self.line0 = line0
+        self.var = loop.target.id  # type: ignore[union-attr]
+        self.assigned_in_body: set[str] = set()
+        self.accesses: list[_Access] = []
+        self.reductions: dict[str, str] = {}
+        self.red_nodes: set[int] = set()
+        self.private_alias: dict[str, tuple[str, list[ast.expr]] | None] = {}
+        self.helper_cache = helper_cache
+
+    def line(self, node: ast.AST) -> int:
+        return getattr(node, "lineno", 1) + self.line0
+
+    def src(self, node: ast.AST) -> str:
+        try:
+            return ast.unparse(node)
+        except Exception:  # pragma: no cover - unparse handles every expression
+            return "<expr>"
+
+    # -- control flow ------------------------------------------------------
+    def check_control(self) -> None:
+        if self.loop.orelse:
+            raise _Unsafe(self.line(self.loop), "the loop has an `else:` clause")
+
+        def visit(stmts: list[ast.stmt], depth: int) -> None:
+            for st in stmts:
+                if isinstance(st, ast.Return):
+                    raise _Unsafe(self.line(st), "`return` inside the loop leaves it early")
+                if isinstance(st, ast.Break) and depth == 0:
+                    raise _Unsafe(self.line(st), "`break` leaves the loop early")
+                if isinstance(st, (ast.Global, ast.Nonlocal)):
+                    raise _Unsafe(self.line(st), "`global`/`nonlocal` inside the loop")
+                for node in ast.walk(st) if not isinstance(st, (ast.For, ast.While, ast.If,
+                                                                 ast.With, ast.Try)) else ():
+                    if isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
+                        raise _Unsafe(self.line(node), "`yield` inside the loop")
+                if isinstance(st, (ast.For, ast.While)):
+                    self._check_exprs([st.iter if isinstance(st, ast.For) else st.test])
+                    visit(st.body, depth + 1)
+                    visit(st.orelse, depth)
+                elif isinstance(st, ast.If):
+                    self._check_exprs([st.test])
+                    visit(st.body, depth)
+                    visit(st.orelse, depth)
+                elif isinstance(st, ast.With):
+                    visit(st.body, depth)
+                elif isinstance(st, ast.Try):
+                    visit(st.body, depth)
+                    for h in st.handlers:
+                        visit(h.body, depth)
+                    visit(st.orelse, depth)
+                    visit(st.finalbody, depth)
+
+        visit(self.loop.body, 0)
+        for st in _walk_stmts(self.loop.body):
+            if self.var in _stmt_targets(st):
+                raise _Unsafe(self.line(st), f"the loop variable `{self.var}` is reassigned "
+                              "inside the loop, so indices written with it no longer identify "
+                              "the iteration")
+        for node in ast.walk(self.loop):
+            if isinstance(node, ast.Call):
+                mod = getattr(self.resolver.value(node.func), "__module__", None) or ""
+                base = node.func.value if isinstance(node.func, ast.Attribute) else None
+                base_obj = self.resolver.value(base) if base is not None else None
+                base_name = getattr(base_obj, "__name__", "") if base_obj is not None else ""
+                if (mod.startswith(("numpy.random", "random")) or base_name in (
+                        "numpy.random", "random")):
+                    raise _Unsafe(self.line(node),
+                                  f"`{self.src(node.func)}` draws from a random generator shared "
+                                  "by all iterations, so the numbers each iteration gets would "
+                                  "depend on the schedule")
+
+    def _check_exprs(self, exprs: list[ast.expr]) -> None:
+        for e in exprs:
+            for node in ast.walk(e):
+                if isinstance(node, (ast.Yield, ast.YieldFrom)):
+                    raise _Unsafe(self.line(node), "`yield` inside the loop")
+
+    # -- scalars -----------------------------------------------------------
+    def _reduction_form(self, st: ast.stmt) -> tuple[str, str] | None:
+        """``(name, op)`` when *st* is a reduction statement."""
+        if isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name):
+            op = _REDUCTION_OPS.get(type(st.op))
+            if op and st.target.id not in _names_loaded(st.value):
+                return st.target.id, op
+            return None
+        if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(
+                st.targets[0], ast.Name):
+            name = st.targets[0].id
+            v = st.value
+            if isinstance(v, ast.BinOp) and type(v.op) in _REDUCTION_OPS:
+                op = _REDUCTION_OPS[type(v.op)]
+                left_is = isinstance(v.left, ast.Name) and v.left.id == name
+                right_is = isinstance(v.right, ast.Name) and v.right.id == name
+                if left_is and name not in _names_loaded(v.right):
+                    return name, op
+                if right_is and not isinstance(v.op, ast.Sub) and name not in _names_loaded(
+                        v.left):
+                    return name, op
+            if (isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
+                    and v.func.id in ("min", "max") and len(v.args) == 2 and not v.keywords
+                    and self.resolver.value(v.func) in (min, max)):
+                a, b = v.args
+                if isinstance(a, ast.Name) and a.id == name and name not in _names_loaded(b):
+                    return name, v.func.id
+                if isinstance(b, ast.Name) and b.id == name and name not in _names_loaded(a):
+                    return name, v.func.id
+            return None
+        if (isinstance(st, ast.If) and not st.orelse and len(st.body) == 1
+                and isinstance(st.body[0], ast.Assign) and len(st.body[0].targets) == 1
+                and isinstance(st.body[0].targets[0], ast.Name)
+                and isinstance(st.test, ast.Compare) and len(st.test.ops) == 1):
+            name = st.body[0].targets[0].id
+            e = st.body[0].value
+            left, right, cmp = st.test.left, st.test.comparators[0], st.test.ops[0]
+            if name in _names_loaded(e):
+                return None
+            is_s = (lambda n: isinstance(n, ast.Name) and n.id == name)  # noqa: E731
+            if _same(left, e) and is_s(right):
+                if isinstance(cmp, (ast.Gt, ast.GtE)):
+                    return name, "max"
+                if isinstance(cmp, (ast.Lt, ast.LtE)):
+                    return name, "min"
+            if is_s(left) and _same(right, e):
+                if isinstance(cmp, (ast.Lt, ast.LtE)):
+                    return name, "max"
+                if isinstance(cmp, (ast.Gt, ast.GtE)):
+                    return name, "min"
+        return None
+
+    def find_reductions(self, defined_before: set[str]) -> None:
+        candidates: dict[str, set[str]] = {}
+        nodes: dict[str, list[ast.stmt]] = {}
+        bad: set[str] = set()
+        for st in _walk_stmts(self.loop.body):
+            form = self._reduction_form(st)
+            if form:
+                name, op = form
+                candidates.setdefault(name, set()).add(op)
+                nodes.setdefault(name, []).append(st)
+                if isinstance(st, ast.If):  # `if e > m: m = e`: its assignment belongs to it
+                    nodes[name].append(st.body[0])
+        # every assignment of a reduction variable must be one of its reduction statements
+        for st in _walk_stmts(self.loop.body):
+            for name in _stmt_targets(st):
+                if name in candidates and st not in nodes[name]:
+                    bad.add(name)
+        for name, ops in candidates.items():
+            if name in bad or len(ops) != 1 or name == self.var:
+                continue
+            if name not in defined_before:
+                continue  # assigned only inside: it is a private (or an error)
+            # the variable may appear nowhere else in the loop
+            reduction_ids = {id(n) for st in nodes[name] for n in ast.walk(st)}
+            other_reads = [n for n in ast.walk(self.loop)
+                           if isinstance(n, ast.Name) and n.id == name
+                           and isinstance(n.ctx, ast.Load) and id(n) not in reduction_ids]
+            if other_reads:
+                continue
+            # and inside its own statements only as the accumulator
+            self.reductions[name] = ops.pop()
+            self.red_nodes.update(id(st) for st in nodes[name] if not (
+                isinstance(st, ast.Assign) and any(isinstance(o, ast.If) and o.body[0] is st
+                                                   for o in nodes[name])))
+
+    def check_scalars(self, defined_before: set[str], read_after: dict[str, int]) -> list[str]:
+        assigned: set[str] = set()
+        for st in _walk_stmts(self.loop.body):
+            assigned.update(_stmt_targets(st))
+        for node in ast.walk(self.loop):
+            if isinstance(node, ast.NamedExpr):
+                assigned.add(node.target.id)
+        assigned.add(self.var)
+        self.assigned_in_body = assigned
+        privates = sorted(assigned - set(self.reductions))
+        # flow: each non-reduction name must be written before it is read in an iteration
+        _DefinedFlow(self, set(self.reductions)).run(self.loop.body, {self.var})
+        for name in privates:
+            if name in read_after:
+                what = "the loop variable" if name == self.var else f"`{name}`"
+                raise _Unsafe(read_after[name],
+                              f"{what} is assigned in the loop at line {self.line(self.loop)} "
+                              f"and read after it at line {read_after[name]}: its final value "
+                              "depends on the order of the iterations")
+        return privates
+
+    # -- arrays ------------------------------------------------------------
+    def roots(self, name: str) -> set[str]:
+        return self.aliases.get(name, {name})
+
+    def collect_accesses(self) -> None:
+        body_module = ast.Module(body=self.loop.body, type_ignores=[])
+        # private views defined in the body: name -> (root, leading positions) or None (fresh)
+        for st in _walk_stmts(self.loop.body):
+            if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(
+                    st.targets[0], ast.Name):
+                self.private_alias[st.targets[0].id] = self._view_of(st.value)
+        for node in ast.walk(body_module):
+            if isinstance(node, ast.Subscript):
+                base, pos = _index_positions(node)
+                if base is None:
+                    continue
+                parent_store = isinstance(node.ctx, (ast.Store, ast.Del))
+                self._add_access(base.id, pos, parent_store, node)
+            elif isinstance(node, ast.Call):
+                self._call_access(node)
+            elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
+                base, pos = _index_positions(node.target)
+                if base is not None:
+                    self._add_access(base.id, pos, False, node.target)  # the read half
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                raise _Unsafe(self.line(node),
+                              f"assignment to the attribute `{self.src(node)}` inside the loop")
+        # whole-array uses: a Name of an array used outside subscripts/metadata
+        for node in _whole_uses(body_module, self.array_names | set(self.aliases)):
+            if node.id in self.private_alias or node.id in self.assigned_in_body:
+                continue
+            for root in self.roots(node.id):
+                self.accesses.append(_Access(root, None, False, self.line(node), node.id))
+
+    def _view_of(self, value: ast.expr) -> tuple[str, list[ast.expr]] | None:
+        if isinstance(value, ast.Subscript):
+            base, pos = _index_positions(value)
+            if base is not None:
+                return base.id, pos
+        if isinstance(value, ast.Name):
+            return value.id, []
+        return None
+
+    def _add_access(self, name: str, pos: list[ast.expr], write: bool, node: ast.AST) -> None:
+        if name in self.private_alias:
+            view = self.private_alias[name]
+            if view is None:
+                return  # a fresh array private to the iteration
+            root_name, lead = view
+            if root_name in self.private_alias and root_name != name:
+                return self._add_access(root_name, lead + pos, write, node)
+            name, pos = root_name, lead + pos
+        elif name in self.assigned_in_body:
+            return  # assigned in the loop by something else (a call result): private
+        for root in self.roots(name):
+            self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node)))
+
+    def _call_access(self, call: ast.Call) -> None:
+        func = call.func
+        # method call on an array: a.fill(0), a[i].sort()
+        if isinstance(func, ast.Attribute) and func.attr in _MUTATING_METHODS:
+            obj = func.value
+            if isinstance(obj, ast.Subscript):
+                base, pos = _index_positions(obj)
+                if base is not None:
+                    self._add_access(base.id, pos, True, call)
+            elif isinstance(obj, ast.Name):
+                self._add_access_whole(obj.id, True, call)
+        for kw in call.keywords:
+            if kw.arg == "out":
+                self._write_target(kw.value, call)
+        helper = self.resolver.helper(func)
+        if helper is None:
+            return
+        summary = _summarise_helper(helper, self.resolver, self.helper_cache)
+        if summary.unsafe:
+            raise _Unsafe(self.line(call),
+                          f"the helper `{self.src(func)}` called here {summary.unsafe}")
+        for pidx, idx_list in summary.writes.items():
+            if pidx >= len(call.args):
+                continue
+            arg = call.args[pidx]
+            if idx_list is None or not isinstance(arg, (ast.Name, ast.Subscript)):
+                self._write_target(arg, call, whole=True, helper=self.src(func))
+                continue
+            for idx in idx_list:
+                # substitute helper parameters by the call's arguments
+                params = summary_params(helper)
+                mapping = {p: a for p, a in zip(params, call.args, strict=False)}
+                sub_idx = [_substitute(e, mapping) for e in idx]
+                n_before = len(self.accesses)
+                if isinstance(arg, ast.Name):
+                    self._add_access(arg.id, sub_idx, True, call)
+                else:
+                    base, pos = _index_positions(arg)
+                    if base is not None:
+                        self._add_access(base.id, pos + sub_idx, True, call)
+                for acc in self.accesses[n_before:]:
+                    acc.helper = self.src(func)
+                    acc.text = (f"{self.src(arg)}[{', '.join(self.src(e) for e in sub_idx)}]"
+                                if sub_idx else self.src(arg))
+
+    def _add_access_whole(self, name: str, write: bool, node: ast.AST) -> None:
+        if name in self.private_alias:
+            view = self.private_alias[name]
+            if view is None:
+                return
+            root_name, lead = view
+            self._add_access(root_name, lead + [ast.Constant(value=Ellipsis)], write, node)
+            return
+        if name in self.assigned_in_body:
+            return
+        for root in self.roots(name):
+            self.accesses.append(_Access(root, None, write, self.line(node), self.src(node)))
+
+    def _write_target(self, arg: ast.expr, call: ast.Call, whole: bool = False,
+                      helper: str | None = None) -> None:
+        if isinstance(arg, ast.Subscript):
+            base, pos = _index_positions(arg)
+            if base is not None:
+                self._add_access(base.id, pos + [ast.Constant(value=Ellipsis)], True, call)
+        elif isinstance(arg, ast.Name):
+            if helper and arg.id not in self.private_alias and arg.id not in (
+                    self.assigned_in_body):
+                raise _Unsafe(self.line(call),
+                              f"the helper `{helper}` writes its argument `{arg.id}`, an array "
+                              "shared by all iterations")
+            self._add_access_whole(arg.id, True, call)
+
+    def _aligned(self, expr: ast.expr) -> int | None:
+        """Offset when *expr* is ``v``, ``v + c`` or ``v - c`` (c an int literal)."""
+        if isinstance(expr, ast.Name) and expr.id == self.var:
+            return 0
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, (ast.Add, ast.Sub)):
+            left, right = expr.left, expr.right
+            if isinstance(left, ast.Name) and left.id == self.var:
+                c = _const_int(right)
+                if c is not None:
+                    return c if isinstance(expr.op, ast.Add) else -c
+            if isinstance(expr.op, ast.Add) and isinstance(right, ast.Name) and (
+                    right.id == self.var):
+                c = _const_int(left)
+                if c is not None:
+                    return c
+        return None
+
+    def check_arrays(self, forced: bool) -> dict[str, ArrayRole]:
+        by_root: dict[str, list[_Access]] = {}
+        for acc in self.accesses:
+            by_root.setdefault(acc.root, []).append(acc)
+        roles: dict[str, ArrayRole] = {}
+        for root, accs in by_root.items():
+            written = any(a.write for a in accs)
+            read = any(not a.write for a in accs)
+            axis, offsets = self._common_axis(accs)
+            if axis is None:
+                access = "anywhere"
+            elif offsets == {0}:
+                access = "aligned"
+            else:
+                access = "offset"
+            roles[root] = ArrayRole(read=read, written=written, access=access, axis=axis,
+                                    offsets=tuple(sorted(offsets)) if axis is not None else ())
+            if not written or forced:
+                continue
+            writes = [a for a in accs if a.write]
+            if axis is not None and len(offsets) == 1:
+                continue
+            # explain the first conflict
+            for w in writes:
+                if w.positions is None:
+                    raise _Unsafe(w.line, f"`{root}` is written as a whole (`{w.text}`) in "
+                                  "every iteration")
+                if all(self._aligned(p) is None for p in w.positions):
+                    who = (f"the helper `{w.helper}` writes `{w.text}`, " if w.helper
+                           else f"`{w.text}` writes `{root}` ")
+                    raise _Unsafe(w.line, f"{who}at an index that does not follow the loop "
+                                  f"variable `{self.var}`: different iterations may write the same "
+                                  "element (a scatter or a shared slot)")
+            for a in accs:
+                if a.positions is None:
+                    raise _Unsafe(a.line, f"`{root}` is written in the loop (line "
+                                  f"{writes[0].line}) and used whole here (`{a.text}`), so "
+                                  "iterations read each other's results")
+            w = writes[0]
+            other = next((a for a in accs if a is not w and not self._compatible(w, a)), accs[0])
+            kind = "read" if not other.write else "written"
+            raise _Unsafe(other.line, f"`{root}` is written at `{w.text}` (line {w.line}) and "
+                          f"{kind} at `{other.text}`, an element another iteration writes: a "
+                          "loop-carried dependence")
+        return roles
+
+    def _compatible(self, a: _Access, b: _Access) -> bool:
+        if a.positions is None or b.positions is None:
+            return False
+        for d in range(min(len(a.positions), len(b.positions))):
+            oa, ob = self._aligned(a.positions[d]), self._aligned(b.positions[d])
+            if oa is not None and oa == ob:
+                return True
+        return False
+
+    def _common_axis(self, accs: list[_Access]) -> tuple[int | None, set[int]]:
+        if any(a.positions is None for a in accs):
+            return None, set()
+        ndims = min(len(a.positions) for a in accs)  # type: ignore[arg-type]
+        for d in range(ndims):
+            offs = [self._aligned(a.positions[d]) for a in accs]  # type: ignore[index]
+            if all(o is not None for o in offs):
+                written_offs = {self._aligned(a.positions[d]) for a in accs  # type: ignore[index]
+                                if a.write}
+                # a written array must use one offset only; read-only arrays may use many
+                if written_offs and len(set(offs)) > 1:
+                    continue
+                return d, set(offs)  # type: ignore[arg-type]
+        return None, set()
+
+
+class _DefinedFlow:
+    """Definite assignment inside one iteration: a name the loop assigns must be
+    assigned before it is read, on every path."""
+
+    def __init__(self, checker: _LoopChecker, skip: set[str]) -> None:
+        self.c = checker
+        self.skip = skip
+
+    def run(self, stmts: list[ast.stmt], defined: set[str]) -> set[str]:
+        for st in stmts:
+            defined = self.stmt(st, defined)
+        return defined
+
+    def reads(self, node: ast.AST | None, defined: set[str]) -> None:
+        if node is None:
+            return
+        local: set[str] = set()
+        for n in ast.walk(node):
+            if isinstance(n, ast.comprehension):
+                local.update(_target_names(n.target))
+            if isinstance(n, ast.NamedExpr):
+                local.add(n.target.id)
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+                name = n.id
+                if (name in self.c.assigned_in_body and name not in defined
+                        and name not in self.skip and name not in local):
+                    raise _Unsafe(self.c.line(n),
+                                  f"`{name}` is read before it is assigned in the same iteration, "
+                                  "so each iteration depends on the one before (a loop-carried "
+                                  "dependence through a scalar)")
+
+    def stmt(self, st: ast.stmt, defined: set[str]) -> set[str]:
+        if id(st) in self.c.red_nodes:
+            return defined
+        if isinstance(st, ast.Assign):
+            self.reads(st.value, defined)
+            for t in st.targets:
+                if not isinstance(t, ast.Name):
+                    self.reads(t, defined)
+            return defined | {n for t in st.targets for n in _target_names(t)}
+        if isinstance(st, ast.AnnAssign):
+            self.reads(st.value, defined)
+            return defined | set(_target_names(st.target))
+        if isinstance(st, ast.AugAssign):
+            self.reads(st.value, defined)
+            self.reads(st.target if not isinstance(st.target, ast.Name) else ast.Name(
+                id=st.target.id, ctx=ast.Load(), lineno=st.lineno, col_offset=0), defined)
+            return defined
+        if isinstance(st, ast.For):
+            self.reads(st.iter, defined)
+            self.run(st.body, defined | set(_target_names(st.target)))
+            self.run(st.orelse, defined)
+            return defined
+        if isinstance(st, ast.While):
+            self.reads(st.test, defined)
+            self.run(st.body, defined)
+            self.run(st.orelse, defined)
+            return defined
+        if isinstance(st, ast.If):
+            self.reads(st.test, defined)
+            a = self.run(st.body, defined)
+            b = self.run(st.orelse, defined)
+            ta, tb = _terminates(st.body), _terminates(st.orelse)
+            if ta and not tb:
+                return b
+            if tb and not ta:
+                return a
+            return a & b
+        if isinstance(st, ast.With):
+            for item in st.items:
+                self.reads(item.context_expr, defined)
+                if item.optional_vars is not None:
+                    defined = defined | set(_target_names(item.optional_vars))
+            return self.run(st.body, defined)
+        if isinstance(st, ast.Try):
+            d = self.run(st.body, defined)
+            for h in st.handlers:
+                self.run(h.body, defined)
+            self.run(st.finalbody, defined)
+            return defined & d
+        self.reads(st, defined)
+        return defined
+
+
+def _summarise_helper(func: types.FunctionType, parent: Resolver,
+                      cache: dict[int, _HelperSummary], depth: int = 0) -> _HelperSummary:
+    """Which parameters a helper writes (and at which indices)."""
+    key = id(func)
+    if key in cache:
+        return cache[key]
+    cache[key] = _HelperSummary(writes={})  # recursion guard
+    try:
+        fdef, _ = parse_function(func)
+    except (OSError, TypeError, SyntaxError):
+        summary = _HelperSummary(writes={}, unsafe=None)
+        cache[key] = summary
+        return summary
+    params = summary_params(func)
+    resolver = Resolver(func)
+    resolver.prange_ids = parent.prange_ids
+    writes: dict[int, list[list[ast.expr]] | None] = {}
+    local_alias = _aliases(fdef.body, set(params))
+
+    def note(name: str, pos: list[ast.expr] | None) -> None:
+        for root in local_alias.get(name, {name}):
+            if root in params:
+                i = params.index(root)
+                if pos is None or (i in writes and writes[i] is None):
+                    writes[i] = None
+                elif name != root:
+                    writes[i] = None  # through a local view: position unknown
+                else:
+                    writes.setdefault(i, []).append(pos)  # type: ignore[union-attr]
+
+    unsafe = None
+    for node in ast.walk(fdef):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            base, pos = _index_positions(node)
+            if base is not None:
+                if base.id not in params and base.id not in local_alias and not any(
+                        base.id in _target_names(t) for st in _walk_stmts(fdef.body)
+                        if isinstance(st, ast.Assign) for t in st.targets):
+                    unsafe = f"writes the global array `{base.id}`"
+                note(base.id, pos)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
+            base, pos = _index_positions(node.target)
+            if base is not None:
+                note(base.id, pos)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            unsafe = "declares `global`/`nonlocal` names"
+        elif isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Attribute) and f.attr in _MUTATING_METHODS and isinstance(
+                    f.value, ast.Name):
+                note(f.value.id, None)
+            for kw in node.keywords:
+                if kw.arg == "out" and isinstance(kw.value, ast.Name):
+                    note(kw.value.id, None)
+            if depth < 8:
+                callee = resolver.helper(f)
+                if callee is not None:
+                    sub = _summarise_helper(callee, resolver, cache, depth + 1)
+                    if sub.unsafe:
+                        unsafe = f"calls `{ast.unparse(f)}`, which {sub.unsafe}"
+                    for pidx in sub.writes:
+                        if pidx < len(node.args) and isinstance(node.args[pidx], ast.Name):
+                            note(node.args[pidx].id, None)
+    summary = _HelperSummary(writes=writes, unsafe=unsafe)
+    cache[key] = summary
+    return summary

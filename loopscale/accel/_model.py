@@ -1,0 +1,153 @@
+"""What the loop analysis produces, and how it resolves names.
+
+:class:`LoopAnalysis` and :class:`ArrayRole` are the inspectable result
+(``f.analysis``); :class:`Resolver` looks up the globals a function refers to
+(helpers, ``prange``).  Plain data, no analysis logic.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ArrayRole", "LoopAnalysis", "Resolver"]
+
+
+@dataclass(frozen=True)
+class ArrayRole:
+    """How one array (a parameter or a local) is used by the analysed loop.
+
+    Attributes
+    ----------
+    read, written : bool
+        Whether the loop reads / writes its elements.
+    access : str
+        ``"aligned"``: every access uses the loop variable in position ``axis``
+        (no offset); ``"offset"``: the loop variable plus constant offsets
+        (``u[i - 1]``); ``"anywhere"``: some access is at an index that does
+        not follow the loop variable, or the whole array is used.
+    axis : int or None
+        The position indexed by the loop variable, when there is one.
+    offsets : tuple of int
+        The constant offsets seen in position ``axis`` (``(0,)`` for aligned).
+    """
+
+    read: bool
+    written: bool
+    access: str
+    axis: int | None = None
+    offsets: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        what = "+".join(w for w, on in (("read", self.read), ("written", self.written)) if on)
+        if self.access == "anywhere":
+            return f"{what or 'used'}, accessed anywhere"
+        offs = ", ".join(f"{o:+d}" if o else "0" for o in self.offsets)
+        return f"{what or 'used'}, {self.access} with the loop variable on axis {self.axis}" + (
+            f" (offsets {offs})" if self.access == "offset" else "")
+
+
+@dataclass(frozen=True)
+class LoopAnalysis:
+    """What the analysis found about a decorated function's loop.
+
+    Attributes
+    ----------
+    function : str
+        Qualified name of the function.
+    filename : str
+        Source file of the function.
+    lineno : int or None
+        Line of the analysed loop's header, or None when there is no
+        candidate loop.
+    loop_var : str or None
+        The loop variable.
+    parallel : bool
+        True when the iterations were proven independent (or asserted with
+        ``prange``) and the loop runs as a chunked parallel plan.
+    reason : str or None
+        Why the loop runs sequentially, naming the line; None when parallel.
+    reductions : Mapping[str, str]
+        Reduction variables and their operator (``"+"``, ``"*"``, ``"min"``,
+        ``"max"``).
+    privates : tuple of str
+        Names private to each iteration.
+    arrays : Mapping[str, ArrayRole]
+        The role of each array the loop indexes.
+    forced : bool
+        The loop was written with ``prange``.
+    """
+
+    function: str
+    filename: str
+    lineno: int | None
+    loop_var: str | None
+    parallel: bool
+    reason: str | None
+    reductions: Mapping[str, str] = field(default_factory=dict)
+    privates: tuple[str, ...] = ()
+    arrays: Mapping[str, ArrayRole] = field(default_factory=dict)
+    forced: bool = False
+    loop_index: int | None = None  # position of the loop in the function body
+    range_args: tuple[ast.expr, ...] = field(default=(), repr=False, compare=False)
+    other_loops: tuple[tuple[int, str], ...] = ()  # (line, reason) of loops not chosen
+
+    def summary(self) -> str:
+        """A one-line verdict."""
+        where = f"{self.filename}:{self.lineno}" if self.lineno else self.filename
+        if self.parallel:
+            red = ", ".join(f"{k} ({v})" for k, v in self.reductions.items())
+            return (f"loop over {self.loop_var!r} at {where} is parallel"
+                    + (f"; reductions: {red}" if red else ""))
+        return f"runs sequentially: {self.reason}"
+
+
+class Resolver:
+    """Looks up the global names of a function (for helpers and ``prange``)."""
+
+    def __init__(self, func: types.FunctionType, prange_objects: Iterable[Any] = ()) -> None:
+        self.func = func
+        self.globals = func.__globals__
+        self.closure: dict[str, Any] = {}
+        if func.__closure__:
+            for name, cell in zip(func.__code__.co_freevars, func.__closure__, strict=False):
+                try:
+                    self.closure[name] = cell.cell_contents
+                except ValueError:
+                    pass
+        self.prange_ids = {id(p) for p in prange_objects}
+
+    def value(self, node: ast.expr) -> Any:
+        """The object a ``Name`` or dotted ``Attribute`` refers to, or None."""
+        if isinstance(node, ast.Name):
+            if node.id in self.closure:
+                return self.closure[node.id]
+            if node.id in self.globals:
+                return self.globals[node.id]
+            return getattr(builtins, node.id, None)
+        if isinstance(node, ast.Attribute):
+            base = self.value(node.value)
+            if isinstance(base, types.ModuleType):
+                return getattr(base, node.attr, None)
+        return None
+
+    def is_range(self, node: ast.expr) -> str | None:
+        """``"range"`` or ``"prange"`` when *node* names one of them."""
+        v = self.value(node)
+        if v is range:
+            return "range"
+        if v is not None and id(v) in self.prange_ids:
+            return "prange"
+        return None
+
+    def helper(self, node: ast.expr) -> types.FunctionType | None:
+        """The plain Python function a call's ``func`` refers to, if any."""
+        v = self.value(node)
+        v = getattr(v, "py_func", v)  # an accelerated function or a Numba dispatcher
+        if isinstance(v, types.FunctionType):
+            return v
+        return None
