@@ -377,8 +377,16 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         used |= _names_loaded(st)
     used |= {n for st in post for n in _names_loaded(st)}
     used |= set(reds)
+    # functions defined before the loop are copied into the chunk kernel and
+    # the epilogue (a function object cannot cross between compiled functions);
+    # what they read from the prologue travels with the state
+    local_defs = [st for st in pre if isinstance(st, ast.FunctionDef)]
+    local_names = {d.name for d in local_defs}
+    for d in local_defs:
+        used |= _names_loaded(d)
     assigned_in_loop = {n for st in _walk_stmts(loop.body) for n in _stmt_targets(st)} | {var}
-    state = tuple(sorted((defined_before & used) - (assigned_in_loop - set(reds))))
+    state = tuple(sorted((defined_before & used) - (assigned_in_loop - set(reds))
+                         - local_names))
     plan_reason = None
     has_return = any(isinstance(n, ast.Return) for st in pre for n in ast.walk(st))
     if has_return and any(
@@ -423,7 +431,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         pre_fn = _func(pre_name, copy.deepcopy(fdef.args), pre_body, head)
 
         part_params = [f"__ls_p_{s}" for s in reds]
-        c_body: list[ast.stmt] = []
+        c_body: list[ast.stmt] = [copy.deepcopy(d) for d in local_defs]
         if has_red:
             for s in reds:
                 c_body += _stmts(f"__ls_s0_{s} = {s}", line)
@@ -447,7 +455,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             ["__ls_c0", "__ls_c1", "__ls_lo", "__ls_step", "__ls_n", "__ls_bs", *part_params,
              *state]), c_body, line)
 
-        p_body: list[ast.stmt] = []
+        p_body: list[ast.stmt] = [copy.deepcopy(d) for d in local_defs]
         if has_red:
             comb = _stmts("""
                 for __ls_b in range(__ls_nb):

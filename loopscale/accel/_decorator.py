@@ -207,6 +207,15 @@ class Accelerated(Generic[P, R]):
                     result = original(*args, **kws)
                 self._keep_warnings(caught)
                 return result
+            except ImportError as exc:
+                # Numba needs an optional package for some NumPy functions
+                # (SciPy's BLAS/LAPACK for np.dot, @, np.linalg)
+                raise CompileError(
+                    f"cannot compile {self.py_func.__qualname__}(): it uses a NumPy function "
+                    f"that Numba implements with an optional package: {exc}. Install it "
+                    "(pip install scipy for np.dot, @ and np.linalg) or move that call out of "
+                    "the decorated function.", function=self.py_func.__qualname__,
+                    filename=self.py_func.__code__.co_filename) from exc
             except Exception as exc:
                 if _compile.is_numba_compile_error(exc):
                     raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
