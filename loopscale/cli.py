@@ -1,4 +1,4 @@
-"""The ``loopscale`` command: ``info``, ``demo``, and the planned ``profile`` and ``run``.
+"""The ``loopscale`` command: ``info``, ``demo``, ``profile``, and the planned ``run``.
 
 Thin by design: this module parses arguments and hands each verb to the
 module that implements it, imported only when that verb is used.
@@ -14,8 +14,14 @@ __all__ = ["main"]
 
 #: Verbs that are designed but not written yet, and the issue that tracks each.
 PLANNED = {
-    "profile": (6, "find the slow Python loops of a script"),
     "run": (4, "run a script at a chosen level (threads, mpi, cuda)"),
+}
+
+#: Verbs whose arguments go, untouched, to the module that implements them
+#: (they take a script and the script's own arguments).
+PASSTHROUGH = {
+    "profile": ("loopscale.profiler", "find the slow Python loops of a script and say which "
+                "compile"),
 }
 
 #: Exit status of a verb that is not implemented yet (as for a usage error).
@@ -84,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--quick", action="store_true", help="a tiny problem, for smoke tests")
     demo.set_defaults(handler=_demo)
 
+    for verb, (module, summary) in PASSTHROUGH.items():
+        sub = verbs.add_parser(verb, help=summary, add_help=False,
+                               description=f"{summary}. 'loopscale {verb} --help' for options.")
+        sub.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
     for verb, (issue, summary) in PLANNED.items():
         planned = verbs.add_parser(
             verb,
@@ -97,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``loopscale`` command with *argv* (default ``sys.argv[1:]``); return its status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        import importlib
+
+        module = importlib.import_module(PASSTHROUGH[argv[0]][0])
+        return int(module.main(argv[1:]))
     parser = build_parser()
     try:
         # Planned verbs accept anything (``loopscale run -n 4 script.py``) and only

@@ -180,7 +180,7 @@ def test_demo_rejects_an_unknown_size(capsys: pytest.CaptureFixture[str]) -> Non
     assert "invalid choice: 'huge'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("verb", "issue"), [("profile", 6), ("run", 4)])
+@pytest.mark.parametrize(("verb", "issue"), [("run", 4)])
 def test_planned_verbs_say_so_and_exit_2(
     verb: str, issue: int, capsys: pytest.CaptureFixture[str]
 ) -> None:

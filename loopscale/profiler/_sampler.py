@@ -1,0 +1,508 @@
+"""Collection: sample the running program's stacks and weigh each sample by time.
+
+Design
+------
+A sample is taken on each tick of an interval timer.  Two drivers exist:
+
+``signal`` (the default on the main thread)
+    ``setitimer(ITIMER_REAL)`` (``timer="wall"``) or ``ITIMER_PROF``
+    (``timer="cpu"``) sends SIGALRM/SIGPROF every *interval* seconds.  CPython
+    runs the Python-level handler on the main thread at its next "eval
+    breaker" check: a backward jump, a function entry, or the return of a C
+    call.  The handler receives the interrupted frame.
+
+``thread`` (the fallback)
+    A daemon thread sleeps *interval* seconds, then reads every thread's
+    frame with :func:`sys._current_frames`.  Used when the profiler is not
+    started on the main thread, when the signal already has a handler or the
+    timer is already armed, and -- switching mid-run -- when the profiled
+    script installs its own handler for the profiler's signal or arms the
+    same timer (``signal.signal``, ``signal.setitimer`` and ``signal.alarm``
+    are wrapped while profiling to notice).  The script's handler is then
+    installed exactly as it asked and runs as written.
+
+**Weights.**  Each sample is weighted by the clock time since the previous
+tick, not by the interval.  A C call that holds the GIL for two seconds
+(``sorted`` of millions of floats) delays the next tick by two seconds; that
+tick's stack is still at the call, so the two seconds are charged to that
+line in full.
+
+**Python versus native time** is a heuristic, stated here so the numbers
+can be read honestly.  When the top frame's current instruction is a call
+(``PRECALL``/``CALL``/``CALL_FUNCTION_EX``, found from ``f_lasti``), the
+frame is inside -- or has just returned from -- a call that pushed no Python
+frame, i.e. a C function.  For such a sample, the part of the weight beyond
+one interval is native time (the tick was held back by the C call) and one
+interval is Python time; for the other threads and in thread mode, where the
+thread was caught *inside* the call, the whole weight is native.  A sample
+whose top instruction is not a call is Python time.  Time in C code reached
+through a Python-level wrapper is classified by the innermost Python frame.
+
+**Threads.**  Every tick also reads the other threads' frames through
+:func:`sys._current_frames`; each busy thread gets a sample with the same
+weight, so ``total_seconds`` sums time over threads.  Threads blocked in the
+standard library's waiting functions (``threading``, ``queue``,
+``selectors``...) are idle and not sampled.
+
+**Arguments.**  The first time a function defined in user code (not the
+standard library, site-packages or loopscale) is seen, its parameters are
+read from the frame: small values are copied (arrays up to
+:data:`COPY_LIMIT` bytes, numbers, strings, small containers, small pandas
+objects), the others are described by type.  The verdict step compiles the
+function with them.  The values are those of the parameters at the moment of
+the sample, which may differ from the values at the call.
+
+The clock is injectable (``clock=``) and :meth:`Sampler.tick` is the whole
+per-sample logic, so tests drive it with a fake clock and hand-made frames.
+"""
+
+from __future__ import annotations
+
+import dis
+import os
+import signal
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable
+from types import CodeType, FrameType, MappingProxyType
+from typing import Any
+
+from ._session import Capture, Frame, Sample, Session
+
+__all__ = ["Sampler", "DEFAULT_INTERVAL", "TIMERS", "MODES", "COPY_LIMIT"]
+
+#: Default sampling interval in seconds.
+DEFAULT_INTERVAL = 0.001
+#: ``timer=`` choices: the clock that drives and weighs samples.
+TIMERS = ("wall", "cpu")
+#: ``mode=`` choices.
+MODES = ("auto", "signal", "thread")
+#: Arrays and pandas objects up to this many bytes are copied when captured.
+COPY_LIMIT = 16 * 1024 * 1024
+#: Below this fraction of the requested rate, the achieved rate is reported as a problem.
+LOW_RATE_FRACTION = 0.5
+
+_TIMER_SIGNAL = {"wall": ("ITIMER_REAL", "SIGALRM"), "cpu": ("ITIMER_PROF", "SIGPROF")}
+_CALL_OPS = frozenset(op for name, op in dis.opmap.items()
+                      if name.startswith("CALL") or name == "PRECALL")
+_CACHE = dis.opmap.get("CACHE", -1)
+_IDLE_FILES = ("threading.py", "queue.py", "selectors.py", "socket.py", "ssl.py",
+               os.path.join("concurrent", "futures", "thread.py"),
+               os.path.join("concurrent", "futures", "_base.py"),
+               os.path.join("multiprocessing", "connection.py"))
+_PROFILER_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(_PROFILER_DIR)
+_RUNPY = ("runpy.py", "<frozen runpy>")
+
+_real_signal = signal.signal
+_real_setitimer = signal.setitimer
+_real_alarm = signal.alarm
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.add(_PACKAGE_DIR)
+    return tuple(sorted(os.path.realpath(d) + os.sep for d in dirs if d))
+
+
+_LIBRARY_DIRS = _library_dirs()
+_user_file_cache: dict[str, bool] = {}
+
+
+def is_user_file(filename: str) -> bool:
+    """Whether *filename* is the user's code (not stdlib, site-packages or loopscale)."""
+    cached = _user_file_cache.get(filename)
+    if cached is None:
+        if filename.startswith("<") or not filename:
+            cached = False
+        else:
+            real = os.path.realpath(filename)
+            cached = not real.startswith(_LIBRARY_DIRS)
+        _user_file_cache[filename] = cached
+    return cached
+
+
+_call_offsets_cache: dict[CodeType, frozenset[int]] = {}
+
+
+def _call_offsets(code: CodeType) -> frozenset[int]:
+    offsets = _call_offsets_cache.get(code)
+    if offsets is None:
+        raw = code.co_code
+        found: set[int] = set()
+        in_call = False
+        for i in range(0, len(raw), 2):
+            op = raw[i]
+            if op == _CACHE and in_call:  # a frame inside the call points at its caches
+                found.add(i)
+                continue
+            in_call = op in _CALL_OPS
+            if in_call:
+                found.add(i)
+        offsets = frozenset(found)
+        _call_offsets_cache[code] = offsets
+    return offsets
+
+
+def at_call(frame: Any) -> bool:
+    """Whether *frame*'s current instruction is a call (so it is in a C function)."""
+    try:
+        return frame.f_lasti in _call_offsets(frame.f_code)
+    except (AttributeError, TypeError):
+        return False
+
+
+def _qualname(code: Any) -> str:
+    return getattr(code, "co_qualname", None) or code.co_name
+
+
+def stack_of(frame: Any) -> tuple[Frame, ...]:
+    """The stack ending at *frame*, outermost first, without the profiler's own frames."""
+    frames: list[Frame] = []
+    while frame is not None:
+        code = frame.f_code
+        filename = code.co_filename
+        if filename.startswith(_PROFILER_DIR) or filename.endswith(_RUNPY):
+            break  # the profiler's entry point and runpy: everything outside is ours
+        frames.append((filename, frame.f_lineno or code.co_firstlineno, _qualname(code)))
+        frame = frame.f_back
+    frames.reverse()
+    return tuple(frames)
+
+
+def _is_idle(frame: Any) -> bool:
+    filename = frame.f_code.co_filename
+    return filename.endswith(_IDLE_FILES) and not is_user_file(filename)
+
+
+def describe(value: Any) -> str:
+    """A short description of *value*'s type (``float64[:, :]``, ``dict``...)."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return f"{value.dtype}[{', '.join(':' * value.ndim)}]"
+    cls = type(value)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
+
+
+_SCALARS = (type(None), bool, int, float, complex)
+
+
+def copy_small(value: Any, budget: int = COPY_LIMIT) -> tuple[bool, Any]:
+    """``(True, copy)`` when *value* is small and plain enough to copy, else ``(False, None)``."""
+    if isinstance(value, _SCALARS):
+        return True, value
+    if isinstance(value, (str, bytes)):
+        return (True, value) if len(value) <= budget else (False, None)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(value, np.ndarray):
+            if value.dtype.hasobject or value.nbytes > budget:
+                return False, None
+            return True, value.copy()
+        if isinstance(value, np.generic):
+            return True, value
+    if isinstance(value, (tuple, list)) and len(value) <= 10_000:
+        items = []
+        for item in value:
+            ok, copied = copy_small(item, budget)
+            if not ok:
+                return False, None
+            items.append(copied)
+        return True, type(value)(items) if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict) and len(value) <= 10_000:
+        out = {}
+        for key, item in value.items():
+            ok_k, k = copy_small(key, budget)
+            ok_v, v = copy_small(item, budget)
+            if not (ok_k and ok_v):
+                return False, None
+            out[k] = v
+        return True, out
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, (pd.DataFrame, pd.Series)):
+        try:
+            size = int(value.memory_usage(deep=True).sum()) if isinstance(
+                value, pd.DataFrame) else int(value.memory_usage(deep=True))
+        except Exception:  # noqa: BLE001 - an odd extension dtype: describe only
+            return False, None
+        return (True, value.copy()) if size <= budget else (False, None)
+    return False, None
+
+
+def capture_args(frame: Any) -> Capture:
+    """The parameters of *frame*'s function: copies of the small ones, types of all."""
+    code = frame.f_code
+    nparams = code.co_argcount + code.co_kwonlyargcount
+    flags = code.co_flags
+    nparams += bool(flags & 0x04) + bool(flags & 0x08)  # *args, **kwargs
+    params = tuple(code.co_varnames[:nparams])
+    args: dict[str, Any] = {}
+    kinds: dict[str, str] = {}
+    try:
+        local = frame.f_locals
+    except Exception:  # noqa: BLE001 - a frame that cannot show its locals
+        local = {}
+    for name in params:
+        if name not in local:
+            continue
+        value = local[name]
+        kinds[name] = describe(value)
+        ok, copied = copy_small(value)
+        if ok:
+            args[name] = copied
+    return Capture(code.co_filename, _qualname(code), code.co_firstlineno, params,
+                   MappingProxyType(args), MappingProxyType(kinds))
+
+
+class Sampler:
+    """Take weighted stack samples until :meth:`stop`; return a :class:`Session`.
+
+    Parameters
+    ----------
+    interval : float
+        Seconds between samples (default :data:`DEFAULT_INTERVAL`).
+    timer : str
+        ``"wall"`` (elapsed time, ``ITIMER_REAL``/SIGALRM) or ``"cpu"``
+        (process CPU time, ``ITIMER_PROF``/SIGPROF).
+    mode : str
+        ``"auto"`` (signals on the main thread, else a sampling thread),
+        ``"signal"`` (refuse with :class:`RuntimeError` naming the signal when
+        signals cannot be used) or ``"thread"``.
+    clock : callable, optional
+        Returns seconds; default :func:`time.perf_counter` (``wall``) or
+        :func:`time.process_time` (``cpu``).  Tests pass a fake clock.
+    capture : bool
+        Capture arguments of user functions (for verdicts).
+    """
+
+    def __init__(self, interval: float = DEFAULT_INTERVAL, *, timer: str = "wall",
+                 mode: str = "auto", clock: Callable[[], float] | None = None,
+                 capture: bool = True) -> None:
+        if not isinstance(interval, (int, float)) or isinstance(interval, bool) \
+                or not 0 < interval <= 10:
+            raise ValueError(f"interval must be a number of seconds in (0, 10]; got "
+                             f"{interval!r}. The default is {DEFAULT_INTERVAL}.")
+        if timer not in TIMERS:
+            raise ValueError(f"timer must be one of {', '.join(map(repr, TIMERS))}; "
+                             f"got {timer!r}.")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}.")
+        self.interval = float(interval)
+        self.timer = timer
+        self.mode = mode
+        self.clock = clock or (time.perf_counter if timer == "wall" else time.process_time)
+        self.capture = capture
+        which, signame = _TIMER_SIGNAL[timer]
+        self._which: int = getattr(signal, which)
+        self._signum: int = getattr(signal, signame)
+        self.signal_name = signame
+        self._samples: list[Sample] = []
+        self._captures: dict[Any, Capture] = {}
+        self._messages: list[str] = []
+        self._ticks = 0
+        self._last = 0.0
+        self._start = 0.0
+        self._start_wall = 0.0
+        self._running = False
+        self._driver = ""
+        self._thread: threading.Thread | None = None
+        self._stop_event = threading.Event()
+        self._main_ident = threading.main_thread().ident
+        self._old_handler: Any = None
+        self._patched = False
+
+    # -- the per-sample logic (pure apart from reading frames) ------------------------------
+
+    def tick(self, now: float, frames: dict[int, Any], *, caught_in_call: bool = False) -> None:
+        """Record one tick at clock time *now* for the threads' top *frames*.
+
+        *caught_in_call* is true when the frames were read while their threads
+        ran (thread mode, and other threads in signal mode): a thread at a call
+        instruction is then inside a C call and all its time is native.  On
+        the main thread in signal mode it is false: the handler runs after a C
+        call returned, so only the part of the weight beyond one interval is
+        native.
+        """
+        elapsed = now - self._last
+        self._last = now
+        self._ticks += 1
+        if elapsed <= 0:
+            return
+        for ident, frame in frames.items():
+            if frame is None:
+                continue
+            in_call = at_call(frame)
+            if ident != self._main_ident and _is_idle(frame):
+                continue
+            stack = stack_of(frame)
+            if not stack:
+                continue
+            if self.capture:
+                self._capture_from(frame)
+            if not in_call:
+                self._samples.append(Sample(stack, elapsed, ident, False))
+            elif caught_in_call or ident != self._main_ident:
+                self._samples.append(Sample(stack, elapsed, ident, True))
+            else:
+                python = min(elapsed, self.interval)
+                self._samples.append(Sample(stack, python, ident, False))
+                if elapsed > python:
+                    self._samples.append(Sample(stack, elapsed - python, ident, True))
+
+    def _capture_from(self, frame: Any) -> None:
+        while frame is not None:
+            code = frame.f_code
+            if code not in self._captures and is_user_file(code.co_filename) \
+                    and code.co_name != "<module>" and not code.co_name.startswith("<"):
+                try:
+                    self._captures[code] = capture_args(frame)
+                except Exception:  # noqa: BLE001 - never let capture break the program
+                    self._captures[code] = Capture(code.co_filename, _qualname(code),
+                                                   code.co_firstlineno, ())
+            frame = frame.f_back
+
+    # -- drivers --------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        now = self.clock()
+        frames: dict[int, Any] = dict(sys._current_frames())
+        frames[self._main_ident] = frame  # the interrupted frame, not the handler's own
+        if self._thread is not None:
+            frames.pop(self._thread.ident, None)
+        self.tick(now, frames)
+
+    def _thread_loop(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            if self._driver != "thread":
+                return
+            now = self.clock()
+            frames = dict(sys._current_frames())
+            frames.pop(threading.get_ident(), None)
+            self.tick(now, frames, caught_in_call=True)
+
+    def _start_thread(self) -> None:
+        self._driver = "thread"
+        self._stop_event.clear()
+        self._thread = threading.Thread(target=self._thread_loop, name="loopscale-profiler",
+                                        daemon=True)
+        self._thread.start()
+
+    def _signal_usable(self) -> str | None:
+        """None when signals can drive sampling, else the reason they cannot."""
+        if threading.current_thread() is not threading.main_thread():
+            return "the profiler was started outside the main thread"
+        handler = signal.getsignal(self._signum)
+        if handler not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            return (f"{self.signal_name} already has a handler ({handler!r}); it is left "
+                    "in place")
+        if signal.getitimer(self._which) != (0.0, 0.0):
+            return f"the {self.signal_name} interval timer is already armed"
+        return None
+
+    def start(self) -> None:
+        """Start sampling."""
+        if self._running:
+            raise RuntimeError("this Sampler is already running; stop() it first")
+        self._running = True
+        self._start_wall = time.time()
+        self._start = self._last = self.clock()
+        reason = None if self.mode == "thread" else self._signal_usable()
+        if self.mode == "signal" and reason is not None:
+            self._running = False
+            raise RuntimeError(
+                f"cannot sample with {self.signal_name}: {reason}. Use mode='thread' "
+                "(a sampling thread) or mode='auto'.")
+        if self.mode == "thread" or reason is not None:
+            if reason is not None:
+                self._messages.append(f"sampling with a thread: {reason}")
+            self._start_thread()
+            return
+        self._driver = "signal"
+        self._old_handler = _real_signal(self._signum, self._on_signal)
+        self._patch_signal_module()
+        _real_setitimer(self._which, self.interval, self.interval)
+
+    def _switch_to_thread(self, why: str) -> None:
+        """The script wants our signal or timer: hand it over, keep sampling with a thread."""
+        if self._driver != "signal":
+            return
+        _real_setitimer(self._which, 0.0, 0.0)
+        _real_signal(self._signum, self._old_handler)
+        self._messages.append(
+            f"the script {why}; the profiler gave {self.signal_name} back to it and "
+            "switched to a sampling thread (the script's handler runs as written)")
+        self._start_thread()
+
+    def _patch_signal_module(self) -> None:
+        sampler = self
+
+        def signal_(signalnum: int, handler: Any) -> Any:
+            if signalnum == sampler._signum and sampler._driver == "signal":
+                sampler._switch_to_thread(f"installed its own handler for {sampler.signal_name}")
+            return _real_signal(signalnum, handler)
+
+        def setitimer(which: int, seconds: float, interval: float = 0.0) -> Any:
+            if which == sampler._which and sampler._driver == "signal":
+                sampler._switch_to_thread(f"armed the timer of {sampler.signal_name} "
+                                          "(signal.setitimer)")
+            return _real_setitimer(which, seconds, interval)
+
+        def alarm(seconds: int) -> int:
+            if sampler._signum == signal.SIGALRM and sampler._driver == "signal":
+                sampler._switch_to_thread("called signal.alarm (SIGALRM)")
+            return _real_alarm(seconds)
+
+        for fake, real in ((signal_, _real_signal), (setitimer, _real_setitimer),
+                           (alarm, _real_alarm)):
+            fake.__doc__, fake.__name__ = real.__doc__, real.__name__
+        signal.signal, signal.setitimer, signal.alarm = (  # type: ignore[assignment]
+            signal_, setitimer, alarm)
+        self._patched = True
+
+    def _unpatch_signal_module(self) -> None:
+        if self._patched:
+            signal.signal, signal.setitimer, signal.alarm = (  # type: ignore[assignment]
+                _real_signal, _real_setitimer, _real_alarm)
+            self._patched = False
+
+    def stop(self, *, partial: bool = False, exit_status: int | None = None,
+             argv: tuple[str, ...] = (), rank: int | None = None) -> Session:
+        """Stop sampling and return what was collected."""
+        if not self._running:
+            raise RuntimeError("this Sampler is not running; start() it first")
+        end = self.clock()
+        if self._driver == "signal":
+            _real_setitimer(self._which, 0.0, 0.0)
+            _real_signal(self._signum, self._old_handler)
+        self._unpatch_signal_module()
+        driver, self._driver = self._driver, ""
+        self._stop_event.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._running = False
+        return self.session(end - self._start, partial=partial, exit_status=exit_status,
+                            argv=argv, rank=rank, mode=driver)
+
+    def session(self, duration: float, *, mode: str = "", partial: bool = False,
+                exit_status: int | None = None, argv: tuple[str, ...] = (),
+                rank: int | None = None) -> Session:
+        """The samples so far as a :class:`Session` of *duration* seconds."""
+        messages = list(self._messages)
+        if duration > 0 and self._ticks / duration < LOW_RATE_FRACTION / self.interval \
+                and duration >= 20 * self.interval:
+            messages.append(
+                f"achieved {self._ticks / duration:.0f} samples/s, far below the requested "
+                f"{1 / self.interval:.0f}/s (long C calls holding the GIL, or a busy "
+                "machine, delay ticks); each sample is weighted by the time it covers, "
+                "so shares stay right, but short events may be missed")
+        return Session(
+            samples=tuple(self._samples), duration=duration, interval=self.interval,
+            mode=mode or self._driver or "signal", timer=self.timer, ticks=self._ticks,
+            start_time=self._start_wall, partial=partial, exit_status=exit_status,
+            argv=argv, captures=tuple(self._captures.values()), messages=tuple(messages),
+            rank=rank)

@@ -1,0 +1,233 @@
+"""Verdicts: can the function around a hot loop be accelerated, and how much faster is it?
+
+For each hot loop the enclosing function is compiled with
+:func:`loopscale.accelerate` on the arguments captured while sampling, in a
+child process (:mod:`._trial`) with a timeout, so that a compiler crash or a
+hang is contained and reported as such.  Mode ``"compile"`` only compiles
+(and runs once: Numba compiles on the first call); mode ``"trial"`` also
+runs the Python function and the compiled one on copies of the captured
+arguments, compares their results (return value and arrays changed in
+place) and reports the measured speedup.
+
+Loops that need no child get their verdict here: a loop at module level, a
+function nested in another one.  pandas row loops (``iterrows``,
+``itertuples``, ``apply(axis=1)``, ``.loc``/``.at`` inside a loop over the
+index) get a rewrite suggestion from their syntax alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._loops import LoopInfo, SourceIndex
+from ._session import Session
+
+__all__ = ["Verdict", "CHECKS", "check_loops", "pandas_suggestion"]
+
+#: ``check=`` choices: no verdicts, compile only, compile and time.
+CHECKS = ("none", "compile", "trial")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a loop's function compiles, why not, and the measured speedup."""
+
+    accelerable: bool | None
+    reason: str | None = None
+    speedup: float | None = None
+    status: str = "not-checked"
+    suggestion: str | None = None
+
+
+def _row_names(loop: ast.AST) -> set[str]:
+    names: set[str] = set()
+    target = getattr(loop, "target", None)
+    if isinstance(target, ast.Name):
+        names.add(target.id)
+    elif isinstance(target, ast.Tuple):
+        names.update(e.id for e in target.elts if isinstance(e, ast.Name))
+    return names
+
+
+def _columns(node: ast.AST, rows: set[str]) -> list[str]:
+    """Column names read from the row variables (``row["a"]``, ``row.a``, ``.loc[i, "a"]``)."""
+    found: list[str] = []
+    for sub in ast.walk(node):
+        name = None
+        if isinstance(sub, ast.Subscript):
+            base = sub.value
+            key = sub.slice
+            if isinstance(key, ast.Tuple) and len(key.elts) == 2:
+                key = key.elts[1]
+            if isinstance(key, ast.Constant) and isinstance(key.value, str) and (
+                    (isinstance(base, ast.Name) and base.id in rows)
+                    or (isinstance(base, ast.Attribute)
+                        and base.attr in ("loc", "at", "iloc", "iat"))):
+                name = key.value
+        elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) \
+                and sub.value.id in rows and sub.attr != "Index" and not sub.attr.startswith("_"):
+            name = sub.attr
+        if name and name not in found:
+            found.append(name)
+    return found
+
+
+def _rewrite(frame: str, cols: list[str], why: str) -> str:
+    cols = cols or ["a", "b"]
+    params = ", ".join(c if c.isidentifier() else f"c{i}" for i, c in enumerate(cols))
+    arrays = ", ".join(f"{frame}[{c!r}].to_numpy()" for c in cols)
+    return (f"{why}; pass the columns as arrays to an accelerated kernel: "
+            f"`@accelerate def kernel({params}, out): for i in range(out.shape[0]): "
+            f"out[i] = ...` called as `out = np.empty(len({frame})); "
+            f"kernel({arrays}, out)`")
+
+
+def pandas_suggestion(index: SourceIndex, loop: LoopInfo) -> str | None:
+    """A concrete rewrite for a pandas row loop, or None when *loop* is not one."""
+    node = index.nodes.get(loop.line)
+    if node is None:
+        return None
+    loop_node: ast.AST | None = node
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        loop_node = node.generators[0]  # has .target and .iter, as a for statement
+    if isinstance(node, (ast.For, ast.AsyncFor)) or loop_node is not node:
+        it = loop_node.iter  # type: ignore[union-attr]
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) \
+                and it.func.attr in ("iterrows", "itertuples"):
+            frame = ast.unparse(it.func.value)
+            return _rewrite(frame, _columns(node, _row_names(loop_node)),
+                            f"`{frame}.{it.func.attr}()` builds a Python object per row")
+        over_index = None
+        if isinstance(it, ast.Attribute) and it.attr == "index":
+            over_index = ast.unparse(it.value)
+        elif isinstance(it, ast.Call) and isinstance(it.func, ast.Name) \
+                and it.func.id == "range" and it.args and isinstance(it.args[-1], ast.Call) \
+                and isinstance(it.args[-1].func, ast.Name) and it.args[-1].func.id == "len" \
+                and it.args[-1].args:
+            over_index = ast.unparse(it.args[-1].args[0])
+        if over_index is not None:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Attribute) and sub.attr in ("loc", "at", "iloc", "iat"):
+                    return _rewrite(over_index, _columns(node, set()),
+                                    f"`.{sub.attr}[...]` inside a loop over the rows of "
+                                    f"`{over_index}` looks up one cell at a time")
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) \
+                and sub.func.attr == "apply" and any(
+                    k.arg == "axis" and isinstance(k.value, ast.Constant)
+                    and k.value.value in (1, "columns") for k in sub.keywords):
+            frame = ast.unparse(sub.func.value)
+            return _rewrite(frame, [], f"`{frame}.apply(..., axis=1)` calls Python once per row")
+    return None
+
+
+def _local_verdict(loop: LoopInfo) -> Verdict | None:
+    if loop.function == "<module>":
+        return Verdict(False, f"the loop at line {loop.line} runs at module level; move it "
+                              "into a function and decorate that function with @accelerate",
+                       status="refused")
+    if "<locals>" in loop.function:
+        return Verdict(False, f"{loop.function}() is defined inside another function; "
+                              "@accelerate needs a module-level function (move it out)",
+                       status="refused")
+    if loop.kind == "line":
+        return Verdict(None, "source unavailable or changed: not checked")
+    return None
+
+
+def _picklable(args: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in args.items():
+        try:
+            pickle.dumps(value)
+        except Exception:  # noqa: BLE001 - leave it out; the kind still describes it
+            continue
+        out[name] = value
+    return out
+
+
+def _run_child(request: dict[str, Any], timeout: float) -> Verdict:
+    with tempfile.TemporaryDirectory(prefix="loopscale-verdict-") as tmp:
+        req_path = os.path.join(tmp, "request.pickle")
+        res_path = os.path.join(tmp, "result.json")
+        with open(req_path, "wb") as fh:
+            pickle.dump(request, fh)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "loopscale.profiler._trial", req_path, res_path],
+                capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return Verdict(None, f"the check did not finish within {timeout:g} s and was "
+                                 "stopped (the compiled or Python run may hang on these "
+                                 "arguments)", status="timeout")
+        if proc.returncode != 0 or not os.path.exists(res_path):
+            if proc.returncode < 0:
+                try:
+                    how = f"was killed by {signal.Signals(-proc.returncode).name}"
+                except ValueError:
+                    how = f"was killed by signal {-proc.returncode}"
+            else:
+                how = f"exited with status {proc.returncode}"
+            tail = (proc.stderr.strip().splitlines() or [""])[-1]
+            return Verdict(None, f"the check crashed: its process {how}"
+                                 + (f" ({tail})" if tail else ""), status="crashed")
+        with open(res_path) as fh:
+            result = json.load(fh)
+    reason = result.get("reason")
+    if reason:
+        reason = " ".join(reason.split())
+    return Verdict(result.get("accelerable"), reason, result.get("speedup"),
+                   result.get("status", "compiled"))
+
+
+def check_loops(loops: Iterable[LoopInfo], session: Session, *, check: str = "compile",
+                timeout: float = 60.0, max_workers: int = 2,
+                indexes: dict[str, SourceIndex | None] | None = None,
+                sys_path: list[str] | None = None) -> dict[LoopInfo, Verdict]:
+    """A verdict for each of *loops* (one check per enclosing function)."""
+    if check not in CHECKS:
+        raise ValueError(f"check must be one of {', '.join(map(repr, CHECKS))}; got {check!r}")
+    loops = list(loops)
+    verdicts: dict[LoopInfo, Verdict] = {}
+    jobs: dict[tuple[str, str], dict[str, Any]] = {}
+    for loop in loops:
+        local = _local_verdict(loop) if check != "none" else Verdict(None)
+        if local is not None:
+            verdicts[loop] = local
+            continue
+        key = (loop.file, loop.function)
+        if key in jobs:
+            continue
+        cap = session.capture_for(loop.file, loop.function)
+        if cap is None:
+            verdicts[loop] = Verdict(None, "no arguments were captured for "
+                                           f"{loop.function}(): not checked")
+            continue
+        jobs[key] = {"file": loop.file, "qualname": loop.function, "mode": check,
+                     "params": [p for p in cap.params], "args": _picklable(dict(cap.args)),
+                     "kinds": dict(cap.kinds), "sys_path": list(sys_path or [])}
+    results: dict[tuple[str, str], Verdict] = {}
+    if jobs:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers) as pool:
+            futures = {key: pool.submit(_run_child, req, timeout) for key, req in jobs.items()}
+            results = {key: fut.result() for key, fut in futures.items()}
+    for loop in loops:
+        verdict = verdicts.get(loop) or results.get((loop.file, loop.function), Verdict(None))
+        index = (indexes or {}).get(loop.file)
+        suggestion = pandas_suggestion(index, loop) if index is not None else None
+        if suggestion:
+            verdict = Verdict(verdict.accelerable, verdict.reason, verdict.speedup,
+                              verdict.status, suggestion)
+        verdicts[loop] = verdict
+    return verdicts

@@ -1,0 +1,288 @@
+"""``loopscale profile`` on real scripts, each in a child process with a timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from loopscale.profiler._render_json import LOOP_KEYS
+
+PROFILE = [sys.executable, "-m", "loopscale.profiler"]
+
+
+def _write(tmp_path, name, code):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    return str(path)
+
+
+def _profile(args, *, timeout=90, env=None, cwd=None):
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    return subprocess.run(PROFILE + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=child_env, cwd=cwd)
+
+
+SPLIT = '''\
+    import json, sys, time
+
+    def small(x):
+        return x * 3 + 1
+
+    def run(n, m):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(n):              # loop A: calls a function per iteration
+            total += small(i)
+        t1 = time.perf_counter()
+        acc = 0.0
+        for j in range(m):              # loop B: plain arithmetic
+            acc += j * 0.5
+        t2 = time.perf_counter()
+        return t1 - t0, t2 - t1
+
+    # plant an 80/20 split: time the loops, size them, sum every run's times
+    n = m = 200_000
+    ta = tb = 0.0
+    for _ in range(3):
+        a, b = run(n, m)
+        ta, tb = ta + a, tb + b
+        n, m = int(n * 0.8 / a), int(m * 0.2 / b)
+    json.dump({"a": ta, "b": tb}, open(sys.argv[1], "w"))
+'''
+
+
+@pytest.mark.timeout(120)
+def test_planted_80_20_split_is_reported_within_5_points(tmp_path):
+    script = _write(tmp_path, "split.py", SPLIT)
+    truth, out = tmp_path / "truth.json", tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script, str(truth)])
+    assert proc.returncode == 0, proc.stderr
+    times = json.loads(truth.read_text())
+    report = json.loads(out.read_text())
+    total = report["total_seconds"]
+    loops = {lp["line"]: lp for lp in report["loops"]}
+    # planted near 80/20 (the machine's timing noise moves it a little)
+    assert times["a"] / (times["a"] + times["b"]) == pytest.approx(0.8, abs=0.15)
+    for line, key in ((9, "a"), (13, "b")):
+        assert loops[line]["fraction"] == pytest.approx(times[key] / total, abs=0.05), loops
+    # loop A's callee is inclusive, not self time
+    assert loops[9]["self_seconds"] < loops[9]["inclusive_seconds"]
+
+
+@pytest.mark.timeout(60)
+def test_gil_holding_c_call_is_charged_to_its_line(tmp_path):
+    script = _write(tmp_path, "sort.py", '''\
+        import random, sys
+        from loopscale.profiler import profile
+        data = [random.random() for _ in range(3_000_000)]
+        with profile(check="none") as p:
+            ordered = sorted(data)
+        r = p.report
+        share = r.line_seconds.get((__file__, 5), 0.0) / r.total_seconds
+        native = sum(s.weight for s in r.session.samples if s.native) / r.total_seconds
+        print(share, native)
+    ''')
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    share, native = map(float, proc.stdout.split())
+    assert share >= 0.8
+    assert native >= 0.5  # the sort is a C call: mostly native time
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("body", "status", "partial"), [
+    ("import sys\nsys.exit(3)\n", 3, False),
+    ("raise ValueError('boom')\n", 1, True),
+    ("raise KeyboardInterrupt\n", 130, True),
+    ("x = 1\n", 0, False),
+])
+def test_exit_status_is_preserved_and_report_written(tmp_path, body, status, partial):
+    script = _write(tmp_path, "s.py", "for i in range(20000):\n    pass\n" + body)
+    out = tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script])
+    assert proc.returncode == status, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["partial"] is partial and report["exit_status"] == status
+    if status == 1:
+        assert proc.stderr.startswith("Traceback (most recent call last):\n  File \""
+                                      + script)
+        assert "ValueError: boom" in proc.stderr and "loopscale" not in proc.stderr.split(
+            "ValueError")[0]
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_writes_a_partial_report_and_exits_130(tmp_path):
+    script = _write(tmp_path, "spin.py", '''\
+        import sys
+        print("ready", flush=True)
+        while True:
+            pass
+    ''')
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(PROFILE + ["--check", "none", "--json", str(out), script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "KeyboardInterrupt" in err
+    report = json.loads(out.read_text())
+    assert report["partial"] is True and report["loops"][0]["line"] == 3
+
+
+def _python(args, cwd):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=30, cwd=cwd)
+
+
+@pytest.mark.timeout(60)
+def test_missing_script_gives_pythons_message_and_status(tmp_path):
+    ours = _profile(["nope.py"], cwd=tmp_path)
+    theirs = _python(["nope.py"], cwd=tmp_path)
+    assert ours.returncode == theirs.returncode == 2
+    assert ours.stderr.split(": ", 1)[1] == theirs.stderr.split(": ", 1)[1]
+
+
+@pytest.mark.timeout(60)
+def test_syntax_error_gives_pythons_message_and_status(tmp_path):
+    _write(tmp_path, "bad.py", "x = 1\ndef (:\n")
+    ours = _profile(["bad.py"], cwd=tmp_path)
+    theirs = _python(["bad.py"], cwd=tmp_path)
+    assert ours.returncode == theirs.returncode == 1
+    assert ours.stderr == theirs.stderr
+
+
+@pytest.mark.timeout(60)
+def test_script_needing_arguments_fails_as_under_python(tmp_path):
+    _write(tmp_path, "args.py", '''\
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("n", type=int)
+        print(p.parse_args().n * 2)
+    ''')
+    ours = _profile(["--check", "none", "args.py"], cwd=tmp_path)
+    theirs = _python(["args.py"], cwd=tmp_path)
+    assert ours.returncode == theirs.returncode == 2
+    assert theirs.stderr.strip() in ours.stderr
+    ok = _profile(["--check", "none", "args.py", "21"], cwd=tmp_path)
+    assert (ok.returncode, ok.stdout) == (0, "42\n")
+
+
+@pytest.mark.timeout(60)
+def test_script_installing_its_own_sigalrm_handler_still_gets_its_signals(tmp_path):
+    script = _write(tmp_path, "alarm.py", '''\
+        import signal, time
+        hits = []
+        signal.signal(signal.SIGALRM, lambda s, f: hits.append(s))
+        signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.3:
+            sum(range(1000))
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        print(len(hits))
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script])
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) >= 10  # the script's handler ran, about 30 times
+    report = json.loads(out.read_text())
+    assert report["mode"] == "thread"
+    assert any("SIGALRM" in m for m in report["messages"])
+    assert report["loops"] and report["loops"][0]["line"] == 6  # still sampled
+
+
+@pytest.mark.timeout(60)
+def test_existing_handler_makes_profile_use_a_thread_and_mode_signal_refuses(tmp_path):
+    script = _write(tmp_path, "pre.py", '''\
+        import signal
+        from loopscale.profiler import profile
+        signal.signal(signal.SIGALRM, lambda s, f: None)
+        with profile(check="none") as p:
+            sum(i * i for i in range(300_000))
+        print(p.session.mode, p.session.messages[0])
+        try:
+            with profile(mode="signal"):
+                pass
+        except RuntimeError as exc:
+            print(exc)
+    ''')
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert first.startswith("thread sampling with a thread: SIGALRM already has a handler")
+    assert second.startswith("cannot sample with SIGALRM")
+
+
+KERNEL = '''\
+    import numpy as np
+
+    def kernel(x, out):
+        for i in range(x.shape[0]):
+            out[i] = x[i] * x[i] + 1.0
+
+    def lookup(d, keys):
+        s = 0
+        for k in keys:
+            s += d[k]
+        return s
+
+    x = np.random.rand(20_000)
+    out = np.empty_like(x)
+    for _ in range(15):
+        kernel(x, out)
+    d = {i: i for i in range(1000)}
+    for _ in range(60):
+        lookup(d, list(range(1000)) * 5)
+'''
+
+
+@pytest.mark.timeout(150)
+def test_verdicts_trial_diff_html_and_json(tmp_path):
+    _write(tmp_path, "k.py", KERNEL)
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    proc = _profile(["--trial", "--diff", "--json", str(out), "--html", str(page), "k.py"],
+                    cwd=tmp_path, timeout=140)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert set(report) >= {"total_seconds", "samples", "loops"}
+    assert isinstance(report["total_seconds"], float) and isinstance(report["samples"], int)
+    loops = {lp["line"]: lp for lp in report["loops"]}
+    for loop in report["loops"]:
+        assert list(loop) == list(LOOP_KEYS)
+    assert loops[4]["accelerable"] is True and loops[4]["speedup"] > 1.0
+    assert loops[9]["accelerable"] is False and "dict" in loops[9]["reason"]
+    assert loops[15]["accelerable"] is False and "module level" in loops[15]["reason"]
+    html = page.read_text()
+    assert "out[i] = x[i] * x[i] + 1.0" in html and "http" not in html
+    # the patch applies and the patched script runs
+    assert "+@accelerate\n def kernel(x, out):" in proc.stdout
+    assert proc.stdout.count("+@accelerate") == 1
+    applied = subprocess.run(["patch", "-p0"], input=proc.stdout, text=True, cwd=tmp_path,
+                             capture_output=True, timeout=30)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert subprocess.run([sys.executable, "k.py"], cwd=tmp_path, timeout=90).returncode == 0
+
+
+@pytest.mark.timeout(60)
+def test_each_mpi_rank_writes_its_own_report(tmp_path):
+    script = _write(tmp_path, "r.py", "for i in range(100000):\n    pass\n")
+    proc = _profile(["--check", "none", "--json", "out.json", script], cwd=tmp_path,
+                    env={"PMI_RANK": "1", "PMI_SIZE": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out.rank1.json").read_text())["rank"] == 1
+    assert (tmp_path / "loopscale-profile.rank1.txt").exists()
+    assert not (tmp_path / "out.json").exists()

@@ -1,0 +1,128 @@
+"""Sampler logic driven by a fake clock and real frames, without timers."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from loopscale.profiler._sampler import Sampler, at_call, copy_small
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _suspended_frame():
+    """A frame stopped at a yield, i.e. not at a call instruction."""
+    def gen():
+        x = 1
+        yield x
+    g = gen()
+    next(g)
+    return g, g.gi_frame
+
+
+def _started(clock, **kw):
+    sampler = Sampler(0.01, mode="thread", clock=clock, **kw)
+    sampler._start = sampler._last = clock.now
+    return sampler
+
+
+def test_each_sample_is_weighted_by_the_time_since_the_previous_tick():
+    clock = FakeClock()
+    sampler = _started(clock)
+    keep, frame = _suspended_frame()
+    assert not at_call(frame)
+    main = threading.main_thread().ident
+    for step in (0.01, 0.03, 2.0):
+        clock.now += step
+        sampler.tick(clock.now, {main: frame})
+    session = sampler.session(2.04)
+    assert [s.weight for s in session.samples] == pytest.approx([0.01, 0.03, 2.0])
+    assert not any(s.native for s in session.samples)
+    assert session.samples[0].stack[-1][2].endswith("gen")
+    assert session.ticks == 3
+
+
+def test_main_thread_call_splits_one_interval_python_and_the_rest_native():
+    clock = FakeClock()
+    sampler = _started(clock)
+    frame = sys._getframe()  # stopped at the call of tick(): in a call
+    assert at_call(frame)
+    clock.now += 1.5
+    sampler.tick(clock.now, {threading.main_thread().ident: frame})
+    samples = sampler.session(1.5).samples
+    assert [s.native for s in samples] == [False, True]
+    assert [s.weight for s in samples] == pytest.approx([0.01, 1.49])
+
+
+def test_other_threads_in_a_call_are_native_and_idle_threads_are_skipped():
+    clock = FakeClock()
+    sampler = _started(clock)
+    busy_frame = sys._getframe()
+    ready, release = threading.Event(), threading.Event()
+
+    def idle():
+        ready.set()
+        release.wait(10)
+
+    worker = threading.Thread(target=idle)
+    worker.start()
+    ready.wait(5)
+    try:
+        idle_frame = sys._current_frames()[worker.ident]
+        clock.now += 0.25
+        sampler.tick(clock.now, {12345: busy_frame, worker.ident: idle_frame},
+                     caught_in_call=True)
+    finally:
+        release.set()
+        worker.join()
+    samples = sampler.session(0.25).samples
+    assert [(s.thread, s.weight, s.native) for s in samples] == [(12345, 0.25, True)]
+
+
+def test_arguments_of_user_functions_are_captured_once():
+    clock = FakeClock()
+    sampler = _started(clock)
+
+    def kernel(x, n, opts):
+        clock.now += 0.01
+        sampler.tick(clock.now, {threading.main_thread().ident: sys._getframe()})
+        return n
+
+    big = np.zeros(3_000_000)  # 24 MB: described, not copied
+    kernel(np.arange(3.0), 7, {"a": [1, 2]})
+    kernel(big, 8, object())
+    caps = [c for c in sampler.session(1.0).captures if c.qualname.endswith("kernel")]
+    assert len(caps) == 1
+    cap = caps[0]
+    assert cap.params == ("x", "n", "opts")
+    assert cap.args["n"] == 7 and cap.args["opts"] == {"a": [1, 2]}
+    assert cap.kinds["x"] == "float64[:]" and cap.complete
+    assert copy_small(big) == (False, None)
+
+
+def test_low_achieved_rate_is_reported():
+    clock = FakeClock()
+    sampler = _started(clock)
+    sampler._ticks = 10
+    msgs = sampler.session(1.0).messages  # 10/s against 100/s requested
+    assert any("far below the requested 100/s" in m for m in msgs)
+    sampler._ticks = 90
+    assert not sampler.session(1.0).messages
+
+
+@pytest.mark.parametrize("kwargs", [{"interval": 0}, {"interval": "1"}, {"timer": "gpu"},
+                                    {"mode": "both"}])
+def test_invalid_options_are_rejected_with_the_choices(kwargs):
+    with pytest.raises(ValueError, match="must be"):
+        Sampler(**kwargs)
