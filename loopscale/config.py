@@ -187,6 +187,7 @@ def installed_levels() -> tuple[str, ...]:
     """Names of the levels whose executors are installed (plus ``auto``)."""
     names = set(_entry_points())
     names.add("serial")  # built into accel, present even in a source checkout
+    names.add("cuda")  # a target of accel (it says why when no GPU can be used)
     return tuple(sorted(names)) + (AUTO,)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "LoopExecutionError",
     "WorkerError",
     "CudaUnavailableError",
+    "CudaMemoryError",
     "LoopscaleWarning",
     "FallbackWarning",
     "SerializationWarning",
@@ -78,6 +79,11 @@ class WorkerError(LoopscaleError, concurrent.futures.BrokenExecutor):
 
 class CudaUnavailableError(LoopscaleError, RuntimeError):
     """``target="cuda"`` was asked for on a machine where CUDA cannot run."""
+
+
+class CudaMemoryError(LoopscaleError, MemoryError):
+    """A device allocation asked for more memory than the GPU has free; the
+    message gives the bytes requested and free."""
 
 
 class LoopscaleWarning(UserWarning):

@@ -330,16 +330,26 @@ class Accelerated(Generic[P, R]):
     def _call_slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self._python_mode:
             return self.py_func(*args, **kwargs)
-        if self.target == "cuda":
-            from ..errors import CudaUnavailableError
+        setting = config.current_level()
+        if self.target == "cuda" or setting.name == "cuda":
+            from . import _cuda
 
-            raise CudaUnavailableError(
-                "target='cuda' is not implemented yet in this version of loopscale; use "
-                "target='cpu' (the default).")
-        try:
-            self._build()
-        except CompileError:
-            raise
+            try:
+                result = _cuda.call_cuda(self, args, kwargs,
+                                         setting.options if setting.name == "cuda" else {})
+            except CompileError as exc:
+                if not self.fallback:
+                    raise exc.with_traceback(None) from exc.__cause__
+                return self._fall_back(exc, args, kwargs)
+            if not isinstance(result, _cuda.RunOnCpu):
+                return result  # type: ignore[no-any-return]
+            if setting.name == "cuda":  # the loop stays on the CPU: the default level runs it
+                with config.level("auto"):
+                    return self._call_cpu(args, kwargs)
+        return self._call_cpu(args, kwargs)
+
+    def _call_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        self._build()
         try:
             return self._call_at_level(args, kwargs)
         except CompileError as exc:
@@ -401,7 +411,7 @@ class Accelerated(Generic[P, R]):
         """How the generated ``__call__`` may skip this slow path at the default
         level: 0 never, 1 always (fused serial), 2 timed (``auto``: fused serial
         until a call is long enough to gain from another level)."""
-        if self._convert or self._python_mode or self._serial is None:
+        if self._convert or self._python_mode or self._serial is None or self.target == "cuda":
             return 0
         default = config._default_level()
         if default.name == "serial" and not default.options:
@@ -572,6 +582,12 @@ class Accelerated(Generic[P, R]):
                 lines.append("  compiled for: " + "; ".join(sigs))
         for w in self.compile_warnings:
             lines.append(f"  numba warned: {w}")
+        if "last_cuda_timings" in self.__dict__:
+            from ._cuda import format_timings
+
+            cuda_line = format_timings(self.__dict__.get("last_cuda_timings"))
+            if cuda_line:
+                lines.append(cuda_line)
         plan = self._last_plan
         if plan is not None:
             lines.append(f"  last plan run: {plan.n} iterations in {plan.nblocks} blocks of "
