@@ -12,9 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import config as _config
 from .config import level
 
 __version__ = "0.1.0"
+
+if _config.launcher_world_size() > 1:
+    # launched on several MPI ranks: an unhandled exception on one rank must stop
+    # them all (without initialising MPI here; see loopscale.distribute._mpi)
+    from .distribute import _mpi as _mpi
+
+    _mpi.install_abort_handler()
 
 __all__ = ["__version__", "accelerate", "level", "prange"]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import sys
 import textwrap
 import time
@@ -100,7 +101,8 @@ class Rung:
 RUNGS: tuple[Rung, ...] = (
     Rung("serial", "compiled, one core", "not available (reinstall loopscale)"),
     Rung("threads", "compiled, all local cores", "not available yet (planned)"),
-    Rung("mpi", "compiled, across MPI ranks", "not available yet (planned)", in_process=False),
+    Rung("mpi", "compiled, 2 MPI ranks", "not available (no mpi level installed)",
+         in_process=False),
     Rung("cuda", "compiled for an NVIDIA GPU", "not available yet (planned)"),
 )
 
@@ -142,6 +144,60 @@ def _time_calls(func: Callable[..., Any], args: tuple[Any, ...], repeat: int) ->
         func(*args)
         best = min(best, time.perf_counter() - start)
     return Timing(first, best, result)
+
+
+_MPI_CHILD = """
+import json, sys, time
+import numpy as np
+import loopscale
+from loopscale import accelerate, config
+from loopscale._demo import SIZES, _time_calls, mandelbrot
+from loopscale.distribute import rank
+spec = SIZES[sys.argv[1]]
+f = accelerate(mandelbrot)
+with loopscale.level("mpi"):
+    timing = _time_calls(f, spec.arguments(), spec.repeat)
+if rank() == 0:
+    np.save(sys.argv[2] + ".npy", np.asarray(timing.result))
+    with open(sys.argv[2] + ".json", "w") as fh:
+        json.dump({"first": timing.first_call, "best": timing.best}, fh)
+"""
+
+
+def _mpi_rung(size: str, reference: Any, serial_result: Any, python_time: float,
+              what: str) -> tuple[str, bool]:
+    """Run the kernel at level ``mpi`` under ``mpiexec -n 2``; the table row and verdict."""
+    import json
+    import subprocess
+    import tempfile
+
+    from .distribute._launch import find_launcher
+
+    try:
+        launcher = find_launcher()
+    except (FileNotFoundError, ValueError) as exc:
+        return f"mpi: not available: {exc}", True
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = os.path.join(tmp, "mpi")
+        cmd = [*launcher, "-n", "2", sys.executable, "-c", _MPI_CHILD, size, stem]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return "mpi: failed: mpiexec -n 2 did not finish within 300 s", False
+        if proc.returncode != 0 or not os.path.exists(stem + ".json"):
+            tail = " ".join((proc.stderr or proc.stdout).split())[-300:]
+            return f"mpi: failed (exit status {proc.returncode}): {tail}", False
+        result = np.load(stem + ".npy")
+        with open(stem + ".json") as fh:
+            timing = json.load(fh)
+    ok, verdict = compare_results(reference, result)
+    if serial_result is not None and ok:
+        ok = np.array_equal(np.asarray(serial_result), result)
+        verdict += ", bit for bit the serial result" if ok else ", DIFFERS from serial"
+    speedup = python_time / timing["best"] if timing["best"] > 0 else float("inf")
+    return (f"{'mpi':<8} {what:<27} {_seconds(timing['first']):>11} "
+            f"{_seconds(timing['best']):>10} {speedup:>7.0f}x  {verdict}"), ok
 
 
 def _seconds(value: float) -> str:
@@ -209,9 +265,15 @@ def run_demo(size: str = "small", out: TextIO | None = None) -> int:
         f"{_seconds(python_time):>10} {'1x':>8}  reference",
     ]
     status = 0
+    serial_result = None
     for rung in RUNGS:
-        if rung.level not in installed or not rung.in_process:
+        if rung.level not in installed:
             rows.append(f"{rung.level}: {rung.missing}")
+            continue
+        if not rung.in_process:
+            row, ok = _mpi_rung(size, reference, serial_result, python_time, rung.what)
+            rows.append(row)
+            status = status if ok else 1
             continue
         try:
             with level(rung.level):
@@ -230,6 +292,12 @@ def run_demo(size: str = "small", out: TextIO | None = None) -> int:
             except LoopscaleError:
                 pass
         ok, verdict = compare_results(reference, timing.result)
+        if rung.level == "serial":
+            serial_result = timing.result
+        elif serial_result is not None and ok:
+            same = np.array_equal(np.asarray(serial_result), np.asarray(timing.result))
+            ok = same
+            verdict += ", bit for bit the serial result" if same else ", DIFFERS from serial"
         status = status if ok else 1
         speedup = python_time / timing.best if timing.best > 0 else float("inf")
         rows.append(

@@ -1,4 +1,4 @@
-"""The ``loopscale`` command: ``info``, ``demo``, ``profile``, and the planned ``run``.
+"""The ``loopscale`` command: ``info``, ``demo``, ``profile`` and ``run``.
 
 Thin by design: this module parses arguments and hands each verb to the
 module that implements it, imported only when that verb is used.
@@ -13,9 +13,7 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 #: Verbs that are designed but not written yet, and the issue that tracks each.
-PLANNED = {
-    "run": (4, "run a script at a chosen level (threads, mpi, cuda)"),
-}
+PLANNED: dict[str, tuple[int, str]] = {}
 
 #: Verbs whose arguments go, untouched, to the module that implements them
 #: (they take a script and the script's own arguments).
@@ -38,6 +36,16 @@ def _demo(args: argparse.Namespace) -> int:
     from . import _demo
 
     return _demo.run_demo("quick" if args.quick else args.size)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .distribute import run_script
+
+    try:
+        return int(run_script(args.nprocs, args.script, args.args, launcher=args.launcher))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"loopscale run: {exc}", file=sys.stderr)
+        return 2
 
 
 def _planned(args: argparse.Namespace) -> int:
@@ -89,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sizes.add_argument("--quick", action="store_true", help="a tiny problem, for smoke tests")
     demo.set_defaults(handler=_demo)
+
+    run = verbs.add_parser(
+        "run",
+        help="run a script on P MPI ranks; a failure on one rank stops them all",
+        description="Launch 'python SCRIPT ARGS' on NPROCS MPI ranks with the installed "
+        "mpiexec (or --launcher), so that an unhandled exception on any rank stops every "
+        "rank with that rank's traceback, and pass the exit status through.",
+    )
+    run.add_argument("-n", "--nprocs", type=int, required=True, help="number of MPI ranks")
+    run.add_argument("--launcher", default=None,
+                     help="the launcher command (default: mpiexec next to Python, or on PATH)")
+    run.add_argument("script", help="the Python script to run")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    run.set_defaults(handler=_run)
 
     for verb, (module, summary) in PASSTHROUGH.items():
         sub = verbs.add_parser(verb, help=summary, add_help=False,

@@ -372,7 +372,10 @@ class Accelerated(Generic[P, R]):
             # auto: a loop that would have been short on one core goes back to
             # the fused serial code (timed, so that a bigger call comes back here)
             spent = self._last_run_seconds
-            if spent is not None and spent * getattr(executor, "max_workers", 1) < AUTO_SECONDS:
+            # never for a collective executor (MPI): every rank must take the same
+            # path, and timings differ between ranks
+            if (spent is not None and not getattr(executor, "collective", False)
+                    and spent * getattr(executor, "max_workers", 1) < AUTO_SECONDS):
                 self._fast = 2 if _LEVEL_VAR.get() is None else self._fast
             return result
         if setting.options and setting.name == "serial":
@@ -616,6 +619,8 @@ class Accelerated(Generic[P, R]):
 def _auto_parallel_level() -> str | None:
     """The level ``auto`` uses for a parallel loop, or None for serial."""
     levels = config.installed_levels()
+    if "mpi" in levels and config.launcher_world_size() > 1:
+        return "mpi"
     if "threads" in levels and config.usable_cores() > 1:
         return "threads"
     return None

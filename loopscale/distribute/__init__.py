@@ -1,14 +1,26 @@
-"""MPI scale-out layer: the ``mpi`` level (planned, not implemented yet).
+"""The MPI rung: the same decorated function across ranks and nodes.
 
-This package will split a loop's iteration space across MPI ranks (replicated
-inputs, or arrays partitioned along the loop's axis with halo exchange for
-reads at constant offsets), register its executor under the
-``loopscale.levels`` entry point as ``mpi``, and own the one import of
-``mpi4py.MPI`` in loopscale, made at first use and never at
-``import loopscale``.  Nothing is implemented yet: the package is a
-placeholder so that the package layout of the design exists.
+Under ``mpiexec -n P python script.py`` (or ``loopscale run -n P``), the
+``mpi`` level (:class:`MPIExecutor`, registered under the ``loopscale.levels``
+entry point) deals a loop's blocks to the ranks — each rank runs its share
+with the ``threads`` level on its share of the node's cores — and gives every
+rank the full outputs, bit for bit what the ``serial`` level gives
+(replicated mode).  :func:`map` is a load-balanced task farm for irregular
+Python work; :func:`comm`, :func:`rank`, :func:`size` give the communicator.
+
+``mpi4py.MPI`` is imported only in :mod:`._mpi`, at first use: importing this
+package does not start MPI.  Under a launcher with more than one rank,
+importing it arms abort-on-failure (see :mod:`._mpi`).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from . import _mpi
+from ._farm import map
+from ._launch import run_script
+from ._level import MPIExecutor
+from ._mpi import comm, install_abort_handler, rank, size
+
+__all__ = ["MPIExecutor", "comm", "install_abort_handler", "map", "rank", "run_script", "size"]
+
+_mpi.install_abort_handler()

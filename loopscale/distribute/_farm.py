@@ -1,0 +1,250 @@
+"""``distribute.map``: a dynamically load-balanced task farm over MPI ranks.
+
+For irregular Python work that is not a compiled loop (a simulation per
+parameter set, a file per task).  Every rank calls ``map`` — it is collective,
+like an MPI call — and no process is spawned (``MPI_Comm_spawn`` is forbidden
+on many clusters).  The root reads the iterable, cuts it into chunks of
+*chunksize* items and deals them on demand: each other rank holds up to two
+chunks (one to run, one waiting), asks for more by returning a result, and
+the root runs chunks itself between answering.  Fast ranks thus take more
+chunks than slow ones; results are put back in input order.
+
+Tasks and results are arbitrary Python objects and travel pickled (the
+lowercase mpi4py calls); *fn* itself does not travel — every rank calls
+``map`` with its own (the same) function.
+
+Before any rank waits for work, the root pickles every chunk; an argument
+that cannot be pickled is reported on every rank as an
+:class:`~loopscale.errors.ArgumentError` through one small broadcast that the
+root always reaches.  An exception raised by *fn* stops the dealing: the
+root re-raises it (with the remote traceback attached as a note) and the
+other ranks raise :class:`~loopscale.errors.WorkerError`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from ..errors import ArgumentError, WorkerError
+from . import _mpi
+
+__all__ = ["map", "RESULTS"]
+
+T = TypeVar("T")
+
+#: Where ``map`` returns the results: on the root only, or on every rank.
+RESULTS = ("root", "all")
+
+_TASK, _RESULT, _STOP = 11, 12, 13
+_DEPTH = 2  # chunks each worker holds at once
+
+
+def _validate(fn: Any, chunksize: Any, results: Any, root: Any, nranks: int) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be callable; got {fn!r}.")
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ValueError(f"chunksize must be greater than 0; got {chunksize!r}.")
+    if results not in RESULTS:
+        raise ValueError(f"results must be one of {', '.join(repr(r) for r in RESULTS)}; "
+                         f"got {results!r}.")
+    if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < nranks:
+        raise ValueError(f"root must be a rank between 0 and {nranks - 1}; got {root!r}.")
+
+
+def _run_chunk(fn: Callable[..., T], items: list[Any]) -> tuple[bool, Any]:
+    """``(True, results)`` or ``(False, (exception or None, text))``."""
+    try:
+        return True, [fn(x) for x in items]
+    except Exception as exc:
+        return False, (exc, "".join(traceback.format_exception(exc)))
+
+
+def _dumps_result(outcome: tuple[bool, Any]) -> bytes:
+    try:
+        blob = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+        if not outcome[0]:
+            pickle.loads(blob)  # an exception that pickles but cannot be rebuilt
+        return blob
+    except Exception as exc:
+        if outcome[0]:
+            text = (f"a result of fn could not be pickled to send it to the root: {exc}. "
+                    "Return plain data (numbers, strings, NumPy arrays, tuples, dicts).")
+            return pickle.dumps((False, (None, text)))
+        return pickle.dumps((False, (None, outcome[1][1])))
+
+
+def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int = 1, *,
+        comm: Any = None, root: int = 0, results: str = "root") -> list[T] | None:
+    """``[fn(x) for x in iterable]``, dealt dynamically over the MPI ranks (collective).
+
+    Parameters
+    ----------
+    fn : callable
+        Called once per item, on whichever rank is free.  Every rank passes
+        its own (the same) function; it is not pickled.
+    iterable : iterable or None
+        The items; only the root's is read (other ranks may pass ``None``).
+        Each item is pickled to travel.
+    chunksize : int
+        Items per task sent to a rank (larger chunks cost fewer messages).
+    comm : mpi4py.MPI.Comm, optional
+        Default ``COMM_WORLD`` (without a launcher: this process alone, MPI
+        not started).
+    root : int
+        The rank that reads the iterable, deals the work and gets the results.
+    results : {"root", "all"}
+        Return the list on the root only (other ranks get ``None``) or on
+        every rank.
+
+    Returns
+    -------
+    list or None
+        The results in input order (``None`` on non-root ranks when
+        ``results="root"``).
+
+    Raises
+    ------
+    loopscale.errors.ArgumentError
+        On every rank, when an item cannot be pickled (before any rank waits).
+    Exception
+        The first exception raised by *fn*, on the root (other ranks raise
+        :class:`~loopscale.errors.WorkerError`).
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.map(abs, [-1, 2, -3])
+    [1, 2, 3]
+    """
+    if comm is None:
+        comm = _mpi.comm() if (_mpi.launched() or _mpi.is_initialized()) else None
+    nranks = 1 if comm is None else comm.Get_size()
+    _validate(fn, chunksize, results, root, nranks)
+    if comm is None or nranks == 1:
+        return [fn(x) for x in (iterable if iterable is not None else ())]
+    me = comm.Get_rank()
+    chunks: list[bytes] = []
+    problem = None
+    if me == root:
+        try:
+            items = list(iterable) if iterable is not None else []
+        except Exception as exc:
+            problem = f"reading the iterable on the root raised {type(exc).__name__}: {exc}"
+            items = []
+        for start in range(0, len(items), chunksize):
+            part = items[start:start + chunksize]
+            try:
+                chunks.append(pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
+            except Exception as exc:
+                bad = next((i for i, x in enumerate(part) if not _picklable(x)), 0)
+                problem = (f"distribute.map(): item {start + bad} of the iterable "
+                           f"({part[bad]!r}) cannot be pickled to send it to another rank: "
+                           f"{type(exc).__name__}: {exc}. Pass plain data (numbers, strings, "
+                           "tuples, NumPy arrays) and build other objects inside fn.")
+                break
+    problem = comm.bcast(problem, root=root)
+    if problem is not None:
+        raise ArgumentError(problem)
+    if me == root:
+        ok, payload = _deal(fn, comm, root, chunks)
+        if ok:
+            comm.bcast((True, payload if results == "all" else None), root=root)
+            return payload  # type: ignore[no-any-return]
+        error, text, where = payload
+        comm.bcast((False, f"{text.strip().splitlines()[-1]} (on rank {where})"), root=root)
+        if error is None:
+            raise WorkerError(f"distribute.map(): a task failed on MPI rank {where}:\n{text}")
+        if where != root:
+            error.add_note(f"raised by fn on MPI rank {where}; its traceback there:\n{text}")
+        raise error
+    _work(fn, comm, root)
+    ok, payload = comm.bcast(None, root=root)
+    if not ok:
+        raise _mpi.mark_secondary(WorkerError(
+            f"distribute.map(): a task failed: {payload}; the root (rank {root}) re-raises it."))
+    return payload if results == "all" else None  # type: ignore[no-any-return]
+
+
+def _picklable(x: Any) -> bool:
+    try:
+        pickle.dumps(x)
+        return True
+    except Exception:
+        return False
+
+
+def _deal(fn: Callable[..., Any], comm: Any, root: int, chunks: list[bytes]
+          ) -> tuple[bool, Any]:
+    """The root: hand out chunks on demand, run some itself, collect in order."""
+    mpi = _mpi.mpi_module()
+    workers = [r for r in range(comm.Get_size()) if r != root]
+    out: list[Any] = [None] * len(chunks)
+    todo = list(range(len(chunks)))[::-1]  # pop() gives the next chunk
+    busy = {w: 0 for w in workers}
+    sends: list[Any] = []
+    error: Any = None
+
+    def give(worker: int) -> None:
+        c = todo.pop()
+        sends.append(comm.isend((c, chunks[c]), dest=worker, tag=_TASK))
+        busy[worker] += 1
+
+    def receive(block: bool) -> bool:
+        nonlocal error
+        status = mpi.Status()
+        if not block and not comm.Iprobe(source=mpi.ANY_SOURCE, tag=_RESULT, status=status):
+            return False
+        c, blob = comm.recv(source=mpi.ANY_SOURCE if block else status.Get_source(),
+                            tag=_RESULT, status=status)
+        src = status.Get_source()
+        busy[src] -= 1
+        ok, payload = pickle.loads(blob)
+        if ok:
+            out[c] = payload
+        elif error is None:
+            error = (payload[0], payload[1], src)
+            todo.clear()
+        if todo:
+            give(src)
+        return True
+
+    for _ in range(_DEPTH):
+        for w in workers:
+            if todo:
+                give(w)
+    while todo:
+        c = todo.pop()
+        ok, payload = _run_chunk(fn, pickle.loads(chunks[c]))
+        if ok:
+            out[c] = payload
+        elif error is None:
+            error = (payload[0], payload[1], root)
+            todo.clear()
+        while receive(block=False):
+            pass
+    while any(busy.values()):
+        receive(block=True)
+    for w in workers:
+        sends.append(comm.isend(None, dest=w, tag=_STOP))
+    mpi.Request.Waitall(sends)
+    if error is not None:
+        return False, error
+    return True, [y for part in out for y in part]
+
+
+def _work(fn: Callable[..., Any], comm: Any, root: int) -> None:
+    """A worker: run chunks until the root says stop."""
+    mpi = _mpi.mpi_module()
+    sends: list[Any] = []
+    status = mpi.Status()
+    while True:
+        msg = comm.recv(source=root, tag=mpi.ANY_TAG, status=status)
+        if status.Get_tag() == _STOP:
+            break
+        c, blob = msg
+        outcome = _run_chunk(fn, pickle.loads(blob))
+        sends.append(comm.isend((c, _dumps_result(outcome)), dest=root, tag=_RESULT))
+    mpi.Request.Waitall(sends)

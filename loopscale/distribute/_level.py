@@ -1,0 +1,290 @@
+"""The ``mpi`` level's executor: a loop plan's blocks across MPI ranks (replicated mode).
+
+Every rank runs the decorated function with the same inputs (plain NumPy
+arrays present on every rank), so every rank builds the same plan.  The
+executor then
+
+1. checks that the ranks agree — one ``Allreduce`` of a 64-bit fingerprint of
+   the iteration space, dtypes, shapes and scalar arguments; on a mismatch
+   every rank learns every rank's description and raises the same
+   :class:`~loopscale.errors.ArgumentValueError`, nobody is left waiting;
+2. deals the blocks to the ranks in chunks (:func:`._partition.deal`), and
+   runs this rank's chunks with the ``threads`` level on its share of the
+   node's cores (usable cores / ranks on this node);
+3. makes every rank hold the full outputs with one ``Allgatherv`` of bytes:
+   each rank packs, for every written array, the elements its iterations
+   wrote along the loop's axis (:func:`._partition.pieces`) and, for every
+   reduction, its blocks' partials; each rank unpacks the others' segments.
+   Sizes and places follow from the plan, so only data travels, through the
+   buffer interface (no pickle).  Each segment starts with an 8-byte status,
+   so a rank whose chunk raised still takes part and every rank learns of
+   the failure in the same collective.
+
+``accel`` then combines the partials in block order and runs the epilogue on
+every rank: every rank returns what the ``serial`` level returns, to the bit.
+
+Without a launcher (one process, ``comm`` not given) MPI is not started and
+the plan runs on the ``threads`` level; a loop whose written arrays cannot be
+located along the loop's axis runs whole on every rank (correct, not faster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import config
+from ..errors import ArgumentValueError, LevelError, WorkerError
+from ..schedule import ThreadsExecutor
+from . import _mpi
+from ._partition import (
+    CHECKS,
+    deal,
+    describe_inputs,
+    fingerprint,
+    mismatch_message,
+    piece_length,
+    pieces,
+)
+
+__all__ = ["MPIExecutor"]
+
+_HEADER = 8  # bytes of status in front of each rank's segment
+_WORKERS: dict[int | None, int] = {}  # communicator handle -> threads per rank
+
+
+def _run_chunks(v0: int, v1: int, chunks: np.ndarray, kernel: Any, *args: Any) -> None:
+    """Run this rank's chunks ``v0 .. v1-1`` (global block ranges in *chunks*)."""
+    for v in range(v0, v1):
+        kernel(int(chunks[v, 0]), int(chunks[v, 1]), *args)
+
+
+class _LocalPlan:
+    """This rank's share of a plan, as the ``threads`` executor reads a plan."""
+
+    __slots__ = ("plan", "chunks", "nblocks", "function", "kernel", "args")
+
+    def __init__(self, plan: Any, chunks: Sequence[tuple[int, int]]) -> None:
+        self.plan = plan
+        self.chunks = np.asarray(chunks, dtype=np.int64).reshape(-1, 2)
+        self.nblocks = len(chunks)
+        self.function = plan.function
+        self.kernel = _run_chunks
+        self.args = (self.chunks, plan.kernel, *plan.args)
+
+    def iteration_values(self, v0: int, v1: int) -> tuple[int, int]:
+        return self.plan.iteration_values(int(self.chunks[v0, 0]), int(self.chunks[v1 - 1, 1]))
+
+
+class _Slot:
+    """One array to exchange: a view with the exchanged axis first, and its offsets."""
+
+    __slots__ = ("view", "offsets", "rowbytes", "partial")
+
+    def __init__(self, view: np.ndarray, offsets: Sequence[int], partial: bool) -> None:
+        self.view = view
+        self.offsets = tuple(offsets)
+        self.rowbytes = view.dtype.itemsize * int(np.prod(view.shape[1:], dtype=np.int64))
+        self.partial = partial
+
+
+class MPIExecutor:
+    """The ``mpi`` level: a loop's blocks dealt across MPI ranks, outputs on every rank.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm, optional
+        The ranks to use (default: ``COMM_WORLD`` when launched with more than
+        one rank; without a launcher, this process alone, MPI not started).
+    max_workers : int, optional
+        Threads per rank (default: the usable cores divided by the ranks on
+        this node, at least one).
+    chunksize : int, optional
+        Blocks per dealt chunk (default: about ``nblocks / (16 * ranks)``).
+    check : {"shapes", "values", "none"}
+        What is verified to agree across ranks before computing: iteration
+        space, dtypes, shapes and scalar arguments (``"shapes"``, default),
+        the contents of the arrays read as well (``"values"``, hashes them),
+        or nothing (``"none"``).
+
+    Examples
+    --------
+    >>> import loopscale
+    >>> with loopscale.level("mpi"):  # doctest: +SKIP
+    ...     acc = nbody(pos, mass)    # under mpiexec -n 4: every rank gets acc
+    """
+
+    name = "mpi"
+    #: Every rank must take the same path through a call (accel's ``auto``
+    #: must not decide per rank, from a timing, to skip this executor).
+    collective = True
+
+    def __init__(self, comm: Any = None, max_workers: int | None = None,
+                 chunksize: int | None = None, check: str = "shapes",
+                 **unknown: Any) -> None:
+        if unknown:
+            raise LevelError(f"unknown option(s) for the 'mpi' level: {sorted(unknown)!r}; "
+                             "valid: comm, max_workers, chunksize, check.")
+        if max_workers is not None and (isinstance(max_workers, bool)
+                                        or not isinstance(max_workers, int)
+                                        or max_workers < 1):
+            raise LevelError(f"max_workers must be greater than 0; got {max_workers!r}.")
+        if chunksize is not None and (isinstance(chunksize, bool)
+                                      or not isinstance(chunksize, int) or chunksize < 1):
+            raise LevelError(f"chunksize must be a positive number of blocks; "
+                             f"got {chunksize!r}.")
+        if check not in CHECKS:
+            raise LevelError(f"check must be one of {', '.join(map(repr, CHECKS))}; "
+                             f"got {check!r}.")
+        if comm is not None and not (hasattr(comm, "Allgatherv")
+                                     and hasattr(comm, "Get_size")):
+            raise LevelError(f"comm must be an mpi4py communicator; got {comm!r}.")
+        self.comm = comm
+        self.chunksize = chunksize
+        self.check = check
+        self._max_workers = max_workers
+        self.bytes_moved = 0  # by this rank's last run: sent + received
+
+    # -- where ------------------------------------------------------------------
+    def _communicator(self) -> Any:
+        if self.comm is not None:
+            return self.comm
+        if not _mpi.launched() and not _mpi.is_initialized():
+            return None  # one process: no MPI at all
+        return _mpi.comm()
+
+    @property
+    def max_workers(self) -> int:
+        """Threads this rank runs its blocks on."""
+        if self._max_workers is not None:
+            return self._max_workers
+        comm = self._communicator()
+        key = None if comm is None else int(comm.py2f())
+        found = _WORKERS.get(key)
+        if found is None:
+            per_node = 1 if comm is None else _mpi.node_size(comm)
+            found = _WORKERS[key] = max(1, config.usable_cores() // max(1, per_node))
+        return found
+
+    # -- run --------------------------------------------------------------------
+    def run(self, plan: Any) -> None:
+        """Run *plan* across the ranks; return when every rank holds the outputs."""
+        comm = self._communicator()
+        if comm is None or comm.Get_size() == 1:
+            if plan.nblocks:
+                ThreadsExecutor(max_workers=self.max_workers).run(plan)
+            return
+        nranks, me = comm.Get_size(), comm.Get_rank()
+        workers = self.max_workers  # collective the first time: before any rank can diverge
+        self._check_agreement(comm, plan)
+        slots = self._slots(plan)
+        if slots is None:  # written arrays not located along the loop axis
+            if plan.nblocks:
+                ThreadsExecutor(max_workers=workers).run(plan)
+            return
+        dealt = deal(plan.nblocks, nranks, self.chunksize)
+        failure: BaseException | None = None
+        if dealt[me]:
+            try:
+                ThreadsExecutor(max_workers=workers).run(_LocalPlan(plan, dealt[me]))
+            except Exception as exc:  # every rank must still reach the exchange
+                failure = exc
+        self._exchange(comm, plan, slots, dealt, me, failure)
+
+    def _check_agreement(self, comm: Any, plan: Any) -> None:
+        if self.check == "none":
+            return
+        mpi = _mpi.mpi_module()
+        fields = describe_inputs(plan, self.check)
+        h = fingerprint(fields)
+        mine = np.array([h, -h - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
+        both = np.empty(2, dtype=np.int64)
+        comm.Allreduce(mine, both, op=mpi.MAX)
+        if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees
+            return
+        per_rank = comm.allgather(fields)  # small strings; the error path only
+        raise ArgumentValueError(mismatch_message(plan.function, per_rank))
+
+    def _slots(self, plan: Any) -> list[_Slot] | None:
+        """The arrays to exchange, or None when one cannot be located by rows."""
+        slots = []
+        names = plan.arg_names
+        for name, role in plan.arrays.items():
+            if not role.written:
+                continue
+            if role.axis is None or name not in names:
+                return None
+            arr = plan.arg(name)
+            if not isinstance(arr, np.ndarray) or arr.ndim <= role.axis:
+                return None
+            slots.append(_Slot(np.moveaxis(arr, role.axis, 0), role.offsets or (0,), False))
+        for _, parts in plan.partials.items():
+            slots.append(_Slot(parts, (0,), True))
+        return slots
+
+    def _pieces(self, plan: Any, slot: _Slot, chunks: Sequence[tuple[int, int]]) -> list[Any]:
+        if slot.partial:
+            return [slice(c0, c1, 1) for c0, c1 in chunks]
+        return pieces(chunks, block=plan.block, n=plan.n, lo=plan.lo, step=plan.step,
+                      offsets=slot.offsets, length=slot.view.shape[0])
+
+    def _exchange(self, comm: Any, plan: Any, slots: list[_Slot],
+                  dealt: list[list[tuple[int, int]]], me: int,
+                  failure: BaseException | None) -> None:
+        mpi = _mpi.mpi_module()
+        layout = [[self._pieces(plan, s, dealt[r]) for s in slots] for r in range(len(dealt))]
+        counts = np.array([_HEADER + sum(piece_length(p, s.view.shape[0]) * s.rowbytes
+                                         for s, ps in zip(slots, layout[r], strict=True)
+                                         for p in ps) for r in range(len(dealt))],
+                          dtype=np.int64)
+        displs = np.zeros_like(counts)
+        np.cumsum(counts[:-1], out=displs[1:])
+        send = np.empty(int(counts[me]), dtype=np.uint8)
+        send[:_HEADER].view(np.int64)[0] = 0 if failure is None else 1
+        if failure is None:
+            _pack(send[_HEADER:], slots, layout[me])
+        recv = np.empty(int(counts.sum()), dtype=np.uint8)
+        comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
+        self.bytes_moved = int(counts[me]) * (len(counts) - 1) + int(counts.sum() - counts[me])
+        status = [int(recv[d:d + _HEADER].view(np.int64)[0]) for d in displs]
+        if any(status):
+            failed = [r for r, s in enumerate(status) if s]
+            if failure is not None:
+                raise failure
+            raise _mpi.mark_secondary(WorkerError(
+                f"{plan.function}(): the loop raised on MPI rank(s) "
+                f"{', '.join(map(str, failed))} (its traceback is printed there); "
+                "this rank stops too."))
+        for r, d in enumerate(displs):
+            if r != me:
+                _unpack(recv[int(d) + _HEADER:int(d + counts[r])], slots, layout[r])
+
+
+def _rows(slot: _Slot, piece: Any, nrows: int, buf: np.ndarray) -> np.ndarray:
+    return buf.view(slot.view.dtype).reshape((nrows,) + slot.view.shape[1:])
+
+
+def _pack(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]]) -> None:
+    pos = 0
+    for slot, ps in zip(slots, layout, strict=True):
+        length = slot.view.shape[0]
+        for p in ps:
+            k = piece_length(p, length)
+            nb = k * slot.rowbytes
+            if nb:
+                _rows(slot, p, k, buf[pos:pos + nb])[...] = slot.view[p]
+            pos += nb
+
+
+def _unpack(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]]) -> None:
+    pos = 0
+    for slot, ps in zip(slots, layout, strict=True):
+        length = slot.view.shape[0]
+        for p in ps:
+            k = piece_length(p, length)
+            nb = k * slot.rowbytes
+            if nb:
+                slot.view[p] = _rows(slot, p, k, buf[pos:pos + nb])
+            pos += nb

@@ -1,0 +1,249 @@
+"""The one module of loopscale that imports ``mpi4py.MPI``, and the job's failure policy.
+
+Importing ``mpi4py.MPI`` initialises MPI, which costs tens of milliseconds and
+must not happen in an ordinary ``python script.py``.  So it is imported here,
+at first use (:func:`comm`, an executor that needs to communicate), never at
+``import loopscale`` or ``import loopscale.distribute``.  :func:`rank` and
+:func:`size` answer without MPI when no launcher started the process.
+
+Abort on failure
+----------------
+An MPI job whose rank dies while the others wait in a collective hangs until
+someone kills it.  Under a launcher with more than one rank,
+:func:`install_abort_handler` (called at ``import loopscale.distribute`` and at
+the first use of MPI) makes the job behave like ``python -m mpi4py``:
+
+* an unhandled exception on any rank prints its traceback once, every line
+  prefixed with ``[rank r]``, and calls ``MPI.COMM_WORLD.Abort(1)``, so every
+  rank stops at once and the launcher exits with a non-zero status;
+* ``sys.exit(n)`` with ``n != 0`` on one rank aborts the job with status ``n``
+  (through mpi4py's abort-at-exit status; ``python -m loopscale.distribute``
+  covers ``raise SystemExit(n)`` as well);
+* Ctrl-C (``KeyboardInterrupt``) aborts with status 130.
+
+An error that a rank raises only because *another* rank failed
+(:func:`mark_secondary`) waits a few seconds before aborting, so that the
+rank where the failure happened prints its traceback first and is the one
+that stops the job.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from types import TracebackType
+from typing import Any
+
+from .. import config
+
+__all__ = ["mpi_module", "comm", "rank", "size", "node_size", "is_initialized", "launched",
+           "install_abort_handler", "mark_secondary", "SECONDARY_GRACE_SECONDS"]
+
+#: How long a rank whose error only reports another rank's failure waits for
+#: that rank to abort the job before aborting it itself.
+SECONDARY_GRACE_SECONDS = 5.0
+
+#: How long an aborting rank lets the launcher forward its last output.
+ABORT_DRAIN_SECONDS = 0.25
+
+_LOCK = threading.RLock()
+_MPI: Any = None
+_NODE_SIZES: dict[int, int] = {}
+_INSTALLED = False
+_PREVIOUS_EXCEPTHOOK = sys.excepthook
+
+
+def mpi_module() -> Any:
+    """The ``mpi4py.MPI`` module, imported (MPI initialised) on first call."""
+    global _MPI
+    if _MPI is None:
+        with _LOCK:
+            if _MPI is None:
+                from mpi4py import MPI as mpi  # the one import of mpi4py.MPI
+
+                _MPI = mpi
+                install_abort_handler()
+    return _MPI
+
+
+def is_initialized() -> bool:
+    """Whether MPI has been initialised in this process (by loopscale or the user)."""
+    if _MPI is not None:
+        return True
+    mod = sys.modules.get("mpi4py.MPI")
+    return mod is not None and bool(mod.Is_initialized())
+
+
+def launched() -> bool:
+    """Whether an MPI launcher started this process in a job of more than one rank."""
+    return config.launcher_world_size() > 1
+
+
+def comm() -> Any:
+    """The communicator loopscale uses: ``MPI.COMM_WORLD`` (initialises MPI).
+
+    Returns
+    -------
+    mpi4py.MPI.Comm
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.comm().Get_size()  # doctest: +SKIP
+    4
+    """
+    return mpi_module().COMM_WORLD
+
+
+def rank() -> int:
+    """This process's rank in ``COMM_WORLD``; 0 without a launcher (MPI not started).
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.rank()
+    0
+    """
+    if _MPI is None and not launched() and not is_initialized():
+        return 0
+    return int(comm().Get_rank())
+
+
+def size() -> int:
+    """Ranks in ``COMM_WORLD``; 1 without a launcher (MPI not started).
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.size()
+    1
+    """
+    if _MPI is None and not launched() and not is_initialized():
+        return 1
+    return int(comm().Get_size())
+
+
+def node_size(communicator: Any) -> int:
+    """How many ranks of *communicator* share this rank's node (collective, cached)."""
+    key = int(communicator.py2f())
+    found = _NODE_SIZES.get(key)
+    if found is None:
+        local = communicator.Split_type(mpi_module().COMM_TYPE_SHARED)
+        try:
+            found = int(local.Get_size())
+        finally:
+            local.Free()
+        _NODE_SIZES[key] = found
+    return found
+
+
+# -- failure policy --------------------------------------------------------------------
+
+def mark_secondary(exc: BaseException) -> BaseException:
+    """Mark *exc* as raised only because another rank failed (see the module docstring)."""
+    exc._loopscale_secondary = True  # type: ignore[attr-defined]
+    return exc
+
+
+def _world_rank() -> int:
+    if _MPI is not None:
+        try:
+            return int(_MPI.COMM_WORLD.Get_rank())
+        except Exception:  # pragma: no cover - MPI finalized
+            pass
+    found = config.launcher_rank()
+    return 0 if found is None else found
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # pragma: no cover - a closed stream
+            pass
+
+
+def _abort(code: int) -> None:
+    """Stop every rank of the job now with exit status *code*."""
+    _flush()
+    # the launcher forwards this rank's output through pipes; killing the job
+    # the instant it is written can lose it
+    time.sleep(ABORT_DRAIN_SECONDS)
+    try:
+        mpi_module().COMM_WORLD.Abort(code)
+    finally:  # pragma: no cover - Abort does not return
+        os._exit(code)
+
+
+def _exit_status(code: Any) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, bool) or not isinstance(code, int):
+        return 1
+    return code
+
+
+def _excepthook(etype: type[BaseException], value: BaseException,
+                tb: TracebackType | None) -> None:
+    if not launched():
+        _PREVIOUS_EXCEPTHOOK(etype, value, tb)
+        return
+    who = _world_rank()
+    if issubclass(etype, KeyboardInterrupt):
+        sys.stderr.write(f"[rank {who}] KeyboardInterrupt\n")
+        _abort(130)
+        return
+    if getattr(value, "_loopscale_secondary", False):
+        # the failing rank prints its own traceback and aborts the job; give it time
+        time.sleep(SECONDARY_GRACE_SECONDS)
+        sys.stderr.write(f"[rank {who}] {etype.__name__}: {value}\n")
+        _abort(1)
+        return
+    lines = "".join(traceback.format_exception(etype, value, tb)).rstrip("\n").split("\n")
+    sys.stderr.write("".join(f"[rank {who}] {line}\n" for line in lines))
+    sys.stderr.write(f"[rank {who}] aborting the MPI job (an unhandled exception on "
+                     f"rank {who})\n")
+    _abort(1)
+
+
+def set_exit_status(code: Any) -> None:
+    """Make a non-zero exit of this rank abort the whole job with that status.
+
+    Called by the ``sys.exit`` wrapper and by ``python -m loopscale.distribute``.
+    """
+    status = _exit_status(code)
+    if status and launched():
+        from mpi4py import run as mpirun  # noqa: F401 - mpi4py's abort-at-exit status
+
+        mpi_module()
+        mpirun.set_abort_status(status)
+
+
+def _exit(code: Any = None) -> None:
+    set_exit_status(code)
+    raise SystemExit(code)
+
+
+_exit.__doc__ = sys.exit.__doc__
+_exit._loopscale_wrapper = True  # type: ignore[attr-defined]
+
+
+def install_abort_handler() -> None:
+    """Arm abort-on-failure for this rank (see the module docstring).
+
+    Does nothing outside an MPI job of more than one rank, and nothing the
+    second time.  Does not initialise MPI (an aborting rank does, to abort).
+    """
+    global _INSTALLED, _PREVIOUS_EXCEPTHOOK
+    with _LOCK:
+        if _INSTALLED or not launched():
+            return
+        _INSTALLED = True
+        if sys.excepthook is not _excepthook:
+            _PREVIOUS_EXCEPTHOOK = sys.excepthook
+            sys.excepthook = _excepthook
+        if not getattr(sys.exit, "_loopscale_wrapper", False):
+            sys.exit = _exit  # type: ignore[assignment]

@@ -1,0 +1,186 @@
+"""Partition arithmetic for the ``mpi`` level: pure functions over plain data.
+
+Which blocks a rank runs
+------------------------
+A loop plan's iteration space is cut by ``accel`` into ``nblocks`` fixed
+blocks; reductions are combined per block in block order, so *which* rank
+runs a block never changes the answer.  It only changes the speed: a plain
+block partition (rank r takes the r-th contiguous share) leaves one rank
+with most of the work when the cost per iteration varies (Mandelbrot rows,
+triangular pairwise loops).  :func:`deal` cuts the blocks into chunks of
+about ``nblocks / (16 P)`` blocks and deals them like cards, alternating the
+direction each round (0, 1, …, P-1, P-1, …, 1, 0, 0, 1, …), so that work
+growing or shrinking along the loop lands evenly on every rank.
+
+Which elements a rank sends
+---------------------------
+Iteration ``k`` has loop-variable value ``lo + k * step``; an array written
+at ``a[..., i + off, ...]`` (``off`` in its role's offsets, the loop variable
+on axis ``axis``) gets element ``lo + k * step + off`` of that axis written.
+:func:`pieces` turns a rank's chunks into the index sets of that axis — a
+``slice`` when the set is an in-bounds arithmetic progression (the usual
+case, no index array is built), an index array otherwise (negative indices
+wrap as NumPy's and Numba's do).  Sender and receivers compute the same
+pieces from the same plan, so only the data travels.
+
+Do the ranks agree?
+-------------------
+:func:`describe_inputs` lists, as ``(field, value)`` strings, what must be
+the same on every rank for replicated mode (iteration space, dtypes, shapes,
+scalar arguments), :func:`fingerprint` hashes that list into one signed
+64-bit integer for an ``Allreduce``, and :func:`mismatch_message` explains a
+disagreement from every rank's list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["deal", "default_chunksize", "pieces", "piece_length", "describe_inputs",
+           "fingerprint", "mismatch_message", "CHECKS"]
+
+#: The valid values of the ``check`` option of the ``mpi`` level.
+CHECKS = ("shapes", "values", "none")
+
+Piece = slice | np.ndarray
+
+
+def default_chunksize(nblocks: int, nranks: int) -> int:
+    """Blocks per dealt chunk: about 16 chunks per rank, at least one block."""
+    return max(1, nblocks // (16 * max(1, nranks)))
+
+
+def deal(nblocks: int, nranks: int, chunksize: int | None = None
+         ) -> list[list[tuple[int, int]]]:
+    """Each rank's chunks ``(c0, c1)`` of blocks, dealt round-robin in zigzag order.
+
+    Every block is in exactly one chunk of exactly one rank.
+
+    Examples
+    --------
+    >>> deal(10, 2, 2)
+    [[(0, 2), (6, 8), (8, 10)], [(2, 4), (4, 6)]]
+    >>> deal(1, 3)
+    [[(0, 1)], [], []]
+    """
+    if nranks < 1:
+        raise ValueError(f"nranks must be greater than 0; got {nranks!r}.")
+    size = chunksize if chunksize is not None else default_chunksize(nblocks, nranks)
+    if size < 1:
+        raise ValueError(f"chunksize must be greater than 0; got {size!r}.")
+    out: list[list[tuple[int, int]]] = [[] for _ in range(nranks)]
+    for j, c0 in enumerate(range(0, nblocks, size)):
+        rnd, pos = divmod(j, nranks)
+        owner = pos if rnd % 2 == 0 else nranks - 1 - pos
+        out[owner].append((c0, min(c0 + size, nblocks)))
+    return out
+
+
+def _iterations(chunk: tuple[int, int], block: int, n: int) -> tuple[int, int]:
+    c0, c1 = chunk
+    return c0 * block, min(c1 * block, n)
+
+
+def pieces(chunks: Sequence[tuple[int, int]], *, block: int, n: int, lo: int, step: int,
+           offsets: Sequence[int], length: int) -> list[Piece]:
+    """The index sets, along an axis of *length*, that the iterations of *chunks* write.
+
+    Examples
+    --------
+    >>> pieces([(0, 1), (2, 3)], block=4, n=10, lo=0, step=1, offsets=(0,), length=10)
+    [slice(0, 4, 1), slice(8, 10, 1)]
+    >>> pieces([(0, 1)], block=3, n=3, lo=0, step=1, offsets=(-1,), length=5)
+    [array([4, 0, 1])]
+    """
+    out: list[Piece] = []
+    for chunk in chunks:
+        k0, k1 = _iterations(chunk, block, n)
+        if k0 >= k1:
+            continue
+        for off in offsets:
+            first = lo + k0 * step + off
+            last = lo + (k1 - 1) * step + off
+            low, high = min(first, last), max(first, last)
+            if 0 <= low and high < length:
+                out.append(slice(low, high + 1, abs(step)) if step else slice(low, low + 1, 1))
+                continue
+            idx = lo + off + np.arange(k0, k1, dtype=np.int64) * step
+            idx = np.where(idx < 0, idx + length, idx)
+            idx = idx[(idx >= 0) & (idx < length)]
+            if idx.size:
+                out.append(idx)
+    return out
+
+
+def piece_length(piece: Piece, length: int) -> int:
+    """How many indices *piece* selects along an axis of *length*."""
+    if isinstance(piece, slice):
+        return len(range(*piece.indices(length)))
+    return int(piece.size)
+
+
+def _describe_value(value: Any, with_values: bool) -> str:
+    if isinstance(value, np.ndarray):
+        text = f"{value.dtype.str}{list(value.shape)}"
+        if with_values:
+            digest = hashlib.blake2b(digest_size=8)
+            digest.update(np.ascontiguousarray(value).view(np.uint8).data)
+            text += f" #{digest.hexdigest()}"
+        return text
+    if isinstance(value, (bool, int, float, complex, np.generic, str, type(None))):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_describe_value(v, with_values) for v in value) + ")"
+    return type(value).__name__
+
+
+def describe_inputs(plan: Any, check: str = "shapes") -> list[tuple[str, str]]:
+    """What must agree across ranks for *plan*, as ``(field, value)`` strings.
+
+    With ``check="values"`` the contents of the arrays the loop reads are
+    hashed too.  Reduction partials and arrays the loop only writes (freshly
+    allocated outputs) are described by dtype and shape only.
+    """
+    fields = [("function", plan.function),
+              ("iterations", f"n={plan.n} lo={plan.lo} step={plan.step}"),
+              ("blocks", f"{plan.nblocks} of {plan.block}")]
+    names = plan.arg_names or tuple(f"arg{i}" for i in range(len(plan.args)))
+    for name, value in zip(names, plan.args, strict=False):
+        if name in ("lo", "step", "n", "block"):
+            continue
+        role = plan.arrays.get(name)
+        read = role is not None and role.read
+        fields.append((name, _describe_value(value, check == "values" and read)))
+    return fields
+
+
+def fingerprint(fields: Sequence[tuple[str, str]]) -> int:
+    """A signed 64-bit hash of *fields* (for an ``Allreduce`` with ``MAX``)."""
+    digest = hashlib.blake2b("\x1f".join(f"{k}\x1e{v}" for k, v in fields).encode(),
+                             digest_size=8)
+    return int.from_bytes(digest.digest(), "little", signed=True)
+
+
+def mismatch_message(function: str, per_rank: Sequence[Sequence[tuple[str, str]]]) -> str:
+    """Explain how the ranks' inputs to *function* differ, field by field."""
+    keys: list[str] = []
+    for fields in per_rank:
+        for k, _ in fields:
+            if k not in keys:
+                keys.append(k)
+    tables = [dict(fields) for fields in per_rank]
+    lines = []
+    for k in keys:
+        values = [t.get(k, "(missing)") for t in tables]
+        if len(set(values)) > 1:
+            shown = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            lines.append(f"  {k}: {shown}")
+    return (f"the inputs of {function}() differ across MPI ranks:\n" + "\n".join(lines)
+            + "\nAt the 'mpi' level with plain NumPy arrays (replicated mode) every rank must "
+            "call the function with the same shapes, dtypes and scalar arguments; compute them "
+            "identically on every rank (seed random generators the same way), or distribute "
+            "the data explicitly.")

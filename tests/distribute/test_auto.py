@@ -1,0 +1,60 @@
+"""Level ``auto`` under mpiexec: every rank takes the same path, every call.
+
+At ``auto``, a parallel loop whose run is short goes back to serial code on a
+single process; under MPI that decision would be taken per rank from its own
+timings, so one rank could skip a collective the others wait in.  Here a short
+loop is called many times under ``mpiexec -n 2`` at the default level, and the
+job must finish (the launch has a hard timeout) with every rank holding the
+serial result.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SCRIPT = r'''
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def total(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    return s
+
+
+@accelerate
+def big(x, out):
+    for i in range(x.shape[0]):
+        v = x[i]
+        for k in range(200):
+            v = v * 0.999 + 0.001
+        out[i] = v
+
+
+x = np.linspace(0.0, 1.0, 257)
+with loopscale.level("serial"):
+    expected = total(x)
+    ref = np.empty(20_000)
+    big(np.linspace(0.0, 1.0, 20_000), ref)
+ok = True
+for rep in range(300):            # short calls: far under the auto threshold
+    ok &= total(x) == expected
+out = np.empty(20_000)
+for rep in range(5):              # and longer ones in between
+    big(np.linspace(0.0, 1.0, 20_000), out)
+    ok &= bool(np.array_equal(out, ref))
+    ok &= total(x) == expected
+print(f"rank {distribute.rank()}/{distribute.size()}: {'OK' if ok else 'WRONG'}", flush=True)
+'''
+
+
+@pytest.mark.timeout(180)
+def test_auto_level_under_mpiexec_never_diverges_between_ranks(mpi) -> None:
+    run = mpi(SCRIPT, 2)
+    assert run.returncode == 0, run.describe()
+    for r in range(2):
+        assert f"rank {r}/2: OK" in run.stdout, run.describe()

@@ -1,0 +1,243 @@
+"""Faults under a real mpiexec: one rank fails, every rank stops promptly; bad input is named."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+#: Stops well before the hard timeout: a hang would show as this being exceeded.
+PROMPT = 30.0
+
+#: ``script.py MODE RANK``: the named rank fails in the named way after the ranks
+#: have used MPI together once; the others go on to a barrier, which they would
+#: wait in forever if the failing rank's job were not aborted.
+FAULTS = r'''
+import sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def twice(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = 2.0 * x[i]
+    return out
+
+
+mode, who = sys.argv[1], int(sys.argv[2])
+me = distribute.rank()
+if mode == "early" and me == who:
+    raise RuntimeError(f"early failure on rank {who}")
+with loopscale.level("mpi"):
+    y = twice(np.arange(1000.0))
+if me == who:
+    if mode == "raise":
+        raise RuntimeError(f"unhandled failure on rank {who}")
+    if mode == "exit":
+        sys.exit(7)
+    if mode == "raise-exit":
+        raise SystemExit(9)
+distribute.comm().Barrier()
+print(f"rank {me} passed the barrier", flush=True)
+'''
+
+
+def _tracebacks(stderr: str) -> list[str]:
+    """The ranks that printed a traceback (once each: one 'aborting' line per rank)."""
+    printed = set(re.findall(r"^\[rank (\d+)\] Traceback \(most recent call last\):",
+                             stderr, re.M))
+    aborting = re.findall(r"^\[rank (\d+)\] aborting the MPI job", stderr, re.M)
+    assert sorted(printed) == sorted(aborting), stderr
+    return aborting
+
+
+@pytest.mark.parametrize("how", ["mpiexec", "loopscale"])
+def test_an_exception_on_any_one_rank_stops_every_rank(mpi_warm, how: str) -> None:
+    script = mpi_warm.write(FAULTS)
+    for who in range(3):
+        run = mpi_warm(script, 3, ["raise", str(who)], how=how)
+        assert run.returncode != 0, run.describe()
+        assert run.seconds < PROMPT, run.describe()
+        assert _tracebacks(run.stderr) == [str(who)], run.describe()
+        assert f"RuntimeError: unhandled failure on rank {who}" in run.stderr, run.describe()
+        assert "passed the barrier" not in run.stdout, run.describe()
+
+
+def test_an_exception_before_mpi_is_used_stops_every_rank(mpi_warm) -> None:
+    run = mpi_warm(FAULTS, 2, ["early", "1"])
+    assert run.returncode != 0, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert _tracebacks(run.stderr) == ["1"], run.describe()
+
+
+@pytest.mark.parametrize("how", ["mpiexec", "loopscale"])
+def test_sys_exit_on_one_rank_gives_its_status(mpi_warm, how: str) -> None:
+    run = mpi_warm(FAULTS, 2, ["exit", "1"], how=how)
+    assert run.returncode == 7, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert _tracebacks(run.stderr) == [], run.describe()
+
+
+def test_raise_systemexit_on_one_rank_gives_its_status_under_loopscale_run(mpi_warm) -> None:
+    run = mpi_warm(FAULTS, 2, ["raise-exit", "0"], how="loopscale")
+    assert run.returncode == 9, run.describe()
+
+
+def test_a_clean_run_exits_zero_everywhere(mpi_warm) -> None:
+    run = mpi_warm(FAULTS, 3, ["none", "0"], how="loopscale")
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("passed the barrier") == 3, run.describe()
+
+
+#: A loop that raises on one rank only (its input is negative there): that rank
+#: raises the loop's exception, the others a WorkerError naming it; nobody waits.
+KERNEL_RAISES = r'''
+import sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.errors import WorkerError
+
+
+@accelerate
+def checked(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        if x[i] < 0.0:
+            raise ValueError("negative input")
+        out[i] = 2.0 * x[i]
+    return out
+
+
+who, catch = int(sys.argv[1]), sys.argv[2] == "catch"
+me = distribute.rank()
+x = np.ones(1000)
+if me == who:
+    x[:] = -1.0
+with loopscale.level("mpi"):
+    if not catch:
+        checked(x)
+    try:
+        checked(x)
+    except ValueError as exc:
+        print(f"rank {me} ValueError {exc}", flush=True)
+    except WorkerError as exc:
+        print(f"rank {me} WorkerError {exc}", flush=True)
+distribute.comm().Barrier()
+with loopscale.level("mpi"):
+    y = checked(np.ones(10))  # the executor still works after a failure
+print(f"rank {me} done {y.sum()}", flush=True)
+'''
+
+
+def test_an_exception_inside_the_loop_on_one_rank_reaches_every_rank(mpi_warm) -> None:
+    run = mpi_warm(KERNEL_RAISES, 3, ["1", "catch"])
+    assert run.returncode == 0, run.describe()
+    assert "rank 1 ValueError negative input" in run.stdout, run.describe()
+    for r in (0, 2):
+        assert re.search(rf"rank {r} WorkerError .*rank\(s\) 1", run.stdout), run.describe()
+    assert run.stdout.count("done 20.0") == 3, run.describe()
+
+
+def test_an_unhandled_exception_inside_the_loop_prints_one_traceback(mpi_warm) -> None:
+    run = mpi_warm(KERNEL_RAISES, 3, ["2", "raise"])
+    assert run.returncode != 0, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert _tracebacks(run.stderr) == ["2"], run.describe()
+    assert "ValueError: negative input" in run.stderr, run.describe()
+
+
+#: Inputs that differ across ranks: length, dtype, 2-D shape, a scalar argument.
+MISMATCH = r'''
+import json, os, sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def scale(x, c, out):
+    for i in range(x.shape[0]):
+        out[i] = c * x[i]
+
+
+me = distribute.rank()
+report = {}
+odd = me == distribute.size() - 1
+cases = {
+    "length": (np.ones(99 if odd else 100), 2.0, None),
+    "dtype": (np.ones(100, dtype=np.float32 if odd else np.float64), 2.0, None),
+    "shape": (np.ones((10, 3) if odd else (10, 4)), 2.0, "2d"),
+    "scalar": (np.ones(100), 3.0 if odd else 2.0, None),
+}
+for case, (x, c, kind) in cases.items():
+    out = np.zeros_like(x)
+    try:
+        with loopscale.level("mpi"):
+            scale(x, c, out)
+        report[case] = "NOT DETECTED"
+    except ValueError as exc:
+        report[case] = f"{type(exc).__name__}: {exc}"
+distribute.comm().Barrier()
+report["survived"] = True
+with open(os.path.join(sys.argv[1], f"rank{me}.json"), "w") as fh:
+    json.dump(report, fh)
+'''
+
+
+def test_inputs_that_differ_across_ranks_are_reported_on_every_rank(mpi_warm, tmp_path) -> None:
+    run = mpi_warm(MISMATCH, 3, [str(tmp_path)])
+    assert run.returncode == 0, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    for report in reports:
+        assert report.pop("survived") is True
+        assert set(report) == {"length", "dtype", "shape", "scalar"}
+        for case, text in report.items():
+            assert text.startswith("ArgumentValueError: the inputs of scale() differ across "
+                                   "MPI ranks"), (case, text)
+    assert "x: rank 0: <f8[100]; rank 1: <f8[100]; rank 2: <f8[99]" in reports[0]["length"]
+    assert "x: rank 0: <f8[100]; rank 1: <f8[100]; rank 2: <f4[100]" in reports[1]["dtype"]
+    assert "x: rank 0: <f8[10, 4]; rank 1: <f8[10, 4]; rank 2: <f8[10, 3]" in reports[2]["shape"]
+    assert "c: rank 0: float 2.0; rank 1: float 2.0; rank 2: float 3.0" in reports[0]["scalar"]
+    assert "x:" not in reports[0]["scalar"]  # only what differs is listed
+
+
+def test_ctrl_c_gives_130(mpi_warm, tmp_path) -> None:
+    script = mpi_warm.write(r'''
+import sys, time
+from loopscale import distribute
+distribute.comm().Barrier()
+print("ready", flush=True)
+time.sleep(60)
+''')
+    env = dict(os.environ, LOOPSCALE_CACHE_DIR=str(mpi_warm.cache))
+    code = ("import sys; from loopscale.distribute import run_script; "
+            "sys.exit(run_script(2, sys.argv[1]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(script)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + PROMPT
+        while time.monotonic() < deadline and proc.stdout.readline().strip() != "ready":
+            pass
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=PROMPT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err

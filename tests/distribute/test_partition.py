@@ -1,0 +1,101 @@
+"""Partition arithmetic of the mpi level: pure functions, no MPI."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from loopscale.distribute._partition import (
+    deal,
+    default_chunksize,
+    describe_inputs,
+    fingerprint,
+    mismatch_message,
+    piece_length,
+    pieces,
+)
+
+
+@pytest.mark.parametrize("nblocks", [0, 1, 2, 3, 7, 64, 97, 1000])
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4, 8])
+def test_deal_gives_every_block_to_exactly_one_rank(nblocks: int, nranks: int) -> None:
+    dealt = deal(nblocks, nranks)
+    assert len(dealt) == nranks
+    blocks = sorted(b for chunks in dealt for c0, c1 in chunks for b in range(c0, c1))
+    assert blocks == list(range(nblocks))
+
+
+def test_deal_balances_work_that_grows_along_the_loop() -> None:
+    # a triangular loop: block b costs b; a block partition gives rank 1 three times
+    # rank 0's work at P = 2; the zigzag deal keeps the ranks within a few percent
+    nblocks, nranks = 4096, 2
+    work = [sum(sum(range(c0, c1)) for c0, c1 in chunks) for chunks in deal(nblocks, nranks)]
+    assert max(work) / (sum(work) / nranks) < 1.02
+    blockwise = [sum(range(0, 2048)), sum(range(2048, 4096))]
+    assert max(blockwise) / (sum(blockwise) / 2) > 1.4
+
+
+def test_deal_rejects_bad_counts() -> None:
+    with pytest.raises(ValueError, match="nranks must be greater than 0"):
+        deal(10, 0)
+    with pytest.raises(ValueError, match="chunksize must be greater than 0"):
+        deal(10, 2, 0)
+    assert default_chunksize(0, 4) == 1
+
+
+def _brute(chunks, block, n, lo, step, offsets, length):
+    out = []
+    for c0, c1 in chunks:
+        for k in range(c0 * block, min(c1 * block, n)):
+            for off in offsets:
+                idx = lo + k * step + off
+                if idx < 0:
+                    idx += length
+                if 0 <= idx < length:
+                    out.append(idx)
+    return sorted(out)
+
+
+@pytest.mark.parametrize("lo,step,offsets", [(0, 1, (0,)), (1, 3, (0,)), (9, -1, (0,)),
+                                             (0, 1, (-1,)), (1, 2, (1,)), (0, 1, (0, 1))])
+def test_pieces_select_the_elements_the_iterations_write(lo, step, offsets) -> None:
+    n, block, length = 10, 3, 12
+    chunks = deal(-(-n // block), 2, 1)[1]
+    got = []
+    for p in pieces(chunks, block=block, n=n, lo=lo, step=step, offsets=offsets,
+                    length=length):
+        sel = np.arange(length)[p]
+        assert piece_length(p, length) == sel.size
+        got.extend(sel.tolist())
+    assert sorted(got) == _brute(chunks, block, n, lo, step, offsets, length)
+
+
+def _plan(**changes):
+    role = types.SimpleNamespace(read=True, written=False)
+    base = dict(function="f", n=10, lo=0, step=1, nblocks=10, block=1,
+                arg_names=("lo", "step", "n", "block", "x", "c"),
+                args=(0, 1, 10, 1, np.ones(10), 2.0), arrays={"x": role})
+    base.update(changes)
+    return types.SimpleNamespace(**base)
+
+
+def test_fingerprint_changes_with_shape_dtype_and_scalars_only() -> None:
+    ref = fingerprint(describe_inputs(_plan()))
+    assert fingerprint(describe_inputs(_plan())) == ref
+    assert fingerprint(describe_inputs(_plan(args=(0, 1, 10, 1, np.zeros(10), 2.0)))) == ref
+    for args in [(0, 1, 10, 1, np.ones(11), 2.0), (0, 1, 10, 1, np.ones(10, "f4"), 2.0),
+                 (0, 1, 10, 1, np.ones(10), 2.5)]:
+        assert fingerprint(describe_inputs(_plan(args=args))) != ref
+    values = fingerprint(describe_inputs(_plan(), "values"))
+    changed = describe_inputs(_plan(args=(0, 1, 10, 1, np.zeros(10), 2.0)), "values")
+    assert fingerprint(changed) != values
+
+
+def test_mismatch_message_names_only_the_fields_that_differ() -> None:
+    a = describe_inputs(_plan())
+    b = describe_inputs(_plan(args=(0, 1, 10, 1, np.ones(10, "f4"), 2.0)))
+    text = mismatch_message("f", [a, a, b])
+    assert "x: rank 0: <f8[10]; rank 1: <f8[10]; rank 2: <f4[10]" in text
+    assert "c:" not in text and "iterations" not in text
