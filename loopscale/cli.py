@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     run.set_defaults(handler=_run)
 
-    for verb, (module, summary) in PASSTHROUGH.items():
+    for verb, (_module, summary) in PASSTHROUGH.items():
         sub = verbs.add_parser(verb, help=summary, add_help=False,
                                description=f"{summary}. 'loopscale {verb} --help' for options.")
         sub.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
