@@ -23,8 +23,8 @@ Three measurements, each the median of ``--repeat`` runs after a warm-up
   against the CuPy expression ``cp.sqrt(x * x + y * y) * c`` (skipped without
   CuPy).  Target: no slower than CuPy.
 
-Until the decorator routes ``target="cuda"`` to it, the script calls
-``loopscale.accel._cuda.call_cuda`` directly; the work done is the same.
+The script calls ``loopscale.accel._cuda.call_cuda`` directly (what
+``@accelerate(target="cuda")`` calls) so that it can time the parts apart.
 Without a usable GPU the script prints why and exits with status 2.
 """
 

@@ -103,7 +103,7 @@ RUNGS: tuple[Rung, ...] = (
     Rung("threads", "compiled, all local cores", "not available yet (planned)"),
     Rung("mpi", "compiled, 2 MPI ranks", "not available (no mpi level installed)",
          in_process=False),
-    Rung("cuda", "compiled for an NVIDIA GPU", "not available yet (planned)"),
+    Rung("cuda", "compiled for an NVIDIA GPU", "not available (no cuda level installed)"),
 )
 
 

@@ -98,9 +98,8 @@ CUDA_OPTIONS = {
 
 _ARG_MARK = "loopscale-argument:"
 
-#: The device-memory error: ``errors.CudaMemoryError`` once the lead adds it
-#: to loopscale.errors (``class CudaMemoryError(LoopscaleError, MemoryError)``).
-DeviceMemoryError: type[BaseException] = getattr(errors, "CudaMemoryError", MemoryError)
+#: The device-memory error (a MemoryError that gives requested and free bytes).
+DeviceMemoryError: type[BaseException] = errors.CudaMemoryError
 
 
 class RunOnCpu:

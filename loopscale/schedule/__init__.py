@@ -12,9 +12,11 @@ and ``auto`` (see :mod:`loopscale.schedule._chunking`).
 """
 
 from ._chunking import POLICIES, plan_chunks
+from ._executor import Executor
 from ._graph import TaskGraph, TaskRef, run_graph
 from ._parallel import ThreadsExecutor, parallel_for
 from ._pool import WorkerPool, in_worker
+from ._process import ProcessExecutor
 
-__all__ = ["POLICIES", "TaskGraph", "TaskRef", "ThreadsExecutor", "WorkerPool", "in_worker",
-           "parallel_for", "plan_chunks", "run_graph"]
+__all__ = ["POLICIES", "Executor", "ProcessExecutor", "TaskGraph", "TaskRef", "ThreadsExecutor",
+           "WorkerPool", "in_worker", "parallel_for", "plan_chunks", "run_graph"]

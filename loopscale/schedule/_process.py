@@ -1,0 +1,604 @@
+"""``ProcessExecutor``: the Executor interface on worker processes, arrays in shared memory.
+
+For pure-Python functions that hold the GIL, threads do not help: this is the
+``concurrent.futures`` interface on a pool of worker processes, for users of
+``multiprocessing.Pool``, ``ProcessPoolExecutor`` and joblib.
+
+Arrays travel through shared memory
+-----------------------------------
+Tasks and results are pickled by :mod:`._sharedmem`: NumPy arrays of at
+least ``max_nbytes`` bytes are written once into ``/dev/shm`` and mapped by
+the receiver — read-only (``mmap_mode="r"``) or copy-on-write (``"c"``) for
+arguments, writable for results — as joblib memory-maps them.  Arrays made
+by :meth:`ProcessExecutor.share` are passed by reference and tasks can write
+into them.  The segments of a task's arguments are removed when its reply
+arrives, result segments as soon as the parent has mapped them, and every
+file with the executor's prefix at shutdown (which also runs at interpreter
+exit and when the executor is collected), so nothing is left in ``/dev/shm``,
+even after a worker crash.
+
+Processes
+---------
+Workers are started with the ``forkserver`` context (``spawn`` where there is
+none): ``fork`` after threads exist (the scheduler's pool starts threads) is
+unsafe.  Each worker has its own pipe and runs one task at a time.  One
+manager thread per executor sends queued tasks to idle workers, receives
+replies and watches the process sentinels: a worker that dies (a crash,
+``os._exit``, the OOM killer) breaks the executor, and the futures of every
+running and queued task fail with :class:`~loopscale.errors.WorkerError` at
+once, as ``ProcessPoolExecutor`` does with ``BrokenProcessPool``.  Workers
+ignore ``SIGINT``: Ctrl-C interrupts the caller's wait, not the pool.
+Exceptions raised by a task are re-raised in the caller with the worker's
+formatted traceback as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import pickle
+import signal
+import threading
+import time
+import traceback
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures as cf
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .. import config
+from ..errors import WorkerError
+from . import _sharedmem as shm
+from ._chunking import validate_chunksize, validate_max_workers
+from ._future import Future
+
+__all__ = ["ProcessExecutor"]
+
+T = TypeVar("T")
+
+_CONTEXTS = ("forkserver", "spawn", "fork")
+
+
+# -- the worker process ------------------------------------------------------
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (its ``__cause__``)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+def _rebuild_exception(exc: BaseException, tb: str) -> BaseException:
+    exc.__cause__ = _RemoteTraceback(tb)
+    return exc
+
+
+class _ExceptionWithTraceback:
+    """Pickles as the exception, with the formatted worker traceback attached."""
+
+    def __init__(self, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        exc.__traceback__ = None
+        self.exc = exc
+        self.tb = f'\n"""\n{text}"""'
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_exception, (self.exc, self.tb)
+
+
+def _worker_main(conn: mpc.Connection, space: shm.Space,
+                 initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+    """A worker process: run tasks from *conn* until it closes or sends b""."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    space.prefix = f"{space.prefix}w{os.getpid()}-"
+    space.mode = "r+"  # a result segment becomes the parent's own array
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException:
+            conn.send_bytes(pickle.dumps(("init-error", traceback.format_exc())))
+            raise SystemExit(1) from None
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if not data:
+            return
+        shm.track_task_maps(True)
+        reply = _run_task(data, space)
+        shm.track_task_maps(False)
+        conn.send_bytes(reply)
+
+
+def _run_task(data: bytes, space: shm.Space) -> bytes:
+    partial: list[Any] = []
+    try:
+        kind, fn, payload = pickle.loads(data)
+        del data
+        if kind == "call":
+            args, kwargs = payload
+            value: Any = fn(*args, **kwargs)
+        else:
+            for args in payload:
+                partial.append(fn(*args))
+            value = (partial, None)
+        fn = payload = args = kwargs = None
+        status = "ok"
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent
+        fn = payload = args = kwargs = None
+        status, value = "error", (_ExceptionWithTraceback(exc), partial)
+        exc = None  # type: ignore[assignment]
+    try:
+        return shm.dumps((status, value), space, unlink_on_receipt=True)[0]
+    except BaseException as exc:  # noqa: BLE001 - an unpicklable result or exception
+        value = None
+        error = pickle.PicklingError(f"the task's {'result' if status == 'ok' else 'exception'}"
+                                     f" could not be pickled: {exc!r}")
+        error.__cause__ = _RemoteTraceback(traceback.format_exc())
+        return pickle.dumps(("error", (error, [])), pickle.HIGHEST_PROTOCOL)
+
+
+# -- the parent: jobs, workers and the manager thread -------------------------
+
+class _Job:
+    """A task on its way: its future, what to send, and what to release after."""
+
+    __slots__ = ("future", "message", "created", "kept", "name", "chunk")
+
+    def __init__(self, future: Future, message: tuple[Any, ...]) -> None:
+        self.future = future
+        self.chunk = message[0] == "chunk"  # its result is (results, exception or None)
+        self.message: tuple[Any, ...] | None = message
+        self.created: list[str] = []
+        self.kept: list[np.ndarray] = []
+        self.name = getattr(message[1], "__qualname__", repr(message[1]))
+
+    def release(self) -> None:
+        for path in self.created:
+            shm.unlink_quietly(path)
+        self.created = []
+        self.kept = []
+
+
+class _Worker:
+    __slots__ = ("process", "conn", "job")
+
+    def __init__(self, process: Any, conn: mpc.Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.job: _Job | None = None
+
+
+class _Core:
+    """State shared by a :class:`ProcessExecutor` and its manager thread."""
+
+    def __init__(self, max_workers: int, ctx: Any, initializer: Callable[..., object] | None,
+                 initargs: tuple[Any, ...], space: shm.Space) -> None:
+        self.max_workers = max_workers
+        self.ctx = ctx
+        self.initializer = initializer
+        self.initargs = initargs
+        self.space = space
+        self.lock = threading.Lock()
+        self.pending: deque[_Job] = deque()
+        self.workers: list[_Worker] = []
+        self.closing = False
+        self.broken: str | None = None
+        self.thread: threading.Thread | None = None
+        self.wake_r, self.wake_w = -1, -1
+
+    def push(self, job: _Job) -> None:
+        with self.lock:
+            if self.broken is not None:
+                raise WorkerError(self.broken)
+            if self.closing:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self.pending.append(job)
+            if self.thread is None:
+                self.wake_r, self.wake_w = os.pipe()
+                os.set_blocking(self.wake_w, False)
+                self.thread = threading.Thread(target=_manage, args=(self,), daemon=True,
+                                               name="loopscale-ProcessExecutor-manager")
+                self.thread.start()
+            self.wake_locked()
+
+    def wake_locked(self) -> None:
+        if self.wake_w >= 0:
+            try:
+                os.write(self.wake_w, b"\0")
+            except BlockingIOError:
+                pass  # a wake-up is pending already
+
+    def close(self, wait: bool, cancel_futures: bool = False) -> None:
+        with self.lock:
+            self.closing = True
+            drained = list(self.pending) if cancel_futures else []
+            if cancel_futures:
+                self.pending.clear()
+            thread = self.thread
+            self.wake_locked()
+        for job in drained:
+            job.future.cancel()
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+        if thread is None or not thread.is_alive():
+            self.space.sweep()
+
+    # -- used by the manager thread only ------------------------------------
+    def start_worker(self) -> _Worker:
+        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
+        process = self.ctx.Process(
+            target=_worker_main, args=(child_conn, self.space, self.initializer, self.initargs),
+            name=f"loopscale-ProcessExecutor-worker-{len(self.workers)}")
+        process.start()
+        child_conn.close()
+        worker = _Worker(process, parent_conn)
+        self.workers.append(worker)
+        return worker
+
+    def dispatch(self) -> None:
+        """Send queued jobs to idle workers (starting workers as needed)."""
+        while True:
+            with self.lock:
+                if not self.pending or self.broken is not None:
+                    return
+                worker = next((w for w in self.workers if w.job is None), None)
+                if worker is None and len(self.workers) >= self.max_workers:
+                    return
+                job = self.pending.popleft()
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                data, pickler = shm.dumps(job.message, self.space, unlink_on_receipt=False)
+            except BaseException as exc:  # noqa: BLE001 - an unpicklable task
+                job.message = None
+                job.future.set_exception(exc)
+                continue
+            job.message = None
+            job.created, job.kept = pickler.created, pickler.kept
+            if worker is None:
+                worker = self.start_worker()
+            worker.job = job
+            try:
+                worker.conn.send_bytes(data)
+            except OSError:
+                pass  # the worker died: its sentinel reports it
+
+    def receive(self, worker: _Worker) -> None:
+        job, worker.job = worker.job, None
+        if job is None:
+            return
+        try:
+            data = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            worker.job = job  # the worker died mid-reply: its sentinel reports it
+            return
+        try:
+            status, value = pickle.loads(data)
+        except BaseException as exc:  # noqa: BLE001
+            error = pickle.UnpicklingError(f"the reply of task {job.name} could not be "
+                                           f"unpickled: {exc!r}")
+            error.__cause__ = exc
+            status, value = "error", (error, [])
+        finally:
+            job.release()
+        if status == "ok":
+            job.future.set_result(value)
+        elif status != "error":  # "init-error": the worker is exiting
+            worker.job = job
+            self.break_(f"a worker's initializer failed; the executor is not usable "
+                        f"anymore:\n{value}")
+        elif job.chunk:
+            job.future.set_result((value[1], value[0]))
+        else:
+            job.future.set_exception(value[0])
+
+    def break_(self, message: str) -> None:
+        """A worker died: fail every running and queued task; refuse new ones."""
+        with self.lock:
+            if self.broken is None:
+                self.broken = message
+            jobs = [w.job for w in self.workers if w.job is not None] + list(self.pending)
+            self.pending.clear()
+            for w in self.workers:
+                w.job = None
+        for job in jobs:
+            job.release()
+            if job.future.done():
+                continue
+            if job.future.running() or job.future.set_running_or_notify_cancel():
+                job.future.set_exception(WorkerError(message))
+
+    def stop_workers(self) -> None:
+        for w in self.workers:
+            try:
+                w.conn.send_bytes(b"")
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5.0
+        for w in self.workers:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.terminate()
+                w.process.join(1.0)
+            w.conn.close()
+        self.workers = []
+
+
+def _manage(core: _Core) -> None:
+    """The manager thread: dispatch, receive, watch the workers; clean up at the end."""
+    try:
+        while True:
+            core.dispatch()
+            with core.lock:
+                busy = [w for w in core.workers if w.job is not None]
+                if core.broken is not None or (core.closing and not core.pending and not busy):
+                    break
+            sentinels = {w.process.sentinel: w for w in core.workers}
+            ready = mpc.wait([core.wake_r, *(w.conn for w in busy), *sentinels])
+            if core.wake_r in ready:
+                os.read(core.wake_r, 4096)
+            for w in busy:
+                if w.conn in ready:
+                    core.receive(w)
+            for sentinel, w in sentinels.items():
+                if sentinel in ready:
+                    core.break_(_death_message(w))
+                    break
+    except BaseException as exc:  # noqa: BLE001 - never leave futures waiting
+        core.break_(f"the ProcessExecutor's manager thread failed: {exc!r}")
+        raise
+    finally:
+        core.stop_workers()
+        core.space.sweep()
+        with core.lock:
+            os.close(core.wake_r)
+            os.close(core.wake_w)
+            core.wake_r = core.wake_w = -1
+
+
+def _death_message(worker: _Worker) -> str:
+    code = worker.process.exitcode
+    if worker.conn.poll():  # an initializer's last words
+        try:
+            kind, text = pickle.loads(worker.conn.recv_bytes())
+            if kind == "init-error":
+                return f"a worker's initializer failed; the executor is not usable anymore:\n{text}"
+        except Exception:
+            pass
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else \
+        f"exited with status {code}"
+    task = f" while running {worker.job.name}" if worker.job is not None else ""
+    return (f"A worker process (pid {worker.process.pid}) {how}{task}; the ProcessExecutor is "
+            "not usable anymore. Create a new one; if the task crashes the interpreter, run "
+            "it in a plain Python loop to see why.")
+
+
+_CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
+
+
+class ProcessExecutor(cf.Executor):
+    """A :class:`concurrent.futures.Executor` on worker processes; NumPy arrays go through
+    shared memory.
+
+    For GIL-bound pure-Python functions, where threads cannot help.  The same
+    interface as :class:`~concurrent.futures.ProcessPoolExecutor` and
+    :class:`Executor`.  Array arguments and results of at least *max_nbytes*
+    bytes are not pickled: their bytes go once into a shared-memory segment
+    and the task maps it (see the module docstring), as joblib memory-maps.
+    Functions must be picklable by reference (defined at module level).
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        Worker processes (default: ``LOOPSCALE_MAX_WORKERS``, else the cores
+        this process may use).  They start on demand and serve many tasks.
+    mp_context : str or multiprocessing context, optional
+        How workers start: ``"forkserver"`` (the default where available),
+        ``"spawn"`` or ``"fork"`` (unsafe once threads exist), or a context.
+    initializer : callable, optional
+        Called as ``initializer(*initargs)`` when a worker starts.  If it
+        raises, the executor breaks (:class:`~loopscale.errors.WorkerError`).
+    initargs : tuple, optional
+        Arguments for *initializer*.
+    max_nbytes : int, optional
+        Arrays of at least this many bytes go through shared memory
+        (default 1 MiB); smaller ones are pickled.
+    mmap_mode : {"r", "c"}, optional
+        How a task sees a copied array argument: ``"r"`` read-only (the
+        default), ``"c"`` copy-on-write (writes stay private to the task).
+        Arrays made by :meth:`share` are always writable and shared.
+
+    Raises
+    ------
+    TypeError
+        *max_workers* or *max_nbytes* is not an integer, or *initializer* is
+        not callable.
+    ValueError
+        *max_workers* is not greater than 0, *max_nbytes* is negative, or
+        *mp_context* or *mmap_mode* is not one of the listed values.
+
+    See Also
+    --------
+    Executor : the same interface on threads, for code that releases the GIL.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from loopscale.schedule import ProcessExecutor
+    >>> with ProcessExecutor(max_workers=2) as ex:          # doctest: +SKIP
+    ...     sums = [float(s) for s in ex.map(np.sum, [np.ones(1 << 20), np.arange(4.0)])]
+    >>> sums                                                 # doctest: +SKIP
+    [1048576.0, 6.0]
+    """
+
+    _counter = itertools.count().__next__
+
+    def __init__(self, max_workers: int | None = None, mp_context: Any = None,
+                 initializer: Callable[..., object] | None = None,
+                 initargs: tuple[Any, ...] = (), *, max_nbytes: int = shm.DEFAULT_MAX_NBYTES,
+                 mmap_mode: str = "r") -> None:
+        if max_workers is None:
+            max_workers = config.max_workers_default()
+        else:
+            validate_max_workers(max_workers)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be a callable; got {initializer!r}.")
+        if isinstance(max_nbytes, bool) or not isinstance(max_nbytes, int):
+            raise TypeError(f"max_nbytes must be an integer number of bytes; got {max_nbytes!r}.")
+        if max_nbytes < 0:
+            raise ValueError(f"max_nbytes must be at least 0; got {max_nbytes!r}.")
+        if mmap_mode not in shm.MMAP_MODES:
+            raise ValueError(f"mmap_mode must be one of {', '.join(map(repr, shm.MMAP_MODES))}; "
+                             f"got {mmap_mode!r}.")
+        self._max_workers = max_workers
+        space = shm.Space(f"loopscale-{os.getpid()}-{self._counter()}-", max_nbytes, mmap_mode)
+        self._core = _Core(max_workers, _context(mp_context), initializer, tuple(initargs),
+                           space)
+        _CORES.add(self._core)
+        weakref.finalize(self, self._core.close, False).atexit = False
+
+    @property
+    def max_workers(self) -> int:
+        """The number of worker processes."""
+        return self._max_workers
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in a worker process; return its future.
+
+        Raises
+        ------
+        RuntimeError
+            The executor was shut down.
+        loopscale.errors.WorkerError
+            A worker process died earlier.
+        """
+        fut = Future()
+        self._core.push(_Job(fut, ("call", fn, (args, kwargs))))
+        return fut
+
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any],
+            timeout: float | None = None, chunksize: int = 1) -> Iterator[T]:
+        """Like ``map(fn, *iterables)``, with the calls run in the worker processes.
+
+        Parameters
+        ----------
+        fn : callable
+            A module-level function, called as ``fn(*items)``.
+        *iterables : iterable
+            As for the builtin :func:`map`.
+        timeout : float, optional
+            Seconds, from this call, after which reaching a result that is not
+            ready raises :class:`TimeoutError`.
+        chunksize : int, optional
+            Items sent to a worker at a time (default 1); larger chunks cut
+            the cost per item when calls are short.
+
+        Returns
+        -------
+        iterator
+            The results, in the order of the inputs.
+        """
+        size = validate_chunksize(chunksize) or 1
+        end_time = None if timeout is None else time.monotonic() + timeout
+        items = list(zip(*iterables, strict=False))
+        futures = []
+        for i in range(0, len(items), size):
+            fut = Future()
+            self._core.push(_Job(fut, ("chunk", fn, items[i:i + size])))
+            futures.append(fut)
+        return _chunk_results(futures, end_time)
+
+    def share(self, array: Any) -> np.ndarray:
+        """A copy of *array* in shared memory, passed to tasks without copying.
+
+        Tasks receive a writable view of the same memory, so they can fill
+        shared outputs in place.  The memory is released when the returned
+        array (and every view of it) is collected; the segment's file is
+        removed then or at shutdown, whichever comes first.
+
+        Parameters
+        ----------
+        array : array_like
+            The values to copy (no Python objects inside).
+
+        Returns
+        -------
+        numpy.ndarray
+            A C-contiguous array backed by shared memory.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from loopscale.schedule import ProcessExecutor
+        >>> with ProcessExecutor(max_workers=2) as ex:      # doctest: +SKIP
+        ...     out = ex.share(np.zeros(1 << 20))
+        ...     ex.submit(np.copyto, out, 1.0).result()
+        ...     float(out.sum())
+        1048576.0
+        """
+        if self._core.closing:
+            raise RuntimeError("cannot share arrays after shutdown")
+        return shm.share_array(self._core.space, array)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work; with *wait*, return when the workers have exited.
+
+        Queued tasks still run unless *cancel_futures*; shared-memory segments
+        are removed once the workers are done.
+        """
+        self._core.close(wait, cancel_futures)
+
+
+def _chunk_results(futures: list[Future], end_time: float | None) -> Iterator[Any]:
+    try:
+        futures.reverse()
+        while futures:
+            fut = futures[-1]
+            timeout = None if end_time is None else max(0.0, end_time - time.monotonic())
+            results, error = fut.result(timeout)
+            futures.pop()
+            del fut
+            yield from results
+            if error is not None:
+                try:
+                    raise error
+                finally:
+                    error = None
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
+def _context(mp_context: Any) -> Any:
+    if mp_context is None:
+        methods = mp.get_all_start_methods()
+        return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if isinstance(mp_context, str):
+        if mp_context not in _CONTEXTS:
+            raise ValueError(f"mp_context must be one of {', '.join(map(repr, _CONTEXTS))} or a "
+                             f"multiprocessing context; got {mp_context!r}.")
+        return mp.get_context(mp_context)
+    if not hasattr(mp_context, "Process"):
+        raise ValueError(f"mp_context must be one of {', '.join(map(repr, _CONTEXTS))} or a "
+                         f"multiprocessing context; got {mp_context!r}.")
+    return mp_context
+
+
+def _close_all_at_exit() -> None:
+    for core in list(_CORES):
+        core.close(wait=True)
+
+
+atexit.register(_close_all_at_exit)

@@ -1,0 +1,375 @@
+"""schedule.Executor: ThreadPoolExecutor's contract, at a lower cost per task."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import gc
+import statistics
+import threading
+import time
+import traceback
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+from loopscale.errors import WorkerError
+from loopscale.schedule._executor import Executor
+
+
+def failing_task(x):
+    raise ValueError(f"bad value {x}")
+
+
+def _executor_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("loopscale-Executor")]
+
+
+@pytest.mark.timeout(30)
+def test_submit_returns_a_standard_future_with_the_result():
+    with Executor(max_workers=2) as ex:
+        fut = ex.submit(divmod, 17, 5)
+        assert isinstance(fut, cf.Future)
+        assert fut.result() == (3, 2)
+        assert fut.done() and not fut.running() and not fut.cancelled()
+        assert ex.submit(pow, 2, exp=10).result() == 1024
+        assert "finished returned tuple" in repr(fut)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("chunksize", [1, 3, 1000])
+def test_map_returns_results_in_input_order(chunksize):
+    delays = [0.004 * ((7 * i) % 5) for i in range(40)]
+
+    def slow_identity(i, d):
+        time.sleep(d)
+        return i
+
+    with Executor(max_workers=2) as ex:
+        got = list(ex.map(slow_identity, range(40), delays, chunksize=chunksize))
+        assert got == list(range(40))
+        assert list(ex.map(abs, [])) == []
+        assert list(ex.map(pow, [2, 3, 4], [2, 2])) == [4, 9]  # shortest iterable ends it
+
+
+@pytest.mark.timeout(30)
+def test_map_rejects_a_bad_chunksize():
+    with Executor(max_workers=1) as ex:
+        with pytest.raises(ValueError, match="chunksize must be greater than 0"):
+            ex.map(abs, [1], chunksize=0)
+        with pytest.raises(TypeError, match="chunksize"):
+            ex.map(abs, [1], chunksize=1.5)
+
+
+@pytest.mark.timeout(30)
+def test_map_timeout_raises_promptly_and_cancels_what_has_not_started():
+    started = []
+
+    def sleepy(i):
+        started.append(i)
+        time.sleep(0.3)
+        return i
+
+    with Executor(max_workers=1) as ex:
+        t0 = time.monotonic()
+        results = ex.map(sleepy, range(20), timeout=0.05)
+        with pytest.raises(TimeoutError):
+            next(results)
+        assert time.monotonic() - t0 < 0.25
+    assert len(started) <= 2  # the running one (and at most one more claimed before the stop)
+
+
+@pytest.mark.timeout(30)
+def test_exception_is_reraised_with_the_worker_traceback():
+    with Executor(max_workers=2) as ex:
+        gate = threading.Event()
+        blocker = ex.submit(gate.wait, 5)
+        fut = ex.submit(failing_task, 7)
+        time.sleep(0.05)  # the second worker runs it, not the caller
+        gate.set()
+        blocker.result()
+        exc = fut.exception(timeout=5)
+        assert isinstance(exc, ValueError)
+        with pytest.raises(ValueError, match="bad value 7") as info:
+            fut.result()
+        frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+        assert "failing_task" in frames
+
+
+@pytest.mark.timeout(30)
+def test_map_raises_at_the_failing_item_after_yielding_the_ones_before():
+    def fail_at_five(i):
+        if i == 5:
+            raise KeyError(i)
+        return i
+
+    with Executor(max_workers=2) as ex:
+        it = ex.map(fail_at_five, range(10), chunksize=2)
+        assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+        with pytest.raises(KeyError):
+            next(it)
+
+
+@pytest.mark.timeout(30)
+def test_cancel_stops_a_queued_task_and_not_a_running_one():
+    ran = []
+    gate = threading.Event()
+    with Executor(max_workers=1) as ex:
+        running = ex.submit(gate.wait, 5)
+        queued = ex.submit(ran.append, 1)
+        time.sleep(0.05)
+        assert running.running()
+        assert not running.cancel()
+        assert queued.cancel() and queued.cancelled() and queued.done()
+        with pytest.raises(cf.CancelledError):
+            queued.result()
+        gate.set()
+    assert ran == []
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_waits_for_queued_work_and_then_refuses_new_work():
+    done = []
+    ex = Executor(max_workers=2)
+    for i in range(20):
+        ex.submit(lambda i=i: (time.sleep(0.005), done.append(i)))
+    ex.shutdown(wait=True)
+    assert sorted(done) == list(range(20))
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(abs, 1)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.map(abs, [1])
+    assert _executor_threads() == []
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_cancel_futures_cancels_the_pending_ones():
+    gate = threading.Event()
+    ex = Executor(max_workers=1)
+    first = ex.submit(gate.wait, 5)
+    rest = [ex.submit(abs, -i) for i in range(5)]
+    mapped = ex.map(abs, range(5))
+    time.sleep(0.05)
+    ex.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert first.result(timeout=5) is True
+    assert all(f.cancelled() for f in rest)
+    with pytest.raises(cf.CancelledError):
+        list(mapped)
+
+
+@pytest.mark.timeout(30)
+def test_as_completed_and_wait_work_with_its_futures():
+    with Executor(max_workers=2) as ex:
+        futs = [ex.submit(time.sleep, d) for d in (0.2, 0.01, 0.05)]
+        first, pending = cf.wait(futs, return_when=cf.FIRST_COMPLETED, timeout=5)
+        assert futs[1] in first and futs[0] in pending
+        assert set(cf.as_completed(futs, timeout=5)) == set(futs)
+        done, not_done = cf.wait(futs, timeout=5)
+        assert done == set(futs) and not not_done
+        bad = [ex.submit(time.sleep, 0.3), ex.submit(failing_task, 1)]
+        done, _ = cf.wait(bad, return_when=cf.FIRST_EXCEPTION, timeout=5)
+        assert bad[1] in done
+
+
+@pytest.mark.timeout(30)
+def test_done_callbacks_run_once_before_and_after_completion():
+    seen = []
+    gate = threading.Event()
+    with Executor(max_workers=1) as ex:
+        fut = ex.submit(gate.wait, 5)
+        fut.add_done_callback(lambda f: seen.append(("early", f.result())))
+        gate.set()
+        fut.result()
+        fut.add_done_callback(lambda f: seen.append(("late", f.result())))
+        cancelled = ex.submit(gate.wait, 5)
+        cancelled.cancel()  # may have started already; either way one call
+        cancelled.add_done_callback(lambda f: seen.append(("other", f.done())))
+    assert seen[:2] == [("early", True), ("late", True)]
+    assert seen[2:] == [("other", True)]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_workers_must_be_positive(bad):
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        Executor(max_workers=bad)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("bad", [1.5, "2", True])
+def test_max_workers_must_be_an_integer(bad):
+    with pytest.raises(TypeError, match="max_workers"):
+        Executor(max_workers=bad)
+
+
+@pytest.mark.timeout(30)
+def test_default_size_comes_from_config(monkeypatch):
+    monkeypatch.setenv("LOOPSCALE_MAX_WORKERS", "3")
+    with Executor() as ex:
+        assert ex.max_workers == 3
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_never_more_than_max_workers_tasks_run_at_once(workers):
+    lock = threading.Lock()
+    active, peak = [0], [0]
+
+    def task(seconds=0.001):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(seconds)
+        with lock:
+            active[0] -= 1
+
+    def long_task():
+        task(0.05)
+
+    with Executor(max_workers=workers) as ex:
+        for f in [ex.submit(task) for _ in range(100)]:
+            f.result()  # the caller may run queued tasks, but only in a free slot
+        for _ in range(20):
+            ex.submit(task).result()
+        list(ex.map(lambda _: task(), range(100)))
+        busy = [ex.submit(long_task) for _ in range(workers)]
+        time.sleep(0.01)
+        for f in [ex.submit(task) for _ in range(5)]:
+            f.result()  # every slot is taken: the caller must wait, not run it
+        [f.result() for f in busy]
+        busy = [ex.submit(long_task) for _ in range(workers)]
+        time.sleep(0.01)
+        assert list(ex.map(lambda _: task(), range(5))) == [None] * 5
+        [f.result() for f in busy]
+    assert peak[0] == workers
+
+
+@pytest.mark.timeout(30)
+def test_one_worker_runs_tasks_in_submission_order():
+    order = []
+    with Executor(max_workers=1) as ex:
+        futs = [ex.submit(order.append, i) for i in range(50)]
+        for f in reversed(futs):  # waiting on the last one first must not reorder
+            f.result()
+    assert order == list(range(50))
+
+
+@pytest.mark.timeout(30)
+def test_a_task_waiting_on_another_task_does_not_deadlock():
+    def outer(ex):
+        return ex.submit(lambda: 42).result() + 1
+
+    def outer_map(ex):
+        return sum(ex.map(abs, range(-50, 0), chunksize=7))
+
+    with Executor(max_workers=1) as ex:  # ThreadPoolExecutor(1) deadlocks here
+        assert ex.submit(outer, ex).result(timeout=10) == 43
+        assert ex.submit(outer_map, ex).result(timeout=10) == sum(range(1, 51))
+
+
+@pytest.mark.timeout(30)
+def test_initializer_runs_in_every_worker_and_its_failure_breaks_the_executor():
+    names = set()
+    with Executor(max_workers=2, initializer=lambda: names.add(
+            threading.current_thread().name)) as ex:
+        gate = threading.Event()
+        futs = [ex.submit(gate.wait, 5) for _ in range(2)]
+        gate.set()
+        [f.result() for f in futs]
+    assert len(names) == 2
+
+    def broken_init():
+        raise OSError("no database")
+
+    ex = Executor(max_workers=1, initializer=broken_init)
+    fut = ex.submit(abs, -1)
+    with pytest.raises(WorkerError, match="initializer failed"):
+        fut.result(timeout=5)
+    with pytest.raises(WorkerError):
+        ex.submit(abs, -1)
+    assert isinstance(fut.exception(), cf.BrokenExecutor)
+    ex.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_an_executor_dropped_without_shutdown_lets_its_threads_exit():
+    ex = Executor(max_workers=2, thread_name_prefix="loopscale-Executor-dropped")
+    assert [f.result() for f in [ex.submit(abs, -i) for i in range(10)]] == list(range(10))
+    ref = weakref.ref(ex)
+    del ex
+    gc.collect()
+    assert ref() is None
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("loopscale-Executor-dropped") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "worker threads outlived their executor"
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+def test_ten_thousand_tiny_tasks_then_ten_large_ones_keep_memory_bounded():
+    large = 1_000_000  # float64: 8 MB per result
+    tracemalloc.start()
+    try:
+        with Executor(max_workers=2) as ex:
+            ex.submit(abs, 0).result()  # threads started before the baseline
+            gc.collect()
+            start, _ = tracemalloc.get_traced_memory()
+            futs = [ex.submit(bytes, 100) for _ in range(10_000)]
+            assert sum(len(f.result()) for f in futs) == 1_000_000
+            assert sum(map(len, ex.map(bytes, [100] * 10_000, chunksize=7))) == 1_000_000
+            del futs
+            gc.collect()
+            after_tiny, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            for k in range(10):
+                out = ex.submit(np.full, large, float(k)).result()
+                assert out[-1] == k
+                del out
+            gc.collect()
+            after_large, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 10,000 results of 133 bytes, or the 80 kB list that holds map's, would show
+    assert after_tiny - start < 64 * 1024, "results or futures of finished tasks were kept"
+    assert after_large - start < 64 * 1024
+    assert peak - after_tiny < 2.5 * 8 * large, "more than two large results were alive at once"
+
+
+@pytest.mark.timeout(60)
+def test_submit_and_result_cost_well_below_thread_pool_executors():
+    def per_call(ex, n=2000):
+        ex.submit(abs, 0).result()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ex.submit(abs, 1).result()
+        return (time.perf_counter() - t0) / n
+
+    ours, theirs = [], []
+    with Executor(max_workers=2) as ex, cf.ThreadPoolExecutor(max_workers=2) as tpe:
+        for _ in range(5):  # interleaved, so that load on the machine hits both
+            ours.append(per_call(ex))
+            theirs.append(per_call(tpe))
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    assert ratio < 0.75, f"submit+result costs {ratio:.2f}x ThreadPoolExecutor's"
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_cancel_futures_during_a_chunked_map_does_not_hang_its_consumer():
+    gate = threading.Event()
+
+    def first_waits(i):
+        if i == 0:
+            gate.wait(5)
+        return i
+
+    ex = Executor(max_workers=1)
+    results = ex.map(first_waits, range(40), chunksize=4)
+    time.sleep(0.05)  # chunk 0 is running, the others wait
+    ex.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert [next(results) for _ in range(4)] == [0, 1, 2, 3]  # the claimed chunk completes
+    with pytest.raises(cf.CancelledError):
+        next(results)
+    ex.shutdown()

@@ -1,0 +1,271 @@
+"""schedule.ProcessExecutor: worker processes, NumPy arrays through shared memory."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import pickle
+import time
+from multiprocessing.connection import Connection
+
+import numpy as np
+import pytest
+
+from loopscale.errors import WorkerError
+from loopscale.schedule._process import ProcessExecutor
+from loopscale.schedule._sharedmem import Space, dumps
+
+MB = 1 << 20
+
+
+# Tasks run in the workers, so they live at module level (pickled by reference).
+def array_summary(a, scale=1.0):
+    return float(a.sum()) * scale, a.shape, a.dtype.str, a.flags.writeable
+
+
+def identity(a):
+    return a
+
+
+def copied(a):
+    return a.copy()
+
+
+def doubled(a):
+    return a * 2
+
+
+def write_first(a, value):
+    a[0] = value
+    return float(a[0])
+
+
+def fill_column(out, column, value):
+    out[:, column] = value
+
+
+def raise_value_error(x):
+    raise ValueError(f"bad value {x}")
+
+
+def worker_pid(_=None):
+    return os.getpid()
+
+
+def sleep_then(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+def add(x, y):
+    return x + y
+
+
+def failing_initializer():
+    raise OSError("no licence server")
+
+
+def _segments():
+    """Our segments in the shared-memory directory (this process's executors)."""
+    directory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    if directory is None:
+        pytest.skip("no /dev/shm on this system")
+    return {n for n in os.listdir(directory) if n.startswith(f"loopscale-{os.getpid()}-")}
+
+
+@pytest.fixture(scope="module")
+def ex():
+    with ProcessExecutor(max_workers=2) as executor:
+        yield executor
+
+
+@pytest.fixture
+def pipe_bytes(monkeypatch):
+    """Bytes sent to and received from worker processes through their pipes."""
+    counts = {"sent": 0, "received": 0}
+    send, recv = Connection.send_bytes, Connection.recv_bytes
+
+    def counting_send(self, buf, *args):
+        counts["sent"] += len(memoryview(buf).cast("B"))
+        return send(self, buf, *args)
+
+    def counting_recv(self, *args):
+        data = recv(self, *args)
+        counts["received"] += len(data)
+        return data
+
+    monkeypatch.setattr(Connection, "send_bytes", counting_send)
+    monkeypatch.setattr(Connection, "recv_bytes", counting_recv)
+    return counts
+
+
+@pytest.mark.timeout(60)
+def test_a_50_mb_array_argument_and_result_are_not_pickled(ex, pipe_bytes):
+    a = np.random.default_rng(0).random(50 * MB // 8)
+    ex.submit(worker_pid).result()  # workers up before counting
+    pipe_bytes.update(sent=0, received=0)
+    total, shape, dtype, writeable = ex.submit(array_summary, a, scale=2.0).result()
+    assert total == float(a.sum()) * 2.0 and shape == a.shape and dtype == a.dtype.str
+    assert not writeable  # mmap_mode="r": the task cannot change the caller's data
+    out = ex.submit(doubled, a).result()
+    np.testing.assert_array_equal(out, a * 2)
+    assert out.flags.writeable
+    assert pipe_bytes["sent"] < 64 * 1024, f"{pipe_bytes['sent']} bytes went through the pipes"
+    assert pipe_bytes["received"] < 64 * 1024
+
+
+@pytest.mark.timeout(30)
+def test_the_pickler_replaces_large_arrays_by_references():
+    space = Space(f"loopscale-{os.getpid()}-unit-", MB, "r")
+    a = np.arange(4 * MB // 8, dtype=np.float64)
+    small = np.arange(10.0)
+    data, pickler = dumps((a, small), space, unlink_on_receipt=False)
+    try:
+        assert len(data) < 4096 < a.nbytes
+        assert pickler.shared_bytes == a.nbytes
+        back, back_small = pickle.loads(data)
+        np.testing.assert_array_equal(back, a)
+        np.testing.assert_array_equal(back_small, small)
+        assert not back.flags.writeable and back_small.flags.writeable
+    finally:
+        for path in pickler.created:
+            os.unlink(path)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("task", [identity, copied])
+@pytest.mark.parametrize("make", [
+    lambda: np.asfortranarray(np.arange(MB, dtype=np.float32).reshape(1024, -1)),
+    lambda: np.arange(3 * MB // 8, dtype=np.int64)[::3],
+    lambda: np.arange(3 * MB // 8, dtype=np.int64)[::-1],
+    lambda: np.arange(3 * MB // 8, dtype=np.int64).reshape(3, -1)[:, 5:-7],
+    lambda: np.zeros(MB // 4, dtype=[("x", "<f8"), ("n", "<i4")]),
+    lambda: np.arange(4, dtype=np.int64),
+], ids=["fortran", "strided", "reversed", "sliced-2d", "structured", "small"])
+def test_arrays_of_any_layout_arrive_and_return_equal(ex, make, task):
+    a = make()
+    if a.dtype.names:
+        a["x"] = np.arange(a.shape[0]) * 0.5
+        a["n"] = np.arange(a.shape[0])
+    back = ex.submit(task, a).result()
+    assert back.dtype == a.dtype and back.shape == a.shape
+    np.testing.assert_array_equal(back, a)
+
+
+@pytest.mark.timeout(60)
+def test_argument_arrays_are_read_only_unless_copy_on_write_is_asked_for(ex):
+    a = np.zeros(2 * MB // 8)
+    with pytest.raises(ValueError, match="read-only"):
+        ex.submit(write_first, a, 5.0).result()
+    with ProcessExecutor(max_workers=1, mmap_mode="c") as cow:
+        assert cow.submit(write_first, a, 5.0).result() == 5.0
+    assert a[0] == 0.0  # the task wrote its private copy
+
+
+@pytest.mark.timeout(60)
+def test_shared_arrays_are_written_in_place_by_tasks(ex):
+    out = ex.share(np.zeros((512, 256)))
+    futs = [ex.submit(fill_column, out, c, float(c)) for c in range(0, 256, 32)]
+    cf.wait(futs, timeout=30)
+    [f.result() for f in futs]
+    expected = np.zeros((512, 256))
+    expected[:, ::32] = np.arange(0, 256, 32)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.timeout(60)
+def test_map_keeps_order_and_workers_are_reused(ex):
+    assert list(ex.map(add, range(20), range(20), chunksize=3)) == [2 * i for i in range(20)]
+    pids = set(ex.map(worker_pid, range(40)))
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
+    assert pids == set(ex.map(worker_pid, range(40), chunksize=5)) | pids
+    assert len(pids | set(ex.map(worker_pid, range(40)))) <= 2
+
+
+@pytest.mark.timeout(60)
+def test_exceptions_carry_the_worker_traceback(ex):
+    with pytest.raises(ValueError, match="bad value 3") as info:
+        ex.submit(raise_value_error, 3).result()
+    assert "raise_value_error" in str(info.value.__cause__)
+    it = ex.map(raise_value_error, [1, 2])
+    with pytest.raises(ValueError, match="bad value 1"):
+        next(it)
+    assert ex.submit(add, 1, 2).result() == 3  # still usable
+
+
+@pytest.mark.timeout(60)
+def test_an_unpicklable_task_fails_its_future_only(ex):
+    fut = ex.submit(lambda: 1)
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        fut.result(timeout=30)
+    assert ex.submit(add, 2, 2).result() == 4
+
+
+@pytest.mark.timeout(60)
+def test_map_timeout_raises(ex):
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        list(ex.map(sleep_then, [2.0] * 4, range(4), timeout=0.2))
+    assert time.monotonic() - t0 < 1.5
+
+
+@pytest.mark.timeout(60)
+def test_a_crashing_worker_raises_worker_error_promptly_and_cleans_up():
+    before = _segments()
+    ex = ProcessExecutor(max_workers=2)
+    assert ex.submit(array_summary, np.ones(2 * MB // 8)).result()[0] == 2 * MB // 8
+    t0 = time.monotonic()
+    crash = ex.submit(os._exit, 3)
+    queued = [ex.submit(sleep_then, 0.5, np.ones(2 * MB // 8)) for _ in range(4)]
+    with pytest.raises(WorkerError, match="exited with status 3") as info:
+        crash.result(timeout=30)
+    assert isinstance(info.value, cf.BrokenExecutor)
+    assert time.monotonic() - t0 < 10
+    for f in queued:
+        with pytest.raises(WorkerError):
+            f.result(timeout=30)
+    with pytest.raises(WorkerError):
+        ex.submit(add, 1, 1)
+    ex.shutdown()
+    assert _segments() == before
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_removes_every_segment_and_refuses_new_work():
+    before = _segments()
+    ex = ProcessExecutor(max_workers=2)
+    shared = ex.share(np.ones(2 * MB // 8))
+    results = [ex.submit(doubled, np.full(2 * MB // 8, float(i))) for i in range(6)]
+    assert [float(f.result()[0]) for f in results] == [2.0 * i for i in range(6)]
+    assert ex.submit(array_summary, shared).result()[0] == 2 * MB // 8
+    assert _segments() - before  # the shared array's segment exists until shutdown
+    ex.shutdown()
+    assert _segments() == before
+    assert shared.sum() == 2 * MB // 8  # the caller's mapping outlives the file
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(add, 1, 1)
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_initializer_breaks_the_executor_with_its_traceback():
+    with ProcessExecutor(max_workers=1, initializer=failing_initializer) as ex:
+        with pytest.raises(WorkerError, match="initializer failed") as info:
+            ex.submit(add, 1, 1).result(timeout=30)
+        assert "no licence server" in str(info.value)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError)])
+def test_bad_max_workers_is_refused(bad, error):
+    with pytest.raises(error, match="max_workers"):
+        ProcessExecutor(max_workers=bad)
+
+
+@pytest.mark.timeout(30)
+def test_bad_options_are_refused_with_the_valid_values():
+    with pytest.raises(ValueError, match="'r', 'c'"):
+        ProcessExecutor(mmap_mode="w+")
+    with pytest.raises(ValueError, match="'forkserver', 'spawn', 'fork'"):
+        ProcessExecutor(mp_context="threads")
+    with pytest.raises(ValueError, match="max_nbytes"):
+        ProcessExecutor(max_nbytes=-1)
