@@ -137,6 +137,10 @@ class HelperCompiler:
             return self.helper(value)
         return value
 
+    def jit(self, func: types.FunctionType) -> Any:
+        """Compile one helper (a subclass compiles for another target)."""
+        return numba.njit(nogil=True, **self.options)(func)
+
     def helper(self, func: types.FunctionType) -> Any:
         key = id(func)
         if key in self.memo:
@@ -148,7 +152,7 @@ class HelperCompiler:
         clone.__qualname__ = func.__qualname__
         clone.__module__ = func.__module__
         clone.__doc__ = func.__doc__
-        disp = numba.njit(nogil=True, **self.options)(clone)
+        disp = self.jit(clone)
         self.memo[key] = disp
         for name in _all_names(func.__code__):
             if name in new_globals:

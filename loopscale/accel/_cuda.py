@@ -274,13 +274,8 @@ def _is_oom(exc: BaseException) -> bool:
     return "OUT_OF_MEMORY" in text or "OUT OF MEMORY" in text
 
 
-class _DeviceHelpers:
+class _DeviceHelpers(_compile.HelperCompiler):
     """Plain Python helpers called by the loop, compiled as CUDA device functions."""
-
-    def __init__(self, options: dict[str, Any], accelerated_type: type) -> None:
-        self.options = options
-        self.accelerated_type = accelerated_type
-        self.memo: dict[int, Any] = {}
 
     def convert(self, value: Any) -> Any:
         import numba
@@ -295,21 +290,8 @@ class _DeviceHelpers:
             return self.helper(value)
         return value
 
-    def helper(self, func: types.FunctionType) -> Any:
-        key = id(func)
-        if key in self.memo:
-            return self.memo[key]
-        new_globals = dict(func.__globals__)
-        clone = types.FunctionType(func.__code__, new_globals, func.__name__,
-                                   func.__defaults__, func.__closure__)
-        clone.__qualname__ = func.__qualname__
-        clone.__module__ = func.__module__
-        dev = _cuda().jit(device=True, **self.options)(clone)
-        self.memo[key] = dev
-        for name in _compile._all_names(func.__code__):
-            if name in new_globals:
-                new_globals[name] = self.convert(new_globals[name])
-        return dev
+    def jit(self, func: types.FunctionType) -> Any:
+        return _cuda().jit(device=True, **self.options)(func)
 
 
 def _lookup(func: types.FunctionType, names: frozenset[str]) -> dict[str, Any]:
