@@ -214,6 +214,16 @@ def parse_function(func: types.FunctionType) -> tuple[ast.FunctionDef, int]:
     raise SyntaxError(f"no `def {func.__name__}` in the source of {func.__qualname__}")
 
 
+def defined_before(fdef: ast.FunctionDef, pre: list[ast.stmt]) -> set[str]:
+    """Names bound before the loop: the parameters and what *pre* assigns."""
+    a = fdef.args
+    names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+    names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
+    for st in _walk_stmts(pre):
+        names.update(_stmt_targets(st))
+    return names
+
+
 # public spellings for the other modules
 names_loaded = _names_loaded
 target_names = _target_names

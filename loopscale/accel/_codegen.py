@@ -30,7 +30,7 @@ import copy
 import textwrap
 from dataclasses import dataclass
 
-from ._astutil import _names_loaded, _stmt_targets, _walk_stmts
+from ._astutil import _names_loaded, _stmt_targets, _walk_stmts, defined_before
 from ._model import LoopAnalysis
 
 __all__ = ["GeneratedCode", "generate"]
@@ -365,13 +365,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     serial = _func(serial_name, serial_args, s_body, head)
 
     # ---- plan: pre / chunk / post -----------------------------------------------
-    if fdef.args.vararg:
-        params.append(fdef.args.vararg.arg)
-    if fdef.args.kwarg:
-        params.append(fdef.args.kwarg.arg)
-    defined_before = set(params)
-    for st in _walk_stmts(pre):
-        defined_before.update(_stmt_targets(st))
+    bound = defined_before(fdef, pre)
     used = set()
     for st in loop.body:
         used |= _names_loaded(st)
@@ -385,7 +379,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     for d in local_defs:
         used |= _names_loaded(d)
     assigned_in_loop = {n for st in _walk_stmts(loop.body) for n in _stmt_targets(st)} | {var}
-    state = tuple(sorted((defined_before & used) - (assigned_in_loop - set(reds))
+    state = tuple(sorted((bound & used) - (assigned_in_loop - set(reds))
                          - local_names))
     plan_reason = None
     has_return = any(isinstance(n, ast.Return) for st in pre for n in ast.walk(st))

@@ -41,7 +41,7 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from ._astutil import names_loaded, stmt_targets, walk_stmts
+from ._astutil import defined_before, names_loaded, stmt_targets, walk_stmts
 from ._codegen import (
     _bound_checks,
     _func,
@@ -125,18 +125,12 @@ def generate_cuda(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange,  # t
         return [_Rename(rename).visit(copy.deepcopy(st)) for st in loop.body]
 
     params = [a.arg for a in fdef.args.posonlyargs + fdef.args.args + fdef.args.kwonlyargs]
-    if fdef.args.vararg:
-        params.append(fdef.args.vararg.arg)
-    if fdef.args.kwarg:
-        params.append(fdef.args.kwarg.arg)
-    defined_before = set(params)
-    for st in walk_stmts(pre):
-        defined_before.update(stmt_targets(st))
+    bound = defined_before(fdef, pre)
     used = set()
     for st in loop.body:
         used |= names_loaded(st)
     assigned_in_loop = {n for st in walk_stmts(loop.body) for n in stmt_targets(st)} | {var}
-    state = tuple(sorted((defined_before & used) - assigned_in_loop - set(rename)))
+    state = tuple(sorted((bound & used) - assigned_in_loop - set(rename)))
 
     # ---- host: prologue, launch, epilogue (Python) --------------------------
     h_body: list[ast.stmt] = list(pre)
