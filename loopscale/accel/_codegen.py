@@ -207,8 +207,26 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
                 key = (base_name.id, axis)
                 if key not in seen or off > seen[key][0]:
                     seen[key] = (off, ast.unparse(node), node.lineno)
+    # the loop's own bound: range(len(a)) / range(a.shape[0]) (start >= 0, unit
+    # step) cannot overrun a[i] on axis 0, so that check would be dead code
+    own = None
+    args = loop.iter.args  # type: ignore[attr-defined]
+    if len(args) in (1, 2) and (len(args) == 1 or (
+            isinstance(args[0], ast.Constant) and isinstance(args[0].value, int)
+            and args[0].value >= 0)):
+        stop = args[-1]
+        if (isinstance(stop, ast.Call) and isinstance(stop.func, ast.Name)
+                and stop.func.id == "len" and len(stop.args) == 1
+                and isinstance(stop.args[0], ast.Name)):
+            own = (stop.args[0].id, 0)
+        elif (isinstance(stop, ast.Subscript) and isinstance(stop.value, ast.Attribute)
+              and stop.value.attr == "shape" and isinstance(stop.value.value, ast.Name)
+              and isinstance(stop.slice, ast.Constant) and isinstance(stop.slice.value, int)):
+            own = (stop.value.value.id, stop.slice.value)
     out: list[ast.stmt] = []
     for (name, axis), (off, text, line) in seen.items():
+        if (name, axis) == own and off <= 0:
+            continue
         length = f"len({name})" if axis == 0 else f"{name}.shape[{axis}]"
         msg = (f"{_ARG_MARK} argument {name!r} of {fname}() is too short along axis {axis} for "
                f"the loop at {filename}:{loop.lineno}, which reads `{text}` (line {line}) for "
