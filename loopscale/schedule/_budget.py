@@ -5,6 +5,12 @@ launch (``numba.set_num_threads`` is per thread) to its share of the usable
 cores, so a ``parallel=True`` Numba function called from inside a chunk or a
 task does not oversubscribe the machine.
 
+BLAS and OpenMP thread pools (OpenBLAS, MKL, libgomp...) are process-wide:
+:func:`blas_limit` lowers them, through ``threadpoolctl``, to each worker's
+share of the cores for as long as several workers may call them at once (a
+threads-level region whose compiled kernels can reach BLAS, an open
+``Executor``), and restores them afterwards.
+
 Numba's ``workqueue`` threading layer aborts the process when two threads
 launch parallel regions at once.  Before Numba starts a layer, this module
 asks for a thread-safe one (``omp`` or ``tbb``) when one is importable; when
@@ -15,8 +21,10 @@ process-wide lock, so they run one at a time instead of aborting.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import importlib.util
 import os
 import threading
 from collections.abc import Callable
@@ -24,7 +32,8 @@ from typing import Any
 
 from .. import config
 
-__all__ = ["prepare_numba", "init_worker", "guard", "numba_layer_is_threadsafe"]
+__all__ = ["prepare_numba", "init_worker", "guard", "numba_layer_is_threadsafe", "blas_limit",
+           "compiled_code_can_call_blas"]
 
 _PARALLEL_LOCK = threading.Lock()
 
@@ -96,3 +105,37 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
 
     return serialized
+
+
+@functools.lru_cache(maxsize=1)
+def _controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    try:
+        return ThreadpoolController()
+    except Exception:  # a library that cannot be inspected: no limits
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_code_can_call_blas() -> bool:
+    """Numba reaches BLAS (``np.dot``, ``@``, ``np.linalg``) only through SciPy."""
+    return importlib.util.find_spec("scipy") is not None
+
+
+def blas_limit(workers: int) -> contextlib.AbstractContextManager[Any]:
+    """A context that limits BLAS/OpenMP pools to ``usable_cores // workers`` threads.
+
+    A no-op for one worker, or when every pool already fits its share.
+    """
+    if workers <= 1:
+        return contextlib.nullcontext()
+    ctrl = _controller()
+    if ctrl is None:
+        return contextlib.nullcontext()
+    share = max(1, config.usable_cores() // workers)
+    if all(lib.num_threads <= share for lib in ctrl.lib_controllers):
+        return contextlib.nullcontext()
+    return ctrl.limit(limits=share)

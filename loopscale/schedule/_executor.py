@@ -61,6 +61,7 @@ from typing import Any, TypeVar
 
 from .. import config
 from ..errors import WorkerError
+from ._budget import init_worker
 from ._chunking import validate_chunksize, validate_max_workers
 from ._future import LOGGER, Future
 
@@ -427,6 +428,7 @@ class _Core:
 def _work(core: _Core, wake: Any) -> None:
     """A worker thread: run queued jobs; sleep on *wake* when there are none."""
     _LOCAL.core = core
+    init_worker(core.max_workers)  # this thread's share of the cores for Numba's threads
     if core.initializer is not None:
         try:
             core.initializer(*core.initargs)

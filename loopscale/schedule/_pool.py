@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._budget import guard, init_worker, prepare_numba
+from ._budget import blas_limit, compiled_code_can_call_blas, guard, init_worker, prepare_numba
 from ._progress import track, untrack
 
 __all__ = ["WorkerPool", "get_pool", "in_worker"]
@@ -192,6 +192,9 @@ class WorkerPool:
         fn = guard(fn)
         region = _Region(fn, chunks, args)
         tracker = track(label, lambda: region.finished, n, progress)
+        budget = blas_limit(workers) if compiled_code_can_call_blas() else None
+        if budget is not None:
+            budget.__enter__()
         start = next(self._rr)
         queues = self._queues
         for h in range(helpers):
@@ -207,6 +210,8 @@ class WorkerPool:
             raise
         finally:
             untrack(tracker)
+            if budget is not None:
+                budget.__exit__(None, None, None)
         if region.error is not None:
             c0, c1 = region.error_chunk  # type: ignore[misc]
             exc = region.error
