@@ -403,11 +403,9 @@ class Accelerated(Generic[P, R]):
         comp = self._compiled
         if not self.analysis.parallel or comp is None or comp.pre is None:
             return "serial"
-        if self._fast == 2 and _LEVEL_VAR.get() is None:
-            # came here because a timed serial call was long: go parallel
-            return _auto_parallel_level() or "serial"
-        if self._fast == 2:
-            return "serial"
+        # (at the default level, short loops never get here: the generated
+        # __call__ runs them serially until one takes long; inside an explicit
+        # level("auto") block every call comes here and is measured by the plan)
         return _auto_parallel_level() or "serial"
 
     def _fast_mode(self) -> int:

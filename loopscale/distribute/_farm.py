@@ -45,12 +45,16 @@ _DEPTH = 2  # chunks each worker holds at once
 def _validate(fn: Any, chunksize: Any, results: Any, root: Any, nranks: int) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be callable; got {fn!r}.")
-    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+        raise TypeError(f"chunksize must be a positive integer; got {chunksize!r}.")
+    if chunksize < 1:
         raise ValueError(f"chunksize must be greater than 0; got {chunksize!r}.")
     if results not in RESULTS:
         raise ValueError(f"results must be one of {', '.join(repr(r) for r in RESULTS)}; "
                          f"got {results!r}.")
-    if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < nranks:
+    if isinstance(root, bool) or not isinstance(root, int):
+        raise TypeError(f"root must be an integer rank; got {root!r}.")
+    if not 0 <= root < nranks:
         raise ValueError(f"root must be a rank between 0 and {nranks - 1}; got {root!r}.")
 
 

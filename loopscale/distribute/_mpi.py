@@ -181,9 +181,9 @@ def _abort(code: int) -> None:
 def _exit_status(code: Any) -> int:
     if code is None:
         return 0
-    if isinstance(code, bool) or not isinstance(code, int):
-        return 1
-    return code
+    if isinstance(code, int):  # bool too: sys.exit(False) is 0, as in Python
+        return int(code)
+    return 1
 
 
 def _excepthook(etype: type[BaseException], value: BaseException,

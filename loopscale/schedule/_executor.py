@@ -112,7 +112,7 @@ class _Batch:
     """
 
     __slots__ = ("fn", "chunks", "chunksize", "n", "nchunks", "counter", "exhausted",
-                 "results", "errors", "stop", "cv", "waiting")
+                 "results", "errors", "stop", "cv", "waiting", "claims")
 
     def __init__(self, fn: Callable[..., Any], items: list[tuple[Any, ...]],
                  chunksize: int) -> None:
@@ -129,14 +129,19 @@ class _Batch:
         self.stop = False
         self.cv = threading.Condition(threading.Lock())
         self.waiting = -1
+        self.claims = threading.Lock()  # a claim and close() are atomic to each other
 
     def claim(self) -> int | None:
         """The next chunk to run, or None when there is none."""
-        k = self.counter()
-        if self.stop or k >= self.nchunks:
-            self.exhausted = True
-            return None
-        return k
+        with self.claims:
+            if self.stop:
+                self.exhausted = True
+                return None
+            k = self.counter()
+            if k >= self.nchunks:
+                self.exhausted = True
+                return None
+            return k
 
     def work(self, k: int | None) -> None:
         """Run chunk *k*, then every chunk still unclaimed."""
@@ -168,17 +173,18 @@ class _Batch:
     def mark(self, items: range) -> None:
         """Items that will not run: the first failed (``errors``), the rest skipped."""
         results = self.results
-        for j in items:
+        results[items[0]] = _FAILED  # first: a consumer reading without the lock
+        for j in items[1:]:          # must meet the failure before any skipped item
             results[j] = _SKIPPED
-        results[items[0]] = _FAILED
         if items[0] <= self.waiting < items[-1] + 1:
             self.wake()
 
     def close(self) -> range:
         """Stop claims; return the chunks that were not claimed (and never will be)."""
-        self.stop = True
-        self.exhausted = True
-        unclaimed = range(min(self.counter(), self.nchunks), self.nchunks)  # later claims see stop
+        with self.claims:
+            self.stop = True
+            self.exhausted = True
+            unclaimed = range(min(self.counter(), self.nchunks), self.nchunks)
         for k in unclaimed:
             self.chunks[k] = None
         return unclaimed
@@ -240,6 +246,14 @@ def _wait_item(batch: _Batch, i: int, lag: int, end_time: float | None) -> int:
         try:
             while results[target] is _PENDING:
                 if end_time is None:
+                    if target != i:
+                        # wait for the batch of items only a little while: item i
+                        # itself, once ready, must not wait for the slow ones after it
+                        batch.cv.wait(_WAKE_LATENCY)
+                        if results[i] is not _PENDING:
+                            break
+                        target = batch.waiting = i
+                        continue
                     batch.cv.wait()
                     continue
                 remaining = end_time - time.monotonic()

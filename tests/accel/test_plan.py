@@ -220,3 +220,21 @@ def test_plan_names_its_arguments_for_executors_that_move_data():
     parts = seen["plan"].partials
     assert set(parts) == {"s", "lo", "hi"}
     assert all(p.shape[0] == seen["plan"].nblocks for p in parts.values())
+
+
+def test_an_explicit_auto_block_still_parallelizes_a_long_call_after_short_ones():
+    # short calls at the default level put the function in "serial until long"
+    # mode; inside `with level("auto")` a long call must still go parallel
+    f = accelerate(black_scholes)
+    rng = np.random.default_rng(0)
+    small = make_args(black_scholes, 10, rng)
+    for _ in range(5):
+        f(*small)
+    big = make_args(black_scholes, 200_000, rng)
+    f._last_plan = None
+    with level("auto"):
+        f(*big)
+    from loopscale.accel._decorator import _auto_parallel_level
+
+    if _auto_parallel_level() is not None:
+        assert f._last_plan is not None and f._last_plan.n == 200_000

@@ -50,6 +50,8 @@ if me == who:
         raise SystemExit(9)
 distribute.comm().Barrier()
 print(f"rank {me} passed the barrier", flush=True)
+if mode == "exit-false":
+    sys.exit(False)  # status 0, as in plain Python
 '''
 
 
@@ -92,6 +94,12 @@ def test_sys_exit_on_one_rank_gives_its_status(mpi_warm, how: str) -> None:
 def test_raise_systemexit_on_one_rank_gives_its_status_under_loopscale_run(mpi_warm) -> None:
     run = mpi_warm(FAULTS, 2, ["raise-exit", "0"], how="loopscale")
     assert run.returncode == 9, run.describe()
+
+
+def test_sys_exit_false_on_every_rank_is_status_zero(mpi_warm) -> None:
+    run = mpi_warm(FAULTS, 2, ["exit-false", "0"])
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("passed the barrier") == 2, run.describe()
 
 
 def test_a_clean_run_exits_zero_everywhere(mpi_warm) -> None:

@@ -80,5 +80,9 @@ def test_map_validates_its_arguments_eagerly(kwargs, match) -> None:
 
     with pytest.raises(ValueError, match=match):
         distribute.map(abs, [1, -2], **kwargs)
+    with pytest.raises(TypeError, match="chunksize must be a positive integer"):
+        distribute.map(abs, [1, -2], chunksize=2.5)
+    with pytest.raises(TypeError, match="root must be an integer rank"):
+        distribute.map(abs, [1, -2], root=0.0)
     with pytest.raises(TypeError, match="fn must be callable"):
         distribute.map(3, [1])

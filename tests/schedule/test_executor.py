@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import concurrent.futures as cf
 import gc
 import statistics
+import sys
 import threading
 import time
 import traceback
@@ -373,3 +375,72 @@ def test_shutdown_cancel_futures_during_a_chunked_map_does_not_hang_its_consumer
     with pytest.raises(cf.CancelledError):
         next(results)
     ex.shutdown()
+
+
+# -- regressions found in review ------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_map_hands_out_a_ready_result_even_while_later_items_are_slow():
+    # item K waits for the consumer to have received item K-1: a consumer that
+    # batches its wake-ups must not hold item K-1 back until K finishes
+    seen = threading.Event()
+    state = {"k": 0}
+
+    def fn(x):
+        if x == state["k"] and not seen.wait(3):
+            return "STALL"
+        time.sleep(0.0001)
+        return x
+
+    with Executor(max_workers=1) as ex:
+        for k in (300, 301, 302):
+            state["k"] = k
+            seen.clear()
+            out = []
+            for v in ex.map(fn, range(400)):
+                if v == k - 1:
+                    seen.set()
+                out.append(v)
+            assert "STALL" not in out
+
+
+@pytest.mark.timeout(120)
+def test_shutdown_with_cancel_during_map_never_loses_a_chunk():
+    # a claim racing close() used to drop one chunk: the consumer then waited
+    # forever (here: until the map's timeout)
+    import random
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(40):
+            ex = Executor(max_workers=2)
+            it = ex.map(abs, range(20_000), timeout=10)
+            threading.Timer(random.random() * 0.005,
+                            lambda ex=ex: ex.shutdown(wait=False, cancel_futures=True)).start()
+            try:
+                for _ in it:
+                    pass
+            except concurrent.futures.CancelledError:
+                pass
+            ex.shutdown(wait=True)
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_a_failed_item_is_marked_before_the_skipped_items_after_it():
+    from loopscale.schedule._executor import _FAILED, _SKIPPED, _Batch
+
+    class Recording(list):  # type: ignore[type-arg]
+        order: list[tuple[int, object]] = []  # noqa: RUF012
+
+        def __setitem__(self, i, v):
+            Recording.order.append((i, v))
+            super().__setitem__(i, v)
+
+    batch = _Batch(abs, [(i,) for i in range(10)], 5)
+    batch.results = Recording(batch.results)
+    batch.mark(range(5, 10))
+    assert Recording.order[0] == (5, _FAILED)
+    assert all(v is _SKIPPED for _, v in Recording.order[1:])
