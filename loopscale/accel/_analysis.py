@@ -50,6 +50,27 @@ from ._model import ArrayRole, LoopAnalysis, Resolver
 __all__ = ["ArrayRole", "LoopAnalysis", "Resolver", "analyse_function", "parse_function"]
 
 
+_BLAS_FUNCS = frozenset({"dot", "vdot", "inner", "outer", "matmul", "kron", "tensordot",
+                         "einsum"})
+
+
+def _calls_blas(loop: ast.For, resolver: Resolver) -> bool:
+    """Whether the loop calls into BLAS/LAPACK (``@``, ``np.dot``, ``np.linalg``)."""
+    for node in ast.walk(loop):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            return True
+        if isinstance(node, ast.Call):
+            f = resolver.value(node.func)
+            mod = getattr(f, "__module__", "") or ""
+            name = getattr(f, "__name__", "")
+            if mod.startswith("numpy.linalg") or (mod.startswith("numpy") and
+                                                   name in _BLAS_FUNCS):
+                return True
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "dot":
+                return True  # a.dot(b)
+    return False
+
+
 def _candidate_loops(fdef: ast.FunctionDef, resolver: Resolver) -> list[tuple[int, ast.For]]:
     out = []
     for idx, st in enumerate(fdef.body):
@@ -117,7 +138,8 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
             results.append(LoopAnalysis(
                 name, filename, header, checker.var, True, None,
                 reductions=dict(checker.reductions), privates=tuple(privates), arrays=roles,
-                forced=forced, loop_index=idx, range_args=tuple(loop.iter.args)))  # type: ignore
+                forced=forced, loop_index=idx, range_args=tuple(loop.iter.args),  # type: ignore
+                calls_blas=_calls_blas(loop, resolver)))
         except _Unsafe as exc:
             reason = f"line {exc.line}: {exc.message}"
             if forced and on_loop is not None:

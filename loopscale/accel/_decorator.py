@@ -499,6 +499,7 @@ class Accelerated(Generic[P, R]):
             comp.checked.add(key)
         plan = LoopPlan(function=self.py_func.__qualname__, n=n, block=bs, nblocks=nb,
                         kernel=comp.chunk, args=kargs, lo=lo,
+                        calls_blas=self.analysis.calls_blas,
                         arg_names=("lo", "step", "n", "block",
                                    *(f"partial:{r}" for r in comp.gen.reductions),
                                    *comp.gen.state),

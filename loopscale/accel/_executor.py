@@ -62,6 +62,10 @@ class LoopPlan:
         of the state variables (the user's names: arguments and locals of the
         prologue) that the loop reads or writes.  An executor that moves data
         (MPI) finds written arrays by name in :attr:`arrays`.
+    calls_blas : bool
+        The loop calls BLAS (``np.dot``, ``@``, ``np.linalg``...), so an
+        executor running blocks on several threads should limit the BLAS
+        library's own threads.
     """
 
     function: str
@@ -76,6 +80,7 @@ class LoopPlan:
     arrays: Mapping[str, ArrayRole] = field(default_factory=dict)
     nogil: bool = True
     arg_names: tuple[str, ...] = ()
+    calls_blas: bool = False
 
     def arg(self, name: str) -> Any:
         """The kernel argument called *name* (see :attr:`arg_names`)."""

@@ -95,6 +95,7 @@ class LoopAnalysis:
     loop_index: int | None = None  # position of the loop in the function body
     range_args: tuple[ast.expr, ...] = field(default=(), repr=False, compare=False)
     other_loops: tuple[tuple[int, str], ...] = ()  # (line, reason) of loops not chosen
+    calls_blas: bool = False  # the loop calls np.dot, @, np.linalg... (BLAS via SciPy)
 
     def summary(self) -> str:
         """A one-line verdict."""

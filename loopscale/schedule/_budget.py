@@ -7,9 +7,9 @@ task does not oversubscribe the machine.
 
 BLAS and OpenMP thread pools (OpenBLAS, MKL, libgomp...) are process-wide:
 :func:`blas_limit` lowers them, through ``threadpoolctl``, to each worker's
-share of the cores for as long as several workers may call them at once (a
-threads-level region whose compiled kernels can reach BLAS, an open
-``Executor``), and restores them afterwards.
+share of the cores while several workers may call them at once (a
+threads-level region whose loop calls ``np.dot``, ``@`` or ``np.linalg``, as
+the compiler reports in the plan), and restores them afterwards.
 
 Numba's ``workqueue`` threading layer aborts the process when two threads
 launch parallel regions at once.  Before Numba starts a layer, this module
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import importlib.util
 import os
 import threading
 from collections.abc import Callable
@@ -32,8 +31,7 @@ from typing import Any
 
 from .. import config
 
-__all__ = ["prepare_numba", "init_worker", "guard", "numba_layer_is_threadsafe", "blas_limit",
-           "compiled_code_can_call_blas"]
+__all__ = ["prepare_numba", "init_worker", "guard", "numba_layer_is_threadsafe", "blas_limit"]
 
 _PARALLEL_LOCK = threading.Lock()
 
@@ -117,12 +115,6 @@ def _controller() -> Any:
         return ThreadpoolController()
     except Exception:  # a library that cannot be inspected: no limits
         return None
-
-
-@functools.lru_cache(maxsize=1)
-def compiled_code_can_call_blas() -> bool:
-    """Numba reaches BLAS (``np.dot``, ``@``, ``np.linalg``) only through SciPy."""
-    return importlib.util.find_spec("scipy") is not None
 
 
 def blas_limit(workers: int) -> contextlib.AbstractContextManager[Any]:

@@ -175,5 +175,6 @@ class ThreadsExecutor:
 
         t0 = time.perf_counter()
         get_pool(workers).run(kernel, chunks, plan.args, workers, describe=describe,
-                              progress=self.progress, label=f"loopscale {plan.function}()")
+                              progress=self.progress, label=f"loopscale {plan.function}()",
+                              blas=getattr(plan, "calls_blas", False))
         _COST[key] = (time.perf_counter() - t0) * min(workers, len(chunks)) / nb

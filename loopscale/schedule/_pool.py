@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._budget import blas_limit, compiled_code_can_call_blas, guard, init_worker, prepare_numba
+from ._budget import blas_limit, guard, init_worker, prepare_numba
 from ._progress import track, untrack
 
 __all__ = ["WorkerPool", "get_pool", "in_worker"]
@@ -164,11 +164,14 @@ class WorkerPool:
     def run(self, fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
             args: tuple[Any, ...] = (), workers: int | None = None,
             describe: Callable[[int, int], str] | None = None,
-            progress: bool | None = False, label: str = "loopscale") -> None:
+            progress: bool | None = False, label: str = "loopscale",
+            blas: bool = False) -> None:
         """Run ``fn(c0, c1, *args)`` for every chunk, on up to *workers* threads.
 
         Raises the first chunk's exception (see the module docstring).
-        *progress* is as in :mod:`._progress` (False by default here).
+        *progress* is as in :mod:`._progress` (False by default here).  *blas*:
+        the chunks call BLAS, so BLAS/OpenMP pools are limited to each
+        worker's share of the cores while the region runs.
         """
         n = len(chunks)
         if n == 0:
@@ -192,7 +195,7 @@ class WorkerPool:
         fn = guard(fn)
         region = _Region(fn, chunks, args)
         tracker = track(label, lambda: region.finished, n, progress)
-        budget = blas_limit(workers) if compiled_code_can_call_blas() else None
+        budget = blas_limit(workers) if blas else None
         if budget is not None:
             budget.__enter__()
         start = next(self._rr)

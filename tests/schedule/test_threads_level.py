@@ -135,3 +135,28 @@ def test_unknown_threads_option_is_a_clear_error():
     with loopscale.level("threads", workers=2):
         with pytest.raises(TypeError, match="valid: max_workers, policy, chunksize, progress"):
             moments(np.ones(3))
+
+
+@accelerate
+def row_dots(A, v):
+    out = np.zeros(A.shape[0])
+    for i in range(A.shape[0]):
+        out[i] = np.dot(A[i], v)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_a_loop_calling_blas_runs_on_threads_with_blas_limited_and_equals_serial():
+    from threadpoolctl import ThreadpoolController
+
+    rng = np.random.default_rng(3)
+    A, v = rng.random((301, 40)), rng.random(40)
+    assert row_dots.analysis.parallel and row_dots.analysis.calls_blas
+    with loopscale.level("serial"):
+        ref = row_dots(A, v)
+    np.testing.assert_allclose(ref, A @ v, rtol=1e-12)
+    before = [lib.num_threads for lib in ThreadpoolController().lib_controllers]
+    with loopscale.level("threads", max_workers=2):
+        got = row_dots(A, v)
+    assert _bits(got) == _bits(ref)
+    assert [lib.num_threads for lib in ThreadpoolController().lib_controllers] == before
