@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,13 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 
 import pytest
+
+# A shell that starts a command in the background without job control (as CI
+# harnesses may) leaves SIGINT ignored, and every child inherits that: the
+# Ctrl-C tests would then test nothing. Restore Python's own handler here; the
+# children started by the tests get the default disposition back at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if not os.environ.get("LOOPSCALE_CACHE_DIR"):
     _CACHE_DIR = tempfile.mkdtemp(prefix="loopscale-test-cache-")
