@@ -138,6 +138,45 @@ def dask_threaded(workers: int, ntasks: int, n: int) -> Callable[[], Any] | None
     return run
 
 
+class _Closer:
+    """Gives anything with a closing method a ``shutdown()``."""
+
+    def __init__(self, close: Callable[[], Any]) -> None:
+        self.shutdown = close
+
+
+def process_cases(workers: int, ntasks: int, n: int) -> tuple[dict[str, Callable[[], Any]],
+                                                               list[Any]]:
+    """Process-based peers on the same tasks, each with ``chunksize=16`` batches."""
+    import multiprocessing as mp
+
+    from loopscale.schedule import ProcessExecutor
+
+    ctx = mp.get_context("forkserver")
+    items = [n] * ntasks
+    pool = ctx.Pool(workers)
+    ppe = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    lpe = ProcessExecutor(max_workers=workers)
+    cases: dict[str, Callable[[], Any]] = {
+        "loopscale ProcessExecutor, map chunksize=16":
+            lambda: list(lpe.map(work, items, chunksize=16)),
+        "multiprocessing.Pool.map chunksize=16":
+            lambda: pool.map(work, items, chunksize=16),
+        "ProcessPoolExecutor.map chunksize=16":
+            lambda: list(ppe.map(work, items, chunksize=16)),
+    }
+    closers: list[Any] = [lpe, ppe, _Closer(pool.terminate)]
+    try:
+        import joblib
+
+        loky = joblib.Parallel(n_jobs=workers, backend="loky", batch_size=16)
+        cases["joblib loky backend, batch_size=16"] = (
+            lambda: loky(joblib.delayed(work)(n) for _ in range(ntasks)))
+    except ImportError:
+        pass
+    return cases, closers
+
+
 def round_trip(ex: Any, count: int) -> Callable[[], Any]:
     def run() -> None:
         for _ in range(count):
@@ -147,13 +186,27 @@ def round_trip(ex: Any, count: int) -> Callable[[], Any]:
 
 # -- the run --------------------------------------------------------------------------
 
-def measure(ntasks: int, repeats: int, dask_repeats: int) -> dict[str, Any]:
+def measure(ntasks: int, repeats: int, dask_repeats: int,
+            with_processes: bool = True) -> dict[str, Any]:
     wall0, machine0, own0 = time.perf_counter(), busy_cpu_seconds(), sum(os.times()[:2])
+    # round trips first, before process pools exist (their idle workers and the
+    # forkserver disturb microsecond timings on a small machine)
+    pools: list[Any] = []
+    count = 2000
+    ls2, tpe2 = Executor(max_workers=2), cf.ThreadPoolExecutor(max_workers=2)
+    pools += [ls2, tpe2]
+    trips: dict[str, list[float]] = {"loopscale": [], "ThreadPoolExecutor": []}
+    for _ in range(3):  # the first thousands of wake-ups after idling are slow on a VM
+        for ex in (ls2, tpe2):
+            round_trip(ex, count)()
+    for _ in range(repeats):
+        trips["loopscale"].append(timed(round_trip(ls2, count)) / count)
+        trips["ThreadPoolExecutor"].append(timed(round_trip(tpe2, count)) / count)
     n = calibrate()
     per_call = statistics.median(timed(lambda: [work(n) for _ in range(1000)])
                                  for _ in range(5)) / 1000
     cases: dict[tuple[str, int], Callable[[], Any]] = {}
-    pools: list[Any] = []
+    procs: list[Any] = []  # process pools, shut down as soon as their rows are timed
     for w in (1, 2):
         ls, tpe = Executor(max_workers=w), cf.ThreadPoolExecutor(max_workers=w)
         pools += [ls, tpe]
@@ -169,6 +222,10 @@ def measure(ntasks: int, repeats: int, dask_repeats: int) -> dict[str, Any]:
         dk = dask_threaded(w, ntasks, n)
         if dk is not None:
             cases[("Dask threaded scheduler", w)] = dk
+        if with_processes:
+            more, closers = process_cases(w, ntasks, n)
+            cases.update({(name, w): fn for name, fn in more.items()})
+            procs += closers
     base = serial(ntasks, n)
     for fn in [base, *cases.values()]:  # warm up threads, pools and caches
         fn()
@@ -183,15 +240,8 @@ def measure(ntasks: int, repeats: int, dask_repeats: int) -> dict[str, Any]:
                 continue
             times[key].append(timed(cases[key]))
 
-    count = 2000
-    ls2, tpe2 = Executor(max_workers=2), cf.ThreadPoolExecutor(max_workers=2)
-    pools += [ls2, tpe2]
-    trips: dict[str, list[float]] = {"loopscale": [], "ThreadPoolExecutor": []}
-    for ex in (ls2, tpe2):
-        round_trip(ex, 200)()
-    for _ in range(repeats):
-        trips["loopscale"].append(timed(round_trip(ls2, count)) / count)
-        trips["ThreadPoolExecutor"].append(timed(round_trip(tpe2, count)) / count)
+    for p in procs:
+        p.shutdown()
     for p in pools:
         p.shutdown()
     machine1 = busy_cpu_seconds()
@@ -209,7 +259,7 @@ def render(result: dict[str, Any]) -> str:
     t, trips = result["times"], result["trips"]
     base = t["serial"]
     lines = [
-        "## loopscale Executor against other thread schedulers",
+        "## loopscale Executor against other schedulers (threads and processes)",
         "",
         f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"numba {numba.__version__}; medians of {result['repeats']} interleaved repeats."
@@ -250,9 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 tasks, 2 repeats")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--output", help="also write the Markdown table to this file")
+    parser.add_argument("--no-processes", action="store_true",
+                        help="leave out the process pools (faster)")
     args = parser.parse_args(argv)
     ntasks, repeats = (1000, 2) if args.quick else (10_000, args.repeats)
-    result = measure(ntasks, repeats, dask_repeats=min(repeats, 3))
+    result = measure(ntasks, repeats, dask_repeats=min(repeats, 3),
+                     with_processes=not args.no_processes)
     table = render(result)
     sys.stdout.write(table)
     if args.output:
