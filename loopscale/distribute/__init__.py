@@ -18,9 +18,10 @@ from __future__ import annotations
 from . import _mpi
 from ._farm import map
 from ._launch import run_script
-from ._level import MPIExecutor
+from ._level import MPIExecutor, last_call_stats
 from ._mpi import comm, install_abort_handler, rank, size
 
-__all__ = ["MPIExecutor", "comm", "install_abort_handler", "map", "rank", "run_script", "size"]
+__all__ = ["MPIExecutor", "comm", "install_abort_handler", "last_call_stats", "map", "rank",
+           "run_script", "size"]
 
 _mpi.install_abort_handler()

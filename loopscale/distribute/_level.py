@@ -90,6 +90,22 @@ class _Slot:
         self.partial = partial
 
 
+_LAST: dict[str, Any] = {}
+
+
+def last_call_stats() -> dict[str, Any]:
+    """What the last ``mpi``-level call on this rank moved.
+
+    Returns
+    -------
+    dict
+        ``{"function": str, "ranks": int, "bytes_moved": int}`` (this rank's
+        bytes sent plus received in the exchange), or an empty dict before the
+        first call.
+    """
+    return dict(_LAST)
+
+
 class MPIExecutor:
     """The ``mpi`` level: a loop's blocks dealt across MPI ranks, outputs on every rank.
 
@@ -248,6 +264,9 @@ class MPIExecutor:
         recv = np.empty(int(counts.sum()), dtype=np.uint8)
         comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
         self.bytes_moved = int(counts[me]) * (len(counts) - 1) + int(counts.sum() - counts[me])
+        _LAST["bytes_moved"] = self.bytes_moved
+        _LAST["function"] = plan.function
+        _LAST["ranks"] = len(counts)
         status = [int(recv[d:d + _HEADER].view(np.int64)[0]) for d in displs]
         if any(status):
             failed = [r for r, s in enumerate(status) if s]

@@ -58,3 +58,38 @@ def test_auto_level_under_mpiexec_never_diverges_between_ranks(mpi) -> None:
     assert run.returncode == 0, run.describe()
     for r in range(2):
         assert f"rank {r}/2: OK" in run.stdout, run.describe()
+
+
+STATS = r'''
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def twice(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = 2.0 * x[i]
+    return out
+
+
+assert distribute.last_call_stats() == {}
+with loopscale.level("mpi"):
+    twice(np.arange(1000.0))
+s = distribute.last_call_stats()
+print(f"rank {distribute.rank()}: {s['ranks']} {s['bytes_moved']}", flush=True)
+'''
+
+
+@pytest.mark.timeout(180)
+def test_last_call_stats_report_the_bytes_each_rank_moved(mpi) -> None:
+    run = mpi(STATS, 2)
+    assert run.returncode == 0, run.describe()
+    moved = [int(line.split()[-1]) for line in run.stdout.splitlines()
+             if line.startswith("rank ")]
+    assert len(moved) == 2, run.describe()
+    # every rank sends its half of the 1,000 float64 rows and receives the other
+    # half: 8,000 bytes of rows in all, plus a few bytes of status per segment
+    for b in moved:
+        assert 8_000 <= b < 8_200, run.describe()
