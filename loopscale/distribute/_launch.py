@@ -98,7 +98,14 @@ def run_script(nprocs: int, script: str, args: Sequence[str] = (),
     try:
         code = proc.wait()
     except KeyboardInterrupt:
-        # the terminal sent SIGINT to the launcher too; give it time to stop the ranks
+        # a terminal's Ctrl-C reaches the launcher too, but a SIGINT sent to this
+        # process alone must stop the job as well: pass it on, then give the
+        # launcher time to stop the ranks
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGINT)
+            except OSError:
+                pass
         try:
             proc.wait(timeout=10)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):

@@ -10,6 +10,8 @@ serial result.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 SCRIPT = r'''
@@ -86,8 +88,8 @@ print(f"rank {distribute.rank()}: {s['ranks']} {s['bytes_moved']}", flush=True)
 def test_last_call_stats_report_the_bytes_each_rank_moved(mpi) -> None:
     run = mpi(STATS, 2)
     assert run.returncode == 0, run.describe()
-    moved = [int(line.split()[-1]) for line in run.stdout.splitlines()
-             if line.startswith("rank ")]
+    # the two ranks' lines may arrive interleaved on one line of the launcher's output
+    moved = [int(b) for _, _, b in re.findall(r"rank (\d+): (\d+) (\d+)", run.stdout)]
     assert len(moved) == 2, run.describe()
     # every rank sends its half of the 1,000 float64 rows and receives the other
     # half: 8,000 bytes of rows in all, plus a few bytes of status per segment

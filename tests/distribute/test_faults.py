@@ -222,7 +222,7 @@ def test_inputs_that_differ_across_ranks_are_reported_on_every_rank(mpi_warm, tm
     assert "x:" not in reports[0]["scalar"]  # only what differs is listed
 
 
-def test_ctrl_c_gives_130(mpi_warm, tmp_path) -> None:
+def test_ctrl_c_gives_130(mpi_warm, tmp_path) -> None:  # noqa: ARG001
     script = mpi_warm.write(r'''
 import sys, time
 from loopscale import distribute
@@ -239,10 +239,15 @@ time.sleep(60)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + PROMPT
-        while time.monotonic() < deadline and proc.stdout.readline().strip() != "ready":
+        # both ranks print "ready": their lines can arrive joined ("readyready")
+        while time.monotonic() < deadline and "ready" not in proc.stdout.readline():
             pass
         time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        # Ctrl-C reaches `loopscale run` (a terminal would also signal the rest of
+        # the group; where the launcher puts the ranks varies between MPI
+        # implementations and harnesses, so only the documented entry point is
+        # signalled here, and it must pass the interrupt on)
+        proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=PROMPT)
     finally:
         if proc.poll() is None:
