@@ -333,9 +333,20 @@ class Sampler:
         self._ticks += 1
         if elapsed <= 0:
             return
+        # a scheduler thread running a chunk of someone's parallel loop is charged
+        # to that someone's stack: the user's loop that called the accelerated
+        # function (read from loopscale's pool, if loaded; not imported here)
+        pool = sys.modules.get("loopscale.schedule._pool")
+        working_for: dict[int, int] = dict(getattr(pool, "WORKING_FOR", {}) or {})
         for ident, frame in frames.items():
             if frame is None:
                 continue
+            owner = working_for.get(ident)
+            if owner is not None and frames.get(owner) is not None:
+                stack = stack_of(frames[owner])
+                if stack:
+                    self._samples.append(Sample(stack, elapsed, ident, True))
+                    continue
             in_call = at_call(frame)
             if ident != self._main_ident and _is_idle(frame):
                 continue

@@ -37,6 +37,11 @@ __all__ = ["WorkerPool", "get_pool", "in_worker"]
 
 _LOCAL = threading.local()
 
+#: Pool thread ident -> ident of the thread whose region it is working on.  A
+#: sampling profiler reads it (without importing this module) to charge a pool
+#: thread's time to the code that started the region.
+WORKING_FOR: dict[int, int] = {}
+
 
 def in_worker() -> bool:
     """Whether the current thread is running a chunk of a parallel region."""
@@ -54,7 +59,7 @@ class _Region:
     """
 
     __slots__ = ("fn", "chunks", "args", "claim", "n", "lock", "finished", "running", "done",
-                 "stop", "error", "error_chunk")
+                 "stop", "error", "error_chunk", "owner")
 
     def __init__(self, fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
                  args: tuple[Any, ...]) -> None:
@@ -70,11 +75,15 @@ class _Region:
         self.stop = False
         self.error: BaseException | None = None
         self.error_chunk: tuple[int, int] | None = None
+        self.owner = threading.get_ident()  # the thread that started the region
 
     def work(self) -> None:
         fn, chunks, args, claim, n, lock = (self.fn, self.chunks, self.args, self.claim,
                                             self.n, self.lock)
         _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
+        me = threading.get_ident()
+        if me != self.owner:
+            WORKING_FOR[me] = self.owner
         try:
             while not self.stop:
                 with lock:
@@ -102,6 +111,8 @@ class _Region:
                         self.done.set()
         finally:
             _LOCAL.depth -= 1
+            if me != self.owner:
+                WORKING_FOR.pop(me, None)
 
     def halt(self) -> None:
         """Start no new chunk; done once the running ones finish."""

@@ -286,3 +286,46 @@ def test_each_mpi_rank_writes_its_own_report(tmp_path):
     assert json.loads((tmp_path / "out.rank1.json").read_text())["rank"] == 1
     assert (tmp_path / "loopscale-profile.rank1.txt").exists()
     assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.timeout(180)
+def test_scheduler_threads_time_is_charged_to_the_loop_that_started_them(tmp_path):
+    # a loop calling an accelerated function at the threads level: the pool
+    # threads' compiled chunks must count for that loop's line, not for
+    # loopscale's pool frames
+    script = _write(tmp_path, "threaded.py", '''\
+        import math, threading
+        import numpy as np
+        import loopscale
+        from loopscale import accelerate
+        from loopscale.profiler import profile
+
+        @accelerate
+        def heavy(x, out):
+            for i in range(x.shape[0]):
+                v = x[i]
+                for k in range(400):
+                    v = math.sin(v) + 0.5
+                out[i] = v
+
+        x = np.linspace(0.0, 1.0, 40_000)
+        out = np.empty_like(x)
+        with loopscale.level("threads", max_workers=2):
+            heavy(x, out)                      # compile outside the profile
+            with profile(check="none", timer="wall") as p:
+                for rep in range(12):
+                    heavy(x, out)              # line 21
+        r = p.report
+        main = threading.main_thread().ident
+        worker = sum(s.weight for s in r.session.samples if s.thread != main)
+        on_line = sum(s.weight for s in r.session.samples
+                      if any(f[0] == __file__ and f[1] == 21 for f in s.stack))
+        total = sum(s.weight for s in r.session.samples)
+        print(worker / total, on_line / total)
+    ''')
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                          timeout=170)
+    assert proc.returncode == 0, proc.stderr
+    worker, on_line = map(float, proc.stdout.split())
+    assert worker > 0.2  # the pool thread was sampled
+    assert on_line > 0.9  # and its time belongs to the loop's line
