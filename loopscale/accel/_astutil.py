@@ -224,6 +224,17 @@ def defined_before(fdef: ast.FunctionDef, pre: list[ast.stmt]) -> set[str]:
     return names
 
 
+def closure_values(func: types.FunctionType) -> dict[str, object]:
+    """The values of *func*'s closure cells by name (empty cells left out)."""
+    out: dict[str, object] = {}
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=False):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            pass
+    return out
+
+
 # public spellings for the other modules
 names_loaded = _names_loaded
 target_names = _target_names

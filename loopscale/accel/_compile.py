@@ -36,6 +36,7 @@ from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLoca
 from .. import config
 from ..errors import CompileError
 from . import _runtime
+from ._astutil import closure_values
 
 __all__ = ["build_namespace", "fingerprint", "make_dispatcher", "compile_error"]
 
@@ -172,13 +173,7 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
                     helpers: HelperCompiler) -> tuple[dict[str, Any], str]:
     """Namespace for the generated module, and the fingerprint of what it holds."""
     ns: dict[str, Any] = {"__builtins__": builtins, "__name__": func.__module__}
-    closure: dict[str, Any] = {}
-    if func.__closure__:
-        for name, cell in zip(func.__code__.co_freevars, func.__closure__, strict=False):
-            try:
-                closure[name] = cell.cell_contents
-            except ValueError:
-                pass
+    closure: dict[str, Any] = closure_values(func)
     memo: dict[int, str] = {}
     prints = []
     for name in sorted(loaded):

@@ -70,6 +70,7 @@ import numpy as np
 from .. import errors
 from ..errors import ArgumentError, ArgumentValueError, CompileError, CudaUnavailableError
 from . import _compile
+from ._astutil import closure_values
 from ._cuda_codegen import CudaCode, generate_cuda
 from ._model import LoopAnalysis, Resolver
 
@@ -295,13 +296,7 @@ class _DeviceHelpers(_compile.HelperCompiler):
 
 
 def _lookup(func: types.FunctionType, names: frozenset[str]) -> dict[str, Any]:
-    closure: dict[str, Any] = {}
-    if func.__closure__:
-        for name, cell in zip(func.__code__.co_freevars, func.__closure__, strict=False):
-            try:
-                closure[name] = cell.cell_contents
-            except ValueError:
-                pass
+    closure: dict[str, Any] = closure_values(func)
     out = {}
     for name in names:
         if name in closure:

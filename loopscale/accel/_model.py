@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._astutil import closure_values
+
 __all__ = ["ArrayRole", "LoopAnalysis", "Resolver"]
 
 
@@ -113,13 +115,7 @@ class Resolver:
     def __init__(self, func: types.FunctionType, prange_objects: Iterable[Any] = ()) -> None:
         self.func = func
         self.globals = func.__globals__
-        self.closure: dict[str, Any] = {}
-        if func.__closure__:
-            for name, cell in zip(func.__code__.co_freevars, func.__closure__, strict=False):
-                try:
-                    self.closure[name] = cell.cell_contents
-                except ValueError:
-                    pass
+        self.closure: dict[str, Any] = closure_values(func)
         self.prange_ids = {id(p) for p in prange_objects}
 
     def value(self, node: ast.expr) -> Any:
