@@ -21,6 +21,7 @@ __all__ = [
     "WorkerError",
     "CudaUnavailableError",
     "CudaMemoryError",
+    "DistributionError",
     "LoopscaleWarning",
     "FallbackWarning",
     "SerializationWarning",
@@ -84,6 +85,13 @@ class CudaUnavailableError(LoopscaleError, RuntimeError):
 class CudaMemoryError(LoopscaleError, MemoryError):
     """A device allocation asked for more memory than the GPU has free; the
     message gives the bytes requested and free."""
+
+
+class DistributionError(LoopscaleError, ValueError):
+    """A distributed array used in a way that would need data from other ranks
+    (an element at an arbitrary index, a whole-array operation), or distributed
+    arrays whose partitions do not match; the message says what to gather,
+    replicate or redistribute."""
 
 
 class LoopscaleWarning(UserWarning):

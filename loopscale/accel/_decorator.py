@@ -30,13 +30,14 @@ from ..errors import (
     ArgumentError,
     ArgumentValueError,
     CompileError,
+    DistributionError,
     FallbackWarning,
     LoopExecutionError,
     LoopscaleError,
     SerializationWarning,
     UnsupportedFunctionError,
 )
-from . import _analysis, _astutil, _codegen, _compile
+from . import _analysis, _astutil, _codegen, _compile, _distributed
 from ._callpath import (
     _ARG_MARK,
     _LEVEL_VAR,
@@ -255,6 +256,8 @@ class Accelerated(Generic[P, R]):
         """Validate arguments for a new type signature; name the bad one."""
         import numba
 
+        if any(_distributed.is_distributed(v) for v in args):
+            raise _NeedsConversion  # the slow path takes distributed calls
         written = self._written_params()
         where = f"{self.py_func.__qualname__}()"
         convert = False
@@ -328,6 +331,9 @@ class Accelerated(Generic[P, R]):
         raise new from exc
 
     def _call_slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        dist = _distributed.distributed_arguments(self._params, args, kwargs)
+        if dist:
+            return self._call_distributed(dist, args, kwargs)
         if self._python_mode:
             return self.py_func(*args, **kwargs)
         setting = config.current_level()
@@ -395,6 +401,36 @@ class Accelerated(Generic[P, R]):
                 if new is exc:
                     raise
                 raise new from exc
+
+    def _call_distributed(self, dist: dict[str, Any], args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> R:
+        """A call with distributed arrays: each rank runs the iterations of its rows
+        (see :mod:`._distributed`)."""
+        fn = self.py_func
+        where = f"{fn.__qualname__}()"
+        if self._python_mode or self.target == "cuda":
+            why = ("LOOPSCALE_DISABLE=1 runs it as plain Python" if self._disabled else
+                   "it runs as plain Python after a compile error (fallback=True)"
+                   if self._python_mode else "target='cuda' runs on one GPU")
+            raise DistributionError(
+                f"{where} was called with the distributed array(s) "
+                f"{', '.join(map(repr, dist))}, but {why}, and only the compiled CPU code "
+                "can run on distributed arrays. Gather them first (distribute.allgather) "
+                "or run compiled.")
+        comp = self._build()
+        _distributed.check_call(fn.__qualname__, fn.__code__.co_filename, self._tree,
+                                self.analysis, comp.pre is not None, dist,
+                                comp.gen.plan_reason)
+        first = next(iter(dist.values()))
+        setting = config.current_level()
+        call = getattr(type(first), _distributed.PROTOCOL)(
+            function=fn.__qualname__, analysis=self.analysis, arrays=dist,
+            params=tuple(self._params), level=setting.name, options=dict(setting.options))
+        views = call.views
+        args = tuple(views.get(n, a) if n in dist else a
+                     for n, a in zip(self._params, args, strict=False)) + args[len(self._params):]
+        kwargs = {k: views[k] if k in dist else v for k, v in kwargs.items()}
+        return call.finish(self._call_plan(call, args, kwargs))  # type: ignore[no-any-return]
 
     def _resolve_level(self, setting: config.LevelSetting) -> str:
         """The level this call runs at: ``auto`` resolved for this function."""

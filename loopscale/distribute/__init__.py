@@ -16,12 +16,26 @@ importing it arms abort-on-failure (see :mod:`._mpi`).
 from __future__ import annotations
 
 from . import _mpi
+from ._darray import (
+    DistArray,
+    allgather,
+    empty,
+    empty_like,
+    from_local,
+    full,
+    full_like,
+    gather,
+    scatter,
+    zeros,
+    zeros_like,
+)
 from ._farm import map
 from ._launch import run_script
 from ._level import MPIExecutor, last_call_stats
 from ._mpi import comm, install_abort_handler, rank, size
 
-__all__ = ["MPIExecutor", "comm", "install_abort_handler", "last_call_stats", "map", "rank",
-           "run_script", "size"]
+__all__ = ["DistArray", "MPIExecutor", "allgather", "comm", "empty", "empty_like", "from_local",
+           "full", "full_like", "gather", "install_abort_handler", "last_call_stats", "map",
+           "rank", "run_script", "scatter", "size", "zeros", "zeros_like"]
 
 _mpi.install_abort_handler()

@@ -210,18 +210,7 @@ class MPIExecutor:
         self._exchange(comm, plan, slots, dealt, me, failure)
 
     def _check_agreement(self, comm: Any, plan: Any) -> None:
-        if self.check == "none":
-            return
-        mpi = _mpi.mpi_module()
-        fields = describe_inputs(plan, self.check)
-        h = fingerprint(fields)
-        mine = np.array([h, -h - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
-        both = np.empty(2, dtype=np.int64)
-        comm.Allreduce(mine, both, op=mpi.MAX)
-        if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees
-            return
-        per_rank = comm.allgather(fields)  # small strings; the error path only
-        raise ArgumentValueError(mismatch_message(plan.function, per_rank))
+        check_agreement(comm, plan, self.check)
 
     def _slots(self, plan: Any) -> list[_Slot] | None:
         """The arrays to exchange, or None when one cannot be located by rows."""
@@ -279,6 +268,26 @@ class MPIExecutor:
         for r, d in enumerate(displs):
             if r != me:
                 _unpack(recv[int(d) + _HEADER:int(d + counts[r])], slots, layout[r])
+
+
+def check_agreement(comm: Any, plan: Any, check: str,
+                    extra: Sequence[tuple[str, str]] = (),
+                    no_values: Sequence[str] = ()) -> None:
+    """Raise the same :class:`ArgumentValueError` on every rank unless the ranks'
+    inputs to *plan* agree (one ``Allreduce`` of a 64-bit fingerprint; the ranks'
+    descriptions are exchanged only when they differ)."""
+    if check == "none":
+        return
+    mpi = _mpi.mpi_module()
+    fields = describe_inputs(plan, check, no_values) + list(extra)
+    h = fingerprint(fields)
+    mine = np.array([h, -h - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
+    both = np.empty(2, dtype=np.int64)
+    comm.Allreduce(mine, both, op=mpi.MAX)
+    if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees
+        return
+    per_rank = comm.allgather(fields)  # small strings; the error path only
+    raise ArgumentValueError(mismatch_message(plan.function, per_rank))
 
 
 def _rows(slot: _Slot, piece: Any, nrows: int, buf: np.ndarray) -> np.ndarray:

@@ -140,6 +140,23 @@ def node_size(communicator: Any) -> int:
     return found
 
 
+_PRIVATE: dict[int, Any] = {}
+
+
+def private_comm(communicator: Any) -> Any:
+    """A duplicate of *communicator* for loopscale's own messages (collective, cached).
+
+    Halo exchanges and the other point-to-point traffic of distributed arrays
+    use it, so that their tags never match a message of the user's on the
+    same communicator (the practice of PETSc and other MPI libraries).
+    """
+    key = int(communicator.py2f())
+    found = _PRIVATE.get(key)
+    if found is None:
+        found = _PRIVATE[key] = communicator.Dup()
+    return found
+
+
 # -- failure policy --------------------------------------------------------------------
 
 def mark_secondary(exc: BaseException) -> BaseException:

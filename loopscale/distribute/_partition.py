@@ -138,12 +138,14 @@ def _describe_value(value: Any, with_values: bool) -> str:
     return type(value).__name__
 
 
-def describe_inputs(plan: Any, check: str = "shapes") -> list[tuple[str, str]]:
+def describe_inputs(plan: Any, check: str = "shapes",
+                    no_values: Sequence[str] = ()) -> list[tuple[str, str]]:
     """What must agree across ranks for *plan*, as ``(field, value)`` strings.
 
     With ``check="values"`` the contents of the arrays the loop reads are
-    hashed too.  Reduction partials and arrays the loop only writes (freshly
-    allocated outputs) are described by dtype and shape only.
+    hashed too, except those named in *no_values* (distributed arrays, whose
+    rows differ by rank).  Reduction partials and arrays the loop only writes
+    (freshly allocated outputs) are described by dtype and shape only.
     """
     fields = [("function", plan.function),
               ("iterations", f"n={plan.n} lo={plan.lo} step={plan.step}"),
@@ -153,7 +155,7 @@ def describe_inputs(plan: Any, check: str = "shapes") -> list[tuple[str, str]]:
         if name in ("lo", "step", "n", "block"):
             continue
         role = plan.arrays.get(name)
-        read = role is not None and role.read
+        read = role is not None and role.read and name not in no_values
         fields.append((name, _describe_value(value, check == "values" and read)))
     return fields
 
@@ -184,3 +186,75 @@ def mismatch_message(function: str, per_rank: Sequence[Sequence[tuple[str, str]]
             "call the function with the same shapes, dtypes and scalar arguments; compute them "
             "identically on every rank (seed random generators the same way), or distribute "
             "the data explicitly.")
+
+
+# -- distributed mode: which iterations a rank runs, which rows it touches ------------------
+
+def owned_iterations(lo: int, step: int, n: int, row0: int, row1: int) -> tuple[int, int]:
+    """The iterations ``[k0, k1)`` of ``range`` ``lo + k * step`` (``0 <= k < n``)
+    whose value lies in ``[row0, row1)``: a contiguous run (empty as ``k0 == k1``).
+
+    Examples
+    --------
+    >>> owned_iterations(1, 1, 8, 0, 5)     # range(1, 9), rows 0..4: i = 1..4
+    (0, 4)
+    >>> owned_iterations(9, -2, 5, 3, 8)    # range(9, -1, -2), rows 3..7: i = 7, 5, 3
+    (1, 4)
+    """
+    if n <= 0 or row0 >= row1:
+        return 0, 0
+    if step > 0:
+        k0 = -((lo - row0) // step)          # ceil((row0 - lo) / step)
+        k1 = -((lo - row1) // step)          # ceil((row1 - lo) / step)
+    elif step < 0:
+        k0 = (row1 - 1 - lo) // step         # first k with lo + k*step <= row1 - 1
+        k0 = k0 if lo + k0 * step <= row1 - 1 else k0 + 1
+        k1 = (row0 - lo) // step + 1         # first k with lo + k*step < row0
+    else:
+        k0, k1 = (0, n) if row0 <= lo < row1 else (0, 0)
+    k0, k1 = max(0, min(k0, n)), max(0, min(k1, n))
+    return (k0, k1) if k0 < k1 else (0, 0)
+
+
+Segment = tuple[int, int, int, int]  # kernel range c0, c1 and iterations k0, k1
+
+
+def computed_segments(k0: int, k1: int, *, n: int, block: int, nblocks: int,
+                      reductions: bool) -> list[Segment]:
+    """What a rank owning iterations ``[k0, k1)`` runs: kernel ranges with their iterations.
+
+    Without reductions the kernel's blocks are single iterations: the rank runs
+    exactly its own.  With reductions a block's partial must be computed by one
+    rank, in order: a rank runs the blocks that *start* in its iterations, the
+    last of which may run past ``k1`` into the next rank's rows (its own
+    segment, second in the list); the iterations before its first block start
+    are run by the rank before it.
+
+    Examples
+    --------
+    >>> computed_segments(3, 10, n=20, block=4, nblocks=5, reductions=True)
+    [(1, 2, 4, 8), (2, 3, 8, 12)]
+    >>> computed_segments(3, 10, n=20, block=1, nblocks=20, reductions=False)
+    [(3, 10, 3, 10)]
+    """
+    if k0 >= k1:
+        return []
+    if not reductions:
+        return [(k0, k1, k0, k1)]
+    b0 = -(-k0 // block)
+    b1 = min(-(-k1 // block), nblocks)
+    if b0 >= b1:
+        return []
+    bx = b1 if min(b1 * block, n) <= k1 else b1 - 1
+    out = []
+    if b0 < bx:
+        out.append((b0, bx, b0 * block, min(bx * block, n)))
+    if bx < b1:
+        out.append((bx, b1, bx * block, min(b1 * block, n)))
+    return out
+
+
+def row_hull(lo: int, step: int, k0: int, k1: int, offsets: Sequence[int]) -> tuple[int, int]:
+    """The rows ``[r0, r1)`` spanned by ``lo + k * step + off`` for ``k0 <= k < k1``."""
+    first, last = lo + k0 * step, lo + (k1 - 1) * step
+    return min(first, last) + min(offsets), max(first, last) + max(offsets) + 1

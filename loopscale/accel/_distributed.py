@@ -1,0 +1,202 @@
+"""Calls with distributed arguments: the protocol between ``accel`` and a partitioned array.
+
+``accel`` knows nothing of MPI.  An argument whose type has the attribute
+``__loopscale_distributed__`` holds only a block of rows (axis 0) of a larger
+array; ``distribute.DistArray`` is the one loopscale ships, and a third party
+could write another the same way.  When a decorated function is called with
+such an argument, ``accel``
+
+1. checks that the call can run where the data lives: the loop is parallel
+   (and outlined into a plan), every distributed argument is indexed in the
+   loop with the loop variable on axis 0 (``u[i]``, ``u[i - 1, j]``), and the
+   code before and after the loop uses it only for its shape, ``ndim``,
+   ``size``, ``dtype``, ``len()`` or to allocate a like-shaped array
+   (:func:`check_call`, which names the file and line when it is not so);
+2. asks the type for a *call object*:
+   ``type(arg).__loopscale_distributed__(function=..., analysis=...,
+   arrays={name: arg}, params=(...), level=..., options={...})``;
+3. replaces each distributed argument by ``call.views[name]``, a NumPy array
+   of the *global* shape whose rows this process may touch are those the call
+   object has made valid (its own rows and their halos), runs the prologue,
+   hands the plan to ``call.run(plan)`` (the call object is the executor: it
+   exchanges halos, runs this process's blocks and combines the reduction
+   partials of every process), runs the epilogue, and returns
+   ``call.finish(result)`` (which turns views back into distributed arrays).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import DistributionError
+
+__all__ = ["PROTOCOL", "distributed_arguments", "check_call"]
+
+#: The attribute that marks a distributed-array type.
+PROTOCOL = "__loopscale_distributed__"
+
+#: What the code before and after the loop may do with a distributed argument.
+_META_ATTRS = frozenset({"shape", "ndim", "size", "dtype"})
+_LIKE_FUNCS = frozenset({"len", "empty_like", "zeros_like", "ones_like", "full_like"})
+
+
+def is_distributed(value: Any) -> bool:
+    """Whether *value* is a distributed array (its type follows the protocol)."""
+    return hasattr(type(value), PROTOCOL)
+
+
+def distributed_arguments(names: Iterable[str], args: tuple[Any, ...],
+                          kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter name -> distributed argument, for the arguments that are distributed."""
+    found = {n: v for n, v in zip(names, args, strict=False) if is_distributed(v)}
+    found.update({n: v for n, v in kwargs.items() if is_distributed(v)})
+    return found
+
+
+def _where(filename: str, node: ast.AST | None, fallback: int | None) -> str:
+    line = getattr(node, "lineno", None) or fallback
+    return f"{filename}:{line}" if line else filename
+
+
+def _first_bad_loop_use(loop: ast.For, name: str, var: str, helpers_ok: bool
+                        ) -> ast.AST | None:
+    """The first use of *name* in *loop* not indexed by *var* (plus a constant) on axis 0.
+
+    With *helpers_ok* (the analysis found the helpers it is passed to index it
+    by the loop variable), passing it to a function is not such a use.
+    """
+
+    def aligned(index: ast.expr) -> bool:
+        first = index.elts[0] if isinstance(index, ast.Tuple) and index.elts else index
+        if isinstance(first, ast.Name):
+            return first.id == var
+        if (isinstance(first, ast.BinOp) and isinstance(first.op, (ast.Add, ast.Sub))
+                and isinstance(first.left, ast.Name) and first.left.id == var):
+            return isinstance(first.right, ast.Constant) and isinstance(first.right.value, int)
+        return False
+
+    parents: dict[int, ast.AST] = {}
+    for node in ast.walk(loop):
+        for child in ast.iter_child_nodes(node):
+            parents[id(child)] = node
+    for node in ast.walk(loop):
+        if isinstance(node, ast.Name) and node.id == name:
+            parent = parents.get(id(node))
+            if isinstance(parent, ast.Subscript) and parent.value is node:
+                if not aligned(parent.slice):
+                    return parent
+            elif isinstance(parent, ast.Attribute) and parent.attr in _META_ATTRS:
+                continue
+            elif isinstance(parent, ast.Call) and node in parent.args and helpers_ok:
+                continue
+            else:
+                return node
+    return None
+
+
+def _bad_outside_use(stmts: list[ast.stmt], name: str) -> ast.AST | None:
+    """The first use of *name* in *stmts* that is more than its metadata."""
+    parents: dict[int, ast.AST] = {}
+    for st in stmts:
+        for node in ast.walk(st):
+            for child in ast.iter_child_nodes(node):
+                parents[id(child)] = node
+    for st in stmts:
+        for node in ast.walk(st):
+            if not (isinstance(node, ast.Name) and node.id == name):
+                continue
+            parent = parents.get(id(node))
+            if isinstance(parent, ast.Attribute) and parent.attr in _META_ATTRS:
+                continue
+            if isinstance(parent, ast.Call) and node in parent.args[:1]:
+                fn = parent.func
+                fname = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)
+                if fname in _LIKE_FUNCS:
+                    continue
+            if isinstance(parent, ast.Return) or (
+                    isinstance(parent, ast.Tuple) and isinstance(parents.get(id(parent)),
+                                                                 ast.Return)):
+                continue  # returned as it is: the caller gets the distributed array back
+            return _enclosing(node, parents)
+    return None
+
+
+def _enclosing(node: ast.AST, parents: dict[int, ast.AST]) -> ast.AST:
+    """The expression that uses *node* (``u.sum()`` rather than ``u``), for messages."""
+    shown = node
+    for _ in range(3):
+        parent = parents.get(id(shown))
+        if isinstance(parent, ast.Attribute) and parent.value is shown or (
+                isinstance(parent, ast.Call) and (parent.func is shown or shown in parent.args)):
+            shown = parent
+            continue
+        break
+    return shown
+
+
+def check_call(function: str, filename: str, fdef: ast.FunctionDef | None, analysis: Any,
+               has_plan: bool, dist: Mapping[str, Any], plan_reason: str | None) -> None:
+    """Raise :class:`~loopscale.errors.DistributionError` when *dist* cannot be used so.
+
+    Parameters
+    ----------
+    function, filename
+        The decorated function's name and file (for messages).
+    fdef
+        Its syntax tree.
+    analysis
+        Its :class:`~loopscale.accel.LoopAnalysis`.
+    has_plan
+        Whether the loop was outlined into a prologue / chunk / epilogue plan.
+    dist
+        Parameter name -> distributed argument.
+    plan_reason
+        Why there is no plan, when there is none.
+    """
+    names = ", ".join(repr(n) for n in dist)
+    gather = ("gather it first (distribute.allgather(x) gives every rank a NumPy array) "
+              "and pass the NumPy array")
+    if not analysis.parallel or analysis.loop_index is None or fdef is None:
+        why = analysis.reason or "it has no loop"
+        raise DistributionError(
+            f"{function}() was called with the distributed array(s) {names}, but its loop "
+            f"does not run in parallel: {why}. A distributed call runs each rank's share of "
+            f"the iterations where its rows live, which needs a parallel loop; {gather}, "
+            "or make the loop's iterations independent (f.explain() says what stops it).")
+    if not has_plan:
+        raise DistributionError(
+            f"{function}() was called with the distributed array(s) {names}, but its loop "
+            f"cannot be split across ranks: {plan_reason}; {gather}.")
+    loop = fdef.body[analysis.loop_index]
+    var = analysis.loop_var
+    for name in dist:
+        role = analysis.arrays.get(name)
+        helpers_ok = role is not None and role.access != "anywhere"
+        bad = (_first_bad_loop_use(loop, name, var, helpers_ok) if isinstance(loop, ast.For)
+               else None)
+        if bad is not None or (role is not None and role.access == "anywhere"):
+            where = _where(filename, bad, analysis.lineno)
+            text = ast.unparse(bad) if bad is not None else name
+            raise DistributionError(
+                f"argument {name!r} of {function}() is a distributed array, but the loop "
+                f"uses it at {where} as `{text}`, which is not row {var} (plus a constant) "
+                f"of axis 0: that row may live on another rank. Pass a replicated NumPy "
+                f"array for {name!r} ({gather}), or index it as {name}[{var}], "
+                f"{name}[{var} - 1], {name}[{var}, j]...")
+        if role is not None and role.axis not in (0, None):
+            raise DistributionError(
+                f"argument {name!r} of {function}() is a distributed array, partitioned "
+                f"along axis 0, but the loop at {filename}:{analysis.lineno} indexes it "
+                f"with {var!r} on axis {role.axis}. Distribute the transposed array "
+                f"(rows = the loop's axis), or {gather}.")
+        outside = fdef.body[:analysis.loop_index] + fdef.body[analysis.loop_index + 1:]
+        bad = _bad_outside_use(outside, name)
+        if bad is not None:
+            raise DistributionError(
+                f"argument {name!r} of {function}() is a distributed array, but the code "
+                f"outside the loop uses it at {_where(filename, bad, None)} as "
+                f"`{ast.unparse(bad)}`, which would need every rank's rows. Outside the loop "
+                f"a distributed array may only give its shape, ndim, size or dtype, or "
+                f"a like-shaped new array (np.empty_like({name})); {gather}.")

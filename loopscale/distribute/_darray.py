@@ -1,0 +1,589 @@
+"""Distributed arrays: one array partitioned by rows (axis 0) across MPI ranks.
+
+A :class:`DistArray` holds, on each rank, one contiguous block of rows of a
+global array: rank ``r`` holds rows ``bounds[r]:bounds[r + 1]``.  Every rank
+knows every rank's bounds, so any rank can say where a row lives without
+asking.  The rows sit in a C-contiguous buffer with spare *ghost* rows on
+both sides, so that the halo rows a stencil reads (``u[i - 1]``, ``u[i + 1]``)
+and the few rows a reduction's last block runs past its rank's end are
+received in place, next to the rank's own rows, with no copy of them.
+
+Arrays move through the buffer-based mpi4py calls (``Scatterv``, ``Gatherv``,
+``Allgatherv``, ``Isend``/``Irecv`` of whole rows, as bytes), never pickled.
+The point-to-point traffic runs on a private duplicate of the communicator,
+so it cannot match a message of the user's.
+
+Without a launcher (one process), MPI is never started: a distributed array
+is then this process's whole array, and every operation is local.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArgumentError, ArgumentValueError, DistributionError
+from . import _mpi
+
+__all__ = ["DistArray", "scatter", "gather", "allgather", "from_local", "empty", "zeros",
+           "full", "empty_like", "zeros_like", "full_like", "balanced_bounds", "HALO"]
+
+#: Ghost rows kept on each side of a rank's block, at least (stencil halos).
+HALO = 2
+
+
+def balanced_bounds(nrows: int, nranks: int) -> np.ndarray:
+    """Row bounds that give every rank ``nrows // nranks`` or one more rows.
+
+    Examples
+    --------
+    >>> balanced_bounds(10, 4).tolist()
+    [0, 2, 5, 7, 10]
+    """
+    return np.array([r * nrows // nranks for r in range(nranks + 1)], dtype=np.int64)
+
+
+def _ghosts(nrows: int, halo: int, nranks: int) -> int:
+    """Ghost rows per side: the halo, and room for a reduction block that runs past
+    the rank's end (about nrows / 1024 rows, see accel's block size), unless that
+    would be more than a quarter of the rank's rows (then such calls copy)."""
+    block = max(16, -(-nrows // 1024)) + halo
+    share = nrows // max(1, nranks)
+    return max(halo, min(block, share // 4))
+
+
+def _resolve(comm: Any) -> Any:
+    """The communicator to use: the given one, COMM_WORLD under a launcher, None alone."""
+    if comm is not None:
+        if not (hasattr(comm, "Get_size") and hasattr(comm, "Allgatherv")):
+            raise ArgumentError(f"comm must be an mpi4py communicator; got {comm!r}.")
+        return comm
+    if not _mpi.launched() and not _mpi.is_initialized():
+        return None
+    return _mpi.comm()
+
+
+def as_bytes(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous array's memory as a 1-D ``uint8`` array (no copy)."""
+    return a.reshape(-1).view(np.uint8)
+
+
+class _Window:
+    """Exposes *buf* as an array of the global shape through ``__array_interface__``."""
+
+    def __init__(self, buf: np.ndarray, first_row: int, shape: tuple[int, ...]) -> None:
+        rowbytes = buf.strides[0] if buf.ndim else 0
+        if buf.ndim and buf.shape[0] == 0:
+            rowbytes = buf.itemsize * int(np.prod(buf.shape[1:], dtype=np.int64))
+        self.__array_interface__ = {
+            "data": (int(buf.ctypes.data) - first_row * rowbytes, False),
+            "shape": shape,
+            "strides": (rowbytes, *buf.strides[1:]),
+            "typestr": buf.dtype.str,
+            "descr": buf.dtype.descr,
+            "version": 3,
+        }
+        self.buf = buf  # keeps the memory alive as long as the view
+
+
+def global_view(buf: np.ndarray, first_row: int, shape: tuple[int, ...]) -> np.ndarray:
+    """An array of the global *shape* whose rows ``first_row .. first_row + len(buf)``
+    are *buf*'s rows.  Only those rows may be touched: the view exists to let
+    compiled code index with global row numbers."""
+    return np.asarray(_Window(buf, first_row, shape))
+
+
+class DistArray:
+    """An array partitioned along axis 0 across the ranks of a communicator.
+
+    Make one with :func:`scatter`, :func:`from_local`, :func:`zeros` and the
+    other constructors, or a loader (:func:`load_npy`, :func:`read_parquet`);
+    bring it back with :func:`gather` / :func:`allgather`.  Pass it to an
+    accelerated function in place of a NumPy array: each rank runs the loop's
+    iterations whose rows it holds, halo rows read at constant offsets
+    (``u[i - 1]``, ``u[i + 1]``) are exchanged first, outputs stay
+    distributed, and reductions are combined across ranks in the fixed block
+    order, so the result is bit for bit the ``serial`` level's.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The global shape.
+    dtype : numpy.dtype
+    bounds : tuple of int
+        Rank ``r`` holds global rows ``bounds[r]:bounds[r + 1]``.
+    local : numpy.ndarray
+        This rank's rows (a writable view, valid for the array's lifetime).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from loopscale import distribute
+    >>> u = distribute.scatter(np.arange(10.0))   # under mpiexec: rows split
+    >>> u.shape, u.local_rows
+    ((10,), (0, 10))
+    >>> distribute.allgather(u)[:3]
+    array([0., 1., 2.])
+    """
+
+    __slots__ = ("_comm", "_shape", "_dtype", "_bounds", "_rank", "_buf", "_ghost",
+                 "_view", "__weakref__")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("DistArray is made by distribute.scatter, from_local, zeros, empty, "
+                        "full, the *_like functions or a loader (load_npy, read_parquet).")
+
+    # -- construction (internal) ----------------------------------------------------
+    @classmethod
+    def _allocate(cls, shape: Sequence[int], dtype: Any, bounds: np.ndarray, comm: Any,
+                  ghost: int | None = None, halo: int = HALO) -> DistArray:
+        self = object.__new__(cls)
+        if comm is not None:
+            _mpi.private_comm(comm)  # collective the first time: every rank makes arrays
+        self._comm = comm
+        self._shape = tuple(int(s) for s in shape)
+        self._dtype = np.dtype(dtype)
+        self._bounds = np.asarray(bounds, dtype=np.int64)
+        nranks = len(self._bounds) - 1
+        self._rank = 0 if comm is None else int(comm.Get_rank())
+        nloc = int(self._bounds[self._rank + 1] - self._bounds[self._rank])
+        self._ghost = _ghosts(self._shape[0], halo, nranks) if ghost is None else ghost
+        self._buf = np.empty((nloc + 2 * self._ghost, *self._shape[1:]), dtype=self._dtype)
+        self._view: np.ndarray | None = None
+        return self
+
+    # -- what it is ---------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The global shape."""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The element type."""
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self._shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements of the global array."""
+        return int(np.prod(self._shape, dtype=np.int64))
+
+    @property
+    def comm(self) -> Any:
+        """The communicator (None for a process started without a launcher)."""
+        return self._comm
+
+    @property
+    def bounds(self) -> tuple[int, ...]:
+        """Rank ``r`` holds global rows ``bounds[r]:bounds[r + 1]``."""
+        return tuple(int(b) for b in self._bounds)
+
+    @property
+    def local_rows(self) -> tuple[int, int]:
+        """The global rows ``(start, stop)`` this rank holds."""
+        return int(self._bounds[self._rank]), int(self._bounds[self._rank + 1])
+
+    @property
+    def local(self) -> np.ndarray:
+        """This rank's rows: a writable view of the array's memory."""
+        r0, r1 = self.local_rows
+        return self._buf[self._ghost:self._ghost + (r1 - r0)]
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    def __repr__(self) -> str:
+        r0, r1 = self.local_rows
+        return (f"DistArray(shape={self._shape}, dtype={self._dtype}, ranks="
+                f"{len(self._bounds) - 1}, rows {r0}:{r1} on rank {self._rank})")
+
+    # -- what it refuses -------------------------------------------------------------
+    def _refuse(self, what: str) -> DistributionError:
+        r0, r1 = self.local_rows
+        return DistributionError(
+            f"{what} of a DistArray would need rows held by other ranks (this rank holds "
+            f"rows {r0}:{r1} of {self._shape[0]}). Use distribute.allgather(x) (every rank) "
+            "or distribute.gather(x) (one rank) for a NumPy array, x.local for this rank's "
+            "rows, or pass x to an accelerated function whose loop reads x[i].")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise self._refuse(f"reading x[{index!r}]")
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise self._refuse(f"writing x[{index!r}]")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise self._refuse("converting to a NumPy array")
+
+    def __iter__(self) -> Any:
+        raise self._refuse("iterating over the rows")
+
+    # -- the accel protocol ----------------------------------------------------------
+    @classmethod
+    def __loopscale_distributed__(cls, **call: Any) -> Any:
+        """Start an accelerated call with distributed arguments (see ``accel``)."""
+        from ._dcall import DistributedCall
+
+        return DistributedCall(**call)
+
+    def _global_view(self) -> np.ndarray:
+        """This array's buffer as an array of the global shape (own rows and ghosts valid)."""
+        if self._view is None:
+            r0, _ = self.local_rows
+            self._view = global_view(self._buf, r0 - self._ghost, self._shape)
+        return self._view
+
+    # -- operations ----------------------------------------------------------------
+    def copy(self) -> DistArray:
+        """A new distributed array with the same rows (local copy, no communication)."""
+        out = DistArray._allocate(self._shape, self._dtype, self._bounds, self._comm,
+                                  ghost=self._ghost)
+        out.local[...] = self.local
+        return out
+
+    def redistribute(self, bounds: Sequence[int] | None = None) -> DistArray:
+        """The same global array with rows placed by *bounds* (default: balanced).
+
+        Collective.  Rows move by point-to-point messages between the ranks whose
+        blocks overlap; a rank's own rows are copied locally.
+
+        Parameters
+        ----------
+        bounds : sequence of int, optional
+            ``len(bounds) == ranks + 1``, ``bounds[0] == 0``, non-decreasing,
+            ``bounds[-1] == len(x)``; or another DistArray's ``bounds``.
+        """
+        nranks = len(self._bounds) - 1
+        new = (balanced_bounds(self._shape[0], nranks) if bounds is None
+               else np.asarray(bounds, dtype=np.int64))
+        if (new.ndim != 1 or len(new) != nranks + 1 or new[0] != 0
+                or new[-1] != self._shape[0] or np.any(np.diff(new) < 0)):
+            raise ArgumentValueError(
+                f"bounds must be {nranks + 1} non-decreasing row numbers from 0 to "
+                f"{self._shape[0]}; got {list(map(int, new))!r}.")
+        out = DistArray._allocate(self._shape, self._dtype, new, self._comm)
+        moves = []
+        for src in range(nranks):
+            for dst in range(nranks):
+                a = max(self._bounds[src], new[dst])
+                b = min(self._bounds[src + 1], new[dst + 1])
+                if a < b:
+                    moves.append((src, dst, int(a), int(b)))
+        me = self._rank
+        sends, recvs = [], []
+        for src, dst, a, b in moves:
+            if src == me and dst == me:
+                out.local[a - new[me]:b - new[me]] = self.local[a - self._bounds[me]:
+                                                                b - self._bounds[me]]
+            elif src == me:
+                sends.append((dst, 0, self.local[a - self._bounds[me]:b - self._bounds[me]]))
+            elif dst == me:
+                recvs.append((src, 0, out.local[a - new[me]:b - new[me]]))
+        transfer(self._comm, sends, recvs)
+        return out
+
+
+# -- moving rows -----------------------------------------------------------------------
+
+def transfer(comm: Any, sends: Sequence[tuple[int, int, np.ndarray]],
+             recvs: Sequence[tuple[int, int, np.ndarray]]) -> int:
+    """Send and receive contiguous blocks of rows; return the bytes moved by this rank.
+
+    Each entry is ``(peer, tag, rows)``.  Both sides derive the same list from
+    the same bounds, so sizes agree without being sent.  Runs on the private
+    duplicate of *comm*; returns when every message of this rank is complete.
+    """
+    if not sends and not recvs:
+        return 0
+    mpi = _mpi.mpi_module()
+    pcomm = _mpi.private_comm(comm)
+    reqs = [pcomm.Irecv([as_bytes(r), mpi.BYTE], source=peer, tag=tag)
+            for peer, tag, r in recvs]
+    reqs += [pcomm.Isend([as_bytes(np.ascontiguousarray(s)), mpi.BYTE], dest=peer, tag=tag)
+             for peer, tag, s in sends]
+    mpi.Request.Waitall(reqs)
+    return sum(int(r.nbytes) for _, _, r in recvs) + sum(int(s.nbytes) for _, _, s in sends)
+
+
+def _row_counts(bounds: np.ndarray, rowbytes: int) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.diff(bounds) * rowbytes
+    displs = bounds[:-1] * rowbytes
+    return counts.astype(np.int64), displs.astype(np.int64)
+
+
+def _check_dtype(dtype: np.dtype, what: str) -> None:
+    if dtype.hasobject:
+        raise ArgumentError(f"{what} has dtype {dtype}, which holds Python objects: a "
+                            "distributed array holds numbers (its rows travel as bytes).")
+
+
+# -- constructors ----------------------------------------------------------------------
+
+def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
+    """Split *array* (significant on *root* only) by rows across the ranks.
+
+    Collective.  The root's array travels once, by ``Scatterv`` of its bytes;
+    each rank receives its rows straight into the distributed array's memory.
+
+    Parameters
+    ----------
+    array : array_like
+        The global array on rank *root*; ignored (may be None) elsewhere.
+    root : int
+        The rank that holds it.
+    comm : mpi4py.MPI.Comm, optional
+        Default ``COMM_WORLD`` under a launcher; one process without one.
+
+    Returns
+    -------
+    DistArray
+        Balanced rows: rank ``r`` gets rows ``r*n//P`` to ``(r+1)*n//P``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from loopscale import distribute
+    >>> x = distribute.scatter(np.arange(6).reshape(3, 2))
+    >>> x.shape
+    (3, 2)
+    """
+    comm = _resolve(comm)
+    if comm is None:
+        if root != 0:
+            raise ArgumentValueError(f"root must be 0 in a process without an MPI launcher; "
+                                     f"got {root!r}.")
+        arr = _as_array(array, "the array given to scatter()")
+        out = DistArray._allocate(arr.shape, arr.dtype, balanced_bounds(arr.shape[0], 1), None)
+        out.local[...] = arr
+        return out
+    nranks, me = comm.Get_size(), comm.Get_rank()
+    if not (isinstance(root, int) and 0 <= root < nranks):
+        raise ArgumentValueError(f"root must be a rank from 0 to {nranks - 1}; got {root!r}.")
+    meta: Any = None
+    arr = None
+    if me == root:
+        try:
+            arr = np.ascontiguousarray(_as_array(array, "the array given to scatter()"))
+            meta = (arr.shape, arr.dtype.str)
+        except (ArgumentError, ArgumentValueError) as exc:
+            meta = ("error", str(exc))
+    meta = comm.bcast(meta, root=root)  # two small values, not the array
+    if meta[0] == "error":
+        raise ArgumentError(f"{meta[1]} (on rank {root}, the root)")
+    shape, dtype = tuple(meta[0]), np.dtype(meta[1])
+    out = DistArray._allocate(shape, dtype, balanced_bounds(shape[0], nranks), comm)
+    mpi = _mpi.mpi_module()
+    rowbytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    counts, displs = _row_counts(out._bounds, rowbytes)
+    send = [as_bytes(arr), (counts, displs), mpi.BYTE] if me == root else None
+    comm.Scatterv(send, [as_bytes(out.local), mpi.BYTE], root=root)
+    return out
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, DistArray):
+        raise ArgumentError(f"{what} is already a DistArray.")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise ArgumentError(f"{what} is a {type(value).__name__}, not an array: {exc}") from None
+    if arr.ndim == 0:
+        raise ArgumentValueError(f"{what} is a scalar ({value!r}): a distributed array needs "
+                                 "at least one axis (its rows).")
+    _check_dtype(arr.dtype, what)
+    return arr
+
+
+def _check_dist(x: Any, what: str) -> DistArray:
+    if not isinstance(x, DistArray):
+        raise ArgumentError(f"{what} must be a DistArray (from distribute.scatter, from_local "
+                            f"or a loader); got a {type(x).__name__}.")
+    return x
+
+
+def gather(x: DistArray, root: int = 0) -> np.ndarray | None:
+    """The whole array on rank *root* (a new NumPy array); None on the other ranks.
+
+    Collective (``Gatherv`` of the rows' bytes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from loopscale import distribute
+    >>> distribute.gather(distribute.scatter(np.arange(4)))
+    array([0, 1, 2, 3])
+    """
+    x = _check_dist(x, "the argument of gather()")
+    if x._comm is None:
+        return np.array(x.local)
+    mpi = _mpi.mpi_module()
+    me = x._comm.Get_rank()
+    out = np.empty(x.shape, dtype=x.dtype) if me == root else None
+    counts, displs = _row_counts(x._bounds, _rowbytes(x))
+    recv = [as_bytes(out), (counts, displs), mpi.BYTE] if out is not None else None
+    x._comm.Gatherv([as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE], recv, root=root)
+    return out
+
+
+def allgather(x: DistArray) -> np.ndarray:
+    """The whole array on every rank (a new NumPy array); collective (``Allgatherv``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from loopscale import distribute
+    >>> distribute.allgather(distribute.scatter(np.arange(4)))
+    array([0, 1, 2, 3])
+    """
+    x = _check_dist(x, "the argument of allgather()")
+    if x._comm is None:
+        return np.array(x.local)
+    mpi = _mpi.mpi_module()
+    out = np.empty(x.shape, dtype=x.dtype)
+    counts, displs = _row_counts(x._bounds, _rowbytes(x))
+    x._comm.Allgatherv([as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE],
+                       [as_bytes(out), (counts, displs), mpi.BYTE])
+    return out
+
+
+def _rowbytes(x: DistArray) -> int:
+    return x.dtype.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
+
+
+def from_local(local: Any, comm: Any = None) -> DistArray:
+    """A distributed array whose rows on each rank are *local* (stacked in rank order).
+
+    Collective: the ranks exchange their row counts (and check that the
+    trailing shapes and dtypes agree, raising the same error on every rank
+    when they do not).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from loopscale import distribute
+    >>> distribute.from_local(np.ones((3, 2))).shape   # P ranks: (3 P, 2)
+    (3, 2)
+    """
+    arr = _as_array(local, "the local block given to from_local()")
+    comm = _resolve(comm)
+    if comm is None:
+        rows = [(arr.shape, arr.dtype.str)]
+    else:
+        rows = comm.allgather((arr.shape, arr.dtype.str))  # small tuples
+    tails = {(tuple(s[1:]), d) for s, d in rows}
+    if len(tails) > 1:
+        shown = "; ".join(f"rank {r}: shape {tuple(s)} dtype {np.dtype(d)}"
+                          for r, (s, d) in enumerate(rows))
+        raise ArgumentValueError(
+            "the local blocks given to from_local() must agree in every axis but the "
+            f"first and in dtype across ranks: {shown}.")
+    counts = [int(s[0]) for s, _ in rows]
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    out = DistArray._allocate((int(bounds[-1]), *arr.shape[1:]), arr.dtype, bounds, comm)
+    out.local[...] = arr
+    return out
+
+
+def _new(shape: Any, dtype: Any, comm: Any, fill: Any) -> DistArray:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if not shape or any(int(s) < 0 for s in shape):
+        raise ArgumentValueError(f"shape must have at least one axis and no negative length; "
+                                 f"got {shape!r}.")
+    dtype = np.dtype(dtype)
+    _check_dtype(dtype, "the dtype")
+    comm = _resolve(comm)
+    nranks = 1 if comm is None else comm.Get_size()
+    out = DistArray._allocate(shape, dtype, balanced_bounds(int(shape[0]), nranks), comm)
+    if fill is not None:
+        out.local[...] = fill
+    return out
+
+
+def empty(shape: int | Sequence[int], dtype: Any = float, comm: Any = None) -> DistArray:
+    """A new distributed array, rows balanced over the ranks, contents undefined.
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.empty((4, 3)).shape
+    (4, 3)
+    """
+    return _new(shape, dtype, comm, None)
+
+
+def zeros(shape: int | Sequence[int], dtype: Any = float, comm: Any = None) -> DistArray:
+    """A new distributed array of zeros, rows balanced over the ranks.
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.allgather(distribute.zeros(3))
+    array([0., 0., 0.])
+    """
+    return _new(shape, dtype, comm, 0)
+
+
+def full(shape: int | Sequence[int], fill_value: Any, dtype: Any = None,
+         comm: Any = None) -> DistArray:
+    """A new distributed array filled with *fill_value*, rows balanced over the ranks.
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.allgather(distribute.full(2, 7))
+    array([7, 7])
+    """
+    return _new(shape, np.asarray(fill_value).dtype if dtype is None else dtype, comm,
+                fill_value)
+
+
+def _like(x: DistArray, dtype: Any, fill: Any) -> DistArray:
+    x = _check_dist(x, "the argument")
+    out = DistArray._allocate(x.shape, x.dtype if dtype is None else dtype, x._bounds,
+                              x._comm, ghost=x._ghost)
+    if fill is not None:
+        out.local[...] = fill
+    return out
+
+
+def empty_like(x: DistArray, dtype: Any = None) -> DistArray:
+    """A new distributed array with *x*'s shape and rows (and dtype unless given).
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.empty_like(distribute.zeros(5)).bounds
+    (0, 5)
+    """
+    return _like(x, dtype, None)
+
+
+def zeros_like(x: DistArray, dtype: Any = None) -> DistArray:
+    """Zeros with *x*'s shape and rows (and dtype unless given).
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.zeros_like(distribute.zeros(5)).shape
+    (5,)
+    """
+    return _like(x, dtype, 0)
+
+
+def full_like(x: DistArray, fill_value: Any, dtype: Any = None) -> DistArray:
+    """*fill_value* with *x*'s shape and rows (and dtype unless given).
+
+    Examples
+    --------
+    >>> from loopscale import distribute
+    >>> distribute.allgather(distribute.full_like(distribute.zeros(2), 3.5))
+    array([3.5, 3.5])
+    """
+    return _like(x, dtype, fill_value)

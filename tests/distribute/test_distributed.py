@@ -1,0 +1,356 @@
+"""Distributed mode under a real mpiexec: DistArrays, halos, outputs that stay distributed.
+
+Every result is compared with the ``serial`` level's on the same data,
+exactly (floats to the bit: halos and reductions must not change the order of
+any operation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+KERNELS = r'''
+import math, sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.errors import DistributionError
+
+
+@accelerate
+def smooth(u, out):                          # 1-D stencil, halos of one row
+    n = u.shape[0]
+    for i in range(1, n - 1):
+        out[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1]
+
+
+@accelerate
+def jacobi(u, f, out):                       # stencil + a residual (reduction + writes)
+    n = u.shape[0]
+    err = 0.0
+    for i in range(1, n - 1):
+        new = 0.5 * (u[i - 1] + u[i + 1] - f[i])
+        err += (new - u[i]) ** 2
+        out[i] = new
+    return err
+
+
+@accelerate
+def wide(u, out):                            # offsets wider than the ghost rows
+    n = u.shape[0]
+    for i in range(5, n - 5):
+        out[i] = u[i - 5] - 2.0 * u[i] + u[i + 5]
+
+
+@accelerate
+def stencil2d(u, out):                       # 2-D, rows partitioned
+    n, m = u.shape
+    for i in range(1, n - 1):
+        for j in range(1, m - 1):
+            out[i, j] = 0.25 * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1] + u[i, j + 1])
+
+
+@accelerate
+def stats(x, y):                             # sum, max, min, product: partials in order
+    s = 0.0
+    m = -1e300
+    lo = 1e300
+    q = 1.0
+    for i in range(x.shape[0]):
+        s += x[i] * y[i]
+        m = max(m, x[i])
+        lo = min(lo, y[i])
+        q *= 1.0 + x[i] * 1e-3
+    return s, m, lo, q
+
+
+@accelerate
+def int_total(k):                            # integers: exact
+    t = 0
+    for i in range(k.shape[0]):
+        t += k[i] * (i % 7)
+    return t
+
+
+@accelerate
+def diff(u):                                 # output allocated inside: returned distributed
+    out = np.zeros_like(u)
+    for i in range(1, u.shape[0]):
+        out[i] = u[i] - u[i - 1]
+    return out
+
+
+@accelerate
+def backwards(u, out):                       # negative step, every other row
+    n = u.shape[0]
+    for i in range(n - 1, 0, -2):
+        out[i] = u[i] + 0.5 * u[i - 1]
+
+
+@accelerate
+def scaled_total(u, f32):                    # float32 stays float32; offset reads + reduce
+    s = f32[0] * 0
+    for i in range(1, u.shape[0]):
+        s += u[i] * u[i - 1]
+    return s
+
+
+def serial(fn, *args):
+    with loopscale.level("serial"):
+        return fn(*args)
+
+
+def steps(fn, a, b, count, *extra):
+    for _ in range(count):
+        fn(a, b, *extra)
+        a, b = b, a
+    return a
+
+
+rank = distribute.rank()
+rng = np.random.default_rng(7)
+checked = 0
+for n in [0, 1, 2, 3, 5, 13, 97, 1000, 4099]:
+    x = rng.random(n)
+    y = rng.random(n)
+    k = rng.integers(-1000, 1000, n)
+    u = distribute.scatter(x if rank == 0 else None)
+    v = distribute.scatter(y if rank == 0 else None)
+    ki = distribute.scatter(k if rank == 0 else None)
+    # many steps of a stencil: halos every step
+    if n >= 3:
+        ref = steps(smooth, x.copy(), x.copy(), 25)
+        got = steps(smooth, u.copy(), u.copy(), 25)
+        assert np.array_equal(distribute.allgather(got), ref), ("smooth", n)
+        a_ref, b_ref = x.copy(), x.copy()
+        a, b = u.copy(), u.copy()
+        for _ in range(10):
+            e_ref = serial(jacobi, a_ref, y, b_ref)
+            e = jacobi(a, v, b)
+            assert e == e_ref, ("jacobi residual", n, e, e_ref)
+            a_ref, b_ref, a, b = b_ref, a_ref, b, a
+        assert np.array_equal(distribute.allgather(a), a_ref), ("jacobi", n)
+        checked += 2
+    if n >= 11:
+        ref = steps(wide, x.copy(), x.copy(), 5)
+        got = steps(wide, u.copy(), u.copy(), 5)
+        assert np.array_equal(distribute.allgather(got), ref), ("wide", n)
+        checked += 1
+    assert stats(u, v) == serial(stats, x, y), ("stats", n)
+    assert int_total(ki) == serial(int_total, k), ("int", n)
+    d = diff(u)
+    assert isinstance(d, distribute.DistArray), type(d)
+    assert np.array_equal(distribute.allgather(d), serial(diff, x)), ("diff", n)
+    if n >= 2:
+        o_ref = np.full(n, -1.0)
+        serial(backwards, x, o_ref)
+        o = distribute.full(n, -1.0)
+        backwards(u, o)
+        assert np.array_equal(distribute.allgather(o), o_ref), ("backwards", n)
+        f32 = np.ones(1, np.float32)
+        x32 = x.astype(np.float32)
+        u32 = distribute.scatter(x32 if rank == 0 else None)
+        got, want = scaled_total(u32, f32), serial(scaled_total, x32, f32)
+        assert got == want and type(got) is type(want), ("float32", n, got, want)
+    checked += 4
+
+for shape in [(3, 4), (9, 5), (64, 33)]:
+    g = rng.random(shape)
+    ref = steps(stencil2d, g.copy(), g.copy(), 12)
+    a = distribute.scatter(g if rank == 0 else None)
+    got = steps(stencil2d, a, a.copy(), 12)
+    assert np.array_equal(distribute.allgather(got), ref), ("2-D", shape)
+    checked += 1
+
+# gather to one rank, from_local, redistribute
+x = np.arange(23.0)
+u = distribute.scatter(x if rank == 0 else None)
+full = distribute.gather(u, root=0)
+assert (full is None) == (rank != 0) and (rank != 0 or np.array_equal(full, x))
+mine = np.arange(rank * 10, rank * 10 + rank + 1, dtype=np.int32)
+fl = distribute.from_local(mine)
+size = distribute.size()
+assert fl.shape == (sum(r + 1 for r in range(size)),) and fl.dtype == np.int32
+moved = fl.redistribute()
+assert np.array_equal(distribute.allgather(moved), distribute.allgather(fl))
+assert moved.bounds == tuple(int(r * fl.shape[0] // size) for r in range(size + 1))
+print(f"rank {rank} distributed ok {checked}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+def test_distributed_results_equal_serial(mpi_warm, ranks):
+    how = "python" if ranks == 1 else "mpiexec"
+    run = mpi_warm(KERNELS, n=ranks, how=how, timeout=240)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("distributed ok") == ranks, run.describe()
+
+
+ERRORS = r'''
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.errors import DistributionError, ArgumentValueError
+
+
+@accelerate
+def anywhere(u, idx, out):
+    for i in range(out.shape[0]):
+        out[i] = u[idx[i]]
+
+
+@accelerate
+def whole(u, out):
+    total = u.sum()
+    for i in range(out.shape[0]):
+        out[i] = u[i] / total
+
+
+@accelerate
+def carried(u):
+    for i in range(1, u.shape[0]):
+        u[i] = u[i] + u[i - 1]
+
+
+@accelerate
+def wraps(u, out):
+    for i in range(u.shape[0]):
+        out[i] = u[i - 1]
+
+
+@accelerate
+def into_numpy(u, out):
+    for i in range(u.shape[0]):
+        out[i] = 2.0 * u[i]
+
+
+@accelerate
+def pair(u, v, out):
+    for i in range(u.shape[0]):
+        out[i] = u[i] + v[i]
+
+
+rank = distribute.rank()
+u = distribute.scatter(np.arange(10.0) if rank == 0 else None)
+out = distribute.zeros_like(u)
+results = []
+
+
+def expect(fn, *args, words=()):
+    try:
+        fn(*args)
+    except DistributionError as exc:
+        text = str(exc)
+        missing = [w for w in words if w not in text]
+        results.append("ok" if not missing else f"missing {missing} in: {text}")
+    else:
+        results.append(f"{fn.__name__}: no error")
+
+
+expect(anywhere, u, np.arange(10), out, words=("'u'", "u[idx[i]]", "gather", ".py:"))
+expect(whole, u, out, words=("'u'", "u.sum", ".py:"))
+expect(carried, u, words=("does not run in parallel", "gather"))
+expect(wraps, u, out, words=("row -1", "wrap"))
+expect(into_numpy, u, np.zeros(10), words=("'out'", "NumPy array", "empty_like"))
+v = distribute.from_local(np.zeros(rank + 3))
+expect(pair, u, v, out, words=("redistribute", "'v'"))
+try:
+    u[3]
+    results.append("indexing: no error")
+except DistributionError as exc:
+    results.append("ok" if "allgather" in str(exc) else str(exc))
+try:
+    np.asarray(u)
+    results.append("asarray: no error")
+except DistributionError:
+    results.append("ok")
+# the ranks still work together after every refusal
+pair(u, u, out)
+assert np.array_equal(distribute.allgather(out), 2 * np.arange(10.0))
+bad = [r for r in results if r != "ok"]
+print(f"rank {rank} errors {'ok' if not bad else bad}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_distributed_misuse_is_a_clear_error_on_every_rank(mpi_warm, ranks):
+    how = "python" if ranks == 1 else "mpiexec"
+    run = mpi_warm(ERRORS, n=ranks, how=how, timeout=180)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("errors ok") == ranks, run.describe()
+
+
+FAILURE = r'''
+import sys
+import numpy as np
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def checked(u, out):
+    for i in range(u.shape[0]):
+        if u[i] < 0:
+            raise ValueError("negative input")
+        out[i] = u[i] ** 0.5
+
+
+rank = distribute.rank()
+bad = int(sys.argv[1])
+x = np.arange(40.0)
+x[bad] = -1.0
+u = distribute.scatter(x if rank == 0 else None)
+out = distribute.zeros_like(u)
+checked(u, out)
+print("unreachable", flush=True)
+'''
+
+
+@pytest.mark.parametrize("bad_row", [3, 37])
+def test_a_failing_rank_stops_every_rank(mpi_warm, bad_row):
+    run = mpi_warm(FAILURE, n=2, args=[str(bad_row)], timeout=120)
+    assert run.returncode != 0, run.describe()
+    assert "unreachable" not in run.stdout
+    assert run.stderr.count("negative input") >= 1, run.describe()
+    assert run.seconds < 60
+
+
+def test_partition_arithmetic_matches_brute_force():
+    from loopscale.distribute._partition import computed_segments, owned_iterations
+
+    for lo in range(-2, 7):
+        for step in (-3, -1, 1, 2):
+            for n in range(0, 9):
+                values = [lo + k * step for k in range(n)]
+                for r0 in range(-3, 10):
+                    for r1 in range(r0, 11):
+                        ks = [k for k, v in enumerate(values) if r0 <= v < r1]
+                        want = (ks[0], ks[-1] + 1) if ks else (0, 0)
+                        assert owned_iterations(lo, step, n, r0, r1) == want
+    # with reductions, the blocks run by consecutive owners tile the iteration space once
+    for n in range(0, 70):
+        for block in (1, 4, 16):
+            nblocks = -(-n // block)
+            for cuts in ([0, n], [0, n // 3, n // 2, n], [0, 1, 2, n], [0, n, n, n]):
+                runs = []
+                for a, b in zip(cuts, cuts[1:]):
+                    runs += computed_segments(a, b, n=n, block=block, nblocks=nblocks,
+                                              reductions=True)
+                iters = [k for _, _, k0, k1 in runs for k in range(k0, k1)]
+                blocks = [c for c0, c1, _, _ in runs for c in range(c0, c1)]
+                assert iters == list(range(n)) and blocks == list(range(nblocks)), (n, cuts)
+
+
+def test_a_distarray_refuses_numpy_conversion_in_one_process():
+    from loopscale import distribute
+    from loopscale.errors import DistributionError
+
+    u = distribute.scatter(np.arange(5.0))
+    assert u.local_rows == (0, 5) and u.bounds == (0, 5)
+    with pytest.raises(DistributionError, match="allgather"):
+        np.sum(u)
+    with pytest.raises(DistributionError, match="allgather"):
+        u[0]
+    assert np.array_equal(distribute.gather(u), np.arange(5.0))
