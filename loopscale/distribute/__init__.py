@@ -30,12 +30,14 @@ from ._darray import (
     zeros_like,
 )
 from ._farm import map
+from ._io import load_npy, read_parquet
 from ._launch import run_script
 from ._level import MPIExecutor, last_call_stats
 from ._mpi import comm, install_abort_handler, rank, size
 
 __all__ = ["DistArray", "MPIExecutor", "allgather", "comm", "empty", "empty_like", "from_local",
-           "full", "full_like", "gather", "install_abort_handler", "last_call_stats", "map",
-           "rank", "run_script", "scatter", "size", "zeros", "zeros_like"]
+           "full", "full_like", "gather", "install_abort_handler", "last_call_stats",
+           "load_npy", "map",
+           "rank", "read_parquet", "run_script", "scatter", "size", "zeros", "zeros_like"]
 
 _mpi.install_abort_handler()

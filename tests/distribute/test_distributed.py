@@ -354,3 +354,77 @@ def test_a_distarray_refuses_numpy_conversion_in_one_process():
     with pytest.raises(DistributionError, match="allgather"):
         u[0]
     assert np.array_equal(distribute.gather(u), np.arange(5.0))
+
+
+LOADERS = r'''
+import sys
+import numpy as np
+from loopscale import accelerate, distribute
+from loopscale.errors import ArgumentValueError
+
+folder = sys.argv[1]
+rank = distribute.rank()
+
+
+@accelerate
+def weighted(x, w, k):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i, 0] * w[i] + k[i]
+    return s
+
+
+x = distribute.load_npy(folder + "/x.npy")
+cols = distribute.read_parquet(folder + "/table", columns=["w", "k", "flag"])
+whole = np.load(folder + "/x.npy")
+assert x.shape == whole.shape and x.dtype == whole.dtype
+assert np.array_equal(distribute.allgather(x), whole)
+r0, r1 = x.local_rows
+assert np.array_equal(x.local, whole[r0:r1])
+assert cols["w"].bounds == x.bounds and cols["k"].dtype == np.int64
+assert cols["flag"].dtype == np.bool_
+w = np.concatenate([np.load(folder + f"/w{i}.npy") for i in range(2)])
+k = np.arange(len(w), dtype=np.int64)
+assert np.array_equal(distribute.allgather(cols["w"]), w)
+assert np.array_equal(distribute.allgather(cols["k"]), k)
+assert np.array_equal(distribute.allgather(cols["flag"]), k % 3 == 0)
+got = weighted(x, cols["w"], cols["k"])
+import loopscale
+with loopscale.level("serial"):
+    want = weighted(whole, w, k)
+assert got == want, (got, want)
+for bad, words in [((folder + "/missing.npy",), "missing.npy"),
+                   ((folder + "/table",), "'name'")]:
+    try:
+        if bad[0].endswith(".npy"):
+            distribute.load_npy(bad[0])
+        else:
+            distribute.read_parquet(bad[0])
+    except ArgumentValueError as exc:
+        assert words in str(exc) and "rank" in str(exc), str(exc)
+    else:
+        raise AssertionError(f"no error for {bad}")
+print(f"rank {rank} loaders ok", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_loaders_read_this_ranks_rows(mpi_warm, tmp_path_factory, ranks):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(3)
+    np.save(folder / "x.npy", rng.random((1001, 3)).astype(np.float32))
+    (folder / "table").mkdir()
+    start = 0
+    for i, rows in enumerate((400, 601)):   # two files, several row groups each
+        w = rng.random(rows)
+        np.save(folder / f"w{i}.npy", w)
+        k = np.arange(start, start + rows, dtype=np.int64)
+        frame = pd.DataFrame({"w": w, "k": k, "flag": k % 3 == 0, "name": k.astype(str)})
+        frame.to_parquet(folder / "table" / f"part{i}.parquet", row_group_size=128)
+        start += rows
+    how = "python" if ranks == 1 else "mpiexec"
+    run = mpi_warm(LOADERS, n=ranks, how=how, args=[str(folder)], timeout=180)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("loaders ok") == ranks, run.describe()
