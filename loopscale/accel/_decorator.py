@@ -113,6 +113,7 @@ class Accelerated(Generic[P, R]):
         self._convert = False
         self._fast = 0  # fast-path mode of the generated __call__ (see _fast_mode)
         self._params = list(self.__signature__.parameters)
+        self._dist_checked: set[frozenset[str]] = set()
         self._last_plan: LoopPlan | None = None
         self._last_run_seconds: float | None = None
         #: Numba's warnings while compiling (performance hints, type-safety casts).
@@ -418,9 +419,12 @@ class Accelerated(Generic[P, R]):
                 "can run on distributed arrays. Gather them first (distribute.allgather) "
                 "or run compiled.")
         comp = self._build()
-        _distributed.check_call(fn.__qualname__, fn.__code__.co_filename, self._tree,
-                                self.analysis, comp.pre is not None, dist,
-                                comp.gen.plan_reason)
+        key = frozenset(dist)
+        if key not in self._dist_checked:  # the syntax does not change: once per set of names
+            _distributed.check_call(fn.__qualname__, fn.__code__.co_filename, self._tree,
+                                    self.analysis, comp.pre is not None, dist,
+                                    comp.gen.plan_reason)
+            self._dist_checked.add(key)
         first = next(iter(dist.values()))
         setting = config.current_level()
         call = getattr(type(first), _distributed.PROTOCOL)(
