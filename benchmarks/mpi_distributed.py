@@ -187,7 +187,8 @@ def main() -> None:
     ls = statistics.median(res["times"]["loopscale"])
     hd = statistics.median(res["times"]["hand"])
     print(f"2-D heat stencil {args.rows}x{args.cols}, {args.steps} steps; mpiexec -n "
-          f"{args.nprocs}; median of {args.repeats}; usable cores {loopscale.config.usable_cores()}")
+          f"{args.nprocs}; median of {args.repeats}; "
+          f"usable cores {loopscale.config.usable_cores()}")
     print()
     print("| serial s | loopscale s | speed-up | hand mpi4py s | hand speed-up | "
           "overhead vs hand | bytes per step (rank 0) | bit for bit serial |")

@@ -335,7 +335,7 @@ def test_partition_arithmetic_matches_brute_force():
             nblocks = -(-n // block)
             for cuts in ([0, n], [0, n // 3, n // 2, n], [0, 1, 2, n], [0, n, n, n]):
                 runs = []
-                for a, b in zip(cuts, cuts[1:]):
+                for a, b in zip(cuts, cuts[1:], strict=False):
                     runs += computed_segments(a, b, n=n, block=block, nblocks=nblocks,
                                               reductions=True)
                 iters = [k for _, _, k0, k1 in runs for k in range(k0, k1)]
