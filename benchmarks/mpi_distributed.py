@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/mpi_distributed.py                 # P = 2, under a minute
     python benchmarks/mpi_distributed.py --quick         # small grid (a smoke test)
     python benchmarks/mpi_distributed.py --nprocs 4 --rows 4000
+    python benchmarks/mpi_distributed.py --weak 1 2 4    # rows per rank fixed
 
 The kernel is one Jacobi step of the heat equation with a residual (a
 reduction), iterated over many steps; the grid's rows are partitioned.
@@ -164,6 +165,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--weak", type=int, nargs="+", metavar="P",
+                    help="weak scaling: --rows rows per rank, at each of these rank counts")
     ap.add_argument("--rank-side", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rank_side:
@@ -174,6 +177,9 @@ def main() -> None:
         args.rows, args.cols, args.steps, args.repeats = 200, 200, 5, 2
     from loopscale.distribute._launch import find_launcher
 
+    if args.weak:
+        weak(args, find_launcher())
+        return
     serial = serial_side(args.rows, args.cols, args.steps, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "out.json")
@@ -197,6 +203,31 @@ def main() -> None:
           f"{(ls / hd - 1) * 100:+.1f}% | {res['bytes']:,} | {'yes' if res['same'] else 'NO'} |")
     if not res["same"]:
         sys.exit(1)
+
+
+def weak(args: argparse.Namespace, launcher: list[str]) -> None:
+    """Rows per rank fixed: time per step and bytes moved at each rank count."""
+    rows_per_rank = args.rows // 2 if args.rows >= 2 else 1
+    print(f"weak scaling: {rows_per_rank} x {args.cols} rows per rank, {args.steps} steps, "
+          f"median of {args.repeats}; usable cores {loopscale.config.usable_cores()}")
+    print()
+    print("| ranks | grid | ms per step | efficiency t(1)/t(P) | bytes per step (rank 0) |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    base = None
+    for p in args.weak:
+        rows = rows_per_rank * p
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "out.json")
+            subprocess.run([*launcher, "-n", str(p), sys.executable, os.path.abspath(__file__),
+                            "--rank-side", str(rows), str(args.cols), str(args.steps),
+                            str(args.repeats), path], check=True)
+            with open(path) as f:
+                res = json.load(f)
+        t = statistics.median(res["times"]["loopscale"]) / args.steps * 1e3
+        base = t if base is None else base
+        print(f"| {p} | {rows} x {args.cols} | {t:.2f} | {base / t:.2f} | {res['bytes']:,} |")
+        if not res["same"]:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

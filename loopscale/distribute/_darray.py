@@ -225,6 +225,12 @@ class DistArray:
     def __iter__(self) -> Any:
         raise self._refuse("iterating over the rows")
 
+    def __reduce__(self) -> Any:
+        raise DistributionError(
+            "a DistArray cannot be pickled: it is one rank's share of an array spread over "
+            "MPI ranks, and arrays travel between ranks as buffers, not pickles. Pass "
+            "x.local (this rank's rows) or distribute.allgather(x) instead.")
+
     # -- the accel protocol ----------------------------------------------------------
     @classmethod
     def __loopscale_distributed__(cls, **call: Any) -> Any:

@@ -354,6 +354,10 @@ def test_a_distarray_refuses_numpy_conversion_in_one_process():
     with pytest.raises(DistributionError, match="allgather"):
         u[0]
     assert np.array_equal(distribute.gather(u), np.arange(5.0))
+    import pickle
+
+    with pytest.raises(DistributionError, match="cannot be pickled"):
+        pickle.dumps(u)
 
 
 LOADERS = r'''
@@ -428,3 +432,34 @@ def test_loaders_read_this_ranks_rows(mpi_warm, tmp_path_factory, ranks):
     run = mpi_warm(LOADERS, n=ranks, how=how, args=[str(folder)], timeout=180)
     assert run.returncode == 0, run.describe()
     assert run.stdout.count("loaders ok") == ranks, run.describe()
+
+
+ALONE = r'''
+import sys
+import numpy as np
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def f(u, out):
+    s = 0.0
+    for i in range(1, u.shape[0] - 1):
+        out[i] = u[i - 1] + u[i + 1]
+        s += out[i]
+    return s
+
+
+u = distribute.scatter(np.arange(100.0))
+o = distribute.zeros_like(u)
+s = f(u, o)
+want = np.zeros(100)
+want[1:-1] = np.arange(98.0) + np.arange(2.0, 100.0)
+assert np.array_equal(distribute.gather(o), want) and s == want.sum()
+print("mpi started:", "mpi4py.MPI" in sys.modules, flush=True)
+'''
+
+
+def test_one_process_without_a_launcher_never_starts_mpi(mpi_warm):
+    run = mpi_warm(ALONE, how="python", timeout=120)
+    assert run.returncode == 0, run.describe()
+    assert "mpi started: False" in run.stdout, run.describe()
