@@ -211,9 +211,10 @@ def weak(args: argparse.Namespace, launcher: list[str]) -> None:
     print(f"weak scaling: {rows_per_rank} x {args.cols} rows per rank, {args.steps} steps, "
           f"median of {args.repeats}; usable cores {loopscale.config.usable_cores()}")
     print()
-    print("| ranks | grid | ms per step | efficiency t(1)/t(P) | bytes per step (rank 0) |")
-    print("| ---: | --- | ---: | ---: | ---: |")
-    base = None
+    print("| ranks | grid | ms per step | efficiency t(1)/t(P) | hand mpi4py ms per step | "
+          "hand efficiency | bytes per step (rank 0) |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    base = hbase = None
     for p in args.weak:
         rows = rows_per_rank * p
         with tempfile.TemporaryDirectory() as tmp:
@@ -224,8 +225,11 @@ def weak(args: argparse.Namespace, launcher: list[str]) -> None:
             with open(path) as f:
                 res = json.load(f)
         t = statistics.median(res["times"]["loopscale"]) / args.steps * 1e3
+        h = statistics.median(res["times"]["hand"]) / args.steps * 1e3
         base = t if base is None else base
-        print(f"| {p} | {rows} x {args.cols} | {t:.2f} | {base / t:.2f} | {res['bytes']:,} |")
+        hbase = h if hbase is None else hbase
+        print(f"| {p} | {rows} x {args.cols} | {t:.2f} | {base / t:.2f} | {h:.2f} | "
+              f"{hbase / h:.2f} | {res['bytes']:,} |")
         if not res["same"]:
             sys.exit(1)
 
