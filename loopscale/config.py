@@ -140,6 +140,32 @@ def launcher_world_size() -> int:
     return 1
 
 
+#: This process's rank among the ranks on its node, by launcher: Open MPI, MPICH/Hydra
+#: and Intel MPI, MVAPICH, Slurm, Cray PALS, Flux.
+_MPI_LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                        "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PALS_LOCAL_RANKID",
+                        "FLUX_TASK_LOCAL_ID")
+_MPI_LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
+                        "MV2_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE")
+
+
+def launcher_local_rank() -> tuple[int, int | None] | None:
+    """This process's rank among the ranks on its node, and how many there are
+    (None when the launcher does not say), from the launcher's environment
+    (MPI is not initialised); None when the launcher gives no local rank."""
+    for var in _MPI_LOCAL_RANK_VARS:
+        raw = _env(var)
+        if raw.isdigit():
+            size = None
+            for svar in _MPI_LOCAL_SIZE_VARS:
+                sraw = _env(svar)
+                if sraw.isdigit():
+                    size = int(sraw)
+                    break
+            return int(raw), size
+    return None
+
+
 def launcher_rank() -> int | None:
     """This process's rank according to the launcher's environment, or None."""
     for var in _MPI_RANK_VARS:

@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import errors
+from .. import config, errors
 from ..errors import ArgumentError, ArgumentValueError, CompileError, CudaUnavailableError
 from . import _compile
 from ._astutil import closure_values
@@ -240,6 +240,58 @@ def _cuda() -> Any:
     from numba import cuda
 
     return cuda
+
+
+def rank_device(local_rank: int, local_size: int | None, count: int
+                ) -> tuple[int, str | None]:
+    """The GPU a rank uses, ``local_rank % count``, and a warning when GPUs are shared.
+
+    Examples
+    --------
+    >>> rank_device(5, 8, 4)[0]
+    1
+    >>> print(rank_device(5, 8, 4)[1])  # doctest: +ELLIPSIS
+    8 MPI ranks on this node share 4 GPU(s): ... (this rank: local rank 5, GPU 1).
+    >>> rank_device(1, 2, 4)
+    (1, None)
+    """
+    device = local_rank % count
+    ranks = local_size if local_size is not None else local_rank + 1
+    if ranks > count:
+        return device, (f"{ranks if local_size is not None else 'more than ' + str(count)} "
+                        f"MPI ranks on this node share {count} GPU(s): ranks with the same "
+                        f"local rank modulo {count} use the same GPU (this rank: local rank "
+                        f"{local_rank}, GPU {device}).")
+    return device, None
+
+
+_DEVICE_CHOSEN: list[int] = []
+
+
+def select_rank_device() -> int | None:
+    """Under an MPI launcher with more than one rank, make this process use the GPU
+    ``local_rank % device_count`` (once per process; warns when ranks share a GPU).
+
+    The local rank is read from the launcher's environment (``OMPI_COMM_WORLD_LOCAL_RANK``,
+    ``MPI_LOCALRANKID``, ``SLURM_LOCALID``...), or, when it gives none, the global rank
+    is used.  Returns the device number, or None when not launched with several ranks.
+    """
+    if _DEVICE_CHOSEN:
+        return _DEVICE_CHOSEN[0]
+    if config.launcher_world_size() <= 1:
+        return None
+    found = config.launcher_local_rank()
+    local, size = found if found is not None else (config.launcher_rank() or 0, None)
+    cuda = _cuda()
+    count = len(cuda.gpus)
+    if count < 1:
+        return None
+    device, warning = rank_device(local, size, count)
+    cuda.select_device(device)
+    _DEVICE_CHOSEN.append(device)
+    if warning:
+        warnings.warn(warning, errors.LoopscaleWarning, stacklevel=5)
+    return device
 
 
 def _is_device_array(value: Any) -> bool:
@@ -767,6 +819,7 @@ def call_cuda(acc: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                           errors.FallbackWarning, stacklevel=4)
         acc.__dict__["last_cuda_timings"] = {"on_cpu": RUN_ON_CPU.reason}
         return RUN_ON_CPU
+    select_rank_device()
     analysis = acc.analysis  # parses the function (and sets acc._tree) on first use
     return run_cuda(acc, acc.__dict__.get("_tree"), analysis, args, kwargs, options)
 
