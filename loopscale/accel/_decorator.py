@@ -429,7 +429,8 @@ class Accelerated(Generic[P, R]):
         setting = config.current_level()
         call = getattr(type(first), _distributed.PROTOCOL)(
             function=fn.__qualname__, analysis=self.analysis, arrays=dist,
-            params=tuple(self._params), level=setting.name, options=dict(setting.options))
+            params=tuple(self._params), level=setting.name, options=dict(setting.options),
+            read_after_loop=_distributed.read_after_loop(self._tree, self.analysis.loop_index))
         views = call.views
         args = tuple(views.get(n, a) if n in dist else a
                      for n, a in zip(self._params, args, strict=False)) + args[len(self._params):]

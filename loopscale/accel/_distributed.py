@@ -14,7 +14,9 @@ such an argument, ``accel``
    (:func:`check_call`, which names the file and line when it is not so);
 2. asks the type for a *call object*:
    ``type(arg).__loopscale_distributed__(function=..., analysis=...,
-   arrays={name: arg}, params=(...), level=..., options={...})``;
+   arrays={name: arg}, params=(...), level=..., options={...},
+   read_after_loop=frozenset(...))`` (the names the code after the loop reads
+   other than to return them: arrays the loop fills that must then be whole);
 3. replaces each distributed argument by ``call.views[name]``, a NumPy array
    of the *global* shape whose rows this process may touch are those the call
    object has made valid (its own rows and their halos), runs the prologue,
@@ -134,6 +136,25 @@ def _enclosing(node: ast.AST, parents: dict[int, ast.AST]) -> ast.AST:
             continue
         break
     return shown
+
+
+def read_after_loop(fdef: ast.FunctionDef | None, loop_index: int | None) -> frozenset[str]:
+    """Names the code after the loop reads in any way other than returning them as
+    they are (``return out``, ``return out, s``): an array the loop fills that is
+    read there must be complete on every rank."""
+    if fdef is None or loop_index is None:
+        return frozenset()
+    found: set[str] = set()
+    for st in fdef.body[loop_index + 1:]:
+        skip: set[int] = set()
+        if isinstance(st, ast.Return) and st.value is not None:
+            parts = st.value.elts if isinstance(st.value, ast.Tuple) else [st.value]
+            skip = {id(p) for p in parts if isinstance(p, ast.Name)}
+        for node in ast.walk(st):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) \
+                    and id(node) not in skip:
+                found.add(node.id)
+    return frozenset(found)
 
 
 def check_call(function: str, filename: str, fdef: ast.FunctionDef | None, analysis: Any,

@@ -76,8 +76,10 @@ class DistributedCall:
 
     def __init__(self, *, function: str, analysis: Any, arrays: Mapping[str, Any],
                  params: Sequence[str] = (), level: str = "auto",
-                 options: Mapping[str, Any] | None = None) -> None:
+                 options: Mapping[str, Any] | None = None,
+                 read_after_loop: frozenset[str] = frozenset()) -> None:
         self.function = function
+        self.read_after_loop = read_after_loop
         self.analysis = analysis
         self.params = tuple(params)
         items = list(arrays.items())
@@ -107,6 +109,7 @@ class DistributedCall:
         self.views = {name: x._global_view() for name, x in items}
         self._by_id = {id(v): name for name, v in self.views.items()}
         self._fresh: dict[int, tuple[np.ndarray, int]] = {}
+        self._complete: list[tuple[np.ndarray, int]] = []  # fresh arrays read after the loop
         self._computed: list[tuple[int, int]] = []
         self._lo = self._step = 0
         opts = dict(options or {})
@@ -160,6 +163,8 @@ class DistributedCall:
         elif failure is not None:
             raise failure
         moved += self._write_back(slots, me, nranks)
+        for full, offset in self._complete:
+            moved += self._allgather_rows(full, offset, me)
         self.bytes_moved = moved
         _LAST.update(function=plan.function, ranks=nranks, bytes_moved=moved)
 
@@ -189,7 +194,11 @@ class DistributedCall:
                         f"variable on axis {role.axis}; with distributed arguments, arrays "
                         "the loop fills are partitioned along axis 0: index them "
                         f"{name}[i, ...].")
-                self._fresh[id(value)] = (value, int((role.offsets or (0,))[0]))
+                entry = (value, int((role.offsets or (0,))[0]))
+                if name in self.read_after_loop:
+                    self._complete.append(entry)  # the code after the loop reads it whole
+                else:
+                    self._fresh[id(value)] = entry
         return slots
 
     def _write_offset(self, slots: list[_Slot]) -> int:
@@ -370,9 +379,27 @@ class DistributedCall:
             return self._distribute_fresh(*fresh)
         return result
 
-    def _distribute_fresh(self, full: np.ndarray, offset: int) -> DistArray:
+    def _allgather_rows(self, full: np.ndarray, offset: int, me: int) -> int:
+        """Give every rank the rows of *full* (an array the function allocated and the
+        loop filled) that the other ranks computed, in place: the code after the
+        loop reads it."""
+        if self.comm is None or len(self.bounds) <= 2:
+            return 0
+        mpi = _mpi.mpi_module()
+        bounds = self._fresh_bounds(full.shape[0], offset)
+        rowbytes = full.itemsize * int(np.prod(full.shape[1:], dtype=np.int64))
+        counts = (np.diff(bounds) * rowbytes).astype(np.int64)
+        displs = (bounds[:-1] * rowbytes).astype(np.int64)
+        target = full if full.flags.c_contiguous else np.ascontiguousarray(full)
+        self.comm.Allgatherv(mpi.IN_PLACE, [as_bytes(target), (counts, displs), mpi.BYTE])
+        if target is not full:
+            full[...] = target
+        return int(counts.sum())
+
+    def _fresh_bounds(self, length: int, offset: int) -> np.ndarray:
+        """Rank ``q`` holds rows ``bounds[q]:bounds[q+1]`` of an array the loop filled
+        at ``i + offset``: the rows of the iterations it ran (all rows covered)."""
         nranks = len(self.bounds) - 1
-        length = full.shape[0]
         bounds = np.zeros(nranks + 1, dtype=np.int64)
         bounds[nranks] = length
         for q in range(nranks - 1, 0, -1):
@@ -382,6 +409,10 @@ class DistributedCall:
                 bounds[q] = min(max(h0, 0), bounds[q + 1])
             else:
                 bounds[q] = bounds[q + 1]
+        return bounds
+
+    def _distribute_fresh(self, full: np.ndarray, offset: int) -> DistArray:
+        bounds = self._fresh_bounds(full.shape[0], offset)
         me = 0 if self.comm is None else self.comm.Get_rank()
         out = DistArray._allocate(full.shape, full.dtype, bounds, self.comm)
         out.local[...] = full[bounds[me]:bounds[me + 1]]

@@ -98,6 +98,15 @@ def scaled_total(u, f32):                    # float32 stays float32; offset rea
     return s
 
 
+@accelerate
+def filled_then_read(u):                     # the code after the loop reads the output whole
+    out = np.empty((u.shape[0], 2))
+    for i in range(u.shape[0]):
+        out[i, 0] = u[i] * 2.0
+        out[i, 1] = u[i] - 1.0
+    return out.sum(), out[-1, 1] if u.shape[0] else 0.0, out
+
+
 def serial(fn, *args):
     with loopscale.level("serial"):
         return fn(*args)
@@ -141,6 +150,10 @@ for n in [0, 1, 2, 3, 5, 13, 97, 1000, 4099]:
         checked += 1
     assert stats(u, v) == serial(stats, x, y), ("stats", n)
     assert int_total(ki) == serial(int_total, k), ("int", n)
+    total, last, whole = filled_then_read(u)
+    s_total, s_last, s_whole = serial(filled_then_read, x)
+    assert total == s_total and last == s_last, ("read after loop", n)
+    assert isinstance(whole, np.ndarray) and np.array_equal(whole, s_whole), type(whole)
     d = diff(u)
     assert isinstance(d, distribute.DistArray), type(d)
     assert np.array_equal(distribute.allgather(d), serial(diff, x)), ("diff", n)
