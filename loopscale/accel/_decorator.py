@@ -315,6 +315,49 @@ class Accelerated(Generic[P, R]):
         return (tuple(_to_array(a) for a in args),
                 {k: _to_array(v) for k, v in kwargs.items()})
 
+    def compile_for(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the function for the types of *args* without running it.
+
+        As Numba's ``dispatcher.compile(signature)``, but from example
+        arguments (lists and pandas objects are taken as the arrays a call
+        would make of them).  Raises what the first call would raise for
+        them: :class:`~loopscale.errors.CompileError`,
+        :class:`~loopscale.errors.ArgumentError`...
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from loopscale import accelerate
+        >>> @accelerate
+        ... def total(x):
+        ...     s = 0.0
+        ...     for i in range(x.shape[0]):
+        ...         s += x[i]
+        ...     return s
+        >>> total.compile_for(np.zeros(3))   # compiled; nothing ran
+        """
+        import numba
+        from numba.core.typing.typeof import Purpose
+
+        self._build()
+        if self._python_mode or self._serial is None:
+            return
+        args, kwargs = self._convert_args(args, kwargs)
+        bound = self.__signature__.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = tuple(bound.arguments.values())
+        self._check_args(values)
+        sig = (numba.typeof(_state(), Purpose.argument),
+               *(numba.typeof(v, Purpose.argument) for v in values))
+        try:
+            self._serial.compile(sig)
+        except LoopscaleError:
+            raise
+        except Exception as exc:
+            if _compile.is_numba_compile_error(exc):
+                raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
+            raise
+
     # -- calling ----------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         # Replaced, per decorated function, by a generated method with the

@@ -35,18 +35,29 @@ class Profile:
         self.session: Session | None = None
         self._sampler: Sampler | None = None
         self._report: Report | None = None
+        self._depth = 0  # nested entries: a recursive decorated function, nested blocks
 
     def __enter__(self) -> Profile:
-        self._sampler = Sampler(**self._options)
-        self.session, self._report = None, None
-        self._sampler.start()
+        self._depth += 1
+        if self._depth > 1:
+            return self  # already sampling: the outermost block owns the run
+        try:
+            self._sampler = Sampler(**self._options)
+            self.session, self._report = None, None
+            self._sampler.start()
+        except BaseException:
+            self._depth -= 1
+            self._sampler = None
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        assert self._sampler is not None
-        self.session = self._sampler.stop(partial=exc_type is not None)
-        self._sampler = None
+        self._depth -= 1
+        if self._depth > 0 or self._sampler is None:
+            return
+        sampler, self._sampler = self._sampler, None
+        self.session = sampler.stop(partial=exc_type is not None)
 
     @property
     def report(self) -> Report:

@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"loopscale profile: {exc}", file=sys.stderr)
         return 2
     path = os.path.abspath(opts.script)
+    start_dir = os.getcwd()  # output paths are the user's, even if the script chdirs
     if not os.path.isfile(path):
         err = "Is a directory" if os.path.isdir(path) else "No such file or directory"
         errno = 21 if os.path.isdir(path) else 2
@@ -153,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = report.session.rank
     text = report.to_text()
     if rank is not None:
-        name = rank_path("loopscale-profile.txt", rank)
+        name = os.path.join(start_dir, rank_path("loopscale-profile.txt", rank))
         with open(name, "w", encoding="utf-8") as fh:
             fh.write(text)
         print(f"loopscale profile: rank {rank} report in {name}", file=sys.stderr)
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(text)
     for option, render in ((opts.json, report.as_dict), (opts.html, report.to_html)):
         if option:
-            target = rank_path(option, rank)
+            target = os.path.join(start_dir, rank_path(option, rank))
             with open(target, "w", encoding="utf-8") as fh:
                 if render == report.as_dict:
                     import json

@@ -58,6 +58,7 @@ per-sample logic, so tests drive it with a fake clock and hand-made frames.
 
 from __future__ import annotations
 
+import bisect
 import dis
 import os
 import signal
@@ -159,6 +160,28 @@ def _qualname(code: Any) -> str:
     return getattr(code, "co_qualname", None) or code.co_name
 
 
+_line_table_cache: dict[CodeType, tuple[list[int], list[int]]] = {}
+
+
+def _line_at(code: CodeType, lasti: int) -> int:
+    """The source line of instruction *lasti*, for a frame whose ``f_lineno`` is
+    None: on Python 3.11 the jump back to a loop's head after a body ending in an
+    ``if`` has no line of its own, and would be charged to the ``def`` line,
+    outside the loop.  The nearest earlier instruction with a line is used."""
+    table = _line_table_cache.get(code)
+    if table is None:
+        starts, lines = [], []
+        last = code.co_firstlineno
+        for start, _end, line in code.co_lines():
+            last = line if line is not None else last
+            starts.append(start)
+            lines.append(last)
+        table = _line_table_cache[code] = (starts, lines)
+    starts, lines = table
+    pos = bisect.bisect_right(starts, lasti) - 1
+    return lines[pos] if pos >= 0 else code.co_firstlineno
+
+
 def stack_of(frame: Any) -> tuple[Frame, ...]:
     """The stack ending at *frame*, outermost first, without the profiler's own frames."""
     frames: list[Frame] = []
@@ -167,7 +190,10 @@ def stack_of(frame: Any) -> tuple[Frame, ...]:
         filename = code.co_filename
         if filename.startswith(_PROFILER_DIR) or filename.endswith(_RUNPY):
             break  # the profiler's entry point and runpy: everything outside is ours
-        frames.append((filename, frame.f_lineno or code.co_firstlineno, _qualname(code)))
+        line = frame.f_lineno
+        if line is None:
+            line = _line_at(code, frame.f_lasti) if frame.f_lasti >= 0 else code.co_firstlineno
+        frames.append((filename, line, _qualname(code)))
         frame = frame.f_back
     frames.reverse()
     return tuple(frames)

@@ -121,7 +121,10 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
     acc = accelerate(func)
     start = time.perf_counter()
     try:
-        compiled_result = acc(*copy.deepcopy(values))
+        if request["mode"] == "trial":
+            compiled_result = acc(*copy.deepcopy(values))
+        else:  # compile for the captured types only: a long or endless loop is not run
+            acc.compile_for(*values)
     except LoopscaleError as exc:
         return {"accelerable": False, "status": "refused", "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001 - a run on stand-in values may fail

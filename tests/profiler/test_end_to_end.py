@@ -329,3 +329,78 @@ def test_scheduler_threads_time_is_charged_to_the_loop_that_started_them(tmp_pat
     worker, on_line = map(float, proc.stdout.split())
     assert worker > 0.2  # the pool thread was sampled
     assert on_line > 0.9  # and its time belongs to the loop's line
+
+
+@pytest.mark.timeout(60)
+def test_a_loop_body_ending_in_an_if_is_charged_to_the_loop(tmp_path):
+    # on Python 3.11 the jump back to the loop's head has no line number
+    script = _write(tmp_path, "tail_if.py", '''\
+        def poke(n):
+            s = 0
+            for i in range(n):
+                s += i
+                if i < 0:
+                    s = 0
+        poke(3_000_000)
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script])
+    assert proc.returncode == 0, proc.stderr
+    loops = {lp["line"]: lp for lp in json.loads(out.read_text())["loops"]}
+    assert 3 in loops and loops[3]["fraction"] >= 0.8, loops
+
+
+@pytest.mark.timeout(60)
+def test_a_recursive_decorated_function_profiles_its_outermost_call(tmp_path):
+    script = _write(tmp_path, "fib.py", '''\
+        from loopscale.profiler import profile
+
+        @profile(check="none")
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        print(fib(20), fib.profile.report.samples > 0)
+        print(fib(5), fib.profile.report.samples >= 0)
+    ''')
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["6765", "True", "5", "True"]
+
+
+@pytest.mark.timeout(60)
+def test_an_endless_loop_interrupted_is_checked_without_being_run_again(tmp_path):
+    script = _write(tmp_path, "endless.py", '''\
+        import os, signal, threading
+        import numpy as np
+
+        def spin(x):
+            s = 0.0
+            while True:
+                for i in range(x.shape[0]):
+                    s += x[i]
+
+        threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        spin(np.ones(1000))
+    ''')
+    out = tmp_path / "r.json"
+    t0 = time.perf_counter()
+    proc = _profile(["--json", str(out), "--timeout", "40", script], timeout=55)
+    assert proc.returncode == 130, proc.stderr
+    assert time.perf_counter() - t0 < 30  # the compile check did not run spin() again
+    report = json.loads(out.read_text())
+    assert any(lp["accelerable"] for lp in report["loops"]), report
+
+
+@pytest.mark.timeout(60)
+def test_output_paths_are_the_callers_even_when_the_script_changes_directory(tmp_path):
+    (tmp_path / "sub").mkdir()
+    script = _write(tmp_path, "mover.py", '''\
+        import os
+        os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sub"))
+        total = sum(i * i for i in range(500_000))
+    ''')
+    proc = _profile(["--check", "none", "--json", "out.json", "--html", "out.html", script],
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.json").exists() and (tmp_path / "out.html").exists()
+    assert not (tmp_path / "sub" / "out.json").exists()
