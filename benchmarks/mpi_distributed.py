@@ -55,6 +55,23 @@ def heat_step(u, out):
     return err
 
 
+@accelerate
+def heat_step_plain(u, out):
+    n, m = u.shape
+    for i in range(1, n - 1):
+        for j in range(1, m - 1):
+            out[i, j] = 0.25 * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1] + u[i, j + 1])
+
+
+@numba.njit(nogil=True, cache=False)
+def _hand_plain(ext, out, first, last):
+    m = ext.shape[1]
+    for i in range(first, last):
+        for j in range(1, m - 1):
+            out[i, j] = 0.25 * (ext[i - 1, j] + ext[i + 1, j] + ext[i, j - 1] + ext[i, j + 1])
+    return 0.0
+
+
 @numba.njit(nogil=True, cache=False)
 def _hand_step(ext, out, first, last):
     """Rows 1..len-2 of *ext* (a block with one ghost row each side) into *out*."""
@@ -75,8 +92,16 @@ def _grid(rows: int, cols: int) -> np.ndarray:
     return g
 
 
+def _use_plain() -> None:
+    global heat_step, _hand_step
+    heat_step, _hand_step = heat_step_plain, _hand_plain
+
+
 def rank_side(rows: int, cols: int, steps: int, repeats: int, out_path: str) -> None:
     from loopscale import distribute
+
+    if os.environ.get("LS_BENCH_PLAIN"):  # --no-residual: the stencil without a reduction
+        _use_plain()
 
     comm = distribute.comm()
     mpi = distribute._mpi.mpi_module()
@@ -100,7 +125,7 @@ def rank_side(rows: int, cols: int, steps: int, repeats: int, out_path: str) -> 
         comm.Sendrecv(x[1], dest=up, recvbuf=x[-1], source=down)
         comm.Sendrecv(x[-2], dest=down, recvbuf=x[0], source=up)
         e = _hand_step(x, y, first, last)
-        return comm.allreduce(e)
+        return comm.allreduce(e) if _hand_step is not _hand_plain else 0.0
 
     hand(ext_a, ext_b)
     times: dict[str, list[float]] = {"loopscale": [], "hand": []}
@@ -165,6 +190,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-residual", action="store_true",
+                    help="the stencil without its residual (no reduction, no allreduce)")
     ap.add_argument("--weak", type=int, nargs="+", metavar="P",
                     help="weak scaling: --rows rows per rank, at each of these rank counts")
     ap.add_argument("--rank-side", nargs=5, help=argparse.SUPPRESS)
@@ -175,6 +202,9 @@ def main() -> None:
         return
     if args.quick:
         args.rows, args.cols, args.steps, args.repeats = 200, 200, 5, 2
+    if args.no_residual:
+        os.environ["LS_BENCH_PLAIN"] = "1"
+        _use_plain()
     from loopscale.distribute._launch import find_launcher
 
     if args.weak:
@@ -192,7 +222,9 @@ def main() -> None:
     s = statistics.median(serial)
     ls = statistics.median(res["times"]["loopscale"])
     hd = statistics.median(res["times"]["hand"])
-    print(f"2-D heat stencil {args.rows}x{args.cols}, {args.steps} steps; mpiexec -n "
+    kind = "without" if args.no_residual else "with"
+    print(f"2-D heat stencil {kind} residual, {args.rows}x{args.cols}, {args.steps} steps; "
+          f"mpiexec -n "
           f"{args.nprocs}; median of {args.repeats}; "
           f"usable cores {loopscale.config.usable_cores()}")
     print()

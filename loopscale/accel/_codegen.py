@@ -45,7 +45,7 @@ _IDENTITY = {"+": "__ls_zero({s0})", "*": "__ls_one({s0})", "min": "{s0}", "max"
 
 #: Block arithmetic, written out in the generated code (no helper functions to
 #: compile); the constants come from :mod:`._runtime` so that all levels agree.
-from ._runtime import MAX_BLOCKS, MIN_BLOCK, PLAIN_BLOCK  # noqa: E402
+from ._runtime import MAX_BLOCKS, MIN_BLOCK, NESTED_MIN_BLOCK, PLAIN_BLOCK  # noqa: E402
 
 
 def _trip_src(nargs: int) -> str:
@@ -67,8 +67,8 @@ def _trip_src(nargs: int) -> str:
     """
 
 
-def _block_src(has_red: bool) -> str:
-    floor = MIN_BLOCK if has_red else PLAIN_BLOCK
+def _block_src(has_red: bool, nested: bool = False) -> str:
+    floor = (NESTED_MIN_BLOCK if nested else MIN_BLOCK) if has_red else PLAIN_BLOCK
     return f"""
         __ls_bs = (__ls_n + {MAX_BLOCKS - 1}) // {MAX_BLOCKS}
         if __ls_bs < {floor}:
@@ -326,6 +326,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         return b
 
     nargs = len(analysis.range_args)
+    # an iteration that runs a loop of its own: short reduction blocks (see _runtime)
+    nested = any(isinstance(n, (ast.For, ast.While)) for st in loop.body for n in ast.walk(st))
 
     def block_loop(start: str, stop: str) -> ast.For:
         # iterations [start, stop) of the iteration space; with a unit step the
@@ -360,7 +362,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     params = [a.arg for a in fdef.args.posonlyargs + fdef.args.args + fdef.args.kwonlyargs]
     checks = _bound_checks(loop, var, params, pre, filename, fname)  # type: ignore[arg-type]
     s_body += copy.deepcopy(checks)
-    s_body += _stmts(_block_src(has_red), line)
+    s_body += _stmts(_block_src(has_red, nested), line)
     for s in reds:
         s_body += _stmts(f"__ls_s0_{s} = {s}", line)
     outer = _stmts("""
@@ -417,7 +419,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         pre_body += _stmts(_trip_src(nargs), line)
         pre_body += copy.deepcopy(checks)
         if has_red:
-            pre_body += _stmts(_block_src(True), line)
+            pre_body += _stmts(_block_src(True, nested), line)
         else:
             pre_body += _stmts("__ls_bs = 1", line)
         pre_body += _stmts("__ls_nb = (__ls_n + __ls_bs - 1) // __ls_bs", line)

@@ -13,13 +13,17 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["MAX_BLOCKS", "MIN_BLOCK", "PLAIN_BLOCK", "block_size", "trip_count", "ls_put",
-           "ls_nonneg", "ls_zero_i", "ls_one_i", "EarlyReturn"]
+__all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "block_size",
+           "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "EarlyReturn"]
 
 #: A reduction loop is cut into at most this many blocks...
 MAX_BLOCKS = 1024
-#: ... of at least this many iterations (the last block may be shorter).
+#: ... of at least this many iterations (the last block may be shorter)...
 MIN_BLOCK = 16
+#: ... or of this many when each iteration runs a loop of its own (a row of a
+#: stencil, a body's force sum): such an iteration outweighs a block's cost,
+#: and short blocks keep the rows an MPI rank runs past its own to a minimum.
+NESTED_MIN_BLOCK = 1
 #: Loops without reductions are cut into blocks of at least this many
 #: iterations in the fused serial code (only error messages see them).
 PLAIN_BLOCK = 1024
@@ -30,14 +34,15 @@ def trip_count(lo: int, stop: int, step: int) -> int:
     return len(range(lo, stop, step))
 
 
-def block_size(n: int, reductions: bool = True) -> int:
+def block_size(n: int, reductions: bool = True, nested: bool = False) -> int:
     """The fixed block length for a loop of *n* iterations.
 
-    It depends on *n* alone, never on the worker or rank count, so that
+    It depends on *n* (and on the loop's code: whether it reduces, whether its
+    body holds a loop) alone, never on the worker or rank count, so that
     per-block reduction partials, combined in block order, are the same at
     every level.
     """
-    floor = MIN_BLOCK if reductions else PLAIN_BLOCK
+    floor = (NESTED_MIN_BLOCK if nested else MIN_BLOCK) if reductions else PLAIN_BLOCK
     return max(floor, -(-n // MAX_BLOCKS))
 
 
