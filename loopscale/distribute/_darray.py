@@ -426,16 +426,7 @@ def gather(x: DistArray, root: int = 0) -> np.ndarray | None:
     >>> distribute.gather(distribute.scatter(np.arange(4)))
     array([0, 1, 2, 3])
     """
-    x = _check_dist(x, "the argument of gather()")
-    if x._comm is None:
-        return np.array(x.local)
-    mpi = _mpi.mpi_module()
-    me = x._comm.Get_rank()
-    out = np.empty(x.shape, dtype=x.dtype) if me == root else None
-    counts, displs = _row_counts(x._bounds, _rowbytes(x))
-    recv = [as_bytes(out), (counts, displs), mpi.BYTE] if out is not None else None
-    x._comm.Gatherv([as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE], recv, root=root)
-    return out
+    return _collect(_check_dist(x, "the argument of gather()"), root)
 
 
 def allgather(x: DistArray) -> np.ndarray:
@@ -448,14 +439,25 @@ def allgather(x: DistArray) -> np.ndarray:
     >>> distribute.allgather(distribute.scatter(np.arange(4)))
     array([0, 1, 2, 3])
     """
-    x = _check_dist(x, "the argument of allgather()")
+    out = _collect(_check_dist(x, "the argument of allgather()"), None)
+    assert out is not None
+    return out
+
+
+def _collect(x: DistArray, root: int | None) -> np.ndarray | None:
+    """Every rank's rows, on *root* (``Gatherv``) or, for None, everywhere (``Allgatherv``)."""
     if x._comm is None:
         return np.array(x.local)
     mpi = _mpi.mpi_module()
-    out = np.empty(x.shape, dtype=x.dtype)
+    here = root is None or x._comm.Get_rank() == root
+    out = np.empty(x.shape, dtype=x.dtype) if here else None
     counts, displs = _row_counts(x._bounds, _rowbytes(x))
-    x._comm.Allgatherv([as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE],
-                       [as_bytes(out), (counts, displs), mpi.BYTE])
+    send = [as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE]
+    recv = [as_bytes(out), (counts, displs), mpi.BYTE] if out is not None else None
+    if root is None:
+        x._comm.Allgatherv(send, recv)
+    else:
+        x._comm.Gatherv(send, recv, root=root)
     return out
 
 
