@@ -473,12 +473,17 @@ class Accelerated(Generic[P, R]):
         call = getattr(type(first), _distributed.PROTOCOL)(
             function=fn.__qualname__, analysis=self.analysis, arrays=dist,
             params=tuple(self._params), level=setting.name, options=dict(setting.options),
-            read_after_loop=_distributed.read_after_loop(self._tree, self.analysis.loop_index))
+            read_after_loop=self._after_loop_reads)
         views = call.views
         args = tuple(views.get(n, a) if n in dist else a
                      for n, a in zip(self._params, args, strict=False)) + args[len(self._params):]
         kwargs = {k: views[k] if k in dist else v for k, v in kwargs.items()}
         return call.finish(self._call_plan(call, args, kwargs))  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def _after_loop_reads(self) -> frozenset[str]:
+        """Names the code after the loop reads other than to return them (static)."""
+        return _distributed.read_after_loop(self._tree, self.analysis.loop_index)
 
     def _resolve_level(self, setting: config.LevelSetting) -> str:
         """The level this call runs at: ``auto`` resolved for this function."""

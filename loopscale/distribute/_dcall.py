@@ -94,7 +94,8 @@ class DistributedCall:
                 raise DistributionError(
                     f"arguments {first_name!r} and {name!r} of {function}() are distributed "
                     "over different communicators: make them over the same one.")
-            if x.shape[0] != first.shape[0] or x.bounds != first.bounds:
+            if x is not first and (x.shape[0] != first.shape[0]
+                                   or not np.array_equal(x._bounds, first._bounds)):
                 raise DistributionError(
                     f"arguments {first_name!r} and {name!r} of {function}() are distributed "
                     f"differently ({first_name!r}: {first.shape[0]} rows at {first.bounds}; "
@@ -104,7 +105,7 @@ class DistributedCall:
                     f"(distribute.empty_like({first_name})).")
         self.arrays = dict(arrays)
         self.comm = first.comm
-        self.bounds = np.asarray(first.bounds, dtype=np.int64)
+        self.bounds = first._bounds
         self.nrows = first.shape[0]
         self.views = {name: x._global_view() for name, x in items}
         self._by_id = {id(v): name for name, v in self.views.items()}
