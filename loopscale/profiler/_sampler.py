@@ -42,7 +42,9 @@ through a Python-level wrapper is classified by the innermost Python frame.
 :func:`sys._current_frames`; each busy thread gets a sample with the same
 weight, so ``total_seconds`` sums time over threads.  Threads blocked in the
 standard library's waiting functions (``threading``, ``queue``,
-``selectors``...) are idle and not sampled.
+``selectors``...) are idle and not sampled; the main thread is too while
+another thread works (it waits for them: ``join``, ``result``), but not when
+it waits alone (then its wait is where the program's time goes).
 
 **Arguments.**  The first time a function defined in user code (not the
 standard library, site-packages or loopscale) is seen, its parameters are
@@ -364,8 +366,14 @@ class Sampler:
         # function (read from loopscale's pool, if loaded; not imported here)
         pool = sys.modules.get("loopscale.schedule._pool")
         working_for: dict[int, int] = dict(getattr(pool, "WORKING_FOR", {}) or {})
+        main_frame = frames.get(self._main_ident)
+        # the main thread waiting (join, queue, futures) while other threads work:
+        # their samples carry that time; alone, its wait is the program's time
+        main_waits = main_frame is not None and _is_idle(main_frame) and any(
+            f is not None and i != self._main_ident and not _is_idle(f)
+            for i, f in frames.items())
         for ident, frame in frames.items():
-            if frame is None:
+            if frame is None or (main_waits and ident == self._main_ident):
                 continue
             owner = working_for.get(ident)
             if owner is not None and frames.get(owner) is not None:

@@ -404,3 +404,25 @@ def test_output_paths_are_the_callers_even_when_the_script_changes_directory(tmp
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out.json").exists() and (tmp_path / "out.html").exists()
     assert not (tmp_path / "sub" / "out.json").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_main_thread_waiting_for_a_worker_is_not_charged_beside_it(tmp_path):
+    script = _write(tmp_path, "joined.py", '''\
+        import threading
+
+        def work(n):
+            s = 0
+            for i in range(n):
+                s += i * i % 7
+            return s
+
+        t = threading.Thread(target=work, args=(3_000_000,))
+        t.start()
+        t.join()
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script])
+    assert proc.returncode == 0, proc.stderr
+    loops = {lp["line"]: lp for lp in json.loads(out.read_text())["loops"]}
+    assert loops[5]["fraction"] > 0.85, loops
