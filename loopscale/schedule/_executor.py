@@ -64,6 +64,7 @@ from ..errors import WorkerError
 from ._budget import init_worker
 from ._chunking import validate_chunksize, validate_max_workers
 from ._future import LOGGER, Future
+from ._pool import _LOCAL as _REGION
 
 __all__ = ["Executor"]
 
@@ -365,12 +366,15 @@ class _Core:
                 tasks.remove(item)  # the head, save for a worker's nested wait
             if not inside:
                 self.running += 1
+        depth = getattr(_REGION, "depth", 0)
+        _REGION.depth = depth + 1  # the caller runs a task: it is a worker meanwhile
         try:
             if isinstance(item, _Batch):
                 item.work(k)
             else:
                 _run_future(item)
         finally:
+            _REGION.depth = depth
             if not inside:
                 with self.mutex:
                     self.running -= 1
@@ -442,6 +446,9 @@ class _Core:
 def _work(core: _Core, wake: Any) -> None:
     """A worker thread: run queued jobs; sleep on *wake* when there are none."""
     _LOCAL.core = core
+    # a task is a share of the cores already: a parallel loop it starts (an
+    # accelerated call, parallel_for) runs on this thread, as inside a region
+    _REGION.depth = getattr(_REGION, "depth", 0) + 1
     init_worker(core.max_workers)  # this thread's share of the cores for Numba's threads
     if core.initializer is not None:
         try:

@@ -18,6 +18,7 @@ import pytest
 
 from loopscale.errors import WorkerError
 from loopscale.schedule._executor import Executor
+from loopscale.schedule._pool import in_worker
 
 
 def failing_task(x):
@@ -444,3 +445,21 @@ def test_a_failed_item_is_marked_before_the_skipped_items_after_it():
     batch.mark(range(5, 10))
     assert Recording.order[0] == (5, _FAILED)
     assert all(v is _SKIPPED for _, v in Recording.order[1:])
+
+
+def test_a_parallel_loop_started_inside_a_task_runs_on_the_tasks_thread():
+    # the executor's threads are the core budget: no second layer of threads
+    from loopscale.schedule import parallel_for
+
+    def task(n):
+        seen = set()
+
+        def body(start, stop):
+            seen.add(threading.get_ident())
+
+        parallel_for(body, n, max_workers=2, chunksize=1)
+        return seen == {threading.get_ident()}, in_worker()
+
+    with Executor(max_workers=2) as ex:
+        results = list(ex.map(task, [64] * 8))
+    assert all(same and inside for same, inside in results), results
