@@ -35,7 +35,14 @@ frame, i.e. a C function.  For such a sample, the part of the weight beyond
 one interval is native time (the tick was held back by the C call) and one
 interval is Python time; for the other threads and in thread mode, where the
 thread was caught *inside* the call, the whole weight is native.  A sample
-whose top instruction is not a call is Python time.  Time in C code reached
+whose top instruction is not a call is Python time.  Two refinements use
+how late the handler ran after its timer expired (``getitimer``) and the
+process's CPU time since the last tick: a non-call sample whose handler ran
+more than a fifth of an interval late while the process kept running was
+held in C code that checks no signals (an operator such as ``a @ b`` on big
+arrays), and that part is native; a call sample on time while the process
+hardly ran was caught inside a C function that waits and checks signals
+(``time.sleep``, I/O, a lock), and is native whole.  Time in C code reached
 through a Python-level wrapper is classified by the innermost Python frame.
 
 **Threads.**  Every tick also reads the other threads' frames through
@@ -342,12 +349,14 @@ class Sampler:
         self._stop_event = threading.Event()
         self._main_ident = threading.main_thread().ident
         self._old_handler: Any = None
+        self._last_cpu = 0.0  # time.process_time() at the last tick (signal mode)
         self._old_switch: float | None = None  # sys.getswitchinterval() to restore
         self._patched = False
 
     # -- the per-sample logic (pure apart from reading frames) ------------------------------
 
-    def tick(self, now: float, frames: dict[int, Any], *, caught_in_call: bool = False) -> None:
+    def tick(self, now: float, frames: dict[int, Any], *, caught_in_call: bool = False,
+             late: float | None = None, cpu: float | None = None) -> None:
         """Record one tick at clock time *now* for the threads' top *frames*.
 
         *caught_in_call* is true when the frames were read while their threads
@@ -355,7 +364,9 @@ class Sampler:
         instruction is then inside a C call and all its time is native.  On
         the main thread in signal mode it is false: the handler runs after a C
         call returned, so only the part of the weight beyond one interval is
-        native.
+        native.  In signal mode *late* is how long after its timer expiry the
+        handler ran, and *cpu* the process's CPU seconds since the last tick
+        (see the module's description of Python versus native time).
         """
         elapsed = now - self._last
         self._last = now
@@ -390,9 +401,24 @@ class Sampler:
                 continue
             if self.capture:
                 self._capture_from(frame)
+            main_signal = not caught_in_call and ident == self._main_ident
             if not in_call:
-                self._samples.append(Sample(stack, elapsed, ident, False))
-            elif caught_in_call or ident != self._main_ident:
+                native = 0.0
+                if main_signal and late is not None and cpu is not None \
+                        and late > 0.2 * self.interval and cpu >= 0.5 * elapsed:
+                    # the handler ran well after its tick while the process ran: the
+                    # interpreter, which checks for signals at every call and loop
+                    # jump, was held in C code that checks none (an operator, `a @ b`)
+                    native = min(elapsed, max(late, elapsed - self.interval))
+                if native < elapsed:
+                    self._samples.append(Sample(stack, elapsed - native, ident, False))
+                if native > 0.0:
+                    self._samples.append(Sample(stack, native, ident, True))
+            elif not main_signal:
+                self._samples.append(Sample(stack, elapsed, ident, True))
+            elif cpu is not None and cpu < 0.5 * elapsed:
+                # at a call, on time, and the process hardly ran: the handler ran from
+                # inside a C function that waits (sleep, I/O, a lock) and checks signals
                 self._samples.append(Sample(stack, elapsed, ident, True))
             else:
                 python = min(elapsed, self.interval)
@@ -420,7 +446,11 @@ class Sampler:
         frames[self._main_ident] = frame  # the interrupted frame, not the handler's own
         if self._thread is not None:
             frames.pop(self._thread.ident, None)
-        self.tick(now, frames)
+        remaining = signal.getitimer(self._which)[0]
+        cpu = time.process_time()
+        late = self.interval - remaining if 0.0 < remaining <= self.interval else None
+        self.tick(now, frames, late=late, cpu=cpu - self._last_cpu)
+        self._last_cpu = cpu
 
     def _thread_loop(self) -> None:
         due = time.monotonic() + self.interval
@@ -467,6 +497,7 @@ class Sampler:
         self._running = True
         self._start_wall = time.time()
         self._start = self._last = self.clock()
+        self._last_cpu = time.process_time()
         reason = None if self.mode == "thread" else self._signal_usable()
         if self.mode == "signal" and reason is not None:
             self._running = False

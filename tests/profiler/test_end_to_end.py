@@ -426,3 +426,38 @@ def test_a_main_thread_waiting_for_a_worker_is_not_charged_beside_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     loops = {lp["line"]: lp for lp in json.loads(out.read_text())["loops"]}
     assert loops[5]["fraction"] > 0.85, loops
+
+
+@pytest.mark.timeout(60)
+def test_operators_on_big_arrays_and_sleeps_are_native_time(tmp_path):
+    # `a * a` is no call instruction, and sleep waits inside C: both are native
+    script = _write(tmp_path, "native.py", '''\
+        import time
+        import numpy as np
+
+        def products(a, k):
+            for _ in range(k):
+                c = a * a + a
+            return c
+
+        def naps(k):
+            for _ in range(k):
+                time.sleep(0.02)
+
+        def plain(n):
+            s = 0
+            for i in range(n):
+                s += i * i % 7
+            return s
+
+        products(np.random.default_rng(0).random(3_000_000), 15)
+        naps(10)
+        plain(2_000_000)
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script])
+    assert proc.returncode == 0, proc.stderr
+    loops = {lp["line"]: lp for lp in json.loads(out.read_text())["loops"]}
+    assert loops[5]["python_fraction"] < 0.5, loops[5]
+    assert loops[10]["python_fraction"] < 0.3, loops[10]
+    assert loops[15]["python_fraction"] > 0.9, loops[15]
