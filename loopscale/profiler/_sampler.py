@@ -191,6 +191,18 @@ def _line_at(code: CodeType, lasti: int) -> int:
     return lines[pos] if pos >= 0 else code.co_firstlineno
 
 
+def _line_before(code: CodeType, lasti: int) -> int:
+    """The line of the nearest instruction before *lasti* on another line than its own
+    (for a frame calling a ``with`` block's exit: the block's last line)."""
+    ranges = sorted((start, line) for start, _end, line in code.co_lines())
+    pos = bisect.bisect_right([r[0] for r in ranges], lasti) - 1
+    here = ranges[pos][1] if pos >= 0 else None
+    for _start, line in reversed(ranges[:max(pos, 0)]):
+        if line is not None and line != here:
+            return line
+    return here if here is not None else code.co_firstlineno
+
+
 def stack_of(frame: Any) -> tuple[Frame, ...]:
     """The stack ending at *frame*, outermost first, without the profiler's own frames."""
     frames: list[Frame] = []
@@ -349,6 +361,7 @@ class Sampler:
         self._stop_event = threading.Event()
         self._main_ident = threading.main_thread().ident
         self._old_handler: Any = None
+        self._held = 0.0  # main-thread time a tick could not charge (see _charge_held)
         self._last_cpu = 0.0  # time.process_time() at the last tick (signal mode)
         self._old_switch: float | None = None  # sys.getswitchinterval() to restore
         self._patched = False
@@ -394,14 +407,19 @@ class Sampler:
                     self._samples.append(Sample(stack, elapsed, ident, True))
                     continue
             in_call = at_call(frame)
+            main_signal = not caught_in_call and ident == self._main_ident
             if ident != self._main_ident and _is_idle(frame):
                 continue
             stack = stack_of(frame)
             if not stack:
+                if main_signal:
+                    # the handler ran inside the profiler's own code (its exit,
+                    # right after a C call that checks no signals ended the block):
+                    # keep the time for the user's frame (see stop())
+                    self._held += elapsed
                 continue
             if self.capture:
                 self._capture_from(frame)
-            main_signal = not caught_in_call and ident == self._main_ident
             if not in_call:
                 native = 0.0
                 if main_signal and late is not None and cpu is not None \
@@ -566,6 +584,7 @@ class Sampler:
         if self._driver == "signal":
             _real_setitimer(self._which, 0.0, 0.0)
             _real_signal(self._signum, self._old_handler)
+            self._charge_held(end)
         self._unpatch_signal_module()
         driver, self._driver = self._driver, ""
         self._stop_event.set()
@@ -577,6 +596,34 @@ class Sampler:
         self._running = False
         return self.session(end - self._start, partial=partial, exit_status=exit_status,
                             argv=argv, rank=rank, mode=driver)
+
+    def _charge_held(self, end: float) -> None:
+        """Charge time no tick could charge to the user's frame that stops the run.
+
+        A C call that checks no signals (``sorted`` of millions of items) can hold
+        the tick back until the profiler's own exit code runs, where the user's
+        line is not on the stack.  That time, and the time since the last tick,
+        goes to the line the user's frame ran before it called the profiler
+        (a ``with`` block's last line), as native time beyond one interval.
+        """
+        held = self._held + max(0.0, end - self._last)
+        self._held = 0.0
+        if held <= 2.0 * self.interval:
+            return
+        frame = sys._getframe(1)
+        while frame is not None and not is_user_file(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is None or frame.f_lasti < 0:
+            return
+        stack = stack_of(frame)
+        if not stack:
+            return
+        line = _line_before(frame.f_code, frame.f_lasti)
+        stack = stack[:-1] + ((stack[-1][0], line, stack[-1][2]),)
+        python = min(held, self.interval)
+        self._samples.append(Sample(stack, python, self._main_ident, False))
+        self._samples.append(Sample(stack, held - python, self._main_ident, True))
+        self._last = end
 
     def session(self, duration: float, *, mode: str = "", partial: bool = False,
                 exit_status: int | None = None, argv: tuple[str, ...] = (),

@@ -133,6 +133,8 @@ def pandas_suggestion(index: SourceIndex, loop: LoopInfo) -> str | None:
 
 
 def _local_verdict(loop: LoopInfo) -> Verdict | None:
+    if loop.kind == "line":  # a line, not a loop: its source could not be matched
+        return Verdict(None, "source unavailable or changed: not checked")
     if loop.function == "<module>":
         return Verdict(False, f"the loop at line {loop.line} runs at module level; move it "
                               "into a function and decorate that function with @accelerate",
@@ -141,8 +143,6 @@ def _local_verdict(loop: LoopInfo) -> Verdict | None:
         return Verdict(False, f"{loop.function}() is defined inside another function; "
                               "@accelerate needs a module-level function (move it out)",
                        status="refused")
-    if loop.kind == "line":
-        return Verdict(None, "source unavailable or changed: not checked")
     return None
 
 
