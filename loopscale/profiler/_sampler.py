@@ -362,6 +362,7 @@ class Sampler:
         self._main_ident = threading.main_thread().ident
         self._old_handler: Any = None
         self._held = 0.0  # main-thread time a tick could not charge (see _charge_held)
+        self._main_seen: tuple[tuple[Frame, ...], bool] | None = None  # stack, at a call
         self._last_cpu = 0.0  # time.process_time() at the last tick (signal mode)
         self._old_switch: float | None = None  # sys.getswitchinterval() to restore
         self._patched = False
@@ -420,6 +421,9 @@ class Sampler:
                 continue
             if self.capture:
                 self._capture_from(frame)
+            if ident == self._main_ident and (is_user_file(stack[-1][0])
+                                              or stack[-1][0].startswith(_PACKAGE_DIR)):
+                self._main_seen = (stack, in_call)
             if not in_call:
                 native = 0.0
                 if main_signal and late is not None and cpu is not None \
@@ -602,13 +606,17 @@ class Sampler:
 
         A C call that checks no signals (``sorted`` of millions of items) can hold
         the tick back until the profiler's own exit code runs, where the user's
-        line is not on the stack.  That time, and the time since the last tick,
-        goes to the line the user's frame ran before it called the profiler
-        (a ``with`` block's last line), as native time beyond one interval.
+        line is not on the stack.  That tick's time goes where the main thread
+        was last seen if that was inside a call (a nogil kernel running on),
+        else to the line the user's frame ran before it called the profiler (a
+        ``with`` block's last line), as native time beyond one interval.
         """
-        held = self._held + max(0.0, end - self._last)
-        self._held = 0.0
+        held, self._held = self._held, 0.0
         if held <= 2.0 * self.interval:
+            return
+        if self._main_seen is not None and self._main_seen[1]:
+            # last seen inside a call (a nogil kernel, a C function): it ran on
+            self._samples.append(Sample(self._main_seen[0], held, self._main_ident, True))
             return
         frame = sys._getframe(1)
         while frame is not None and not is_user_file(frame.f_code.co_filename):
@@ -623,7 +631,6 @@ class Sampler:
         python = min(held, self.interval)
         self._samples.append(Sample(stack, python, self._main_ident, False))
         self._samples.append(Sample(stack, held - python, self._main_ident, True))
-        self._last = end
 
     def session(self, duration: float, *, mode: str = "", partial: bool = False,
                 exit_status: int | None = None, argv: tuple[str, ...] = (),
