@@ -194,7 +194,7 @@ class MPIExecutor:
             return
         nranks, me = comm.Get_size(), comm.Get_rank()
         workers = self.max_workers  # collective the first time: before any rank can diverge
-        self._check_agreement(comm, plan)
+        check_agreement(comm, plan, self.check)
         slots = self._slots(plan)
         if slots is None:  # written arrays not located along the loop axis
             if plan.nblocks:
@@ -208,9 +208,6 @@ class MPIExecutor:
             except Exception as exc:  # every rank must still reach the exchange
                 failure = exc
         self._exchange(comm, plan, slots, dealt, me, failure)
-
-    def _check_agreement(self, comm: Any, plan: Any) -> None:
-        check_agreement(comm, plan, self.check)
 
     def _slots(self, plan: Any) -> list[_Slot] | None:
         """The arrays to exchange, or None when one cannot be located by rows."""
@@ -249,7 +246,7 @@ class MPIExecutor:
         send = np.empty(int(counts[me]), dtype=np.uint8)
         send[:_HEADER].view(np.int64)[0] = 0 if failure is None else 1
         if failure is None:
-            _pack(send[_HEADER:], slots, layout[me])
+            _copy(send[_HEADER:], slots, layout[me], into_buf=True)
         recv = np.empty(int(counts.sum()), dtype=np.uint8)
         comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
         self.bytes_moved = int(counts[me]) * (len(counts) - 1) + int(counts.sum() - counts[me])
@@ -267,7 +264,8 @@ class MPIExecutor:
                 "this rank stops too."))
         for r, d in enumerate(displs):
             if r != me:
-                _unpack(recv[int(d) + _HEADER:int(d + counts[r])], slots, layout[r])
+                _copy(recv[int(d) + _HEADER:int(d + counts[r])], slots, layout[r],
+                      into_buf=False)
 
 
 def check_agreement(comm: Any, plan: Any, check: str,
@@ -290,11 +288,10 @@ def check_agreement(comm: Any, plan: Any, check: str,
     raise ArgumentValueError(mismatch_message(plan.function, per_rank))
 
 
-def _rows(slot: _Slot, piece: Any, nrows: int, buf: np.ndarray) -> np.ndarray:
-    return buf.view(slot.view.dtype).reshape((nrows,) + slot.view.shape[1:])
-
-
-def _pack(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]]) -> None:
+def _copy(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]],
+          *, into_buf: bool) -> None:
+    """Copy the rows *layout* selects between the slots' arrays and the byte
+    buffer *buf* (packed one after the other): into *buf*, or out of it."""
     pos = 0
     for slot, ps in zip(slots, layout, strict=True):
         length = slot.view.shape[0]
@@ -302,17 +299,10 @@ def _pack(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any
             k = piece_length(p, length)
             nb = k * slot.rowbytes
             if nb:
-                _rows(slot, p, k, buf[pos:pos + nb])[...] = slot.view[p]
-            pos += nb
-
-
-def _unpack(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]]) -> None:
-    pos = 0
-    for slot, ps in zip(slots, layout, strict=True):
-        length = slot.view.shape[0]
-        for p in ps:
-            k = piece_length(p, length)
-            nb = k * slot.rowbytes
-            if nb:
-                slot.view[p] = _rows(slot, p, k, buf[pos:pos + nb])
+                rows = buf[pos:pos + nb].view(slot.view.dtype).reshape(
+                    (k,) + slot.view.shape[1:])
+                if into_buf:
+                    rows[...] = slot.view[p]
+                else:
+                    slot.view[p] = rows
             pos += nb

@@ -172,11 +172,9 @@ def _qualname(code: Any) -> str:
 _line_table_cache: dict[CodeType, tuple[list[int], list[int]]] = {}
 
 
-def _line_at(code: CodeType, lasti: int) -> int:
-    """The source line of instruction *lasti*, for a frame whose ``f_lineno`` is
-    None: on Python 3.11 the jump back to a loop's head after a body ending in an
-    ``if`` has no line of its own, and would be charged to the ``def`` line,
-    outside the loop.  The nearest earlier instruction with a line is used."""
+def _line_table(code: CodeType) -> tuple[list[int], list[int]]:
+    """Instruction ranges' start offsets and lines, a range without a line taking
+    the line before it (cached per code object)."""
     table = _line_table_cache.get(code)
     if table is None:
         starts, lines = [], []
@@ -186,7 +184,15 @@ def _line_at(code: CodeType, lasti: int) -> int:
             starts.append(start)
             lines.append(last)
         table = _line_table_cache[code] = (starts, lines)
-    starts, lines = table
+    return table
+
+
+def _line_at(code: CodeType, lasti: int) -> int:
+    """The source line of instruction *lasti*, for a frame whose ``f_lineno`` is
+    None: on Python 3.11 the jump back to a loop's head after a body ending in an
+    ``if`` has no line of its own, and would be charged to the ``def`` line,
+    outside the loop.  The nearest earlier instruction with a line is used."""
+    starts, lines = _line_table(code)
     pos = bisect.bisect_right(starts, lasti) - 1
     return lines[pos] if pos >= 0 else code.co_firstlineno
 
@@ -194,13 +200,15 @@ def _line_at(code: CodeType, lasti: int) -> int:
 def _line_before(code: CodeType, lasti: int) -> int:
     """The line of the nearest instruction before *lasti* on another line than its own
     (for a frame calling a ``with`` block's exit: the block's last line)."""
-    ranges = sorted((start, line) for start, _end, line in code.co_lines())
-    pos = bisect.bisect_right([r[0] for r in ranges], lasti) - 1
-    here = ranges[pos][1] if pos >= 0 else None
-    for _start, line in reversed(ranges[:max(pos, 0)]):
-        if line is not None and line != here:
+    starts, lines = _line_table(code)
+    pos = bisect.bisect_right(starts, lasti) - 1
+    if pos < 0:
+        return code.co_firstlineno
+    here = lines[pos]
+    for line in reversed(lines[:pos]):
+        if line != here:
             return line
-    return here if here is not None else code.co_firstlineno
+    return here
 
 
 def stack_of(frame: Any) -> tuple[Frame, ...]:
