@@ -117,8 +117,10 @@ class Startup:
 
     ``track_cold_compile``: the first call with an empty cache directory.
     ``track_njit_compile``: the same for ``numba.njit`` (no cache), for scale.
-    ``track_warm_start``: a new process after the cache was filled, from the
-    imports to the first result.
+    ``track_warm_start``: the first call in a new process after the cache was
+    filled (the cache load; the target is at most 10 % of ``track_cold_compile``).
+    ``track_warm_imports_to_result``: the same process from the imports (NumPy,
+    Numba, loopscale) to the first result.
     """
 
     params = (LEVELS, ["nbody", "black_scholes", "mandelbrot", "sum_of_squares", "stencil2d"])
@@ -151,6 +153,12 @@ class Startup:
 
     def track_warm_start(self, level: str, kernel: str) -> float:
         self._child(level, kernel, "accel")  # fills the cache
-        return self._child(level, kernel, "accel")["total"]
+        return self._child(level, kernel, "accel")["first_call"]
 
     track_warm_start.unit = "seconds"  # type: ignore[attr-defined]
+
+    def track_warm_imports_to_result(self, level: str, kernel: str) -> float:
+        self._child(level, kernel, "accel")  # fills the cache
+        return self._child(level, kernel, "accel")["total"]
+
+    track_warm_imports_to_result.unit = "seconds"  # type: ignore[attr-defined]

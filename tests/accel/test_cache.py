@@ -204,3 +204,163 @@ def test_counter_script_detects_compiles_without_loopscale_cache(tmp_path):
         )
     )
     assert _run(script, tmp_path / "unused")["compiles"] > 0
+
+
+WARM_MIX = COUNTER + """
+import math
+import sys
+
+
+@accelerate
+def scaled(x, out):
+    for i in range(x.shape[0]):
+        out[i] = math.exp(x[i]) * 2.0
+    return out
+
+
+@accelerate
+def fresh_array(x):
+    out = np.empty(x.shape[0] + 1)
+    for i in range(x.shape[0]):
+        out[i] = x[i] * 0.5
+    out[x.shape[0]] = np.sum(x)
+    return out, x.shape[0]
+
+
+@accelerate
+def divide(a, b, out):
+    for i in range(a.shape[0]):
+        out[i] = a[i] // b[i]
+    return out
+
+
+@accelerate(boundscheck=True)
+def gather(x, idx, out):
+    for i in range(idx.shape[0]):
+        out[i] = x[idx[i]]
+    return out
+
+
+x = np.linspace(0.0, 1.0, 9)
+first = scaled(x, np.zeros(9)).tolist()
+arr, n = fresh_array(x)
+errors = []
+try:
+    divide(np.arange(6), np.array([1, 2, 0, 1, 1, 1]), np.zeros(6, dtype=np.int64))
+except ZeroDivisionError as exc:
+    errors.append(str(exc))
+try:
+    gather(x, np.array([0, 1, 99]), np.zeros(3))
+except IndexError as exc:
+    errors.append(str(exc))
+loaded = counter.count
+if sys.argv[1:] == ["more"]:
+    # After loading from the cache, compile something new in the same process:
+    # a second signature of a cached kernel, and a kernel defined now.
+    x32 = x.astype(np.float32)
+    second_sig = scaled(x32, np.zeros(9, dtype=np.float32)).tolist()
+
+    @accelerate
+    def later(x):
+        s = 0.0
+        for i in range(x.shape[0]):
+            s += math.log1p(x[i]) + np.sqrt(x[i])
+        return s
+
+    more = [second_sig, later(x)]
+else:
+    more = None
+print(json.dumps({"compiles": loaded, "after": counter.count, "first": first,
+                  "arr": arr.tolist(), "n": n, "errors": errors, "more": more}))
+"""
+
+
+def test_a_warm_start_loads_every_kind_of_entry_and_later_compiles_still_work(tmp_path):
+    # Loading from the cache skips Numba's full target set-up; the entries must
+    # still run (math, arrays made inside, exceptions raised in compiled code),
+    # and anything compiled later in that process must still compile.
+    import math
+
+    cache = tmp_path / "cache"
+    script = tmp_path / "warm_mix.py"
+    script.write_text(WARM_MIX)
+    cold = _run(script, cache)
+    assert cold["compiles"] > 0
+    x = [i / 8 for i in range(9)]
+    assert cold["first"] == [math.exp(v) * 2.0 for v in x]
+    assert cold["arr"][:9] == [v * 0.5 for v in x]
+    assert cold["arr"][9] == pytest.approx(sum(x), rel=1e-15)
+    assert cold["n"] == 9
+    assert len(cold["errors"]) == 2
+    assert all("iteration" in e for e in cold["errors"]), cold["errors"]
+
+    for extra in ([], ["more"]):
+        env_script = [str(script), *extra]
+        warm = _run_args(env_script, cache, tmp_path)
+        assert warm["compiles"] == 0
+        assert warm["first"] == cold["first"]
+        assert warm["arr"] == cold["arr"] and warm["n"] == 9
+        assert warm["errors"] == cold["errors"]
+        if extra:
+            assert warm["after"] > 0
+            assert warm["more"][0] == pytest.approx(cold["first"], rel=1e-6)
+            expected = sum(math.log1p(v) + math.sqrt(v) for v in x)
+            assert warm["more"][1] == pytest.approx(expected, rel=1e-12)
+
+
+def _run_args(argv: list[str], cache_dir: Path, cwd: Path) -> dict:
+    env = dict(os.environ)
+    env["LOOPSCALE_CACHE_DIR"] = str(cache_dir)
+    env.pop("LOOPSCALE_DISABLE", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+CORPUS_RUN = COUNTER + """
+import hashlib
+import sys
+
+sys.path.insert(0, sys.argv[1])
+from loopscale import level  # noqa: E402
+from tests.accel.kernels import KERNELS, accelerated  # noqa: E402
+
+
+def digest(value, h):
+    if isinstance(value, tuple):
+        for v in value:
+            digest(v, h)
+    elif isinstance(value, np.ndarray):
+        h.update(str(value.dtype).encode() + repr(value.shape).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    else:
+        h.update(repr(value).encode())
+
+
+out = {}
+with level(sys.argv[2]):
+    for k in KERNELS:
+        args = k.make_args(37, np.random.default_rng(5))
+        result = accelerated(k)(*args)
+        h = hashlib.sha256()
+        digest((result, args), h)
+        out[k.name] = h.hexdigest()
+print(json.dumps({"compiles": counter.count, "digests": out}))
+"""
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_every_corpus_kernel_loads_warm_with_the_same_results(tmp_path, lvl):
+    # The whole corpus (maps, reductions, helpers, complex, float32, arrays made
+    # inside, sequential loops) in a new process from a filled cache: nothing
+    # compiles, and every output and argument is the same bit for bit.
+    cache = tmp_path / "cache"
+    script = tmp_path / "corpus_run.py"
+    script.write_text(CORPUS_RUN)
+    cold = _run_args([str(script), str(REPO_ROOT), lvl], cache, tmp_path)
+    assert cold["compiles"] > 25
+    warm = _run_args([str(script), str(REPO_ROOT), lvl], cache, tmp_path)
+    assert warm["compiles"] == 0
+    assert warm["digests"] == cold["digests"]
