@@ -61,7 +61,7 @@ from typing import Any, TypeVar
 
 from .. import config
 from ..errors import WorkerError
-from ._budget import init_worker
+from ._budget import BLAS_BUDGET, init_worker
 from ._chunking import validate_chunksize, validate_max_workers
 from ._future import LOGGER, Future
 from ._pool import _LOCAL as _REGION
@@ -284,6 +284,29 @@ class _Core:
         self.threads: list[threading.Thread] = []
         self.closing = False
         self.broken: str | None = None
+        #: whether this executor is counted in the process's BLAS budget (it is
+        #: from its first task to its shutdown, with more than one worker)
+        self.budget_held = False
+        self.budget_share: int | None = None
+
+    # -- the thread budget ----------------------------------------------------
+    def budget_locked(self) -> None:
+        """Count this executor in the BLAS budget as it gets work (mutex held).
+
+        It stays counted until :meth:`close`: OpenBLAS ignores a worker thread
+        raising its size again after the submitting thread lowered it, so the
+        sizes are restored by the thread that shuts the executor down (the one
+        that made it, as a rule), not by the worker that finishes last.
+        """
+        if not self.budget_held and self.max_workers > 1:
+            self.budget_held = True
+            self.budget_share = BLAS_BUDGET.enter(self.max_workers)
+
+    def release_budget(self) -> None:
+        with self.mutex:
+            held, self.budget_held = self.budget_held, False
+        if held:
+            BLAS_BUDGET.exit(self.budget_share)
 
     # -- queueing ----------------------------------------------------------
     def push(self, item: Future | _Batch, want: int = 1) -> None:
@@ -298,6 +321,7 @@ class _Core:
             if _EXITING:
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             self.tasks.append(item)
+            self.budget_locked()
             free = self.max_workers - self.running
             while want > 0 and self.idle and free > 0:
                 wake.append(self.idle.pop())
@@ -410,6 +434,7 @@ class _Core:
             for t in threads:
                 if t is not me and t.ident is not None:
                     t.join()
+        self.release_budget()
 
     def break_(self, message: str) -> None:
         """An initializer failed: fail the queued work; the executor is unusable."""
@@ -441,6 +466,7 @@ class _Core:
         self.idle = []
         self.running = 0
         self.threads = []
+        self.budget_held = False  # (the budget resets itself in a forked child)
 
 
 def _work(core: _Core, wake: Any) -> None:
@@ -498,6 +524,9 @@ class Executor(cf.Executor):
     and ``map`` hands out work in chunks of ``chunksize`` items.  Suited to
     tasks that release the GIL (compiled ``nogil`` code, NumPy, I/O); for
     pure-Python functions that hold the GIL use :class:`ProcessExecutor`.
+    With more than one worker, BLAS pools are limited to each worker's share
+    of the cores from the first task until :meth:`shutdown`, so that tasks
+    calling NumPy's BLAS do not oversubscribe the machine.
 
     Differences, all within ``concurrent.futures``' contract: ``result()``
     (without a timeout) on a future that no worker has started runs its task in

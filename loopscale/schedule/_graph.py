@@ -31,7 +31,9 @@ threads.  This module only drives it:
   being inside a parallel region (:func:`~loopscale.schedule.in_worker`), so
   a parallel loop or a graph run from a task runs serially on that worker
   rather than multiplying threads.  With ``max_workers=1`` the single worker
-  lets a task's own parallel loops use the pool.
+  lets a task's own parallel loops use the pool.  While a run has more
+  than one worker, BLAS/OpenMP pools are limited to each worker's share of
+  the cores (and restored afterwards).
 
 After a run, ``graph.status`` holds each task's final status, and
 :meth:`TaskGraph.to_dot` colours the nodes by it.
@@ -52,6 +54,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeAlias
 
 from .. import config
+from ._budget import blas_limit, init_worker
 from ._chunking import validate_max_workers
 from ._graph_state import (
     GraphState,
@@ -488,9 +491,10 @@ def _call_args(task: _Task, results: dict[Key, Any]) -> tuple[tuple[Any, ...], d
 
 
 def _worker(inbox: queue.SimpleQueue[Any], outbox: queue.SimpleQueue[Any],
-            stop: threading.Event, in_region: bool) -> None:
+            stop: threading.Event, in_region: bool, workers: int = 1) -> None:
     if in_region:
         _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
+        init_worker(workers)  # this thread's share of the cores for Numba and OpenMP
     while True:
         item = inbox.get()
         if item is None:
@@ -533,7 +537,8 @@ def _drive_threads(tasks: dict[Key, _Task], state: GraphState, workers: int,
             while state.ready and len(state.running) < workers:
                 key = start_task(state)
                 if len(threads) < len(state.running):
-                    t = threading.Thread(target=_worker, args=(inbox, outbox, stop, workers > 1),
+                    t = threading.Thread(target=_worker, args=(inbox, outbox, stop, workers > 1,
+                                                                        workers),
                                          name=f"loopscale-graph-{len(threads) + 1}",
                                          daemon=True)
                     t.start()
@@ -696,7 +701,9 @@ def run_graph(graph: TaskGraph, keys: Iterable[Key] | None = None, *,
         if in_worker():
             results = _drive_inline(tasks, state, report)
         else:
-            results = _drive_threads(tasks, state, min(workers, len(tasks)), report)
+            n = min(workers, len(tasks))
+            with blas_limit(n):  # n threads may call BLAS at once: each gets its share
+                results = _drive_threads(tasks, state, n, report)
     finally:
         graph._status = task_status(state)
     return {k: results[k] for k in wanted}

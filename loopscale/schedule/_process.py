@@ -55,6 +55,7 @@ import numpy as np
 from .. import config
 from ..errors import WorkerError
 from . import _sharedmem as shm
+from ._budget import limit_process
 from ._chunking import validate_chunksize, validate_max_workers
 from ._future import Future
 
@@ -97,9 +98,11 @@ class _ExceptionWithTraceback:
 
 
 def _worker_main(conn: mpc.Connection, space: shm.Space,
-                 initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+                 initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
+                 workers: int = 1) -> None:
     """A worker process: run tasks from *conn* until it closes or sends b""."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limit_process(workers)  # this process's share of the cores for BLAS and Numba
     space.prefix = f"{space.prefix}w{os.getpid()}-"
     space.mode = "r+"  # a result segment becomes the parent's own array
     if initializer is not None:
@@ -239,7 +242,8 @@ class _Core:
     def start_worker(self) -> _Worker:
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         process = self.ctx.Process(
-            target=_worker_main, args=(child_conn, self.space, self.initializer, self.initargs),
+            target=_worker_main, args=(child_conn, self.space, self.initializer, self.initargs,
+                                       self.max_workers),
             name=f"loopscale-ProcessExecutor-worker-{len(self.workers)}")
         process.start()
         child_conn.close()
@@ -397,7 +401,9 @@ class ProcessExecutor(cf.Executor):
     :class:`Executor`.  Array arguments and results of at least *max_nbytes*
     bytes are not pickled: their bytes go once into a shared-memory segment
     and the task maps it (see the module docstring), as joblib memory-maps.
-    Functions must be picklable by reference (defined at module level).
+    Functions must be picklable by reference (defined at module level).  Each
+    worker process limits its BLAS/OpenMP pools and Numba's threads to its
+    share of the cores (``usable cores // max_workers``) when it starts.
 
     Parameters
     ----------

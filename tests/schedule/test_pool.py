@@ -208,22 +208,3 @@ def test_parallel_numba_dispatcher_is_serialized_only_on_an_unsafe_layer():
     else:
         assert guarded is not ppar
     assert _budget.guard(fill_squares) is fill_squares
-
-
-def test_blas_pools_are_limited_to_each_workers_share_of_the_cores():
-    from threadpoolctl import ThreadpoolController
-
-    from loopscale.config import usable_cores
-    from loopscale.schedule._budget import blas_limit
-
-    ctrl = ThreadpoolController()
-    if not ctrl.lib_controllers:
-        pytest.skip("no BLAS/OpenMP library loaded to limit")
-    before = [lib.num_threads for lib in ctrl.lib_controllers]
-    workers = max(2, usable_cores())
-    share = max(1, usable_cores() // workers)
-    with blas_limit(workers):
-        inside = [lib.num_threads for lib in ThreadpoolController().lib_controllers]
-        assert all(n <= share for n in inside), inside
-    after = [lib.num_threads for lib in ThreadpoolController().lib_controllers]
-    assert after == before
