@@ -128,7 +128,7 @@ class DistArray:
     array([0., 1., 2.])
     """
 
-    __slots__ = ("_comm", "_shape", "_dtype", "_bounds", "_rank", "_buf", "_ghost",
+    __slots__ = ("_comm", "_shape", "_dtype", "_bounds", "_bkey", "_rank", "_buf", "_ghost",
                  "_view", "__weakref__")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -146,6 +146,7 @@ class DistArray:
         self._shape = tuple(int(s) for s in shape)
         self._dtype = np.dtype(dtype)
         self._bounds = np.asarray(bounds, dtype=np.int64)
+        self._bkey = tuple(int(b) for b in self._bounds)  # the bounds, hashable (never change)
         nranks = len(self._bounds) - 1
         self._rank = 0 if comm is None else int(comm.Get_rank())
         nloc = int(self._bounds[self._rank + 1] - self._bounds[self._rank])
@@ -183,7 +184,7 @@ class DistArray:
     @property
     def bounds(self) -> tuple[int, ...]:
         """Rank ``r`` holds global rows ``bounds[r]:bounds[r + 1]``."""
-        return tuple(int(b) for b in self._bounds)
+        return self._bkey
 
     @property
     def local_rows(self) -> tuple[int, int]:

@@ -26,11 +26,16 @@ The call then, on every rank, in the same order:
 Outputs stay distributed: a distributed argument the loop writes is written
 in place; an array the function allocates (``np.empty_like(u)``) is filled on
 each rank for its own iterations and returned as a new :class:`DistArray`.
+
+A stencil is called many times with the same shapes, so what steps 2, 3, 5
+and 6 work out from the plan's shape (a :class:`_Schedule`: iterations, row
+ranges, messages, the exchange's layout and buffers) is remembered, keyed by
+all it depends on, and so is the fingerprint of step 1, keyed by a cheap
+description of the inputs; step 1's ``Allreduce`` itself runs every call.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,28 +44,90 @@ import numpy as np
 from ..errors import DistributionError, WorkerError
 from ..schedule import ThreadsExecutor
 from . import _mpi
-from ._darray import DistArray, as_bytes, global_view, transfer
+from ._darray import DistArray, as_bytes, global_view
 from ._level import _LAST, MPIExecutor, _LocalPlan, check_agreement
-from ._partition import computed_segments, owned_iterations, row_hull
+from ._partition import computed_segments, describe_inputs, fingerprint, owned_iterations, row_hull
 
 __all__ = ["DistributedCall"]
 
 _HEADER = 8
 _FETCH_TAG, _WRITE_TAG = 0, 16384
 
+#: What a call works out from the plan's shape alone (which rank runs which
+#: iterations, which rows go where, the layout of the combining exchange) is
+#: kept here, keyed by everything it depends on, so that a stencil stepped many
+#: times works it out once; the ranks' agreement is still checked every call.
+_SCHEDULES: dict[tuple[Any, ...], _Schedule] = {}
+#: The agreement fingerprint of a call, keyed by a cheap description of its inputs.
+_PRINTS: dict[tuple[Any, ...], int] = {}
+#: The ``mpi`` level's executor (workers, check) by communicator and options.
+_LEVELS: dict[tuple[Any, ...], MPIExecutor] = {}
+_CACHE_LIMIT = 256
 
-@dataclasses.dataclass
+
 class _Slot:
     """One distributed argument the loop touches."""
 
-    index: int                 # position in the plan's arguments
-    name: str
-    array: DistArray
-    offsets: tuple[int, ...]
-    written: bool
-    window: tuple[int, int] = (0, 0)   # global rows [a, b) this rank touches
-    temp: np.ndarray | None = None     # a temporary window, when ghosts are too few
-    view: np.ndarray | None = None     # what the kernel gets
+    __slots__ = ("index", "name", "array", "offsets", "written", "temp", "view", "base",
+                 "first")
+
+    def __init__(self, index: int, name: str, array: DistArray, offsets: tuple[int, ...],
+                 written: bool) -> None:
+        self.index = index              # position in the plan's arguments
+        self.name = name
+        self.array = array
+        self.offsets = offsets
+        self.written = written
+        self.temp: np.ndarray | None = None   # a temporary window, when ghosts are too few
+        self.view: np.ndarray | None = None   # what the kernel gets
+        self.base: np.ndarray | None = None   # the buffer whose row 0 is global row `first`
+        self.first = 0
+
+
+class _Schedule:
+    """Where one call's rows and partials go: a pure function of the plan's shape.
+
+    Row ranges are global row numbers; a message is ``(peer, tag, slot, c0, c1)``.
+    """
+
+    __slots__ = ("computed", "segs", "windows", "fetch_recvs", "fetch_sends",
+                 "wb_local", "wb_sends", "wb_recvs", "ranges", "counts", "displs",
+                 "send", "recv", "rowbytes", "has_parts")
+
+    computed: list[tuple[int, int]]          # iterations [k0, k1) each rank computes
+    segs: list[tuple[int, int, int, int]]    # this rank's kernel ranges (c0, c1, k0, k1)
+    windows: list[tuple[int, int]]           # rows [a, b) this rank touches, per slot
+    fetch_recvs: list[tuple[int, int, int, int, int]]
+    fetch_sends: list[tuple[int, int, int, int, int]]
+    wb_local: list[tuple[int, int, int]]     # (slot, c0, c1): own rows computed in a temp
+    wb_sends: list[tuple[int, int, int, int, int]]
+    wb_recvs: list[tuple[int, int, int, int, int]]
+    has_parts: bool
+    rowbytes: list[int]                      # bytes of one block's partial, per reduction
+    ranges: list[tuple[int, int]]            # blocks [b0, b1) whose partials each rank sends
+    counts: np.ndarray                       # the Allgatherv's bytes per rank...
+    displs: np.ndarray                       # ... and where each rank's segment starts
+    send: np.ndarray                         # this rank's status and partials, reused
+    recv: np.ndarray                         # every rank's, reused
+
+
+def _describe_cheaply(value: Any) -> Any:
+    """A hashable stand-in for what :func:`._partition.describe_inputs` says of
+    *value* (the same inputs give the same key; a key never stands for two
+    different descriptions)."""
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape)
+    if isinstance(value, (bool, int, float, complex, np.generic, str, type(None))):
+        return (type(value), repr(value))  # repr: 0.0 and -0.0 differ, nan matches nan
+    if isinstance(value, tuple):
+        return (tuple, tuple(_describe_cheaply(v) for v in value))
+    return type(value)
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
 
 
 class DistributedCall:
@@ -81,21 +148,22 @@ class DistributedCall:
         self.function = function
         self.read_after_loop = read_after_loop
         self.analysis = analysis
-        self.params = tuple(params)
-        items = list(arrays.items())
-        first_name, first = items[0]
-        for name, x in items:
+        self.params = params
+        first_name = first = None
+        views = {}
+        for name, x in arrays.items():
+            if first is None:
+                first_name, first = name, x
             if not isinstance(x, DistArray):
                 raise DistributionError(
                     f"{function}() got the distributed arguments {first_name!r} (a DistArray) "
                     f"and {name!r} (a {type(x).__name__}): use one kind of distributed array "
                     "per call.")
-            if x.comm is not first.comm:
+            if x._comm is not first._comm:
                 raise DistributionError(
                     f"arguments {first_name!r} and {name!r} of {function}() are distributed "
                     "over different communicators: make them over the same one.")
-            if x is not first and (x.shape[0] != first.shape[0]
-                                   or not np.array_equal(x._bounds, first._bounds)):
+            if x._bkey != first._bkey:  # the row count is the last bound
                 raise DistributionError(
                     f"arguments {first_name!r} and {name!r} of {function}() are distributed "
                     f"differently ({first_name!r}: {first.shape[0]} rows at {first.bounds}; "
@@ -103,84 +171,113 @@ class DistributedCall:
                     f"iteration live on different ranks. Use "
                     f"{name}.redistribute({first_name}.bounds), or make both the same way "
                     f"(distribute.empty_like({first_name})).")
-        self.arrays = dict(arrays)
-        self.comm = first.comm
+            views[name] = x._view if x._view is not None else x._global_view()
+        assert first is not None
+        self.arrays = arrays
+        self.comm = first._comm
         self.bounds = first._bounds
-        self.nrows = first.shape[0]
-        self.views = {name: x._global_view() for name, x in items}
-        self._by_id = {id(v): name for name, v in self.views.items()}
+        self._bkey = first._bkey
+        self._me = first._rank
+        self.nrows = first._shape[0]
+        self.views = views
+        self._by_id = {id(v): name for name, v in views.items()}
         self._fresh: dict[int, tuple[np.ndarray, int]] = {}
         self._complete: list[tuple[np.ndarray, int]] = []  # fresh arrays read after the loop
         self._computed: list[tuple[int, int]] = []
         self._lo = self._step = 0
-        opts = dict(options or {})
         if level == "serial":
             workers: int | None = 1
             check = "shapes"
         elif level in ("mpi", "threads"):
-            workers = opts.get("max_workers")
-            check = opts.get("check", "shapes")
+            workers = options.get("max_workers") if options else None
+            check = options.get("check", "shapes") if options else "shapes"
         else:
             workers, check = None, "shapes"
-        self._level = MPIExecutor(comm=self.comm, max_workers=workers, check=check)
+        key = (None if self.comm is None else id(self.comm), workers, check)
+        executor = _LEVELS.get(key)
+        if executor is None or executor.comm is not self.comm:
+            executor = MPIExecutor(comm=self.comm, max_workers=workers, check=check)
+            _remember(_LEVELS, key, executor)
+        self._level = executor
         self.bytes_moved = 0
 
     # -- the executor ---------------------------------------------------------------------
     def run(self, plan: Any) -> None:
         """Run this rank's iterations of *plan*; see the module's description."""
         comm = self.comm
-        nranks = 1 if comm is None else comm.Get_size()
-        me = 0 if comm is None else comm.Get_rank()
+        nranks = len(self._bkey) - 1
+        me = self._me
         slots = self._slots(plan)
         # collective on first use (node size): before any rank can take another path
         self._workers = self._level.max_workers
         if comm is not None and nranks > 1:
-            check_agreement(comm, plan, self._level.check,
-                            extra=[("rows", ",".join(map(str, self.bounds.tolist())))],
-                            no_values=tuple(self.views))
+            self._agree(comm, plan)
         n, lo, step = plan.n, plan.lo, plan.step
         self._lo, self._step = lo, step
         if n <= 0:
             self._computed = [(0, 0)] * nranks
             return
-        dw = self._write_offset(slots)
-        self._check_rows(slots, n, lo, step)
-        segs = []
-        for q in range(nranks):
-            k0, k1 = owned_iterations(lo, step, n, int(self.bounds[q]) - dw,
-                                      int(self.bounds[q + 1]) - dw)
-            segs.append(computed_segments(k0, k1, n=n, block=plan.block,
-                                          nblocks=plan.nblocks,
-                                          reductions=plan.has_reductions))
-        self._computed = [(s[0][2], s[-1][3]) if s else (0, 0) for s in segs]
-        moved = self._fetch(slots, me, nranks)
+        parts = [a for name, a in zip(plan.arg_names, plan.args, strict=False)
+                 if name.startswith("partial:")] if plan.has_reductions else []
+        key = (n, lo, step, plan.block, plan.nblocks, plan.has_reductions, self._bkey, me,
+               tuple((s.index, s.offsets, s.written, s.array._ghost) for s in slots),
+               tuple((p.dtype.str, p.shape) for p in parts))
+        sched = _SCHEDULES.get(key)
+        if sched is None:
+            sched = self._schedule(plan, slots, parts, me, nranks)
+            _remember(_SCHEDULES, key, sched)
+        self._computed = sched.computed
+        moved = self._fetch(sched, slots)
         failure: BaseException | None = None
         try:
-            self._compute(plan, slots, segs[me])
+            self._compute(plan, slots, sched.segs)
         except Exception as exc:  # every rank must still reach the exchange
             failure = exc
         if nranks > 1:
-            moved += self._combine(plan, segs, me, failure)
+            moved += self._combine(plan, sched, parts, me, failure)
         elif failure is not None:
             raise failure
-        moved += self._write_back(slots, me, nranks)
+        moved += self._write_back(sched, slots)
         for full, offset in self._complete:
             moved += self._allgather_rows(full, offset, me)
         self.bytes_moved = moved
         _LAST.update(function=plan.function, ranks=nranks, bytes_moved=moved)
 
+    def _agree(self, comm: Any, plan: Any) -> None:
+        """The ranks' inputs agree (one ``Allreduce``); the fingerprint of the same
+        inputs is remembered rather than described and hashed again."""
+        check = self._level.check
+        if check == "none":
+            return
+        no_values = tuple(self.views)
+        extra = [("rows", ",".join(map(str, self._bkey)))]
+        if check != "shapes":  # "values" hashes the contents: never remembered
+            check_agreement(comm, plan, check, extra=extra, no_values=no_values)
+            return
+        key = (plan.function, plan.n, plan.lo, plan.step, plan.block, plan.nblocks,
+               plan.arg_names, self._bkey,
+               tuple(_describe_cheaply(v) for v in plan.args[4:]))
+        known = _PRINTS.get(key)
+        if known is None:
+            known = fingerprint(describe_inputs(plan, check, no_values) + extra)
+            _remember(_PRINTS, key, known)
+        check_agreement(comm, plan, check, extra=extra, no_values=no_values, known=known)
+
     def _slots(self, plan: Any) -> list[_Slot]:
         slots = []
+        by_id = self._by_id
+        roles = plan.arrays
         for idx, (name, value) in enumerate(zip(plan.arg_names, plan.args, strict=False)):
-            if idx < 4 or name.startswith("partial:"):
+            if idx < 4 or not isinstance(value, np.ndarray) or name.startswith("partial:"):
                 continue
-            role = plan.arrays.get(name)
-            if id(value) in self._by_id:
-                if role is None:
-                    continue  # only its shape is used
-                slots.append(_Slot(idx, name, self.arrays[self._by_id[id(value)]],
-                                   tuple(role.offsets or (0,)), bool(role.written)))
-            elif isinstance(value, np.ndarray) and role is not None and role.written:
+            role = roles.get(name)
+            if role is None:
+                continue  # only its shape is used
+            dist = by_id.get(id(value))
+            if dist is not None:
+                slots.append(_Slot(idx, name, self.arrays[dist], tuple(role.offsets or (0,)),
+                                   bool(role.written)))
+            elif role.written:
                 if name in self.params:
                     raise DistributionError(
                         f"argument {name!r} of {plan.function}() is a NumPy array that the "
@@ -226,143 +323,192 @@ class DistributedCall:
                     f"{list(s.offsets)}. Distributed arrays do not wrap negative rows around "
                     "as NumPy does; start or stop the loop so that every row exists.")
 
-    # -- moving rows ------------------------------------------------------------------------
-    def _windows(self, slot: _Slot, q: int) -> tuple[int, int]:
-        k0, k1 = self._computed[q]
-        if k0 >= k1:
-            return (0, 0)
-        return row_hull(self._lo, self._step, k0, k1, slot.offsets)
+    # -- the schedule: worked out once per shape of call ---------------------------------
+    def _schedule(self, plan: Any, slots: list[_Slot], parts: list[np.ndarray], me: int,
+                  nranks: int) -> _Schedule:
+        n, lo, step = plan.n, plan.lo, plan.step
+        dw = self._write_offset(slots)
+        self._check_rows(slots, n, lo, step)
+        bounds = [int(b) for b in self._bkey]
+        segs = []
+        for q in range(nranks):
+            k0, k1 = owned_iterations(lo, step, n, bounds[q] - dw, bounds[q + 1] - dw)
+            segs.append(computed_segments(k0, k1, n=n, block=plan.block,
+                                          nblocks=plan.nblocks,
+                                          reductions=plan.has_reductions))
+        sc = _Schedule()
+        sc.computed = computed = [(s[0][2], s[-1][3]) if s else (0, 0) for s in segs]
+        sc.segs = segs[me]
 
-    def _fetch(self, slots: list[_Slot], me: int, nranks: int) -> int:
-        sends, recvs = [], []
+        def hull(q: int, offsets: tuple[int, ...]) -> tuple[int, int]:
+            k0, k1 = computed[q]
+            return (0, 0) if k0 >= k1 else row_hull(lo, step, k0, k1, offsets)
+
+        # halos: the rows each rank's iterations touch, from their owners
+        sc.windows = [hull(me, s.offsets) for s in slots]
+        sc.fetch_recvs, sc.fetch_sends = [], []
         for t, s in enumerate(slots):
-            x = s.array
-            ghost = x._ghost
             for q in range(nranks):
-                a, b = self._windows(s, q)
+                a, b = hull(q, s.offsets)
                 if a >= b:
                     continue
-                q0, q1 = int(self.bounds[q]), int(self.bounds[q + 1])
-                if q == me:
-                    s.window = (a, b)
-                    if a >= q0 - ghost and b <= q1 + ghost:
-                        s.view = x._global_view()
-                        base, first = x._buf, q0 - ghost
-                    else:
-                        s.temp = np.empty((b - a, *x.shape[1:]), dtype=x.dtype)
-                        s.view = global_view(s.temp, a, x.shape)
-                        base, first = s.temp, a
-                        c0, c1 = max(a, q0), min(b, q1)
-                        if c0 < c1:
-                            s.temp[c0 - a:c1 - a] = x.local[c0 - q0:c1 - q0]
                 for o in range(nranks):
                     if o == q:
                         continue
-                    c0, c1 = max(a, int(self.bounds[o])), min(b, int(self.bounds[o + 1]))
+                    c0, c1 = max(a, bounds[o]), min(b, bounds[o + 1])
                     if c0 >= c1:
                         continue
-                    tag = _FETCH_TAG + t
                     if q == me:
-                        recvs.append((o, tag, base[c0 - first:c1 - first]))
+                        sc.fetch_recvs.append((o, _FETCH_TAG + t, t, c0, c1))
                     elif o == me:
-                        mine = int(self.bounds[me])
-                        sends.append((q, tag, x.local[c0 - mine:c1 - mine]))
-        return transfer(self.comm, sends, recvs) if self.comm is not None else 0
-
-    def _write_back(self, slots: list[_Slot], me: int, nranks: int) -> int:
-        sends, recvs = [], []
+                        sc.fetch_sends.append((q, _FETCH_TAG + t, t, c0, c1))
+        # write-back: rows a rank computed that another rank holds
+        sc.wb_local, sc.wb_sends, sc.wb_recvs = [], [], []
         for t, s in enumerate(slots):
             if not s.written:
                 continue
-            x = s.array
-            mine0 = int(self.bounds[me])
             for q in range(nranks):
-                k0, k1 = self._computed[q]
-                if k0 >= k1:
+                w0, w1 = hull(q, s.offsets)
+                if w0 >= w1:
                     continue
-                w0, w1 = row_hull(self._lo, self._step, k0, k1, s.offsets)
                 for o in range(nranks):
-                    c0, c1 = max(w0, int(self.bounds[o])), min(w1, int(self.bounds[o + 1]))
+                    c0, c1 = max(w0, bounds[o]), min(w1, bounds[o + 1])
                     if c0 >= c1:
                         continue
                     if q == me and o == me:
-                        if s.temp is not None:  # own rows computed in a temporary window
-                            a = s.window[0]
-                            x.local[c0 - mine0:c1 - mine0] = s.temp[c0 - a:c1 - a]
+                        sc.wb_local.append((t, c0, c1))
                     elif q == me:
-                        src = s.temp if s.temp is not None else x._buf
-                        first = s.window[0] if s.temp is not None else mine0 - x._ghost
-                        sends.append((o, _WRITE_TAG + t, src[c0 - first:c1 - first]))
+                        sc.wb_sends.append((o, _WRITE_TAG + t, t, c0, c1))
                     elif o == me:
-                        recvs.append((q, _WRITE_TAG + t, x.local[c0 - mine0:c1 - mine0]))
-        return transfer(self.comm, sends, recvs) if self.comm is not None else 0
+                        sc.wb_recvs.append((q, _WRITE_TAG + t, t, c0, c1))
+        # the combining exchange: every rank's status and its blocks' partials
+        sc.has_parts = bool(parts)
+        sc.rowbytes = [p.itemsize * int(np.prod(p.shape[1:], dtype=np.int64)) for p in parts]
+        sc.ranges = [(s[0][0], s[-1][1]) if (s and parts) else (0, 0) for s in segs]
+        counts = np.array([_HEADER + (b1 - b0) * sum(sc.rowbytes) for b0, b1 in sc.ranges],
+                          dtype=np.int64)
+        displs = np.zeros_like(counts)
+        np.cumsum(counts[:-1], out=displs[1:])
+        sc.counts, sc.displs = counts, displs
+        sc.send = np.zeros(int(counts[me]), dtype=np.uint8)
+        sc.recv = np.zeros(int(counts.sum()), dtype=np.uint8)
+        return sc
+
+    # -- moving rows ------------------------------------------------------------------------
+    def _prepare(self, sched: _Schedule, slots: list[_Slot]) -> None:
+        """Each slot's view for the kernel: the array's own memory when its window fits
+        in its rows and ghost rows, else a temporary window holding its own rows."""
+        me = self._me
+        q0, q1 = self._bkey[me], self._bkey[me + 1]
+        for s, (a, b) in zip(slots, sched.windows, strict=True):
+            x = s.array
+            ghost = x._ghost
+            if a >= b or (a >= q0 - ghost and b <= q1 + ghost):
+                s.view = x._view if x._view is not None else x._global_view()
+                s.base, s.first = x._buf, q0 - ghost
+            else:
+                s.temp = np.empty((b - a, *x._shape[1:]), dtype=x._dtype)
+                s.view = global_view(s.temp, a, x._shape)
+                s.base, s.first = s.temp, a
+                c0, c1 = max(a, q0), min(b, q1)
+                if c0 < c1:
+                    s.temp[c0 - a:c1 - a] = x.local[c0 - q0:c1 - q0]
+
+    def _fetch(self, sched: _Schedule, slots: list[_Slot]) -> int:
+        self._prepare(sched, slots)
+        if not (sched.fetch_recvs or sched.fetch_sends):
+            return 0
+        mine = self._bkey[self._me]
+        recvs = [(peer, tag, slots[t].base[c0 - slots[t].first:c1 - slots[t].first])
+                 for peer, tag, t, c0, c1 in sched.fetch_recvs]
+        sends = []
+        for peer, tag, t, c0, c1 in sched.fetch_sends:
+            x = slots[t].array
+            g = x._ghost - mine
+            sends.append((peer, tag, x._buf[c0 + g:c1 + g]))
+        return _transfer(self.comm, sends, recvs)
+
+    def _write_back(self, sched: _Schedule, slots: list[_Slot]) -> int:
+        mine = self._bkey[self._me]
+        for t, c0, c1 in sched.wb_local:
+            s = slots[t]
+            if s.temp is not None:  # own rows computed in a temporary window
+                a = s.first
+                s.array.local[c0 - mine:c1 - mine] = s.temp[c0 - a:c1 - a]
+        if not (sched.wb_sends or sched.wb_recvs):
+            return 0
+        sends = [(peer, tag, slots[t].base[c0 - slots[t].first:c1 - slots[t].first])
+                 for peer, tag, t, c0, c1 in sched.wb_sends]
+        recvs = []
+        for peer, tag, t, c0, c1 in sched.wb_recvs:
+            x = slots[t].array
+            g = x._ghost - mine
+            recvs.append((peer, tag, x._buf[c0 + g:c1 + g]))
+        return _transfer(self.comm, sends, recvs)
 
     # -- computing --------------------------------------------------------------------------
     def _compute(self, plan: Any, slots: list[_Slot], segs: list[tuple[int, int, int, int]]
                  ) -> None:
         if not segs:
             return
-        args = list(plan.args)
-        for s in slots:
-            if s.view is not None:
+        args_t = plan.args
+        if any(args_t[s.index] is not s.view for s in slots):
+            args = list(args_t)
+            for s in slots:
                 args[s.index] = s.view
-        args_t = tuple(args)
-        sub = dataclasses.replace(plan, args=args_t)
+            args_t = tuple(args)
         workers = self._workers
+        kernel = plan.kernel
         for c0, c1, _, _ in segs:
             if c1 - c0 <= 1 or workers == 1:
-                plan.kernel(c0, c1, *args_t)
+                kernel(c0, c1, *args_t)
                 continue
             if plan.has_reductions:
                 chunks = [(b, b + 1) for b in range(c0, c1)]
             else:
                 step = max(1, -(-(c1 - c0) // (16 * workers)))
                 chunks = [(a, min(a + step, c1)) for a in range(c0, c1, step)]
+            sub = plan if args_t is plan.args else _with_args(plan, args_t)
             ThreadsExecutor(max_workers=workers).run(_LocalPlan(sub, chunks))
 
-    def _combine(self, plan: Any, segs: list[list[tuple[int, int, int, int]]], me: int,
+    def _combine(self, plan: Any, sched: _Schedule, parts: list[np.ndarray], me: int,
                  failure: BaseException | None) -> int:
         """One ``Allgatherv``: every rank's status and its blocks' reduction partials."""
         mpi = _mpi.mpi_module()
-        parts = list(plan.partials.values())
-        rowbytes = [p.itemsize * int(np.prod(p.shape[1:], dtype=np.int64)) for p in parts]
-        ranges = [(s[0][0], s[-1][1]) if (s and plan.has_reductions) else (0, 0)
-                  for s in segs]
-        counts = np.array([_HEADER + (b1 - b0) * sum(rowbytes) for b0, b1 in ranges],
-                          dtype=np.int64)
-        displs = np.zeros_like(counts)
-        np.cumsum(counts[:-1], out=displs[1:])
-        send = np.empty(int(counts[me]), dtype=np.uint8)
+        send, recv, counts, displs = sched.send, sched.recv, sched.counts, sched.displs
         send[:_HEADER].view(np.int64)[0] = 0 if failure is None else 1
-        pos = _HEADER
-        b0, b1 = ranges[me]
-        if failure is None:
-            for p, rb in zip(parts, rowbytes, strict=True):
+        if failure is None and parts:
+            pos = _HEADER
+            b0, b1 = sched.ranges[me]
+            for p, rb in zip(parts, sched.rowbytes, strict=True):
                 nb = (b1 - b0) * rb
-                send[pos:pos + nb] = as_bytes(np.ascontiguousarray(p[b0:b1]))
+                if nb:
+                    send[pos:pos + nb].view(p.dtype).reshape((b1 - b0,) + p.shape[1:])[...] = \
+                        p[b0:b1]
                 pos += nb
-        recv = np.empty(int(counts.sum()), dtype=np.uint8)
         self.comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
-        status = [int(recv[d:d + _HEADER].view(np.int64)[0]) for d in displs]
-        if any(status):
+        status = recv[displs[:, None] + np.arange(_HEADER)].view(np.int64).ravel()
+        if status.any():
             if failure is not None:
                 raise failure
-            failed = [r for r, st in enumerate(status) if st]
+            failed = [r for r, st in enumerate(status.tolist()) if st]
             raise _mpi.mark_secondary(WorkerError(
                 f"{plan.function}(): the loop raised on MPI rank(s) "
                 f"{', '.join(map(str, failed))} (its traceback is printed there); this rank "
                 "stops too."))
-        for r, d in enumerate(displs):
-            if r == me:
-                continue
-            pos = int(d) + _HEADER
-            c0, c1 = ranges[r]
-            for p, rb in zip(parts, rowbytes, strict=True):
-                nb = (c1 - c0) * rb
-                if nb:
-                    p[c0:c1] = recv[pos:pos + nb].view(p.dtype).reshape((c1 - c0,) + p.shape[1:])
-                pos += nb
-        return int(counts.sum())
+        if parts:
+            for r, d in enumerate(displs.tolist()):
+                if r == me:
+                    continue
+                pos = d + _HEADER
+                c0, c1 = sched.ranges[r]
+                for p, rb in zip(parts, sched.rowbytes, strict=True):
+                    nb = (c1 - c0) * rb
+                    if nb:
+                        p[c0:c1] = recv[pos:pos + nb].view(p.dtype).reshape(
+                            (c1 - c0,) + p.shape[1:])
+                    pos += nb
+        return int(recv.nbytes)
 
     # -- the result ---------------------------------------------------------------------------
     def finish(self, result: Any) -> Any:
@@ -418,3 +564,22 @@ class DistributedCall:
         out = DistArray._allocate(full.shape, full.dtype, bounds, self.comm)
         out.local[...] = full[bounds[me]:bounds[me + 1]]
         return out
+
+
+def _with_args(plan: Any, args: tuple[Any, ...]) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(plan, args=args)
+
+
+def _transfer(comm: Any, sends: Sequence[tuple[int, int, np.ndarray]],
+              recvs: Sequence[tuple[int, int, np.ndarray]]) -> int:
+    """:func:`._darray.transfer` for blocks of rows already contiguous (rows of a
+    C-contiguous buffer); returns the bytes moved by this rank."""
+    mpi = _mpi.mpi_module()
+    pcomm = _mpi.private_comm(comm)
+    byte = mpi.BYTE
+    reqs = [pcomm.Irecv([as_bytes(r), byte], source=peer, tag=tag) for peer, tag, r in recvs]
+    reqs += [pcomm.Isend([as_bytes(s), byte], dest=peer, tag=tag) for peer, tag, s in sends]
+    mpi.Request.Waitall(reqs)
+    return sum(r.nbytes for _, _, r in recvs) + sum(s.nbytes for _, _, s in sends)

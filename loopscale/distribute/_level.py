@@ -270,20 +270,29 @@ class MPIExecutor:
 
 def check_agreement(comm: Any, plan: Any, check: str,
                     extra: Sequence[tuple[str, str]] = (),
-                    no_values: Sequence[str] = ()) -> None:
+                    no_values: Sequence[str] = (), known: int | None = None) -> None:
     """Raise the same :class:`ArgumentValueError` on every rank unless the ranks'
     inputs to *plan* agree (one ``Allreduce`` of a 64-bit fingerprint; the ranks'
-    descriptions are exchanged only when they differ)."""
+    descriptions are exchanged only when they differ).
+
+    *known*, when given, is the fingerprint of these fields, already computed
+    (a caller that caches it by a cheaper key); the fields are then described
+    only on a mismatch.
+    """
     if check == "none":
         return
     mpi = _mpi.mpi_module()
-    fields = describe_inputs(plan, check, no_values) + list(extra)
-    h = fingerprint(fields)
-    mine = np.array([h, -h - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
+    fields = None
+    if known is None:
+        fields = describe_inputs(plan, check, no_values) + list(extra)
+        known = fingerprint(fields)
+    mine = np.array([known, -known - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
     both = np.empty(2, dtype=np.int64)
     comm.Allreduce(mine, both, op=mpi.MAX)
     if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees
         return
+    if fields is None:
+        fields = describe_inputs(plan, check, no_values) + list(extra)
     per_rank = comm.allgather(fields)  # small strings; the error path only
     raise ArgumentValueError(mismatch_message(plan.function, per_rank))
 

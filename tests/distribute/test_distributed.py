@@ -476,3 +476,116 @@ def test_one_process_without_a_launcher_never_starts_mpi(mpi_warm):
     run = mpi_warm(ALONE, how="python", timeout=120)
     assert run.returncode == 0, run.describe()
     assert "mpi started: False" in run.stdout, run.describe()
+
+
+REPEATED = r'''
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.errors import ArgumentValueError, WorkerError
+
+
+@accelerate
+def shift(u, c, lo, out):                    # the loop's range follows a scalar argument
+    n = u.shape[0]
+    for i in range(lo, n - 1):
+        out[i] = c * (u[i - 1] + u[i + 1])
+
+
+@accelerate
+def resid(u, w, out):                        # a reduction (blocks run past a rank's end)
+    n = u.shape[0]
+    err = 0.0
+    for i in range(1, n - 1):
+        v = 0.5 * (u[i - 1] + u[i + 1]) + w[0]
+        err += (v - u[i]) * (v - u[i])
+        out[i] = v
+    return err
+
+
+@accelerate
+def checked(u, out):
+    for i in range(u.shape[0]):
+        if u[i] < 0:
+            raise ValueError("negative input")
+        out[i] = u[i] ** 0.5
+
+
+def serial(fn, *args):
+    with loopscale.level("serial"):
+        return fn(*args)
+
+
+me, size = distribute.rank(), distribute.size()
+odd = me == size - 1
+rng = np.random.default_rng(5)
+results = []
+# the same calls again and again, arrays alternating, ranges and scalars changing:
+# what a call works out once per shape must still give the serial answer
+x = rng.random(301)
+a, b = distribute.scatter(x if me == 0 else None), distribute.zeros(301)
+ra, rb = x.copy(), np.zeros(301)
+w = np.array([0.25])
+for k in range(40):
+    lo, c = (1, 2, 7, 1)[k % 4], (0.5, -1.0, 0.0, -0.0)[k % 3]
+    if k % 5 == 4:
+        e, re = resid(a, w, b), serial(resid, ra, w, rb)
+        if e != re:
+            results.append(f"step {k}: residual {e} != {re}")
+    else:
+        shift(a, c, lo, b)
+        serial(shift, ra, c, lo, rb)
+    a, b, ra, rb = b, a, rb, ra
+    if not np.array_equal(distribute.allgather(a), ra):
+        results.append(f"step {k}: rows differ from serial")
+
+
+def expect_disagreement(fn, *args, word):
+    try:
+        fn(*args)
+    except ArgumentValueError as exc:
+        text = str(exc)
+        if "differ across MPI ranks" not in text or word not in text:
+            results.append(f"{word}: unexpected message {text}")
+    else:
+        results.append(f"{word}: not detected")
+
+
+# inputs that differ across ranks, after the same call agreed (its checks remembered)
+shift(a, 2.0, 1, b)
+if size > 1:  # (one process cannot disagree with itself)
+    expect_disagreement(shift, a, 3.0 if odd else 2.0, 1, b, word="c: ")
+    expect_disagreement(shift, a, -0.0 if odd else 0.0, 1, b, word="c: ")
+    expect_disagreement(shift, a, 2.0, 2 if odd else 1, b, word="iterations")
+    resid(a, w, b)
+    expect_disagreement(resid, a, np.array([0.25, 1.0]) if odd else w, b, word="w: ")
+# a loop that raises on one rank, after the same call ran: every rank raises, then goes on
+u = distribute.scatter(np.arange(40.0) if me == 0 else None)
+out = distribute.zeros_like(u)
+for _ in range(3):
+    checked(u, out)
+if odd:
+    u.local[-1] = -u.local[-1]
+try:
+    checked(u, out)
+    results.append("failure: not raised")
+except ValueError as exc:
+    if not (odd and "negative input" in str(exc)):
+        results.append(f"failure: {exc!r} on rank {me}")
+except WorkerError as exc:
+    if odd or f"rank(s) {size - 1}" not in str(exc):
+        results.append(f"failure: {exc!r} on rank {me}")
+u.local[:] = np.abs(u.local)
+checked(u, out)
+if not np.array_equal(distribute.allgather(out), np.arange(40.0) ** 0.5):
+    results.append("after the failure: wrong rows")
+print(f"rank {me} repeated {'ok' if not results else results}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_repeated_calls_stay_exact_agreed_and_fail_together(mpi_warm, ranks):
+    how = "python" if ranks == 1 else "mpiexec"
+    run = mpi_warm(REPEATED, n=ranks, how=how, timeout=180)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("repeated ok") == ranks, run.describe()
