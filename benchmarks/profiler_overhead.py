@@ -1,19 +1,30 @@
 """Overhead of ``loopscale profile`` at the default interval (target: at most 1.3x).
 
-Runs two workloads (a pure-Python loop of about 1.5 s and a NumPy-heavy
-script of about 0.5 s) as plain ``python script.py`` and under
-``python -m loopscale.profiler --check none script.py`` (best of *repeat*
-runs each, interpreter start included in both) and prints the ratios: end
-to end, and without the one-off cost of importing the profiler (about
-0.05 s: ``import loopscale`` does not load Numba).
+Runs each workload as plain ``python script.py`` and under
+``python -m loopscale.profiler --check none script.py``, alternating the two
+(plain, profiled, plain, profiled...) so that a busy machine slows both
+alike, and prints the median and the spread of the per-pair ratios: end to
+end, and without the one-off cost of importing the profiler (about 0.05 s:
+``import loopscale`` does not load Numba).  The 1-minute load average is
+printed before and after: on a shared machine, quote it with the figures.
 
-    python benchmarks/profiler_overhead.py [--repeat 3]
+Workloads (each about 1.5-2 s plain):
+
+- a pure-Python loop;
+- a NumPy-heavy script (matrix products and sorts);
+- a recursion 400 frames deep whose time is spent at the bottom (the stack
+  below the running frame stays the same from tick to tick);
+- a recursion 400 frames deep that goes up and down all the time (each tick
+  finds a new stack).
+
+    python benchmarks/profiler_overhead.py [--repeat 5] [--only deep]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,42 +44,88 @@ WORKLOADS = {
         import numpy as np
         rng = np.random.default_rng(0)
         a = rng.random((400, 400))
-        for _ in range(200):
+        for _ in range(600):
             b = a @ a
             c = np.sort(b, axis=1)
             a = c / c.max()
     """,
+    "deep recursion, leaf": """
+        import sys
+        sys.setrecursionlimit(10_000)
+
+        def descend(depth, n):
+            if depth == 0:
+                s = 0
+                for i in range(n):
+                    s += i * i % 7
+                return s
+            return descend(depth - 1, n) + 1
+
+        total = 0
+        for _ in range(1_500):
+            total += descend(400, 20_000)
+    """,
+    "deep recursion, up and down": """
+        import sys
+        sys.setrecursionlimit(10_000)
+
+        def path(depth):
+            if depth == 0:
+                return 1
+            return path(depth - 1) + 1
+
+        total = 0
+        for _ in range(40_000):
+            total += path(400)
+    """,
 }
 
 
-def _best(cmd: list[str], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        best = min(best, time.perf_counter() - start)
-    return best
+def _time(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="pairs of runs per workload")
+    parser.add_argument("--only", default="", help="run the workloads whose name has this")
     opts = parser.parse_args()
-    bare = _best([sys.executable, "-c", "pass"], opts.repeat)
-    imported = _best([sys.executable, "-c", "import loopscale.profiler"], opts.repeat)
-    startup = imported - bare
+    print(f"1-minute load average at start: {_load()}")
+    bare = min(_time([sys.executable, "-c", "pass"]) for _ in range(opts.repeat))
+    imported = min(_time([sys.executable, "-c", "import loopscale.profiler"])
+                   for _ in range(opts.repeat))
+    startup = max(0.0, imported - bare)
     print(f"import loopscale.profiler: {startup:.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         for name, code in WORKLOADS.items():
+            if opts.only not in name:
+                continue
             path = os.path.join(tmp, "w.py")
             with open(path, "w") as fh:
                 fh.write(textwrap.dedent(code))
-            plain = _best([sys.executable, path], opts.repeat)
-            prof = _best([sys.executable, "-m", "loopscale.profiler", "--check", "none",
-                           path], opts.repeat)
-            print(f"{name:18s} plain {plain:6.2f} s  profiled {prof:6.2f} s  "
-                  f"overhead {prof / plain:.2f}x end to end, "
-                  f"{(prof - startup) / plain:.2f}x without the import")
+            ratios, ratios_net, plains, profs = [], [], [], []
+            for _ in range(opts.repeat):
+                plain = _time([sys.executable, path])
+                prof = _time([sys.executable, "-m", "loopscale.profiler", "--check", "none",
+                              path])
+                plains.append(plain)
+                profs.append(prof)
+                ratios.append(prof / plain)
+                ratios_net.append((prof - startup) / plain)
+            print(f"{name:28s} plain {min(plains):5.2f} s  profiled {min(profs):5.2f} s  "
+                  f"overhead {statistics.median(ratios):.2f}x end to end "
+                  f"(pairs {min(ratios):.2f}-{max(ratios):.2f}), "
+                  f"{statistics.median(ratios_net):.2f}x without the import")
+    print(f"1-minute load average at end: {_load()}")
     return 0
 
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._session import Session
 
@@ -110,6 +111,11 @@ class SourceIndex:
         self.nodes: dict[int, ast.AST] = {}
         self.functions: dict[str, ast.AST] = {}
         self._chains: dict[int, tuple[LoopInfo, ...]] = {}
+        # the chains of statements and for/while loops only, and per line the
+        # comprehensions and row applies on it with their exact extents
+        self._base: dict[int, tuple[LoopInfo, ...]] = {}
+        self._spans: dict[int, list[tuple[tuple[int, int], tuple[int, int],
+                                          tuple[LoopInfo, ...]]]] = {}
         self._visit(self.tree, (), "", None)
 
     def _loop_span(self, node: ast.AST) -> tuple[int, int]:
@@ -154,9 +160,16 @@ class SourceIndex:
                 or _is_row_apply(child):
             here = (self._add_loop(child, qual, func),) + chain
             start, end = self._loop_span(child)
+            statement = isinstance(child, (ast.For, ast.AsyncFor, ast.While))
             for line in range(start, end + 1):
                 self._chains[line] = here
-            if isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
+                if statement:
+                    self._base[line] = here
+                else:
+                    self._spans.setdefault(line, []).append(
+                        ((start, getattr(child, "col_offset", 0)),
+                         (end, getattr(child, "end_col_offset", None) or 0), here))
+            if statement:
                 for sub in ast.iter_child_nodes(child):
                     if isinstance(sub, ast.stmt) and sub in child.orelse:
                         self._mark(sub, chain)  # the else clause runs once, outside
@@ -187,10 +200,33 @@ class SourceIndex:
             return
         for line in range(start, end + 1):
             self._chains[line] = chain
+            self._base[line] = chain
 
     def chain(self, line: int) -> tuple[LoopInfo, ...]:
-        """Loops enclosing *line*, innermost first (empty outside loops)."""
+        """Loops enclosing *line*, innermost first (empty outside loops).
+
+        A line holding a comprehension (or a row ``apply``) counts as inside it;
+        :meth:`chain_at` tells the comprehension from the rest of its line.
+        """
         return self._chains.get(line, ())
+
+    def chain_at(self, line: int, col: int = -1) -> tuple[LoopInfo, ...]:
+        """Loops enclosing column *col* of *line*, innermost first.
+
+        On a line that holds comprehensions, an instruction inside one belongs to
+        it (and the loops around it), one elsewhere on the line -- a call before
+        or after the comprehension -- only to the loops around the line.  With
+        ``col < 0`` (unknown) this is :meth:`chain`.
+        """
+        spans = self._spans.get(line)
+        if spans is None or col < 0:
+            return self._chains.get(line, ())
+        here = (line, col)
+        found = None
+        for start, end, chain in spans:  # outer first: the last match is innermost
+            if start <= here < end:
+                found = chain
+        return found if found is not None else self._base.get(line, ())
 
     def function_node(self, qualname: str) -> ast.AST | None:
         return self.functions.get(qualname)
@@ -209,6 +245,19 @@ def load_index(filename: str, started: float | None = None,
         return None, "cannot be read"
     except (SyntaxError, ValueError):
         return None, "does not parse"
+
+
+_COMPREHENSION_NAMES = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")
+
+
+def _enclosing(function: str) -> str:
+    """The function a comprehension's code object runs in (``f`` for
+    ``f.<locals>.<listcomp>``): on 3.11 a comprehension is a function of its own,
+    on 3.12+ it is inlined, and its lines belong to the enclosing function."""
+    head, sep, tail = function.rpartition(".<locals>.")
+    if tail in _COMPREHENSION_NAMES:
+        return head if sep else "<module>"
+    return function
 
 
 def attribute(session: Session, *, is_user_file: Callable[[str], bool] | None = None,
@@ -243,38 +292,73 @@ def attribute(session: Session, *, is_user_file: Callable[[str], bool] | None = 
     py: dict[LoopInfo, float] = {}
     line_seconds: dict[tuple[str, int], float] = {}
     total = 0.0
+    # samples with the same stack are charged once, with their summed weights
+    # (a deep recursion repeats the same few stacks hundreds of frames deep)
+    groups: dict[tuple[Any, ...], list[float]] = {}
     for sample in session.samples:
         total += sample.weight
-        user = [f for f in sample.stack if is_user_file(f[0])]
-        if not user:
+        weights = groups.get(sample.stack)
+        if weights is None:
+            weights = groups[sample.stack] = [0.0, 0.0]
+        weights[sample.native] += sample.weight
+    chains: dict[Any, tuple[LoopInfo, ...]] = {}
+    user_files: dict[str, bool] = {}
+
+    def is_user(filename: str) -> bool:
+        flag = user_files.get(filename)
+        if flag is None:
+            flag = user_files[filename] = bool(is_user_file(filename))  # type: ignore[misc]
+        return flag
+
+    # a file with fewer lines than were sampled was edited: all of it goes per line
+    longest: dict[str, int] = {}
+    for frame in dict.fromkeys(f for stack in groups for f in stack):
+        if frame[1] > longest.get(frame[0], 0) and is_user(frame[0]):
+            longest[frame[0]] = frame[1]
+    for filename, line in longest.items():
+        index = index_of(filename)
+        if index is not None and line > len(index.lines):
+            indexes[filename] = None
+            if filename not in fallback:
+                fallback.add(filename)
+                messages.append(f"{filename} has fewer lines than were sampled (edited "
+                                "since profiling?): its time is reported per line, "
+                                "not per loop")
+
+    def chain_of(frame: Any) -> tuple[LoopInfo, ...]:
+        chain = chains.get(frame)
+        if chain is None:
+            index = index_of(frame[0])
+            if index is None:
+                chain = (LoopInfo(frame[0], frame[1], frame[1], "line",
+                                  _enclosing(frame[2])),)
+            else:
+                chain = index.chain_at(frame[1], frame[3] if len(frame) > 3 else -1)
+            chains[frame] = chain
+        return chain
+
+    for stack, (python_w, native_w) in groups.items():
+        weight = python_w + native_w
+        innermost = None
+        for frame in reversed(stack):
+            if is_user(frame[0]):
+                innermost = frame
+                break
+        if innermost is None:
             continue
         seen: set[LoopInfo] = set()
-        innermost = len(user) - 1
-        for pos, (filename, line, _function) in enumerate(user):
-            index = index_of(filename)
-            if index is not None and line > len(index.lines):
-                indexes[filename] = index = None
-                if filename not in fallback:
-                    fallback.add(filename)
-                    messages.append(f"{filename} has fewer lines than were sampled (edited "
-                                    "since profiling?): its time is reported per line, "
-                                    "not per loop")
-            if index is None:
-                chain: Iterable[LoopInfo] = (LoopInfo(filename, line, line, "line",
-                                                      _function),)
-            else:
-                chain = index.chain(line)
-            for pos_in_chain, loop in enumerate(chain):
-                if pos == innermost and pos_in_chain == 0:
-                    self_s[loop] = self_s.get(loop, 0.0) + sample.weight
-                if loop not in seen:
-                    seen.add(loop)
-                    incl[loop] = incl.get(loop, 0.0) + sample.weight
-                    if not sample.native:
-                        py[loop] = py.get(loop, 0.0) + sample.weight
-            if pos == innermost:
-                key = (filename, line)
-                line_seconds[key] = line_seconds.get(key, 0.0) + sample.weight
+        for frame in dict.fromkeys(stack):
+            if is_user(frame[0]):
+                seen.update(chain_of(frame))
+        chain = chain_of(innermost)
+        if chain:
+            self_s[chain[0]] = self_s.get(chain[0], 0.0) + weight
+        for loop in seen:
+            incl[loop] = incl.get(loop, 0.0) + weight
+            if python_w:
+                py[loop] = py.get(loop, 0.0) + python_w
+        key = (innermost[0], innermost[1])
+        line_seconds[key] = line_seconds.get(key, 0.0) + weight
     stats = [LoopStat(loop, self_s.get(loop, 0.0), seconds, py.get(loop, 0.0),
                       seconds - py.get(loop, 0.0))
              for loop, seconds in incl.items()]

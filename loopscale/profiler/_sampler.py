@@ -53,6 +53,16 @@ standard library's waiting functions (``threading``, ``queue``,
 another thread works (it waits for them: ``join``, ``result``), but not when
 it waits alone (then its wait is where the program's time goes).
 
+**Cost of a tick.**  Each tick reads only the part of each stack that changed
+since the previous tick (:class:`_StackCache`): a frame still on the stack at
+the same instruction has the same callers as before.  Each code object's line
+table, positions, call instructions and ``with`` exits are computed once
+(:class:`_CodeInfo`, filed by ``id``: hashing a code object hashes its
+constants at every lookup).  A recursion hundreds of frames deep thus costs a
+few frames per tick while its bottom runs, and one pass over the frames (each
+run of frames at the same place resolved once) when it is redone between
+ticks.
+
 **Arguments.**  The first time a function defined in user code (not the
 standard library, site-packages or loopscale) is seen, its parameters are
 read from the frame: small values are copied (arrays up to
@@ -67,8 +77,6 @@ per-sample logic, so tests drive it with a fake clock and hand-made frames.
 
 from __future__ import annotations
 
-import bisect
-import dis
 import os
 import signal
 import sys
@@ -76,12 +84,23 @@ import sysconfig
 import threading
 import time
 from collections.abc import Callable
-from types import CodeType, FrameType, MappingProxyType
+from types import CodeType, FrameType
 from typing import Any
 
+from ._capture import COPY_LIMIT, capture_args, copy_small, describe
+from ._frames import (
+    PACKAGE_DIR,
+    _code_info,
+    _code_infos,
+    _qualname,
+    _StackCache,
+    at_call,
+    stack_of,
+)
 from ._session import Capture, Frame, Sample, Session
 
-__all__ = ["Sampler", "DEFAULT_INTERVAL", "TIMERS", "MODES", "COPY_LIMIT"]
+__all__ = ["Sampler", "DEFAULT_INTERVAL", "TIMERS", "MODES", "COPY_LIMIT", "at_call",
+           "capture_args", "copy_small", "describe", "is_user_file", "stack_of"]
 
 #: Default sampling interval in seconds.
 DEFAULT_INTERVAL = 0.001
@@ -89,22 +108,15 @@ DEFAULT_INTERVAL = 0.001
 TIMERS = ("wall", "cpu")
 #: ``mode=`` choices.
 MODES = ("auto", "signal", "thread")
-#: Arrays and pandas objects up to this many bytes are copied when captured.
-COPY_LIMIT = 16 * 1024 * 1024
 #: Below this fraction of the requested rate, the achieved rate is reported as a problem.
 LOW_RATE_FRACTION = 0.5
 
 _TIMER_SIGNAL = {"wall": ("ITIMER_REAL", "SIGALRM"), "cpu": ("ITIMER_PROF", "SIGPROF")}
-_CALL_OPS = frozenset(op for name, op in dis.opmap.items()
-                      if name.startswith("CALL") or name == "PRECALL")
-_CACHE = dis.opmap.get("CACHE", -1)
 _IDLE_FILES = ("threading.py", "queue.py", "selectors.py", "socket.py", "ssl.py",
                os.path.join("concurrent", "futures", "thread.py"),
                os.path.join("concurrent", "futures", "_base.py"),
                os.path.join("multiprocessing", "connection.py"))
-_PROFILER_DIR = os.path.dirname(os.path.abspath(__file__))
-_PACKAGE_DIR = os.path.dirname(_PROFILER_DIR)
-_RUNPY = ("runpy.py", "<frozen runpy>")
+_PACKAGE_DIR = PACKAGE_DIR
 
 _real_signal = signal.signal
 _real_setitimer = signal.setitimer
@@ -135,183 +147,9 @@ def is_user_file(filename: str) -> bool:
     return cached
 
 
-_call_offsets_cache: dict[CodeType, frozenset[int]] = {}
-
-
-def _call_offsets(code: CodeType) -> frozenset[int]:
-    offsets = _call_offsets_cache.get(code)
-    if offsets is None:
-        raw = code.co_code
-        found: set[int] = set()
-        in_call = False
-        for i in range(0, len(raw), 2):
-            op = raw[i]
-            if op == _CACHE and in_call:  # a frame inside the call points at its caches
-                found.add(i)
-                continue
-            in_call = op in _CALL_OPS
-            if in_call:
-                found.add(i)
-        offsets = frozenset(found)
-        _call_offsets_cache[code] = offsets
-    return offsets
-
-
-def at_call(frame: Any) -> bool:
-    """Whether *frame*'s current instruction is a call (so it is in a C function)."""
-    try:
-        return frame.f_lasti in _call_offsets(frame.f_code)
-    except (AttributeError, TypeError):
-        return False
-
-
-def _qualname(code: Any) -> str:
-    return getattr(code, "co_qualname", None) or code.co_name
-
-
-_line_table_cache: dict[CodeType, tuple[list[int], list[int]]] = {}
-
-
-def _line_table(code: CodeType) -> tuple[list[int], list[int]]:
-    """Instruction ranges' start offsets and lines, a range without a line taking
-    the line before it (cached per code object)."""
-    table = _line_table_cache.get(code)
-    if table is None:
-        starts, lines = [], []
-        last = code.co_firstlineno
-        for start, _end, line in code.co_lines():
-            last = line if line is not None else last
-            starts.append(start)
-            lines.append(last)
-        table = _line_table_cache[code] = (starts, lines)
-    return table
-
-
-def _line_at(code: CodeType, lasti: int) -> int:
-    """The source line of instruction *lasti*, for a frame whose ``f_lineno`` is
-    None: on Python 3.11 the jump back to a loop's head after a body ending in an
-    ``if`` has no line of its own, and would be charged to the ``def`` line,
-    outside the loop.  The nearest earlier instruction with a line is used."""
-    starts, lines = _line_table(code)
-    pos = bisect.bisect_right(starts, lasti) - 1
-    return lines[pos] if pos >= 0 else code.co_firstlineno
-
-
-def _line_before(code: CodeType, lasti: int) -> int:
-    """The line of the nearest instruction before *lasti* on another line than its own
-    (for a frame calling a ``with`` block's exit: the block's last line)."""
-    starts, lines = _line_table(code)
-    pos = bisect.bisect_right(starts, lasti) - 1
-    if pos < 0:
-        return code.co_firstlineno
-    here = lines[pos]
-    for line in reversed(lines[:pos]):
-        if line != here:
-            return line
-    return here
-
-
-def stack_of(frame: Any) -> tuple[Frame, ...]:
-    """The stack ending at *frame*, outermost first, without the profiler's own frames."""
-    frames: list[Frame] = []
-    while frame is not None:
-        code = frame.f_code
-        filename = code.co_filename
-        if filename.startswith(_PROFILER_DIR) or filename.endswith(_RUNPY):
-            break  # the profiler's entry point and runpy: everything outside is ours
-        line = frame.f_lineno
-        if line is None:
-            line = _line_at(code, frame.f_lasti) if frame.f_lasti >= 0 else code.co_firstlineno
-        frames.append((filename, line, _qualname(code)))
-        frame = frame.f_back
-    frames.reverse()
-    return tuple(frames)
-
-
 def _is_idle(frame: Any) -> bool:
     filename = frame.f_code.co_filename
     return filename.endswith(_IDLE_FILES) and not is_user_file(filename)
-
-
-def describe(value: Any) -> str:
-    """A short description of *value*'s type (``float64[:, :]``, ``dict``...)."""
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.ndarray):
-        return f"{value.dtype}[{', '.join(':' * value.ndim)}]"
-    cls = type(value)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
-
-
-_SCALARS = (type(None), bool, int, float, complex)
-
-
-def copy_small(value: Any, budget: int = COPY_LIMIT) -> tuple[bool, Any]:
-    """``(True, copy)`` when *value* is small and plain enough to copy, else ``(False, None)``."""
-    if isinstance(value, _SCALARS):
-        return True, value
-    if isinstance(value, (str, bytes)):
-        return (True, value) if len(value) <= budget else (False, None)
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(value, np.ndarray):
-            if value.dtype.hasobject or value.nbytes > budget:
-                return False, None
-            return True, value.copy()
-        if isinstance(value, np.generic):
-            return True, value
-    if isinstance(value, (tuple, list)) and len(value) <= 10_000:
-        items = []
-        for item in value:
-            ok, copied = copy_small(item, budget)
-            if not ok:
-                return False, None
-            items.append(copied)
-        return True, type(value)(items) if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict) and len(value) <= 10_000:
-        out = {}
-        for key, item in value.items():
-            ok_k, k = copy_small(key, budget)
-            ok_v, v = copy_small(item, budget)
-            if not (ok_k and ok_v):
-                return False, None
-            out[k] = v
-        return True, out
-    pd = sys.modules.get("pandas")
-    if pd is not None and isinstance(value, (pd.DataFrame, pd.Series)):
-        try:
-            size = int(value.memory_usage(deep=True).sum()) if isinstance(
-                value, pd.DataFrame) else int(value.memory_usage(deep=True))
-        except Exception:  # noqa: BLE001 - an odd extension dtype: describe only
-            return False, None
-        return (True, value.copy()) if size <= budget else (False, None)
-    return False, None
-
-
-def capture_args(frame: Any) -> Capture:
-    """The parameters of *frame*'s function: copies of the small ones, types of all."""
-    code = frame.f_code
-    nparams = code.co_argcount + code.co_kwonlyargcount
-    flags = code.co_flags
-    nparams += bool(flags & 0x04) + bool(flags & 0x08)  # *args, **kwargs
-    params = tuple(code.co_varnames[:nparams])
-    args: dict[str, Any] = {}
-    kinds: dict[str, str] = {}
-    try:
-        local = frame.f_locals
-    except Exception:  # noqa: BLE001 - a frame that cannot show its locals
-        local = {}
-    for name in params:
-        if name not in local:
-            continue
-        value = local[name]
-        kinds[name] = describe(value)
-        ok, copied = copy_small(value)
-        if ok:
-            args[name] = copied
-    return Capture(code.co_filename, _qualname(code), code.co_firstlineno, params,
-                   MappingProxyType(args), MappingProxyType(kinds))
 
 
 class Sampler:
@@ -357,7 +195,8 @@ class Sampler:
         self._signum: int = getattr(signal, signame)
         self.signal_name = signame
         self._samples: list[Sample] = []
-        self._captures: dict[Any, Capture] = {}
+        self._captures: dict[int, tuple[CodeType, Capture]] = {}
+        self._stacks: dict[int, _StackCache] = {}  # per thread: the last stack
         self._messages: list[str] = []
         self._ticks = 0
         self._last = 0.0
@@ -374,6 +213,7 @@ class Sampler:
         self._last_cpu = 0.0  # time.process_time() at the last tick (signal mode)
         self._old_switch: float | None = None  # sys.getswitchinterval() to restore
         self._patched = False
+        self._in_tick = False
 
     # -- the per-sample logic (pure apart from reading frames) ------------------------------
 
@@ -390,6 +230,18 @@ class Sampler:
         handler ran, and *cpu* the process's CPU seconds since the last tick
         (see the module's description of Python versus native time).
         """
+        if self._in_tick:
+            # a second timer signal handled inside the first one's handler: its time
+            # goes to the next tick (the walk below is not reentrant)
+            return
+        self._in_tick = True
+        try:
+            self._tick(now, frames, caught_in_call, late, cpu)
+        finally:
+            self._in_tick = False
+
+    def _tick(self, now: float, frames: dict[int, Any], caught_in_call: bool,
+              late: float | None, cpu: float | None) -> None:
         elapsed = now - self._last
         self._last = now
         self._ticks += 1
@@ -406,12 +258,16 @@ class Sampler:
         main_waits = main_frame is not None and _is_idle(main_frame) and any(
             f is not None and i != self._main_ident and not _is_idle(f)
             for i, f in frames.items())
+        caches = self._stacks
+        if len(caches) > len(frames):  # threads gone: let go of their frames
+            for gone in [i for i in caches if i not in frames]:
+                del caches[gone]
         for ident, frame in frames.items():
             if frame is None or (main_waits and ident == self._main_ident):
                 continue
             owner = working_for.get(ident)
             if owner is not None and frames.get(owner) is not None:
-                stack = stack_of(frames[owner])
+                stack = self._walk(owner, frames[owner])
                 if stack:
                     self._samples.append(Sample(stack, elapsed, ident, True))
                     continue
@@ -419,7 +275,7 @@ class Sampler:
             main_signal = not caught_in_call and ident == self._main_ident
             if ident != self._main_ident and _is_idle(frame):
                 continue
-            stack = stack_of(frame)
+            stack = self._walk(ident, frame)
             if not stack:
                 if main_signal:
                     # the handler ran inside the profiler's own code (its exit,
@@ -427,11 +283,17 @@ class Sampler:
                     # keep the time for the user's frame (see stop())
                     self._held += elapsed
                 continue
-            if self.capture:
-                self._capture_from(frame)
             if ident == self._main_ident and (is_user_file(stack[-1][0])
                                               or stack[-1][0].startswith(_PACKAGE_DIR)):
                 self._main_seen = (stack, in_call)
+            if in_call and main_signal and elapsed > 2.0 * self.interval:
+                body_line = _code_info(frame.f_code).with_exit_line(frame.f_lasti)
+                if body_line is not None:
+                    # a held tick handled at a `with` block's exit: the time was held
+                    # by the block's last line (a C call there that checks no signals),
+                    # not by the `with` line the exit call is numbered with
+                    top = stack[-1]
+                    stack = stack[:-1] + ((top[0], body_line, top[2], -1),)
             if not in_call:
                 native = 0.0
                 if main_signal and late is not None and cpu is not None \
@@ -456,21 +318,34 @@ class Sampler:
                 if elapsed > python:
                     self._samples.append(Sample(stack, elapsed - python, ident, True))
 
-    def _capture_from(self, frame: Any) -> None:
-        while frame is not None:
-            code = frame.f_code
-            if code not in self._captures and is_user_file(code.co_filename) \
-                    and code.co_name != "<module>" and not code.co_name.startswith("<"):
-                try:
-                    self._captures[code] = capture_args(frame)
-                except Exception:  # noqa: BLE001 - never let capture break the program
-                    self._captures[code] = Capture(code.co_filename, _qualname(code),
-                                                   code.co_firstlineno, ())
-            frame = frame.f_back
+    def _walk(self, ident: int, frame: Any) -> tuple[Frame, ...]:
+        """The stack of thread *ident*, whose top frame is *frame*; new frames' user
+        functions have their arguments captured."""
+        cache = self._stacks.get(ident)
+        if cache is None:
+            cache = self._stacks[ident] = _StackCache()
+        stack, firsts = cache.walk(frame)
+        if self.capture:
+            for obj in firsts:
+                self._capture(obj)
+        return stack
+
+    def _capture(self, frame: Any) -> None:
+        code = frame.f_code
+        if id(code) in self._captures or not is_user_file(code.co_filename) \
+                or code.co_name.startswith("<"):
+            return
+        try:
+            cap = capture_args(frame)
+        except Exception:  # noqa: BLE001 - never let capture break the program
+            cap = Capture(code.co_filename, _qualname(code), code.co_firstlineno, ())
+        self._captures[id(code)] = (code, cap)  # the code is held: its id stays unique
 
     # -- drivers --------------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._in_tick:
+            return
         now = self.clock()
         frames: dict[int, Any] = dict(sys._current_frames())
         frames[self._main_ident] = frame  # the interrupted frame, not the handler's own
@@ -606,6 +481,8 @@ class Sampler:
             sys.setswitchinterval(self._old_switch)
             self._old_switch = None
         self._running = False
+        self._stacks.clear()  # the frames held for the next tick's walk
+        _code_infos.clear()  # and the code objects held by the frame cache
         return self.session(end - self._start, partial=partial, exit_status=exit_status,
                             argv=argv, rank=rank, mode=driver)
 
@@ -634,8 +511,8 @@ class Sampler:
         stack = stack_of(frame)
         if not stack:
             return
-        line = _line_before(frame.f_code, frame.f_lasti)
-        stack = stack[:-1] + ((stack[-1][0], line, stack[-1][2]),)
+        line = _code_info(frame.f_code).line_before(frame.f_lasti)
+        stack = stack[:-1] + ((stack[-1][0], line, stack[-1][2], -1),)
         python = min(held, self.interval)
         self._samples.append(Sample(stack, python, self._main_ident, False))
         self._samples.append(Sample(stack, held - python, self._main_ident, True))
@@ -656,5 +533,6 @@ class Sampler:
             samples=tuple(self._samples), duration=duration, interval=self.interval,
             mode=mode or self._driver or "signal", timer=self.timer, ticks=self._ticks,
             start_time=self._start_wall, partial=partial, exit_status=exit_status,
-            argv=argv, captures=tuple(self._captures.values()), messages=tuple(messages),
+            argv=argv, captures=tuple(c for _, c in self._captures.values()),
+            messages=tuple(messages),
             rank=rank)

@@ -5,11 +5,14 @@ verdicts, rendering) is a pure function of it.  A session is plain data --
 tuples, strings and floats -- so tests build one by hand with exact numbers
 and no timer, and a session can be pickled or written out as it is.
 
-A frame is ``(filename, lineno, function)``; a stack lists frames outermost
-first, so ``stack[-1]`` is the frame that was running.  A sample carries the
-seconds it stands for (the time since the previous sample), the thread it was
-taken on and whether that time was spent in native code (a C call made from
-the top frame) rather than in Python bytecode.
+A frame is ``(filename, lineno, function, column)``: ``column`` is the start
+column of the instruction the frame was running (-1 when unknown; hand-made
+sessions may leave it out and give 3-tuples), which tells a comprehension
+apart from the rest of its line.  A stack lists frames outermost first, so
+``stack[-1]`` is the frame that was running.  A sample carries the seconds it
+stands for (the time since the previous sample), the thread it was taken on
+and whether that time was spent in native code (a C call made from the top
+frame) rather than in Python bytecode.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 
 __all__ = ["Frame", "Sample", "Capture", "Session"]
 
-#: ``(filename, lineno, function)``; ``function`` is the code's qualified name.
-Frame = tuple[str, int, str]
+#: ``(filename, lineno, function, column)``; ``function`` is the code's qualified
+#: name, ``column`` the instruction's start column or -1 (3-tuples are accepted too).
+Frame = tuple[Any, ...]
 
 
 @dataclass(frozen=True)

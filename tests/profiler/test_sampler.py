@@ -126,3 +126,58 @@ def test_low_achieved_rate_is_reported():
 def test_invalid_options_are_rejected_with_the_choices(kwargs):
     with pytest.raises(ValueError, match="must be"):
         Sampler(**kwargs)
+
+
+def test_cached_stack_walk_equals_a_full_walk_and_reads_only_what_changed():
+    from loopscale.profiler._frames import _HOLD_EVERY, _StackCache, stack_of
+
+    cache = _StackCache()
+    checks = []
+
+    def check():
+        frame = sys._getframe(1)
+        got, _ = cache.walk(frame)
+        checks.append((got == stack_of(frame), cache.walked))
+
+    def descend(depth):
+        if depth == 0:
+            check()  # a new stack, 300 frames deeper
+            for _ in range(3):
+                check()  # the same stack below: only the top is read again
+            return 0
+        return descend(depth - 1) + 1
+
+    def gen():
+        while True:
+            check()
+            yield
+
+    def first(g):
+        next(g)  # the generator resumed from here...
+
+    def second(g):
+        next(g)  # ...then from here: same frame, same instruction, other caller
+
+    def leaf(tag):
+        check()
+        return tag
+
+    def site_a():
+        return leaf("a")  # a function called from two places in turn: its frames
+                          # may reuse each other's memory
+
+    def site_b():
+        return leaf("b")
+
+    descend(300)
+    g = gen()
+    for _ in range(3):
+        first(g)
+        second(g)
+    for _ in range(5):
+        site_a()
+        site_b()
+        descend(40)
+    assert all(ok for ok, _ in checks), [i for i, (ok, _) in enumerate(checks) if not ok]
+    walked = [n for _, n in checks]
+    assert walked[0] > 300 and max(walked[1:4]) <= _HOLD_EVERY + 2, walked[:4]
