@@ -461,3 +461,67 @@ def test_operators_on_big_arrays_and_sleeps_are_native_time(tmp_path):
     assert loops[5]["python_fraction"] < 0.5, loops[5]
     assert loops[10]["python_fraction"] < 0.3, loops[10]
     assert loops[15]["python_fraction"] > 0.9, loops[15]
+
+
+@pytest.mark.timeout(60)
+def test_comprehension_gets_its_own_time_not_its_lines_and_callees_keep_theirs(tmp_path):
+    # a comprehension inside a loop calls a helper with a loop of its own; a C
+    # call beside the comprehension, on its line, belongs to the loop around it
+    script = _write(tmp_path, "comps.py", '''\
+        import random
+
+        def helper(v):
+            s = 0
+            for i in range(v):
+                s += i
+            return s
+
+        def work(data, reps):
+            out = 0
+            for _ in range(reps):
+                out += sum([helper(v) for v in (60_000, 60_000)]) + len(sorted(data))
+            return out
+
+        work([random.random() for _ in range(20_000)], 60)
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    loops = {(lp["line"], lp["end_line"]): lp for lp in report["loops"]}
+    helper, outer, comp = loops[(5, 6)], loops[(11, 12)], loops[(12, 12)]
+    total = report["total_seconds"]
+    assert outer["fraction"] > 0.9
+    # sorted() is about 40% of the time: the loop's own, not the comprehension's
+    assert outer["self_seconds"] / total > 0.25, loops
+    assert comp["self_seconds"] / total < 0.05, loops
+    # the comprehension includes its helper's loop, and little else
+    assert comp["inclusive_seconds"] >= helper["inclusive_seconds"]
+    assert comp["fraction"] - helper["fraction"] < 0.05, loops
+
+
+@pytest.mark.timeout(60)
+def test_edited_source_reports_a_comprehension_on_its_functions_line(tmp_path):
+    # the script edits itself, so the report falls back to lines: the
+    # comprehension's code object (3.11) and its function share one line entry
+    script = _write(tmp_path, "edits.py", '''\
+        import os, time
+
+        def work(n):
+            return sum([i * i % 7 for i in range(n)])
+
+        for _ in range(30):
+            work(100_000)
+        time.sleep(0.01)
+        with open(__file__, "a") as fh:
+            fh.write("# edited\\n")
+        os.utime(__file__, None)
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--check", "none", "--json", str(out), script])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert any("modified after profiling started" in m for m in report["messages"])
+    on_line = [lp for lp in report["loops"] if lp["line"] == 4]
+    assert [lp["function"] for lp in on_line] == ["work"], on_line
+    assert on_line[0]["fraction"] > 0.8 and on_line[0]["self_seconds"] > 0

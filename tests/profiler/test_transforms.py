@@ -223,3 +223,53 @@ def test_html_is_self_contained_and_annotates_source(script, tmp_path):
         assert external not in page
     assert "total += small(i)" in page and "75.0%" in page
     assert "rgba(255,80,0,0.750)" in page  # line 12 holds 3 of 4 seconds
+
+
+COMPS = textwrap.dedent('''\
+    def work(xs, data):
+        for k in range(3):
+            t = sum([x * x for x in xs]) + len(sorted(data))
+            u = sum(x for x in
+                    xs) + k
+    ''')
+
+
+def test_a_call_beside_a_comprehension_on_its_line_is_not_charged_to_it(tmp_path):
+    path = str(tmp_path / "comps.py")
+    (tmp_path / "comps.py").write_text(COMPS)
+    index = SourceIndex(path, COMPS)
+    loops = {(loop.line, loop.kind): loop for loop in index.loops}
+    outer, comp = loops[(2, "for")], loops[(3, "comprehension")]
+    gen = loops[(4, "comprehension")]
+    col_sorted = COMPS.splitlines()[2].index("sorted")
+    col_comp = COMPS.splitlines()[2].index("[")
+    assert index.chain_at(3, col_sorted) == (outer,)        # the call beside it
+    assert index.chain_at(3, col_comp + 1) == (comp, outer)  # inside it
+    assert index.chain_at(3, 4) == (outer,)                  # `t = ` before it
+    assert index.chain_at(3, -1) == (comp, outer)            # no column: the line
+    assert index.chain_at(5, 12) == (gen, outer)             # a genexpr's second line
+    assert index.chain_at(5, 100) == (outer,)                # ... and what follows it
+    samples = [
+        Sample(((path, 3, "work", col_sorted),), 3.0, native=True),              # sorted
+        Sample(((path, 3, "work", col_comp),                                      # 3.11:
+                (path, 3, "work.<locals>.<listcomp>", col_comp + 1)), 1.0),      # own code
+        Sample(((path, 3, "work", col_comp + 1),), 0.5),                          # 3.12
+    ]
+    att = attribute(_session(path, samples), is_user_file=lambda f: True)
+    got = {s.loop.line: (s.self_seconds, s.inclusive_seconds) for s in att.loops}
+    assert got == {2: (3.0, 4.5), 3: (1.5, 1.5)}
+
+
+def test_line_level_fallback_charges_a_comprehension_to_its_functions_line(tmp_path):
+    gone = str(tmp_path / "gone.py")
+    samples = [
+        Sample(((gone, 7, "<module>"), (gone, 3, "work"),
+                (gone, 3, "work.<locals>.<listcomp>")), 2.0),   # Python 3.11
+        Sample(((gone, 7, "<module>"), (gone, 3, "work")), 1.0),   # inlined (3.12+)
+        Sample(((gone, 9, "<module>"), (gone, 9, "<listcomp>")), 1.0),  # at module level
+    ]
+    att = attribute(_session(gone, samples), is_user_file=lambda f: True)
+    got = {(s.loop.line, s.loop.function): (s.self_seconds, s.inclusive_seconds)
+           for s in att.loops}
+    assert got == {(7, "<module>"): (0.0, 3.0), (3, "work"): (3.0, 3.0),
+                   (9, "<module>"): (1.0, 1.0)}
