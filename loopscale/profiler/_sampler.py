@@ -25,7 +25,10 @@ A sample is taken on each tick of an interval timer.  Two drivers exist:
 tick, not by the interval.  A C call that holds the GIL for two seconds
 (``sorted`` of millions of floats) delays the next tick by two seconds; that
 tick's stack is still at the call, so the two seconds are charged to that
-line in full.
+line in full.  When code that checks no signals is followed by a ``with``
+block's exit, CPython may first run the handler after the exit call, which
+is numbered with the ``with`` line; a held tick found there while the
+process ran is charged to the block's last line instead.
 
 **Python versus native time** is a heuristic, stated here so the numbers
 can be read honestly.  When the top frame's current instruction is a call
@@ -283,17 +286,20 @@ class Sampler:
                     # keep the time for the user's frame (see stop())
                     self._held += elapsed
                 continue
+            if in_call and main_signal and elapsed > 2.0 * self.interval \
+                    and (cpu is None or cpu >= 0.5 * elapsed):
+                body_line = _code_info(frame.f_code).with_exit_line(frame.f_lasti)
+                if body_line is not None:
+                    # a held tick handled at a `with` block's exit while the process
+                    # ran: the time was held by the block's last line (a C call or a
+                    # deallocation there that checks no signals), not by the `with`
+                    # line the exit call is numbered with (an exit that waits, such
+                    # as a database commit, leaves the CPU idle and keeps its line)
+                    top = stack[-1]
+                    stack = stack[:-1] + ((top[0], body_line, top[2], -1),)
             if ident == self._main_ident and (is_user_file(stack[-1][0])
                                               or stack[-1][0].startswith(_PACKAGE_DIR)):
                 self._main_seen = (stack, in_call)
-            if in_call and main_signal and elapsed > 2.0 * self.interval:
-                body_line = _code_info(frame.f_code).with_exit_line(frame.f_lasti)
-                if body_line is not None:
-                    # a held tick handled at a `with` block's exit: the time was held
-                    # by the block's last line (a C call there that checks no signals),
-                    # not by the `with` line the exit call is numbered with
-                    top = stack[-1]
-                    stack = stack[:-1] + ((top[0], body_line, top[2], -1),)
             if not in_call:
                 native = 0.0
                 if main_signal and late is not None and cpu is not None \

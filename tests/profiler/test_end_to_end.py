@@ -525,3 +525,31 @@ def test_edited_source_reports_a_comprehension_on_its_functions_line(tmp_path):
     on_line = [lp for lp in report["loops"] if lp["line"] == 4]
     assert [lp["function"] for lp in on_line] == ["work"], on_line
     assert on_line[0]["fraction"] > 0.8 and on_line[0]["self_seconds"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_a_held_tick_handled_at_a_with_exit_is_charged_to_the_blocks_line(tmp_path):
+    # storing the new set frees the old one, a million floats, in code that checks
+    # no signals: CPython runs the handler only after the lock's __exit__, a call
+    # numbered with the `with` line
+    script = _write(tmp_path, "held.py", '''\
+        import threading
+        from loopscale.profiler import profile
+
+        def body(lock, n):
+            for _ in range(6):
+                with lock:
+                    values = set(map(float, range(n)))
+            return values
+
+        with profile(check="none") as p:
+            body(threading.Lock(), 1_000_000)
+        r = p.report
+        print(r.line_seconds.get((__file__, 7), 0.0) / r.total_seconds,
+              r.line_seconds.get((__file__, 6), 0.0) / r.total_seconds)
+    ''')
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    body_line, with_line = map(float, proc.stdout.split())
+    assert body_line >= 0.9 and with_line < 0.05, (body_line, with_line)

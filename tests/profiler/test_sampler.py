@@ -181,3 +181,26 @@ def test_cached_stack_walk_equals_a_full_walk_and_reads_only_what_changed():
     assert all(ok for ok, _ in checks), [i for i, (ok, _) in enumerate(checks) if not ok]
     walked = [n for _, n in checks]
     assert walked[0] > 300 and max(walked[1:4]) <= _HOLD_EVERY + 2, walked[:4]
+
+
+def test_a_with_blocks_exit_call_is_mapped_to_the_blocks_last_line():
+    import dis
+
+    from loopscale.profiler._frames import _code_info
+
+    def body(lock, data):
+        for _ in range(2):
+            with lock:
+                x = sorted(data)
+                y = len(x)
+        f(None, None)  # noqa: F821 - never run; a call with None arguments is no exit
+        return y
+
+    code = body.__code__
+    first = code.co_firstlineno
+    info = _code_info(code)
+    exits = {info.with_exit_line(i.offset) for i in dis.get_instructions(code)
+             if i.opname == "CALL"}
+    assert exits == {None, first + 4}  # the `with` exit: the block's last line
+    calls = [i for i in dis.get_instructions(code) if i.opname == "CALL"]
+    assert sum(info.with_exit_line(i.offset) is not None for i in calls) == 1
