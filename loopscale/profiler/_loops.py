@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import ast
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._session import Session
 
-__all__ = ["LoopInfo", "LoopStat", "SourceIndex", "Attribution", "attribute", "load_index"]
+__all__ = ["LoopInfo", "LoopStat", "SourceIndex", "Attribution", "attribute", "load_index",
+           "read_source"]
 
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -232,14 +234,59 @@ class SourceIndex:
         return self.functions.get(qualname)
 
 
+def _archive_member(filename: str) -> tuple[str, str] | None:
+    """``(archive, member)`` when *filename* lies inside a zip file
+    (``app.zip/pkg/__main__.py``, as ``python app.zip`` names it), else None."""
+    head, tail = filename, ""
+    while True:
+        head, part = os.path.split(head)
+        if not part:
+            return None
+        tail = part if not tail else f"{part}/{tail}"
+        if os.path.isfile(head):
+            return (head, tail) if zipfile.is_zipfile(head) else None
+
+
+def read_source(filename: str) -> bytes:
+    """The bytes of source file *filename*, also when it lies inside a zip file.
+
+    Raises
+    ------
+    OSError
+        When it cannot be read.
+    """
+    try:
+        with open(filename, "rb") as fh:
+            return fh.read()
+    except OSError:
+        inside = _archive_member(filename)
+        if inside is None:
+            raise
+        try:
+            with zipfile.ZipFile(inside[0]) as archive:
+                return archive.read(inside[1])
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise OSError(f"cannot read {filename!r}: {exc}") from exc
+
+
+def source_mtime(filename: str) -> float:
+    """When *filename* (or the zip file holding it) was last modified."""
+    try:
+        return os.path.getmtime(filename)
+    except OSError:
+        inside = _archive_member(filename)
+        if inside is None:
+            raise
+        return os.path.getmtime(inside[0])
+
+
 def load_index(filename: str, started: float | None = None,
                ) -> tuple[SourceIndex | None, str | None]:
     """The index of *filename*, or ``(None, why)`` when it is missing or changed."""
     try:
-        if started is not None and started > 0 and os.path.getmtime(filename) > started:
+        if started is not None and started > 0 and source_mtime(filename) > started:
             return None, "was modified after profiling started"
-        with open(filename, "rb") as fh:
-            raw = fh.read()
+        raw = read_source(filename)
         return SourceIndex(filename, raw.decode("utf-8", errors="replace")), None
     except OSError:
         return None, "cannot be read"

@@ -1,13 +1,16 @@
 """``loopscale profile script.py [args]``: run a script as ``__main__`` under the profiler.
 
 The script runs as ``python script.py`` would run it: ``sys.argv`` is
-``[script, *args]``, ``sys.path[0]`` its directory, its module is
-``__main__``.  What Python prints and returns for a missing script, a syntax
-error, an uncaught exception, ``sys.exit(n)`` or Ctrl-C (status 130) is
-printed and returned here too; the report is written in every case, marked
-partial when the script did not finish normally.  Under an MPI launcher with
-more than one rank, every output file name carries ``.rank<N>`` and the
-table goes to ``loopscale-profile.rank<N>.txt``.
+``[script, *args]`` (the script as given), ``sys.path[0]`` its directory
+(symbolic links resolved), its module is ``__main__``.  A directory or zip
+file holding a ``__main__.py`` runs as ``python app/`` runs it: that module,
+with the directory or zip file first on ``sys.path``.  What Python prints
+and returns for a missing script, a syntax error, an uncaught exception,
+``sys.exit(n)`` or Ctrl-C (status 130) is printed and returned here too;
+the report is written in every case, marked partial when the script did not
+finish normally.  Under an MPI launcher with more than one rank, every output
+file name carries ``.rank<N>`` and the table goes to
+``loopscale-profile.rank<N>.txt``.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import os
 import sys
 import traceback
 import types
+import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ._report import build_report
 from ._sampler import DEFAULT_INTERVAL, MODES, TIMERS, Sampler
 from ._verdict import CHECKS
 
-__all__ = ["main", "build_parser", "rank_path"]
+__all__ = ["main", "build_parser", "rank_path", "find_target", "run_script", "Target"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     parser.add_argument("--diff", action="store_true",
                         help="print the patch adding @accelerate to accelerable hot functions")
-    parser.add_argument("script", help="the Python script to run")
+    parser.add_argument("script", help="the Python script to run (or a directory or zip "
+                                       "file with a __main__.py, as python runs them)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the script")
     return parser
 
@@ -86,26 +93,79 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def run_script(path: str, args: Sequence[str], sampler: Sampler
-               ) -> tuple[int, bool, object]:
-    """Run *path* as ``__main__`` under *sampler*; return (status, partial, session)."""
+@dataclass(frozen=True)
+class Target:
+    """What ``python ARG`` would run: a script, or the ``__main__`` module of a
+    directory or zip file.
+
+    ``argv0`` is *ARG* as given; ``path`` the file to report (absolute);
+    ``path0`` what goes first on ``sys.path``: the script's directory
+    (symbolic links resolved, as Python does) or the directory / zip file.
+    """
+
+    argv0: str
+    path: str
+    path0: str
+    code: types.CodeType
+    spec: Any = None
+
+
+class NoMainError(Exception):
+    """*ARG* is a directory or zip file without a ``__main__`` module."""
+
+
+def find_target(arg: str) -> Target:
+    """The :class:`Target` for ``python ARG``.
+
+    Raises
+    ------
+    OSError
+        When *ARG* cannot be read (as ``python`` reports it).
+    NoMainError
+        When *ARG* is a directory or zip file without ``__main__.py``.
+    SyntaxError
+        When the code does not compile.
+    """
+    path = os.path.abspath(arg)
+    importer = None
+    if os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path)):
+        import pkgutil
+
+        importer = pkgutil.get_importer(path)
+    if importer is not None:  # python runs its __main__ module, with it on sys.path
+        spec = importer.find_spec("__main__")  # type: ignore[union-attr]
+        loader = getattr(spec, "loader", None)
+        code = loader.get_code("__main__") if loader is not None else None
+        if spec is None or code is None:
+            raise NoMainError(f"can't find '__main__' module in {path!r}")
+        return Target(arg, spec.origin or path, path, code, spec)
     with open(path, "rb") as fh:
         source = fh.read()
     code = compile(source, path, "exec", dont_inherit=True)
+    return Target(arg, path, os.path.dirname(os.path.realpath(path)), code)
+
+
+def run_script(target: Target, args: Sequence[str], sampler: Sampler
+               ) -> tuple[int, bool, object]:
+    """Run *target* as ``__main__`` under *sampler*; return (status, partial, session)."""
     module = types.ModuleType("__main__")
-    module.__file__ = path
+    module.__file__ = target.path
     module.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    if target.spec is not None:
+        module.__spec__ = target.spec
+        module.__loader__ = target.spec.loader
+        module.__package__ = ""
     saved = sys.argv, sys.path[0] if sys.path else None, sys.modules.get("__main__")
-    sys.argv = [path, *args]
+    sys.argv = [target.argv0, *args]
     if sys.path:
-        sys.path[0] = os.path.dirname(path)
+        sys.path[0] = target.path0
     else:
-        sys.path.insert(0, os.path.dirname(path))
+        sys.path.insert(0, target.path0)
     sys.modules["__main__"] = module
     status, partial = 0, False
     sampler.start()
     try:
-        exec(code, module.__dict__)  # noqa: S102 - running the user's script is the point
+        exec(target.code, module.__dict__)  # noqa: S102 - running the user's script is the point
     except SystemExit as exc:
         status = _exit_status(exc)
     except KeyboardInterrupt as exc:
@@ -116,7 +176,7 @@ def run_script(path: str, args: Sequence[str], sampler: Sampler
         _print_exception(exc)
     finally:
         session = sampler.stop(partial=partial, exit_status=status,
-                               argv=(path, *args), rank=_mpi_rank())
+                               argv=(target.path, *args), rank=_mpi_rank())
         sys.argv = saved[0]
         if saved[1] is not None:
             sys.path[0] = saved[1]
@@ -136,21 +196,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"loopscale profile: {exc}", file=sys.stderr)
         return 2
-    path = os.path.abspath(opts.script)
     start_dir = os.getcwd()  # output paths are the user's, even if the script chdirs
-    if not os.path.isfile(path):
-        err = "Is a directory" if os.path.isdir(path) else "No such file or directory"
-        errno = 21 if os.path.isdir(path) else 2
-        print(f"{sys.executable}: can't open file {path!r}: [Errno {errno}] {err}",
-              file=sys.stderr)
-        return 2
     try:
-        status, _partial, session = run_script(path, opts.args, sampler)
+        target = find_target(opts.script)
+    except NoMainError as exc:
+        print(f"{sys.executable}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{sys.executable}: can't open file {os.path.abspath(opts.script)!r}: "
+              f"[Errno {exc.errno}] {exc.strerror}", file=sys.stderr)
+        return 2
     except SyntaxError as exc:
         traceback.print_exception(type(exc), exc, None, file=sys.stderr)
         return 1
+    status, _partial, session = run_script(target, opts.args, sampler)
     report = build_report(session, check=opts.check, top=opts.top,  # type: ignore[arg-type]
-                          timeout=opts.timeout, sys_path=[os.path.dirname(path)])
+                          timeout=opts.timeout, sys_path=[target.path0])
     rank = report.session.rank
     text = report.to_text()
     if rank is not None:

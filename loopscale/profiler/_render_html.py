@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
+from ._loops import read_source
 from ._render_text import verdict_text
 
 if TYPE_CHECKING:
@@ -70,8 +71,7 @@ def render(report: Report) -> str:
             files.append(loop.file)
     for path in files:
         try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                source = fh.read().splitlines()
+            source = read_source(path).decode("utf-8", errors="replace").splitlines()
         except OSError:
             parts.append(f"<h2>{esc(path)}</h2><p class='note'>source not available</p>")
             continue

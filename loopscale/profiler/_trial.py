@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import linecache
+import os
 import pickle
 import sys
 import time
@@ -33,8 +35,15 @@ def _is_constant(node: ast.AST) -> bool:
 
 def load_function(filename: str, qualname: str) -> Any:
     """The function *qualname* of *filename*, defined without running the script."""
-    with open(filename, "rb") as fh:
-        tree = ast.parse(fh.read(), filename)
+    from loopscale.profiler._loops import read_source
+
+    raw = read_source(filename)
+    tree = ast.parse(raw, filename)
+    if not os.path.isfile(filename):
+        # inside a zip file: give linecache the source, which loopscale.accel
+        # reads through inspect (an entry without a modification time is kept)
+        lines = raw.decode("utf-8", errors="replace").splitlines(keepends=True)
+        linecache.cache[filename] = (len(raw), None, lines, filename)
     module = types.ModuleType("__loopscale_trial__")
     module.__file__ = filename
     sys.modules[module.__name__] = module

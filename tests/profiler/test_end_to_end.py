@@ -553,3 +553,62 @@ def test_a_held_tick_handled_at_a_with_exit_is_charged_to_the_blocks_line(tmp_pa
     assert proc.returncode == 0, proc.stderr
     body_line, with_line = map(float, proc.stdout.split())
     assert body_line >= 0.9 and with_line < 0.05, (body_line, with_line)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_a_directory_or_zip_with_main_runs_as_python_runs_it(tmp_path, kind):
+    import zipfile
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "helpers.py").write_text("SCALE = 3\n")
+    (app / "__main__.py").write_text(textwrap.dedent('''\
+        import sys
+        import numpy as np
+        from helpers import SCALE
+
+        def kernel(x):
+            s = 0.0
+            for i in range(x.shape[0]):
+                s += x[i] * SCALE
+            return s
+
+        print(sys.argv, sys.path[0] == sys.argv[0] or sys.path[0], __name__)
+        x = np.ones(300_000)
+        print(kernel(x) + kernel(x))
+    '''))
+    arg = "app"
+    if kind == "zip":
+        with zipfile.ZipFile(tmp_path / "app.zip", "w") as archive:
+            for name in ("__main__.py", "helpers.py"):
+                archive.write(app / name, name)
+        arg = "app.zip"
+    theirs = _python([arg, "-v"], cwd=tmp_path)
+    out = tmp_path / "r.json"
+    ours = _profile(["--json", str(out), arg, "-v"], cwd=tmp_path)
+    assert theirs.returncode == 0, theirs.stderr
+    assert (ours.returncode, ours.stdout) == (0, theirs.stdout), ours.stderr
+    loops = {lp["line"]: lp for lp in json.loads(out.read_text())["loops"]}
+    assert loops[7]["file"] == str(tmp_path / arg / "__main__.py")
+    assert loops[7]["function"] == "kernel" and loops[7]["accelerable"] is True, loops[7]
+
+
+@pytest.mark.timeout(60)
+def test_a_directory_without_main_fails_as_under_python(tmp_path):
+    (tmp_path / "empty").mkdir()
+    ours = _profile(["empty"], cwd=tmp_path)
+    theirs = _python(["empty"], cwd=tmp_path)
+    assert ours.returncode == theirs.returncode == 1
+    assert ours.stderr == theirs.stderr
+
+
+@pytest.mark.timeout(60)
+def test_argv0_and_path0_are_as_python_sets_them(tmp_path):
+    (tmp_path / "real").mkdir()
+    _write(tmp_path / "real", "s.py", "import sys\nprint(sys.argv[0], sys.path[0])\n")
+    (tmp_path / "link.py").symlink_to(tmp_path / "real" / "s.py")
+    for arg in ("link.py", "real/s.py"):
+        theirs = _python([arg], cwd=tmp_path)
+        ours = _profile(["--check", "none", arg], cwd=tmp_path)
+        assert (ours.returncode, ours.stdout) == (0, theirs.stdout), ours.stderr
