@@ -84,12 +84,19 @@ _LEVEL_VAR = config._LEVEL
 AUTO_SECONDS = 200e-6
 
 
-def make_call(func: types.FunctionType) -> Callable[..., Any]:
-    """A ``__call__`` with *func*'s exact signature that calls the fused code directly."""
+def make_call(func: types.FunctionType, owner: Any) -> Callable[..., Any]:
+    """A ``__call__`` with *func*'s exact signature that calls the fused code directly.
+
+    It is installed as a ``staticmethod`` of *owner*'s own class and finds
+    *owner* in its closure: a wrong call (a missing, extra or unknown argument)
+    is then reported by Python exactly as for *func* itself
+    (``saxpy() takes 4 positional arguments but 5 were given``), under *func*'s
+    name, and the call costs no more than a method's.
+    """
     sig = inspect.signature(func)
     ns: dict[str, Any] = {"_LV": _LEVEL_VAR.get, "_TLS": _TLS, "_new_state": _new_state,
                           "_pc": time.perf_counter, "_AUTO": AUTO_SECONDS}
-    params, pos, kw = ["__ls_self"], [], []
+    params, pos, kw = [], [], []
     seen_kwonly = False
     last_posonly = None
     for i, (name, p) in enumerate(sig.parameters.items()):
@@ -123,30 +130,42 @@ def make_call(func: types.FunctionType) -> Callable[..., Any]:
     tup = "(" + "".join(f"{a}, " for a in pos) + ")"
     dct = "dict(" + ", ".join(kw) + ")"
     src = f"""
-def __call__({", ".join(params)}):
-    __ls_m = __ls_self._fast
-    if __ls_m and _LV() is None:
-        try:
-            __ls_st = _TLS.addr
-        except AttributeError:
-            __ls_st = _new_state()
-        if __ls_m == 1:
-            try:
-                return __ls_self._serial(__ls_st{", " if call else ""}{call})
-            except Exception as __ls_exc:
-                return __ls_self._after_error(__ls_exc, {tup}, {dct})
-        __ls_t = _pc()
-        try:
-            __ls_r = __ls_self._serial(__ls_st{", " if call else ""}{call})
-        except Exception as __ls_exc:
-            return __ls_self._after_error(__ls_exc, {tup}, {dct})
-        if _pc() - __ls_t > _AUTO:
-            __ls_self._fast = 0
-        return __ls_r
-    return __ls_self._call_slow({tup}, {dct})
+def __ls_make(__ls_self):
+  def __call__({", ".join(params)}):
+      __ls_m = __ls_self._fast
+      if __ls_m and _LV() is None:
+          try:
+              __ls_st = _TLS.addr
+          except AttributeError:
+              __ls_st = _new_state()
+          if __ls_m == 1:
+              try:
+                  return __ls_self._serial(__ls_st{", " if call else ""}{call})
+              except Exception as __ls_exc:
+                  return __ls_self._after_error(__ls_exc, {tup}, {dct})
+          __ls_t = _pc()
+          try:
+              __ls_r = __ls_self._serial(__ls_st{", " if call else ""}{call})
+          except Exception as __ls_exc:
+              return __ls_self._after_error(__ls_exc, {tup}, {dct})
+          if _pc() - __ls_t > _AUTO:
+              __ls_self._fast = 0
+          return __ls_r
+      return __ls_self._call_slow({tup}, {dct})
+  return __call__
 """
     exec(compile(src, f"<loopscale call wrapper of {func.__qualname__}>", "exec"), ns)
-    return ns["__call__"]  # type: ignore[no-any-return]
+    call = ns["__ls_make"](owner)
+    # Python names the function in a wrong call's TypeError by its __qualname__
+    # (3.11+) or its code object's name: both become the user's own
+    code = call.__code__.replace(co_name=func.__name__)
+    if hasattr(code, "co_qualname"):
+        code = code.replace(co_qualname=func.__qualname__)
+    call.__code__ = code
+    call.__name__ = func.__name__
+    call.__qualname__ = func.__qualname__
+    call.__module__ = func.__module__
+    return call  # type: ignore[no-any-return]
 
 
 state_address = _state

@@ -785,10 +785,13 @@ def accelerate(func: Callable[P, R] | None = None, /, *, target: str = "cpu",
     def wrap(f: Callable[P, R]) -> Accelerated[P, R]:
         refuse(f)
         cls = type(Accelerated.__name__, (Accelerated,), {
-            "__call__": make_call(f),  # type: ignore[arg-type]
             "__module__": Accelerated.__module__, "__qualname__": Accelerated.__qualname__})
-        return cls(f, target=target, fastmath=fastmath, boundscheck=boundscheck,  # type: ignore
+        inst = cls(f, target=target, fastmath=fastmath, boundscheck=boundscheck,  # type: ignore
                    cache=cache, fallback=fallback)
+        # a staticmethod holding the instance in its closure: Python reports a
+        # wrong call under f's own name and argument count (see make_call)
+        cls.__call__ = staticmethod(make_call(f, inst))  # type: ignore[arg-type,assignment]
+        return inst
 
     if func is None:
         return wrap
