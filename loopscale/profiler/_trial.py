@@ -64,10 +64,21 @@ def load_function(filename: str, qualname: str) -> Any:
     return obj
 
 
+_ITEM_TYPES = {"bool": bool, "int": int, "float": float, "complex": complex}
+
+
 def _substitute(kind: str) -> Any:
-    """A tiny stand-in for an argument that was too large to copy."""
+    """A tiny stand-in of the same type for an argument too large to copy
+    (``float64[:, :]``, ``list[float] of 2,000,000 items``)."""
     import numpy as np
 
+    kind = kind.split(" of ", 1)[0]
+    if kind.startswith(("list[", "tuple[")) and kind.endswith("]"):
+        container, item = kind[:-1].split("[", 1)
+        if item in _ITEM_TYPES:
+            items = [_ITEM_TYPES[item](0)] * 2
+            return items if container == "list" else tuple(items)
+        raise LookupError(kind)
     if "[" in kind and kind.endswith("]"):
         dtype, dims = kind.split("[", 1)
         ndim = dims.count(":")
@@ -145,9 +156,12 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
     if request["mode"] != "trial":
         return out
     if substituted:
+        which = ", ".join(f"{name!r} ({request['kinds'].get(name, '?')})"
+                          for name in substituted)
         out["status"] = "not-trialled"
-        out["reason"] = (f"compiles; no trial, since {', '.join(map(repr, substituted))} "
-                         "was too large to copy")
+        out["reason"] = (f"compiles (for arguments of the types seen); no trial, since "
+                         f"{which} {'was' if len(substituted) == 1 else 'were'} too large "
+                         "to copy while profiling")
         return out
     py_values = copy.deepcopy(values)
     start = time.perf_counter()

@@ -33,7 +33,7 @@ from typing import Any
 from ._loops import LoopInfo, SourceIndex
 from ._session import Session
 
-__all__ = ["Verdict", "CHECKS", "check_loops", "pandas_suggestion"]
+__all__ = ["Verdict", "CHECKS", "check_loops", "pandas_suggestion", "pandas_argument_reason"]
 
 #: ``check=`` choices: no verdicts, compile only, compile and time.
 CHECKS = ("none", "compile", "trial")
@@ -132,6 +132,59 @@ def pandas_suggestion(index: SourceIndex, loop: LoopInfo) -> str | None:
     return None
 
 
+#: Attributes a pandas object shares with the array ``to_numpy()`` gives.
+_ARRAY_ATTRS = frozenset({"shape", "size", "ndim", "dtype", "T"})
+_PANDAS_KINDS = {"pandas.DataFrame": "DataFrame", "pandas.Series": "Series"}
+
+
+def _is_pandas_attribute(attr: str, kind: str) -> bool:
+    """Whether ``obj.attr`` is pandas API (``loc``, ``iat``, ``apply``...), not a column."""
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        return hasattr(getattr(pd, kind), attr)
+    return attr in ("loc", "iloc", "at", "iat", "values", "index", "columns", "apply",
+                    "iterrows", "itertuples", "to_numpy", "sum", "mean")
+
+
+def pandas_argument_reason(index: SourceIndex, qualname: str,
+                           kinds: dict[str, str]) -> str | None:
+    """Why *qualname* cannot compile as written when it takes a pandas object that it
+    uses as one (by column name, ``.loc``, methods), in plain words with the line;
+    None when it takes none or uses it as an array only (``df.shape``, ``s[i]``)."""
+    func = index.function_node(qualname)
+    if func is None:
+        return None
+    for name, kind in kinds.items():
+        what = _PANDAS_KINDS.get(kind)
+        if what is None:
+            continue
+        uses: list[tuple[int, int, str | None]] = []  # line, column, column name read
+        for node in ast.walk(func):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                    and node.value.id == name and isinstance(node.slice, ast.Constant) \
+                    and isinstance(node.slice.value, str):
+                uses.append((node.lineno, node.col_offset, node.slice.value))
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id == name and node.attr not in _ARRAY_ATTRS:
+                api = what == "Series" or _is_pandas_attribute(node.attr, what)
+                uses.append((node.lineno, node.col_offset, None if api else node.attr))
+        if not uses:
+            continue
+        uses.sort()
+        line = uses[0][0]
+        text = index.lines[line - 1].strip() if line <= len(index.lines) else ""
+        where = f"line {line}: `{text}`" if text else f"line {line}"
+        if what == "Series":
+            return (f"argument `{name}` is a pandas Series ({where}): pass it as a NumPy "
+                    f"array ({name}.to_numpy()) and index it with [i]")
+        columns = list(dict.fromkeys(col for _, _, col in uses if col is not None))
+        arrays = ", ".join(f"{name}[{col!r}].to_numpy()" for col in columns) \
+            or f"{name}['<column>'].to_numpy()"
+        return (f"argument `{name}` is a pandas DataFrame ({where}): pass its columns as "
+                f"NumPy arrays ({arrays}) and index them with [i]")
+    return None
+
+
 def _local_verdict(loop: LoopInfo) -> Verdict | None:
     if loop.kind == "line":  # a line, not a loop: its source could not be matched
         return Verdict(None, "source unavailable or changed: not checked")
@@ -213,6 +266,12 @@ def check_loops(loops: Iterable[LoopInfo], session: Session, *, check: str = "co
         if cap is None:
             verdicts[loop] = Verdict(None, "no arguments were captured for "
                                            f"{loop.function}(): not checked")
+            continue
+        index = (indexes or {}).get(loop.file)
+        pandas_reason = pandas_argument_reason(index, loop.function, dict(cap.kinds)) \
+            if index is not None else None
+        if pandas_reason is not None:
+            verdicts[loop] = Verdict(False, pandas_reason, status="refused")
             continue
         jobs[key] = {"file": loop.file, "qualname": loop.function, "mode": check,
                      "params": [p for p in cap.params], "args": _picklable(dict(cap.args)),

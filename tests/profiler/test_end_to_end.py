@@ -612,3 +612,44 @@ def test_argv0_and_path0_are_as_python_sets_them(tmp_path):
         theirs = _python([arg], cwd=tmp_path)
         ours = _profile(["--check", "none", arg], cwd=tmp_path)
         assert (ours.returncode, ours.stdout) == (0, theirs.stdout), ours.stderr
+
+
+@pytest.mark.timeout(150)
+def test_dataframe_argument_and_long_list_get_plain_verdicts(tmp_path):
+    pytest.importorskip("pandas")
+    script = _write(tmp_path, "frames.py", '''\
+        import numpy as np
+        import pandas as pd
+
+        def score(df, w):
+            total = 0.0
+            for i in range(len(df)):
+                total += df["price"].iat[i] * w + df.qty.iat[i]
+            return total
+
+        def scaled(xs):
+            s = 0.0
+            for i in range(len(xs)):
+                s += xs[i] * 2.0
+            return s
+
+        df = pd.DataFrame({"qty": np.ones(5_000), "price": np.arange(5_000.0)})
+        score(df, 2.0)
+        values = [float(i) for i in range(2_000_000)]
+        scaled(values)
+        scaled(values)
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--trial", "--json", str(out), script], timeout=140)
+    assert proc.returncode == 0, proc.stderr
+    loops = {lp["line"]: lp for lp in json.loads(out.read_text())["loops"]}
+    frame = loops[6]
+    assert frame["accelerable"] is False
+    assert frame["reason"].startswith(
+        'argument `df` is a pandas DataFrame (line 7: `total += df["price"].iat[i] * w + '
+        'df.qty.iat[i]`): pass its columns as NumPy arrays (df[\'price\'].to_numpy(), '
+        'df[\'qty\'].to_numpy())'), frame["reason"]
+    big = loops[12]
+    assert big["accelerable"] is True and big["speedup"] is None
+    assert "no trial" in big["reason"] and "'xs' (list[float] of 2,000,000 items)" in \
+        big["reason"], big["reason"]

@@ -204,3 +204,15 @@ def test_a_with_blocks_exit_call_is_mapped_to_the_blocks_last_line():
     assert exits == {None, first + 4}  # the `with` exit: the block's last line
     calls = [i for i in dis.get_instructions(code) if i.opname == "CALL"]
     assert sum(info.with_exit_line(i.offset) is not None for i in calls) == 1
+
+
+def test_capture_budget_counts_every_array_of_a_container_and_describes_long_lists():
+    from loopscale.profiler._capture import describe
+
+    arrays = [np.zeros(1000) for _ in range(5)]  # 8 kB each
+    assert copy_small(arrays, budget=50_000)[0]
+    assert copy_small(arrays, budget=30_000) == (False, None)  # 40 kB in all
+    assert describe([1.0] * 20_000) == "list[float]"
+    assert describe((1, 2)) == "tuple[int]"
+    assert describe([1, 2.0]) == "list"
+    assert copy_small([1.0] * 20_000) == (False, None)
