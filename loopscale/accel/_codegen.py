@@ -173,16 +173,23 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
                   filename: str, fname: str) -> list[ast.stmt]:
     """Compiled checks that arrays indexed by the loop variable are long enough.
 
-    Only accesses in statements directly in the loop body (always executed)
-    of parameters that the prologue does not rebind are checked, so a guarded
-    access (``if i + 1 < n: ...``) never raises a false alarm.
+    Only accesses executed unconditionally on every iteration are checked: in
+    statements directly in the loop body, before any statement that can skip
+    the rest of the iteration (a ``continue``, ``break``, ``return`` or
+    ``raise``, directly or under an ``if``/``try``...), outside conditional
+    expressions, and of parameters that the prologue does not rebind.  So a
+    guarded access (``if i + 1 < n: ...``, ``if i == n - 1: continue``) never
+    raises a false alarm; an unchecked access that does overrun raises
+    ``IndexError`` with ``boundscheck=True``.
     """
     from ._astutil import _index_positions
 
     rebound = {n for st in _walk_stmts(pre) for n in _stmt_targets(st)}
     seen: dict[tuple[str, int], tuple[int, str, int]] = {}
     for st in loop.body:
-        if isinstance(st, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
+        if _may_skip_rest(st):
+            break  # what follows may not run on every iteration
+        if not isinstance(st, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)):
             continue
         skip = {id(n) for node in ast.walk(st) if isinstance(node, (ast.IfExp, ast.BoolOp))
                 for n in ast.walk(node)}
@@ -206,7 +213,7 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
                     continue
                 key = (base_name.id, axis)
                 if key not in seen or off > seen[key][0]:
-                    seen[key] = (off, ast.unparse(node), node.lineno)
+                    seen[key] = (off, ast.unparse(node), node.lineno, _verb(st, node))
     # the loop's own bound: range(len(a)) / range(a.shape[0]) (start >= 0, unit
     # step) cannot overrun a[i] on axis 0, so that check would be dead code
     own = None
@@ -224,12 +231,12 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
               and isinstance(stop.slice, ast.Constant) and isinstance(stop.slice.value, int)):
             own = (stop.value.value.id, stop.slice.value)
     out: list[ast.stmt] = []
-    for (name, axis), (off, text, line) in seen.items():
+    for (name, axis), (off, text, line, verb) in seen.items():
         if (name, axis) == own and off <= 0:
             continue
         length = f"len({name})" if axis == 0 else f"{name}.shape[{axis}]"
         msg = (f"{_ARG_MARK} argument {name!r} of {fname}() is too short along axis {axis} for "
-               f"the loop at {filename}:{loop.lineno}, which reads `{text}` (line {line}) for "
+               f"the loop at {filename}:{loop.lineno}, which {verb} `{text}` (line {line}) for "
                f"every {var} in {ast.unparse(loop.iter)}; pass arrays of matching lengths")
         out += _stmts(f"""
             if __ls_n > 0:
@@ -243,6 +250,36 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
 
 
 _ARG_MARK = "loopscale-argument:"
+
+
+def _may_skip_rest(st: ast.stmt) -> bool:
+    """Whether *st* can leave the current iteration early (so that the
+    statements after it do not run on every iteration)."""
+    if isinstance(st, (ast.Continue, ast.Break, ast.Return, ast.Raise, ast.Assert)):
+        return True
+    if not isinstance(st, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.Match)
+                      if hasattr(ast, "Match") else (ast.If, ast.For, ast.While, ast.With,
+                                                     ast.Try)):
+        return False
+    todo = list(ast.iter_child_nodes(st))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                             ast.ClassDef)):
+            continue
+        if isinstance(node, (ast.Continue, ast.Break, ast.Return, ast.Raise, ast.Assert)):
+            return True  # (a break of an inner loop counts too: cautious, never wrong)
+        todo.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _verb(st: ast.stmt, node: ast.Subscript) -> str:
+    """How statement *st* uses the array element *node*, for a message."""
+    if isinstance(st, ast.AugAssign) and st.target is node:
+        return "updates"
+    if isinstance(node.ctx, ast.Store):
+        return "writes"
+    return "reads"
 
 
 def _const_nonneg(node: ast.expr) -> int | None:

@@ -74,3 +74,71 @@ def test_the_accelerated_function_still_calls_and_binds_like_the_original():
     saxpy_acc(2.0, x, x, out=out)
     np.testing.assert_array_equal(out, 3 * x)
     assert str(inspect.signature(saxpy_acc)) == "(a, x, y, out)"
+
+
+# ---------------------------------------------------------------------------
+# the pre-run length check looks only at accesses made on every iteration
+# ---------------------------------------------------------------------------
+
+
+def diff_guarded_equal(x, out):
+    n = x.shape[0]
+    for i in range(n):
+        if i == n - 1:
+            out[i] = 0.0
+            continue
+        out[i] = x[i + 1] - x[i]
+
+
+def diff_guarded_ge(x, out):
+    n = x.shape[0]
+    for i in range(n):
+        if i + 2 >= n:
+            continue
+        out[i] = x[i + 2] - x[i]
+
+
+def diff_guarded_raise(x, out):
+    n = x.shape[0]
+    for i in range(n):
+        if i + 1 >= n:
+            raise ValueError("past the end")
+        out[i] = x[i + 1] - x[i]
+
+
+@pytest.mark.parametrize("fn", [diff_guarded_equal, diff_guarded_ge], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_read_past_the_end_behind_a_guard_that_skips_it_runs_like_python(fn, lvl):
+    acc = accelerate(fn)
+    x = np.random.default_rng(0).random(5003)
+    expected, out = np.zeros_like(x), np.zeros_like(x)
+    fn(x, expected)
+    with level(lvl):
+        acc(x, out)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_a_guard_that_raises_is_not_replaced_by_the_length_check():
+    acc = accelerate(diff_guarded_raise)
+    x = np.arange(10.0)
+    with pytest.raises(ValueError, match="past the end") as info:
+        acc(x, np.zeros(10))
+    assert not isinstance(info.value, ArgumentValueError)
+
+
+def test_an_unguarded_read_past_the_end_is_still_refused_before_running():
+    @accelerate
+    def diff_unguarded(x, out):
+        for i in range(out.shape[0]):
+            out[i] = x[i + 1] - x[i]
+
+    with pytest.raises(ArgumentValueError, match=r"argument 'x' .*reads `x\[i \+ 1\]`"):
+        diff_unguarded(np.arange(10.0), np.zeros(10))
+
+
+def test_the_length_check_says_an_output_is_written_not_read():
+    with pytest.raises(ArgumentValueError) as info:
+        saxpy_acc(2.0, np.ones(10), np.ones(10), np.zeros(5))
+    msg = str(info.value)
+    assert "argument 'out'" in msg
+    assert "writes `out[i]`" in msg and "reads `out[i]`" not in msg
