@@ -63,6 +63,8 @@ _PRINTS: dict[tuple[Any, ...], int] = {}
 #: The ``mpi`` level's executor (workers, check) by communicator and options.
 _LEVELS: dict[tuple[Any, ...], MPIExecutor] = {}
 _CACHE_LIMIT = 256
+#: The agreement's send and receive buffers (one call at a time: calls are collective).
+_AGREE = (np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64))
 
 
 class _Slot:
@@ -249,19 +251,29 @@ class DistributedCall:
         check = self._level.check
         if check == "none":
             return
-        no_values = tuple(self.views)
-        extra = [("rows", ",".join(map(str, self._bkey)))]
         if check != "shapes":  # "values" hashes the contents: never remembered
-            check_agreement(comm, plan, check, extra=extra, no_values=no_values)
+            self._check_agreement(comm, plan, check)
             return
         key = (plan.function, plan.n, plan.lo, plan.step, plan.block, plan.nblocks,
                plan.arg_names, self._bkey,
-               tuple(_describe_cheaply(v) for v in plan.args[4:]))
+               tuple([_describe_cheaply(v) for v in plan.args[4:]]))
         known = _PRINTS.get(key)
         if known is None:
-            known = fingerprint(describe_inputs(plan, check, no_values) + extra)
+            known = fingerprint(describe_inputs(plan, check, tuple(self.views))
+                                + self._rows_field())
             _remember(_PRINTS, key, known)
-        check_agreement(comm, plan, check, extra=extra, no_values=no_values, known=known)
+        mine, both = _AGREE
+        mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
+        comm.Allreduce(mine, both, op=_mpi.mpi_module().MAX)
+        if both[0] != -both[1] - 1:  # max != min: some rank differs; every rank sees it
+            self._check_agreement(comm, plan, check)  # describes, and raises on every rank
+
+    def _rows_field(self) -> list[tuple[str, str]]:
+        return [("rows", ",".join(map(str, self._bkey)))]
+
+    def _check_agreement(self, comm: Any, plan: Any, check: str) -> None:
+        check_agreement(comm, plan, check, extra=self._rows_field(),
+                        no_values=tuple(self.views))
 
     def _slots(self, plan: Any) -> list[_Slot]:
         slots = []
