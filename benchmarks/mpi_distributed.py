@@ -16,13 +16,21 @@ reduction), iterated over many steps; the grid's rows are partitioned.
   rows exchanged in place, residual partials combined in block order).
 * **hand-written mpi4py**: the same ranks hold their rows plus one ghost row
   each side, exchange them with ``Sendrecv``, run a Numba kernel over their
-  rows and ``Allreduce`` the residual: what a careful person writes by hand.
+  rows and ``Allreduce`` the residual (the buffer-based call, on a one-element
+  array): what a careful person writes by hand.
 
 Each MPI sample is the slowest rank's time for all steps (after a barrier);
-the table reports the median of the repeats.  Rank 0 checks that the gathered
-loopscale grid and residual equal the serial ones to the bit.  Memory: arrays
-are allocated before timing and reused; nothing is allocated in the timed
-loop but the kernels' few temporaries.
+loopscale and the hand program alternate, in the order ABBA, so that a change
+in the machine's load falls on both.  The table reports the medians of the
+repeats and the median of the per-repeat ratios.  Rank 0 checks that the
+gathered loopscale grid and residual equal the serial ones to the bit.
+Memory: arrays are allocated before timing and reused; nothing is allocated in
+the timed loop but the kernels' few temporaries.  With ``--hand-memory shared``
+the hand program steps the very rows the DistArrays hold (their buffers, one
+ghost row each side), so that where the memory happens to lie (this VM's L3
+cache is shared with its neighbours: two allocations of the same size can run
+a memory-bound kernel 10 % apart) favours neither program; ``own`` (default)
+gives the hand program arrays of its own.
 """
 
 from __future__ import annotations
@@ -102,6 +110,7 @@ def rank_side(rows: int, cols: int, steps: int, repeats: int, out_path: str) -> 
 
     if os.environ.get("LS_BENCH_PLAIN"):  # --no-residual: the stencil without a reduction
         _use_plain()
+    shared = os.environ.get("LS_BENCH_HAND_MEMORY") == "shared"
 
     comm = distribute.comm()
     mpi = distribute._mpi.mpi_module()
@@ -113,25 +122,37 @@ def rank_side(rows: int, cols: int, steps: int, repeats: int, out_path: str) -> 
     heat_step(a, b)  # compile and warm
     # by hand: own rows plus a ghost row each side
     r0, r1 = a.local_rows
-    full = _grid(rows, cols)
-    ext_a = np.zeros((r1 - r0 + 2, cols))
-    ext_a[1:-1] = full[r0:r1]
-    ext_b = ext_a.copy()
+    if shared:  # the DistArrays' own buffers: own rows and one ghost row each side
+        g0 = a._ghost
+        ext_a = a._buf[g0 - 1:g0 + (r1 - r0) + 1]
+        ext_b = b._buf[g0 - 1:g0 + (r1 - r0) + 1]
+    else:
+        full = _grid(rows, cols)
+        ext_a = np.zeros((r1 - r0 + 2, cols))
+        ext_a[1:-1] = full[r0:r1]
+        ext_b = ext_a.copy()
+        del full
     first = 2 if r0 == 0 else 1
     last = (r1 - r0) if r1 == rows else (r1 - r0 + 1)
     up, down = (me - 1 if me > 0 else mpi.PROC_NULL), (me + 1 if me < size - 1 else mpi.PROC_NULL)
+    plain = _hand_step is _hand_plain
+    e_in, e_out = np.zeros(1), np.zeros(1)
 
     def hand(x: np.ndarray, y: np.ndarray) -> float:
         comm.Sendrecv(x[1], dest=up, recvbuf=x[-1], source=down)
         comm.Sendrecv(x[-2], dest=down, recvbuf=x[0], source=up)
         e = _hand_step(x, y, first, last)
-        return comm.allreduce(e) if _hand_step is not _hand_plain else 0.0
+        if plain:
+            return 0.0
+        e_in[0] = e
+        comm.Allreduce(e_in, e_out)  # buffer-based, as loopscale's exchange
+        return float(e_out[0])
 
     hand(ext_a, ext_b)
     times: dict[str, list[float]] = {"loopscale": [], "hand": []}
     bytes_per_step = 0
-    for _ in range(repeats):
-        for name in ("loopscale", "hand"):
+    for rep in range(repeats):
+        for name in (("loopscale", "hand") if rep % 2 == 0 else ("hand", "loopscale")):
             comm.Barrier()
             t0 = time.perf_counter()
             if name == "loopscale":
@@ -164,7 +185,8 @@ def rank_side(rows: int, cols: int, steps: int, repeats: int, out_path: str) -> 
                 ref_a, ref_b = ref_b, ref_a
         same = bool(np.array_equal(got, ref_a) and errs == ref_errs)
         with open(out_path, "w") as f:
-            json.dump({"times": times, "same": same, "bytes": bytes_per_step}, f)
+            json.dump({"times": times, "same": same, "bytes": bytes_per_step,
+                       "load": os.getloadavg()[0]}, f)
 
 
 def serial_side(rows: int, cols: int, steps: int, repeats: int) -> list[float]:
@@ -192,6 +214,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-residual", action="store_true",
                     help="the stencil without its residual (no reduction, no allreduce)")
+    ap.add_argument("--hand-memory", choices=("own", "shared"), default="own",
+                    help="the hand program's arrays: its own, or the DistArrays' buffers")
     ap.add_argument("--weak", type=int, nargs="+", metavar="P",
                     help="weak scaling: --rows rows per rank, at each of these rank counts")
     ap.add_argument("--rank-side", nargs=5, help=argparse.SUPPRESS)
@@ -205,11 +229,13 @@ def main() -> None:
     if args.no_residual:
         os.environ["LS_BENCH_PLAIN"] = "1"
         _use_plain()
+    os.environ["LS_BENCH_HAND_MEMORY"] = args.hand_memory
     from loopscale.distribute._launch import find_launcher
 
     if args.weak:
         weak(args, find_launcher())
         return
+    load0 = os.getloadavg()[0]
     serial = serial_side(args.rows, args.cols, args.steps, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "out.json")
@@ -222,17 +248,24 @@ def main() -> None:
     s = statistics.median(serial)
     ls = statistics.median(res["times"]["loopscale"])
     hd = statistics.median(res["times"]["hand"])
+    paired = statistics.median(a / b for a, b in zip(res["times"]["loopscale"],
+                                                     res["times"]["hand"], strict=True))
     kind = "without" if args.no_residual else "with"
+    heap = " ".join(f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_MAX_",
+                                                    "MALLOC_TRIM_THRESHOLD_",
+                                                    "MALLOC_ARENA_MAX") if k in os.environ)
     print(f"2-D heat stencil {kind} residual, {args.rows}x{args.cols}, {args.steps} steps; "
           f"mpiexec -n "
-          f"{args.nprocs}; median of {args.repeats}; "
-          f"usable cores {loopscale.config.usable_cores()}")
+          f"{args.nprocs}; median of {args.repeats}; hand memory {args.hand_memory}; "
+          f"usable cores {loopscale.config.usable_cores()}; load average "
+          f"{load0:.2f} before, {res['load']:.2f} after; heap: {heap or 'glibc defaults'}")
     print()
     print("| serial s | loopscale s | speed-up | hand mpi4py s | hand speed-up | "
-          "overhead vs hand | bytes per step (rank 0) | bit for bit serial |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+          "overhead vs hand | paired | bytes per step (rank 0) | bit for bit serial |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     print(f"| {s:.3f} | {ls:.3f} | {s / ls:.2f}x | {hd:.3f} | {s / hd:.2f}x | "
-          f"{(ls / hd - 1) * 100:+.1f}% | {res['bytes']:,} | {'yes' if res['same'] else 'NO'} |")
+          f"{(ls / hd - 1) * 100:+.1f}% | {(paired - 1) * 100:+.1f}% | {res['bytes']:,} | "
+          f"{'yes' if res['same'] else 'NO'} |")
     if not res["same"]:
         sys.exit(1)
 
