@@ -94,7 +94,7 @@ class _Schedule:
 
     __slots__ = ("computed", "segs", "windows", "fetch_recvs", "fetch_sends",
                  "wb_local", "wb_sends", "wb_recvs", "ranges", "counts", "displs",
-                 "send", "recv", "rowbytes", "has_parts")
+                 "send", "recv", "rowbytes", "has_parts", "my_status", "statuses")
 
     computed: list[tuple[int, int]]          # iterations [k0, k1) each rank computes
     segs: list[tuple[int, int, int, int]]    # this rank's kernel ranges (c0, c1, k0, k1)
@@ -111,6 +111,8 @@ class _Schedule:
     displs: np.ndarray                       # ... and where each rank's segment starts
     send: np.ndarray                         # this rank's status and partials, reused
     recv: np.ndarray                         # every rank's, reused
+    my_status: np.ndarray                    # send's first 8 bytes as one int64
+    statuses: np.ndarray | None              # recv as every rank's status (no partials)
 
 
 def _describe_cheaply(value: Any) -> Any:
@@ -404,6 +406,8 @@ class DistributedCall:
         sc.counts, sc.displs = counts, displs
         sc.send = np.zeros(int(counts[me]), dtype=np.uint8)
         sc.recv = np.zeros(int(counts.sum()), dtype=np.uint8)
+        sc.my_status = sc.send[:_HEADER].view(np.int64)
+        sc.statuses = None if parts else sc.recv.view(np.int64)  # status words only
         return sc
 
     # -- moving rows ------------------------------------------------------------------------
@@ -488,7 +492,7 @@ class DistributedCall:
         """One ``Allgatherv``: every rank's status and its blocks' reduction partials."""
         mpi = _mpi.mpi_module()
         send, recv, counts, displs = sched.send, sched.recv, sched.counts, sched.displs
-        send[:_HEADER].view(np.int64)[0] = 0 if failure is None else 1
+        sched.my_status[0] = 0 if failure is None else 1
         if failure is None and parts:
             pos = _HEADER
             b0, b1 = sched.ranges[me]
@@ -499,7 +503,9 @@ class DistributedCall:
                         p[b0:b1]
                 pos += nb
         self.comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
-        status = recv[displs[:, None] + np.arange(_HEADER)].view(np.int64).ravel()
+        status = sched.statuses
+        if status is None:  # status words between the partials (maybe unaligned): copied
+            status = recv[displs[:, None] + np.arange(_HEADER)].view(np.int64).ravel()
         if status.any():
             if failure is not None:
                 raise failure
