@@ -43,7 +43,15 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._astutil import _aliases, _index_positions, _stmt_targets, _walk_stmts, parse_function
+from ._astutil import (
+    _aliases,
+    _index_positions,
+    _shifted_views,
+    _stmt_targets,
+    _target_names,
+    _walk_stmts,
+    parse_function,
+)
 from ._loopcheck import _HelperSummary, _LoopChecker, _Unsafe
 from ._model import ArrayRole, LoopAnalysis, Resolver
 
@@ -82,6 +90,57 @@ def _candidate_loops(fdef: ast.FunctionDef, resolver: Resolver) -> list[tuple[in
     return out
 
 
+def _reads_before_rebinding(stmts: list[ast.stmt], line0: int) -> dict[str, int]:
+    """Names that *stmts* (the code after a loop) may read before assigning them,
+    with the line of the first such read.
+
+    ``for i in range(n): total += out[i]`` after the loop reads ``i`` only after
+    its own header assigned it, and ``t = ...; use(t)`` reads the new ``t``: the
+    value the loop left in them is never seen.  A loop's header is not a
+    definite assignment after that loop (it may run zero times), nor is an
+    ``if`` branch unless both branches assign.
+    """
+    first: dict[str, int] = {}
+
+    def loads(node: ast.AST | None, killed: set[str]) -> None:
+        if node is None:
+            return
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in killed:
+                first.setdefault(n.id, n.lineno + line0)
+
+    def run(body: list[ast.stmt], killed: set[str]) -> set[str]:
+        killed = set(killed)
+        for st in body:
+            if isinstance(st, ast.Assign):
+                loads(st.value, killed)
+                for t in st.targets:
+                    if not isinstance(t, ast.Name):
+                        loads(t, killed)  # `a[k] = ...` reads `a` and `k`
+                killed |= {n for t in st.targets for n in _target_names(t)}
+            elif isinstance(st, ast.AnnAssign):
+                loads(st.value, killed)
+                if st.value is not None:
+                    killed |= set(_target_names(st.target))
+            elif isinstance(st, (ast.For, ast.AsyncFor)):
+                loads(st.iter, killed)
+                run(st.body, killed | set(_target_names(st.target)))
+                run(st.orelse, killed)
+            elif isinstance(st, ast.While):
+                loads(st.test, killed)
+                run(st.body, killed)
+                run(st.orelse, killed)
+            elif isinstance(st, ast.If):
+                loads(st.test, killed)
+                killed |= run(st.body, killed) & run(st.orelse, killed)
+            else:
+                loads(st, killed)  # AugAssign reads its target; anything else: every load
+        return killed
+
+    run(stmts, set())
+    return first
+
+
 def _loop_depth(node: ast.AST) -> int:
     best = 0
     for child in ast.iter_child_nodes(node):
@@ -113,21 +172,19 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
     subscripted = {b.id for n in ast.walk(fdef) if isinstance(n, ast.Subscript)
                    for b in [_index_positions(n)[0]] if b is not None}
     aliases = _aliases(fdef.body, set(params))
+    shifted = _shifted_views([st for st in fdef.body if not isinstance(st, ast.For)
+                              or st not in [c[1] for c in candidates]], aliases)
     helper_cache: dict[int, _HelperSummary] = {}
     results: list[LoopAnalysis] = []
     for idx, loop in candidates:
         forced = resolver.is_range(loop.iter.func) == "prange"  # type: ignore[attr-defined]
         checker = _LoopChecker(fdef, loop, idx, resolver, aliases, subscripted, line0,
-                               helper_cache)
+                               helper_cache, shifted)
         defined_before = set(params)
         for st in fdef.body[:idx]:
             for s in _walk_stmts([st]):
                 defined_before.update(_stmt_targets(s))
-        read_after: dict[str, int] = {}
-        for st in fdef.body[idx + 1:]:
-            for n in ast.walk(st):
-                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
-                    read_after.setdefault(n.id, n.lineno + line0)
+        read_after = _reads_before_rebinding(fdef.body[idx + 1:], line0)
         header = loop.lineno + line0
         try:
             checker.check_control()

@@ -168,6 +168,66 @@ def _aliases(stmts: list[ast.stmt], arrays: set[str]) -> dict[str, set[str]]:
     return alias
 
 
+def _identity_view(value: ast.expr) -> bool:
+    """Whether *value* holds its source's elements at the same indices: ``a``,
+    ``a[:]``, ``a[...]``, ``a[:, :]``, ``np.asarray(a)``."""
+    if isinstance(value, ast.Name):
+        return True
+    if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name):
+        sl = value.slice
+        elts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+        return all((isinstance(e, ast.Slice) and e.lower is None and e.upper is None
+                    and e.step is None) or (isinstance(e, ast.Constant) and e.value is Ellipsis)
+                   for e in elts)
+    if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+            and value.func.attr in ("asarray", "ascontiguousarray", "asfortranarray")
+            and len(value.args) == 1 and isinstance(value.args[0], ast.Name)):
+        return True
+    if isinstance(value, ast.IfExp):
+        return _identity_view(value.body) and _identity_view(value.orelse)
+    return False
+
+
+def _shifted_views(stmts: list[ast.stmt], alias: dict[str, set[str]]) -> dict[str, tuple[int, str]]:
+    """Local views that put their source's elements at other indices.
+
+    ``tail = a[1:]``, ``r = a[::-1]``, ``t = a.T``, ``row = a[0]``: an access
+    ``tail[i]`` touches ``a[i + 1]``, so it cannot be compared with ``a[i]``.
+    Maps each such name to the line and text of the assignment that makes it.
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for st in _walk_stmts(stmts):
+        if not isinstance(st, ast.Assign):
+            continue
+        pairs: list[tuple[ast.expr, ast.expr]] = []
+        for t in st.targets:
+            if isinstance(t, (ast.Tuple, ast.List)) and isinstance(st.value, (ast.Tuple,
+                                                                              ast.List)):
+                pairs.extend(zip(t.elts, st.value.elts, strict=False))
+            else:
+                pairs.append((t, st.value))
+        for t, v in pairs:
+            if not isinstance(t, ast.Name) or not _view_sources(v):
+                continue
+            srcs = _view_sources(v)
+            if not _identity_view(v) or any(s in out for s in srcs):
+                out.setdefault(t.id, (st.lineno, f"{t.id} = {ast.unparse(v)}"))
+    return out
+
+
+def _flat_chain(sub: ast.Subscript) -> bool:
+    """Whether ``a[x][y]`` may be read as ``a[x, y]``: no inner level slices."""
+    node: ast.expr = sub.value
+    while isinstance(node, ast.Subscript):
+        sl = node.slice
+        elts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+        if any(isinstance(e, ast.Slice) or (isinstance(e, ast.Constant) and e.value is Ellipsis)
+               for e in elts):
+            return False
+        node = node.value
+    return True
+
+
 def _view_sources(value: ast.expr) -> set[str]:
     """Names whose memory *value* may share."""
     if isinstance(value, ast.Name):

@@ -194,10 +194,11 @@ def check_call(function: str, filename: str, fdef: ast.FunctionDef | None, analy
     var = analysis.loop_var
     for name in dist:
         role = analysis.arrays.get(name)
-        helpers_ok = role is not None and role.access != "anywhere"
+        located = role is not None and role.access not in ("anywhere", "through a view")
+        helpers_ok = located
         bad = (_first_bad_loop_use(loop, name, var, helpers_ok) if isinstance(loop, ast.For)
                else None)
-        if bad is not None or (role is not None and role.access == "anywhere"):
+        if bad is not None or (role is not None and not located):
             where = _where(filename, bad, analysis.lineno)
             text = ast.unparse(bad) if bad is not None else name
             raise DistributionError(

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ast
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ._astutil import (
     _MUTATING_METHODS,
     _aliases,
     _const_int,
+    _flat_chain,
     _index_positions,
     _names_loaded,
     _same,
@@ -25,6 +27,7 @@ from ._astutil import (
     _substitute,
     _target_names,
     _terminates,
+    _view_sources,
     _walk_stmts,
     _whole_uses,
     parse_function,
@@ -33,6 +36,43 @@ from ._astutil import (
 from ._model import ArrayRole, Resolver
 
 _REDUCTION_OPS = {ast.Add: "+", ast.Sub: "+", ast.Mult: "*"}
+
+#: Methods of ``numpy.random.Generator`` (and of the legacy ``RandomState``)
+#: that draw numbers: called on a local or an argument in the loop, they share
+#: the generator's state between iterations.
+_RNG_METHODS = frozenset({
+    "random", "integers", "normal", "uniform", "standard_normal", "exponential",
+    "standard_exponential", "gamma", "standard_gamma", "beta", "binomial", "poisson", "choice",
+    "shuffle", "permutation", "permuted", "lognormal", "laplace", "logistic", "geometric",
+    "chisquare", "triangular", "vonmises", "wald", "weibull", "zipf", "pareto", "rayleigh",
+    "multinomial", "hypergeometric", "negative_binomial", "standard_cauchy", "standard_t",
+    "dirichlet", "multivariate_normal", "rand", "randn", "randint", "random_sample",
+    "bytes", "gumbel", "logseries", "noncentral_chisquare", "noncentral_f",
+})
+
+
+#: NumPy functions that write into their first argument.
+_WRITES_FIRST_ARG = frozenset({"copyto", "put", "place", "putmask", "fill_diagonal",
+                               "put_along_axis"})
+
+
+def _draws_random(node: ast.Call, resolver: Resolver, local_names: set[str]) -> bool:
+    """Whether the call *node* draws from a random generator."""
+    mod = getattr(resolver.value(node.func), "__module__", None) or ""
+    base = node.func.value if isinstance(node.func, ast.Attribute) else None
+    base_obj = resolver.value(base) if base is not None else None
+    base_name = getattr(base_obj, "__name__", "") if base_obj is not None else ""
+    if mod.startswith(("numpy.random", "random")) or base_name in ("numpy.random", "random"):
+        return True
+    # rng.random(), gen.normal(...): a generator passed in or made before the loop
+    if isinstance(node.func, ast.Attribute) and node.func.attr in _RNG_METHODS:
+        if type(base_obj).__module__.startswith(("numpy.random", "random")):
+            return True  # a generator held in a global
+        root = base
+        while isinstance(root, (ast.Attribute, ast.Subscript)):
+            root = root.value
+        return isinstance(root, ast.Name) and root.id in local_names
+    return False
 
 
 @dataclass
@@ -43,6 +83,11 @@ class _Access:
     line: int
     text: str
     helper: str | None = None  # the helper through which the access happens
+    #: the local view the access goes through when that view puts the root's
+    #: elements at other indices (``tail`` for ``tail = a[1:]``): its
+    #: assignment's text, or a description of a view the analysis does not
+    #: follow (``out.T``, a helper's result); None for the root's own indices
+    view: str | None = None
 
 
 class _Unsafe(Exception):
@@ -56,6 +101,16 @@ class _Unsafe(Exception):
 class _HelperSummary:
     writes: dict[int, list[list[ast.expr]] | None]  # param index -> index tuples (None: anywhere)
     unsafe: str | None = None  # a reason the helper cannot be used in a parallel loop
+    reads: dict[int, list[list[ast.expr]] | None] = field(default_factory=dict)  # as `writes`
+    returns_view: frozenset[int] = frozenset()  # params whose memory the result may view
+
+
+class _Opaque:
+    """A local view whose element positions the analysis does not follow."""
+
+    def __init__(self, roots: set[str], text: str) -> None:
+        self.roots = roots
+        self.text = text
 
 
 class _LoopChecker:
@@ -63,7 +118,8 @@ class _LoopChecker:
 
     def __init__(self, fdef: ast.FunctionDef, loop: ast.For, index: int, resolver: Resolver,
                  aliases: dict[str, set[str]], array_names: set[str], line0: int,
-                 helper_cache: dict[int, _HelperSummary]) -> None:
+                 helper_cache: dict[int, _HelperSummary],
+                 shifted: dict[str, tuple[int, str]] | None = None) -> None:
         self.fdef = fdef
         self.loop = loop
         self.index = index
@@ -76,8 +132,23 @@ class _LoopChecker:
         self.accesses: list[_Access] = []
         self.reductions: dict[str, str] = {}
         self.red_nodes: set[int] = set()
-        self.private_alias: dict[str, tuple[str, list[ast.expr]] | None] = {}
+        self.private_alias: dict[str, tuple[str, list[ast.expr]] | _Opaque | None] = {}
         self.helper_cache = helper_cache
+        self.shifted = shifted or {}  # pre-loop views at other indices: name -> (line, text)
+        a = fdef.args
+        self.local_names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+        self.local_names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
+        for st in _walk_stmts(fdef.body):
+            self.local_names.update(_stmt_targets(st))
+        #: functions defined inside the kernel (closures): name -> line
+        self.nested: dict[str, int] = {}
+        for node in ast.walk(fdef):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node is not fdef:
+                self.nested[node.name] = node.lineno
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+                for t in node.targets:
+                    for n in _target_names(t):
+                        self.nested[n] = node.lineno
 
     def line(self, node: ast.AST) -> int:
         return getattr(node, "lineno", 1) + self.line0
@@ -130,16 +201,19 @@ class _LoopChecker:
                               "the iteration")
         for node in ast.walk(self.loop):
             if isinstance(node, ast.Call):
-                mod = getattr(self.resolver.value(node.func), "__module__", None) or ""
-                base = node.func.value if isinstance(node.func, ast.Attribute) else None
-                base_obj = self.resolver.value(base) if base is not None else None
-                base_name = getattr(base_obj, "__name__", "") if base_obj is not None else ""
-                if (mod.startswith(("numpy.random", "random")) or base_name in (
-                        "numpy.random", "random")):
+                if _draws_random(node, self.resolver, self.local_names):
                     raise _Unsafe(self.line(node),
                                   f"`{self.src(node.func)}` draws from a random generator shared "
                                   "by all iterations, so the numbers each iteration gets would "
                                   "depend on the schedule")
+                if isinstance(node.func, ast.Name) and node.func.id in self.nested:
+                    where = self.nested[node.func.id] + self.line0
+                    raise _Unsafe(self.line(node),
+                                  f"`{node.func.id}` is a function defined inside "
+                                  f"`{self.fdef.name}` (line {where}): the analysis does not "
+                                  "follow such closures, which may read or write the arrays "
+                                  "they capture; make it a module-level function that takes "
+                                  "the arrays as arguments")
 
     def _check_exprs(self, exprs: list[ast.expr]) -> None:
         for e in exprs:
@@ -266,18 +340,27 @@ class _LoopChecker:
             if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(
                     st.targets[0], ast.Name):
                 self.private_alias[st.targets[0].id] = self._view_of(st.value)
+        inner = {id(n.value) for n in ast.walk(body_module) if isinstance(n, ast.Subscript)}
         for node in ast.walk(body_module):
             if isinstance(node, ast.Subscript):
+                if id(node) in inner:
+                    continue  # part of a chain `a[x][y]`: its outermost level decides
+                store = isinstance(node.ctx, (ast.Store, ast.Del))
                 base, pos = _index_positions(node)
-                if base is None:
+                if base is None or not _flat_chain(node):
+                    # `out.T[i]`, `a[::-1][i]`, `f(a)[i]`: through a view
+                    inner_value = node.value
+                    while isinstance(inner_value, ast.Subscript) and _flat_chain(inner_value):
+                        inner_value = inner_value.value
+                    self._add_opaque(self._sources(inner_value), store, node,
+                                     self.src(inner_value))
                     continue
-                parent_store = isinstance(node.ctx, (ast.Store, ast.Del))
-                self._add_access(base.id, pos, parent_store, node)
+                self._add_access(base.id, pos, store, node)
             elif isinstance(node, ast.Call):
                 self._call_access(node)
             elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
                 base, pos = _index_positions(node.target)
-                if base is not None:
+                if base is not None and _flat_chain(node.target):
                     self._add_access(base.id, pos, False, node.target)  # the read half
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
                 raise _Unsafe(self.line(node),
@@ -289,28 +372,68 @@ class _LoopChecker:
             for root in self.roots(node.id):
                 self.accesses.append(_Access(root, None, False, self.line(node), node.id))
 
-    def _view_of(self, value: ast.expr) -> tuple[str, list[ast.expr]] | None:
+    def _view_of(self, value: ast.expr) -> tuple[str, list[ast.expr]] | _Opaque | None:
+        """What a name assigned *value* in the body views: ``(root, leading
+        positions)``, an :class:`_Opaque` view, or None for a fresh array."""
         if isinstance(value, ast.Subscript):
             base, pos = _index_positions(value)
-            if base is not None:
+            if base is not None and _flat_chain(value):
                 return base.id, pos
         if isinstance(value, ast.Name):
             return value.id, []
-        return None
+        roots = self._sources(value)
+        return _Opaque(roots, self.src(value)) if roots else None
+
+    def _sources(self, value: ast.expr) -> set[str]:
+        """Names whose memory *value* may view: slices, ``.T``, ``reshape``...,
+        and the array arguments of a helper whose result may be a view of them."""
+        out = set(_view_sources(value))
+        for node in ast.walk(value):
+            if isinstance(node, ast.Call):
+                helper = self.resolver.helper(node.func)
+                if helper is None:
+                    continue
+                summary = _summarise_helper(helper, self.resolver, self.helper_cache)
+                for pidx in summary.returns_view:
+                    if pidx < len(node.args):
+                        out |= _view_sources(node.args[pidx])
+        return out
+
+    def _add_opaque(self, names: set[str], write: bool, node: ast.AST, text: str) -> None:
+        """An access of the arrays *names* through a view the analysis does not follow."""
+        for name in names:
+            if name in self.private_alias:
+                view = self.private_alias[name]
+                if view is None:
+                    continue  # a fresh array private to the iteration
+                if isinstance(view, _Opaque):
+                    self._add_opaque(view.roots - {name}, write, node, text)
+                    continue
+                name = view[0]
+            elif name in self.assigned_in_body:
+                continue
+            for root in self.roots(name):
+                self.accesses.append(_Access(root, None, write, self.line(node),
+                                             self.src(node), view=text))
 
     def _add_access(self, name: str, pos: list[ast.expr], write: bool, node: ast.AST) -> None:
         if name in self.private_alias:
             view = self.private_alias[name]
             if view is None:
                 return  # a fresh array private to the iteration
+            if isinstance(view, _Opaque):
+                return self._add_opaque(view.roots - {name}, write, node, view.text)
             root_name, lead = view
             if root_name in self.private_alias and root_name != name:
                 return self._add_access(root_name, lead + pos, write, node)
             name, pos = root_name, lead + pos
         elif name in self.assigned_in_body:
             return  # assigned in the loop by something else (a call result): private
+        shifted = self.shifted.get(name)
+        view = f"`{shifted[1]}` (line {shifted[0] + self.line0})" if shifted else None
         for root in self.roots(name):
-            self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node)))
+            self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node),
+                                         view=view))
 
     def _call_access(self, call: ast.Call) -> None:
         func = call.func
@@ -326,6 +449,10 @@ class _LoopChecker:
         for kw in call.keywords:
             if kw.arg == "out":
                 self._write_target(kw.value, call)
+        target = self.resolver.value(func)
+        if (call.args and getattr(target, "__name__", None) in _WRITES_FIRST_ARG
+                and (getattr(target, "__module__", "") or "").startswith("numpy")):
+            self._write_target(call.args[0], call)  # np.copyto(dst, src), np.put(a, ...)
         helper = self.resolver.helper(func)
         if helper is None:
             return
@@ -333,6 +460,28 @@ class _LoopChecker:
         if summary.unsafe:
             raise _Unsafe(self.line(call),
                           f"the helper `{self.src(func)}` called here {summary.unsafe}")
+        params = summary_params(helper)
+        mapping = {p: a for p, a in zip(params, call.args, strict=False)}
+        for pidx, idx_list in summary.reads.items():
+            if pidx >= len(call.args):
+                continue
+            arg = call.args[pidx]
+            n_before = len(self.accesses)
+            if idx_list is None or not isinstance(arg, (ast.Name, ast.Subscript)):
+                self._add_opaque(self._sources(arg), False, call, self.src(arg))
+            else:
+                for idx in idx_list:
+                    sub_idx = [_substitute(e, mapping) for e in idx]
+                    if isinstance(arg, ast.Name):
+                        self._add_access(arg.id, sub_idx, False, call)
+                    else:
+                        base, pos = _index_positions(arg)
+                        if base is not None and _flat_chain(arg):
+                            self._add_access(base.id, pos + sub_idx, False, call)
+                        else:
+                            self._add_opaque(self._sources(arg), False, call, self.src(arg))
+            for acc in self.accesses[n_before:]:
+                acc.helper = self.src(func)
         for pidx, idx_list in summary.writes.items():
             if pidx >= len(call.args):
                 continue
@@ -362,6 +511,8 @@ class _LoopChecker:
             view = self.private_alias[name]
             if view is None:
                 return
+            if isinstance(view, _Opaque):
+                return self._add_opaque(view.roots - {name}, write, node, view.text)
             root_name, lead = view
             self._add_access(root_name, lead + [ast.Constant(value=Ellipsis)], write, node)
             return
@@ -374,9 +525,13 @@ class _LoopChecker:
                       helper: str | None = None) -> None:
         if isinstance(arg, ast.Subscript):
             base, pos = _index_positions(arg)
-            if base is not None:
+            if base is not None and _flat_chain(arg):
                 self._add_access(base.id, pos + [ast.Constant(value=Ellipsis)], True, call)
-        elif isinstance(arg, ast.Name):
+            else:
+                self._add_opaque(self._sources(arg), True, call, self.src(arg))
+        elif not isinstance(arg, ast.Name):
+            self._add_opaque(self._sources(arg), True, call, self.src(arg))
+        else:
             if helper and arg.id not in self.private_alias and arg.id not in (
                     self.assigned_in_body):
                 raise _Unsafe(self.line(call),
@@ -416,11 +571,33 @@ class _LoopChecker:
                 access = "aligned"
             else:
                 access = "offset"
-            roles[root] = ArrayRole(read=read, written=written, access=access, axis=axis,
-                                    offsets=tuple(sorted(offsets)) if axis is not None else ())
+            views = {a.view for a in accs}
+            if views != {None}:
+                # through a view at other indices: positions are the view's, so
+                # the array cannot be located by rows (an MPI rank then runs it whole)
+                roles[root] = ArrayRole(read=read, written=written, access="through a view",
+                                        axis=None, offsets=())
+            else:
+                roles[root] = ArrayRole(read=read, written=written, access=access, axis=axis,
+                                        offsets=tuple(sorted(offsets)) if axis is not None
+                                        else ())
             if not written or forced:
                 continue
             writes = [a for a in accs if a.write]
+            # every access through one and the same view: its own indices are exact
+            viewed = None if len(views) == 1 and all(a.positions is not None for a in accs) \
+                else next((a for a in accs if a.view is not None and a.view != writes[0].view),
+                          None)
+            if viewed is None and len(views) > 1:
+                viewed = next(a for a in accs if a.view is not None)
+            if viewed is not None:
+                w = writes[0]
+                how = "written" if viewed.write else "read"
+                raise _Unsafe(viewed.line, f"`{root}` is written in the loop (`{w.text}`, line "
+                              f"{w.line}) and {how} here (`{viewed.text}`) through {viewed.view}, "
+                              "a view that holds its elements at other indices (or at indices "
+                              "the analysis does not follow): one iteration may touch what "
+                              "another writes")
             if axis is not None and len(offsets) == 1:
                 continue
             # explain the first conflict
@@ -439,12 +616,15 @@ class _LoopChecker:
                     raise _Unsafe(a.line, f"`{root}` is written in the loop (line "
                                   f"{writes[0].line}) and used whole here (`{a.text}`), so "
                                   "iterations read each other's results")
-            w = writes[0]
-            other = next((a for a in accs if a is not w and not self._compatible(w, a)), accs[0])
+            w, other = next(((a, b) for a in writes for b in accs
+                             if b is not a and not self._compatible(a, b)),
+                            (writes[0], next((b for b in accs if b is not writes[0]), writes[0])))
             kind = "read" if not other.write else "written"
             raise _Unsafe(other.line, f"`{root}` is written at `{w.text}` (line {w.line}) and "
-                          f"{kind} at `{other.text}`, an element another iteration writes: a "
-                          "loop-carried dependence")
+                          f"{kind} at `{other.text}` (line {other.line}): the loop variable "
+                          f"`{self.var}` is not at the same position with the same offset in "
+                          "both, so one iteration touches elements another iteration writes (a "
+                          "loop-carried dependence)")
         return roles
 
     def _compatible(self, a: _Access, b: _Access) -> bool:
@@ -574,23 +754,41 @@ def _summarise_helper(func: types.FunctionType, parent: Resolver,
     resolver = Resolver(func)
     resolver.prange_ids = parent.prange_ids
     writes: dict[int, list[list[ast.expr]] | None] = {}
+    reads: dict[int, list[list[ast.expr]] | None] = {}
     local_alias = _aliases(fdef.body, set(params))
+    local_names = set(params)
+    for st in _walk_stmts(fdef.body):
+        local_names.update(_stmt_targets(st))
 
-    def note(name: str, pos: list[ast.expr] | None) -> None:
+    def note(name: str, pos: list[ast.expr] | None, into: dict[int, Any] = writes) -> None:
         for root in local_alias.get(name, {name}):
             if root in params:
                 i = params.index(root)
-                if pos is None or (i in writes and writes[i] is None):
-                    writes[i] = None
+                if pos is None or (i in into and into[i] is None):
+                    into[i] = None
                 elif name != root:
-                    writes[i] = None  # through a local view: position unknown
+                    into[i] = None  # through a local view: position unknown
                 else:
-                    writes.setdefault(i, []).append(pos)  # type: ignore[union-attr]
+                    into.setdefault(i, []).append(pos)
 
     unsafe = None
+    inner = {id(n.value) for n in ast.walk(fdef) if isinstance(n, ast.Subscript)}
     for node in ast.walk(fdef):
+        if (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
+                and id(node) not in inner):
+            base, pos = _index_positions(node)
+            if base is not None:
+                note(base.id, pos if _flat_chain(node) else None, reads)
+            else:
+                for name in _view_sources(node.value):
+                    note(name, None, reads)
         if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
             base, pos = _index_positions(node)
+            if base is None:
+                for name in _view_sources(node.value):
+                    note(name, None)
+            elif not _flat_chain(node):
+                note(base.id, None)
             if base is not None:
                 if base.id not in params and base.id not in local_alias and not any(
                         base.id in _target_names(t) for st in _walk_stmts(fdef.body)
@@ -601,10 +799,15 @@ def _summarise_helper(func: types.FunctionType, parent: Resolver,
             base, pos = _index_positions(node.target)
             if base is not None:
                 note(base.id, pos)
+                note(base.id, pos, reads)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             unsafe = "declares `global`/`nonlocal` names"
         elif isinstance(node, ast.Call):
             f = node.func
+            if _draws_random(node, resolver, local_names):
+                unsafe = (f"draws random numbers (`{ast.unparse(f)}`, from a generator shared "
+                          "by all iterations, so the numbers each iteration gets would depend "
+                          "on the schedule)")
             if isinstance(f, ast.Attribute) and f.attr in _MUTATING_METHODS and isinstance(
                     f.value, ast.Name):
                 note(f.value.id, None)
@@ -618,8 +821,26 @@ def _summarise_helper(func: types.FunctionType, parent: Resolver,
                     if sub.unsafe:
                         unsafe = f"calls `{ast.unparse(f)}`, which {sub.unsafe}"
                     for pidx in sub.writes:
-                        if pidx < len(node.args) and isinstance(node.args[pidx], ast.Name):
-                            note(node.args[pidx].id, None)
-    summary = _HelperSummary(writes=writes, unsafe=unsafe)
+                        if pidx < len(node.args):
+                            for name in _view_sources(node.args[pidx]):
+                                note(name, None)
+                    for pidx in sub.reads:
+                        if pidx < len(node.args):
+                            for name in _view_sources(node.args[pidx]):
+                                note(name, None, reads)
+    # arrays used whole (passed on, `a.sum()`...): read anywhere
+    for node in _whole_uses(fdef, set(params) | set(local_alias)):
+        note(node.id, None, reads)
+    returned: set[int] = set()
+    for node in ast.walk(fdef):
+        if isinstance(node, ast.Return) and node.value is not None:
+            for name in _view_sources(node.value) | {
+                    n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)
+                    and isinstance(node.value, (ast.Tuple, ast.List))}:
+                for root in local_alias.get(name, {name}):
+                    if root in params:
+                        returned.add(params.index(root))
+    summary = _HelperSummary(writes=writes, unsafe=unsafe, reads=reads,
+                             returns_view=frozenset(returned))
     cache[key] = summary
     return summary

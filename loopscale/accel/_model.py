@@ -48,6 +48,9 @@ class ArrayRole:
         what = "+".join(w for w, on in (("read", self.read), ("written", self.written)) if on)
         if self.access == "anywhere":
             return f"{what or 'used'}, accessed anywhere"
+        if self.access == "through a view":
+            return (f"{what or 'used'}, through a local view of it (`b = a[1:]`, `a.T`...): "
+                    "independent in the view's indices")
         offs = ", ".join(f"{o:+d}" if o else "0" for o in self.offsets)
         return f"{what or 'used'}, {self.access} with the loop variable on axis {self.axis}" + (
             f" (offsets {offs})" if self.access == "offset" else "")
