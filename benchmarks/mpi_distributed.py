@@ -218,6 +218,9 @@ def main() -> None:
                     help="the hand program's arrays: its own, or the DistArrays' buffers")
     ap.add_argument("--weak", type=int, nargs="+", metavar="P",
                     help="weak scaling: --rows rows per rank, at each of these rank counts")
+    ap.add_argument("--kernels", action="store_true",
+                    help="in this one process, time the loop kernel loopscale compiles "
+                         "against the hand kernel and numba.njit of the same function")
     ap.add_argument("--rank-side", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rank_side:
@@ -232,6 +235,9 @@ def main() -> None:
     os.environ["LS_BENCH_HAND_MEMORY"] = args.hand_memory
     from loopscale.distribute._launch import find_launcher
 
+    if args.kernels:
+        kernels(args)
+        return
     if args.weak:
         weak(args, find_launcher())
         return
@@ -297,6 +303,40 @@ def weak(args: argparse.Namespace, launcher: list[str]) -> None:
               f"{hbase / h:.2f} | {res['bytes']:,} |")
         if not res["same"]:
             sys.exit(1)
+
+
+def kernels(args: argparse.Namespace) -> None:
+    """The compute alone, no MPI: loopscale's chunk kernel (the one every level runs
+    the loop's blocks with) against the hand kernel and ``numba.njit`` of the same
+    function, alternating on the same two arrays, median of the repeats."""
+    a, b = _grid(args.rows, args.cols), _grid(args.rows, args.cols)
+    with loopscale.level("threads", max_workers=1):
+        heat_step(a, b)
+    plan = heat_step._last_plan  # the plan of that call: kernel and arguments
+    jitted = numba.njit(heat_step.py_func)
+    jitted(a, b)
+    n = args.rows
+    cases = {
+        "loopscale chunk kernel": lambda: plan.kernel(0, plan.nblocks, *plan.args),
+        "hand kernel": lambda: _hand_step(a, b, 1, n - 1),
+        "numba.njit of the function": lambda: jitted(a, b),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(max(args.repeats, 3)):
+        for k, f in cases.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    kind = "without" if args.no_residual else "with"
+    print(f"2-D heat stencil {kind} residual, {args.rows}x{args.cols}, one process, "
+          f"median of {max(args.repeats, 3)}; load average {os.getloadavg()[0]:.2f}")
+    print()
+    print("| kernel | ms per step | vs hand |")
+    print("| --- | ---: | ---: |")
+    hand = statistics.median(times["hand kernel"])
+    for k, v in times.items():
+        t = statistics.median(v)
+        print(f"| {k} | {t * 1e3:.2f} | {(t / hand - 1) * 100:+.1f}% |")
 
 
 if __name__ == "__main__":
