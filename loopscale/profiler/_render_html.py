@@ -37,6 +37,15 @@ def _heat(share: float) -> str:
     return f"background:rgba(255,80,0,{alpha:.3f})"
 
 
+def _note(text: str) -> str:
+    """A reason or suggestion: prose, then (after a blank line) code in a <pre>."""
+    prose, _, code = text.partition("\n\n")
+    out = html.escape(prose)
+    if code:
+        out += f"<pre>{html.escape(code)}</pre>"
+    return out
+
+
 def render(report: Report) -> str:
     """The report as a standalone HTML document."""
     esc = html.escape
@@ -56,7 +65,7 @@ def render(report: Report) -> str:
     parts.append("<table><tr><th>share</th><th>self s</th><th>python</th><th>loop</th>"
                  "<th>function</th><th>verdict</th><th>reason / suggestion</th></tr>")
     for loop in report.loops:
-        notes = " ".join(esc(t) for t in (loop.reason, loop.suggestion) if t)
+        notes = " ".join(_note(t) for t in (loop.reason, loop.suggestion) if t)
         parts.append(
             f"<tr><td class='num'>{loop.fraction * 100:.1f}%</td>"
             f"<td class='num'>{loop.self_seconds:.3f}</td>"

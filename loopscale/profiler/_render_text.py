@@ -64,6 +64,10 @@ def render(report: Report, *, width: int = 100) -> str:
         where = f"{_where(loop.file)}:{loop.line}"
         for text in (loop.reason, loop.suggestion):
             if text:
-                lines.extend(textwrap.wrap(f"{where}: {text}", width,
+                # prose, then (after a blank line) code, printed as it is
+                prose, _, code = text.partition("\n\n")
+                lines.extend(textwrap.wrap(f"{where}: {prose}", width,
                                            subsequent_indent="    "))
+                if code:
+                    lines.extend(f"        {line}".rstrip() for line in code.splitlines())
     return "\n".join(lines) + "\n"

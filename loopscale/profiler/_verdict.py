@@ -50,86 +50,12 @@ class Verdict:
     suggestion: str | None = None
 
 
-def _row_names(loop: ast.AST) -> set[str]:
-    names: set[str] = set()
-    target = getattr(loop, "target", None)
-    if isinstance(target, ast.Name):
-        names.add(target.id)
-    elif isinstance(target, ast.Tuple):
-        names.update(e.id for e in target.elts if isinstance(e, ast.Name))
-    return names
-
-
-def _columns(node: ast.AST, rows: set[str]) -> list[str]:
-    """Column names read from the row variables (``row["a"]``, ``row.a``, ``.loc[i, "a"]``)."""
-    found: list[str] = []
-    for sub in ast.walk(node):
-        name = None
-        if isinstance(sub, ast.Subscript):
-            base = sub.value
-            key = sub.slice
-            if isinstance(key, ast.Tuple) and len(key.elts) == 2:
-                key = key.elts[1]
-            if isinstance(key, ast.Constant) and isinstance(key.value, str) and (
-                    (isinstance(base, ast.Name) and base.id in rows)
-                    or (isinstance(base, ast.Attribute)
-                        and base.attr in ("loc", "at", "iloc", "iat"))):
-                name = key.value
-        elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) \
-                and sub.value.id in rows and sub.attr != "Index" and not sub.attr.startswith("_"):
-            name = sub.attr
-        if name and name not in found:
-            found.append(name)
-    return found
-
-
-def _rewrite(frame: str, cols: list[str], why: str) -> str:
-    cols = cols or ["a", "b"]
-    params = ", ".join(c if c.isidentifier() else f"c{i}" for i, c in enumerate(cols))
-    arrays = ", ".join(f"{frame}[{c!r}].to_numpy()" for c in cols)
-    return (f"{why}; pass the columns as arrays to an accelerated kernel: "
-            f"`@accelerate def kernel({params}, out): for i in range(out.shape[0]): "
-            f"out[i] = ...` called as `out = np.empty(len({frame})); "
-            f"kernel({arrays}, out)`")
-
-
 def pandas_suggestion(index: SourceIndex, loop: LoopInfo) -> str | None:
-    """A concrete rewrite for a pandas row loop, or None when *loop* is not one."""
-    node = index.nodes.get(loop.line)
-    if node is None:
-        return None
-    loop_node: ast.AST | None = node
-    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-        loop_node = node.generators[0]  # has .target and .iter, as a for statement
-    if isinstance(node, (ast.For, ast.AsyncFor)) or loop_node is not node:
-        it = loop_node.iter  # type: ignore[union-attr]
-        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) \
-                and it.func.attr in ("iterrows", "itertuples"):
-            frame = ast.unparse(it.func.value)
-            return _rewrite(frame, _columns(node, _row_names(loop_node)),
-                            f"`{frame}.{it.func.attr}()` builds a Python object per row")
-        over_index = None
-        if isinstance(it, ast.Attribute) and it.attr == "index":
-            over_index = ast.unparse(it.value)
-        elif isinstance(it, ast.Call) and isinstance(it.func, ast.Name) \
-                and it.func.id == "range" and it.args and isinstance(it.args[-1], ast.Call) \
-                and isinstance(it.args[-1].func, ast.Name) and it.args[-1].func.id == "len" \
-                and it.args[-1].args:
-            over_index = ast.unparse(it.args[-1].args[0])
-        if over_index is not None:
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Attribute) and sub.attr in ("loc", "at", "iloc", "iat"):
-                    return _rewrite(over_index, _columns(node, set()),
-                                    f"`.{sub.attr}[...]` inside a loop over the rows of "
-                                    f"`{over_index}` looks up one cell at a time")
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) \
-                and sub.func.attr == "apply" and any(
-                    k.arg == "axis" and isinstance(k.value, ast.Constant)
-                    and k.value.value in (1, "columns") for k in sub.keywords):
-            frame = ast.unparse(sub.func.value)
-            return _rewrite(frame, [], f"`{frame}.apply(..., axis=1)` calls Python once per row")
-    return None
+    """A concrete rewrite for a pandas row loop, or None when *loop* is not one
+    (see :mod:`._rewrite`)."""
+    from ._rewrite import suggest
+
+    return suggest(index, loop)
 
 
 #: Attributes a pandas object shares with the array ``to_numpy()`` gives.
