@@ -72,6 +72,27 @@ def _is_pandas_attribute(attr: str, kind: str) -> bool:
                     "iterrows", "itertuples", "to_numpy", "sum", "mean")
 
 
+def _row_names(func: ast.AST, frame: str) -> set[str]:
+    """Names bound to the rows of *frame* in *func* (``for _, row in frame.iterrows()``,
+    ``for row in frame.itertuples()``, ``frame.apply(lambda row: ..., axis=1)``)."""
+    rows: set[str] = set()
+    for node in ast.walk(func):
+        it, target = getattr(node, "iter", None), getattr(node, "target", None)
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) \
+                and isinstance(it.func.value, ast.Name) and it.func.value.id == frame:
+            if it.func.attr == "iterrows" and isinstance(target, ast.Tuple) \
+                    and len(target.elts) == 2 and isinstance(target.elts[1], ast.Name):
+                rows.add(target.elts[1].id)
+            elif it.func.attr == "itertuples" and isinstance(target, ast.Name):
+                rows.add(target.id)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "apply" and isinstance(node.func.value, ast.Name) \
+                and node.func.value.id == frame and node.args \
+                and isinstance(node.args[0], ast.Lambda) and node.args[0].args.args:
+            rows.add(node.args[0].args.args[0].arg)
+    return rows
+
+
 def pandas_argument_reason(index: SourceIndex, qualname: str,
                            kinds: dict[str, str]) -> str | None:
     """Why *qualname* cannot compile as written when it takes a pandas object that it
@@ -85,11 +106,21 @@ def pandas_argument_reason(index: SourceIndex, qualname: str,
         if what is None:
             continue
         uses: list[tuple[int, int, str | None]] = []  # line, column, column name read
+        rows = _row_names(func, name)
         for node in ast.walk(func):
+            if isinstance(getattr(node, "ctx", None), ast.Store):
+                continue  # a column the function writes is no input
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
-                    and node.value.id == name and isinstance(node.slice, ast.Constant) \
+                    and isinstance(node.slice, ast.Constant) \
                     and isinstance(node.slice.value, str):
-                uses.append((node.lineno, node.col_offset, node.slice.value))
+                if node.value.id == name:
+                    uses.append((node.lineno, node.col_offset, node.slice.value))
+                elif node.value.id in rows:  # row["c"] in a loop over its rows
+                    uses.append((node.lineno, node.col_offset, node.slice.value))
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id in rows and not node.attr.startswith("_") \
+                    and node.attr not in ("Index", "name", "index"):
+                uses.append((node.lineno, node.col_offset, node.attr))  # row.c
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id == name and node.attr not in _ARRAY_ATTRS:
                 api = what == "Series" or _is_pandas_attribute(node.attr, what)

@@ -273,3 +273,24 @@ def test_line_level_fallback_charges_a_comprehension_to_its_functions_line(tmp_p
            for s in att.loops}
     assert got == {(7, "<module>"): (0.0, 3.0), (3, "work"): (3.0, 3.0),
                    (9, "<module>"): (1.0, 1.0)}
+
+
+def test_dataframe_reason_lists_the_columns_read_through_rows_not_those_written(tmp_path):
+    from loopscale.profiler._verdict import pandas_argument_reason
+
+    source = textwrap.dedent('''\
+        def engineer(df, discount):
+            feats = []
+            for idx, row in df.iterrows():
+                feats.append(row["total"] / row.tenure * (1 - discount))
+            df["score"] = feats
+            return df
+        ''')
+    index = SourceIndex(str(tmp_path / "f.py"), source)
+    reason = pandas_argument_reason(index, "engineer",
+                                    {"df": "pandas.DataFrame", "discount": "float"})
+    assert reason == ("argument `df` is a pandas DataFrame (line 3: `for idx, row in "
+                      "df.iterrows():`): pass its columns as NumPy arrays "
+                      "(df['total'].to_numpy(), df['tenure'].to_numpy()) and index them "
+                      "with [i]")
+    assert pandas_argument_reason(index, "engineer", {"df": "float64[:, :]"}) is None
