@@ -86,6 +86,22 @@ def _substitute(kind: str) -> Any:
     raise LookupError(kind)
 
 
+def _uncaptured(name: str, kind: str) -> dict[str, Any]:
+    """The verdict when argument *name* of type *kind* could not be copied."""
+    base = kind.split(" of ", 1)[0]
+    if base in ("dict", "set", "frozenset"):
+        return {"accelerable": False, "status": "refused",
+                "reason": f"argument `{name}` is a {base}, which compiled code cannot take: "
+                          "pass NumPy arrays (one per field), numbers or tuples"}
+    if "." in base and not base.startswith(("numpy.", "pandas.")):
+        return {"accelerable": False, "status": "refused",
+                "reason": f"argument `{name}` is a {base} object, which compiled code cannot "
+                          "take: pass the NumPy arrays and numbers it holds instead"}
+    return {"accelerable": None, "status": "not-checked",
+            "reason": f"argument `{name}` ({kind}) was too large or too complex to copy "
+                      "while profiling, so the function was not compiled"}
+
+
 def _compare(a: Any, b: Any) -> str | None:
     """None when *a* and *b* agree (floats within 1e-7 relative), else how they differ."""
     import numpy as np
@@ -135,9 +151,7 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
                 values.append(_substitute(kind))
                 substituted.append(name)
             except LookupError:
-                return {"accelerable": None, "status": "not-checked",
-                        "reason": f"argument {name!r} ({kind}) was too large or too "
-                                  "complex to capture, so the function was not compiled"}
+                return _uncaptured(name, kind)
     acc = accelerate(func)
     start = time.perf_counter()
     try:

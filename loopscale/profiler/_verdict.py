@@ -142,7 +142,7 @@ def pandas_argument_reason(index: SourceIndex, qualname: str,
     return None
 
 
-def _local_verdict(loop: LoopInfo) -> Verdict | None:
+def _local_verdict(loop: LoopInfo, index: SourceIndex | None = None) -> Verdict | None:
     if loop.kind == "line":  # a line, not a loop: its source could not be matched
         return Verdict(None, "source unavailable or changed: not checked")
     if loop.function == "<module>":
@@ -150,10 +150,33 @@ def _local_verdict(loop: LoopInfo) -> Verdict | None:
                               "into a function and decorate that function with @accelerate",
                        status="refused")
     if "<locals>" in loop.function:
-        return Verdict(False, f"{loop.function}() is defined inside another function; "
-                              "@accelerate needs a module-level function (move it out)",
+        return Verdict(None, f"{loop.function}() is defined inside another function, where "
+                             "the check cannot reach it: not checked (@accelerate takes it "
+                             "there; decorate it and call it to see)")
+    if "." in loop.function:
+        owner, method = loop.function.rsplit(".", 1)
+        attrs = _self_attributes(index, loop.function) if index is not None else []
+        uses = f" (and the values it reads from the object: {', '.join(attrs)})" \
+            if attrs else ""
+        return Verdict(False, f"{loop.function}() is a method of class {owner}; @accelerate "
+                              "takes plain functions: move the loop into a module-level "
+                              f"function that takes the arrays and numbers it uses{uses}, "
+                              f"decorate that, and call it from {method}()",
                        status="refused")
     return None
+
+
+def _self_attributes(index: SourceIndex, qualname: str) -> list[str]:
+    """``self.w``-style reads in method *qualname*, in source order."""
+    func = index.function_node(qualname)
+    args = getattr(getattr(func, "args", None), "args", None)
+    if not args:
+        return []
+    this = args[0].arg
+    found = sorted((n.lineno, n.col_offset, f"{this}.{n.attr}") for n in ast.walk(func)
+                   if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                   and n.value.id == this and isinstance(n.ctx, ast.Load))
+    return list(dict.fromkeys(text for _, _, text in found))
 
 
 def _picklable(args: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +235,8 @@ def check_loops(loops: Iterable[LoopInfo], session: Session, *, check: str = "co
     verdicts: dict[LoopInfo, Verdict] = {}
     jobs: dict[tuple[str, str], dict[str, Any]] = {}
     for loop in loops:
-        local = _local_verdict(loop) if check != "none" else Verdict(None)
+        local = _local_verdict(loop, (indexes or {}).get(loop.file)) \
+            if check != "none" else Verdict(None)
         if local is not None:
             verdicts[loop] = local
             continue

@@ -653,3 +653,59 @@ def test_dataframe_argument_and_long_list_get_plain_verdicts(tmp_path):
     assert big["accelerable"] is True and big["speedup"] is None
     assert "no trial" in big["reason"] and "'xs' (list[float] of 2,000,000 items)" in \
         big["reason"], big["reason"]
+
+
+@pytest.mark.timeout(150)
+def test_methods_nested_functions_and_object_arguments_get_plain_verdicts(tmp_path):
+    script = _write(tmp_path, "objs.py", '''\
+        import queue
+        import numpy as np
+
+        class Model:
+            def __init__(self, w):
+                self.w = w
+
+            def predict(self, x):
+                out = np.empty_like(x)
+                for i in range(x.shape[0]):
+                    out[i] = x[i] * self.w + 1.0
+                return out
+
+        def drain(q, n):
+            s = 0.0
+            for i in range(n):
+                s += q.get() * 2.0
+            return s
+
+        def outer(x):
+            def inner(y):
+                t = 0.0
+                for i in range(y.shape[0]):
+                    t += y[i] * y[i]
+                return t
+            return inner(x) + inner(x)
+
+        def main():
+            q = queue.Queue()
+            for i in range(150_000):
+                q.put(float(i))
+            x = np.ones(200_000)
+            for _ in range(4):
+                Model(2.0).predict(x)
+            drain(q, 150_000)
+            outer(np.ones(400_000))
+
+        main()
+    ''')
+    out = tmp_path / "r.json"
+    proc = _profile(["--json", str(out), script], timeout=140)
+    assert proc.returncode == 0, proc.stderr
+    loops = {lp["line"]: lp for lp in json.loads(out.read_text())["loops"]}
+    method, drain, inner = loops[10], loops[16], loops[23]
+    assert method["accelerable"] is False and method["reason"].startswith(
+        "Model.predict() is a method of class Model; @accelerate takes plain functions"), method
+    assert "self.w" in method["reason"]
+    assert drain["accelerable"] is False and drain["reason"] == (
+        "argument `q` is a queue.Queue object, which compiled code cannot take: pass the "
+        "NumPy arrays and numbers it holds instead")
+    assert inner["accelerable"] is None and "not checked" in inner["reason"], inner
