@@ -88,6 +88,10 @@ class GeneratedCode:
     state: tuple[str, ...]
     plan_reason: str | None  # why there is no plan (the loop still runs, serially)
     reductions: tuple[str, ...] = ()
+    #: the names of :attr:`state` that the loop itself uses (the rest only the epilogue)
+    loop_state: tuple[str, ...] = ()
+    #: the code before the loop may write to memory (running it twice is not harmless)
+    pre_writes: bool = True
 
 
 def _stmts(src: str, line: int) -> list[ast.stmt]:
@@ -426,6 +430,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     used = set()
     for st in loop.body:
         used |= _names_loaded(st)
+    in_loop = set(used)
     used |= {n for st in post for n in _names_loaded(st)}
     used |= set(reds)
     # functions defined before the loop are copied into the chunk kernel and
@@ -435,11 +440,24 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     local_names = {d.name for d in local_defs}
     for d in local_defs:
         used |= _names_loaded(d)
+        in_loop |= _names_loaded(d)
     assigned_in_loop = {n for st in _walk_stmts(loop.body) for n in _stmt_targets(st)} | {var}
     state = tuple(sorted((bound & used) - (assigned_in_loop - set(reds))
                          - local_names))
     plan_reason = None
     has_return = any(isinstance(n, ast.Return) for st in pre for n in ast.walk(st))
+    # a call may write through its arguments: counted as a write unless it is a
+    # plain allocation or a len()/range()/shape-like builtin
+    pure_calls = {"len", "range", "min", "max", "abs", "int", "float", "bool", "zeros",
+                  "ones", "empty", "zeros_like", "ones_like", "empty_like", "full",
+                  "full_like", "arange", "sqrt", "exp", "log"}
+    pre_writes = any(
+        isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store)
+        or isinstance(n, ast.AugAssign)
+        or isinstance(n, ast.Call) and not (
+            isinstance(n.func, ast.Name) and n.func.id in pure_calls
+            or isinstance(n.func, ast.Attribute) and n.func.attr in pure_calls)
+        for st in pre for n in ast.walk(st))
     if has_return and any(
             isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store)
             or isinstance(n, ast.AugAssign)
@@ -524,4 +542,4 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         names = [pre_name, chunk_name, post_name]  # type: ignore[list-item]
     module = ast.Module(body=defs, type_ignores=[])
     return GeneratedCode(module, serial_name, names[0], names[1], names[2], state, plan_reason,
-                         tuple(reds))
+                         tuple(reds), tuple(s for s in state if s in in_loop), pre_writes)

@@ -302,6 +302,9 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
      "a dict or list literal mixing value types",
      "give a container one key type and one value type (or use NumPy arrays, one per "
      "field)"),
+    (re.compile(r"unhashable type: 'list'"),
+     "a list literal mixing value types, which compiled code cannot return or hand on",
+     "give the list one element type, or use a tuple"),
     (re.compile(r"Untyped global name '([^']+)'"),
      "the name `{0}` refers to an object Numba cannot compile",
      "call only NumPy/math functions and plain Python helpers on numbers and arrays, or pass "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import re
 import threading
 import time
 import types
@@ -51,7 +52,7 @@ from ._callpath import (
     _to_array,
     make_call,
 )
-from ._executor import LoopPlan, get_executor
+from ._executor import LoopPlan, SerialExecutor, get_executor
 from ._intake import prange, prange_objects, refuse
 from ._runtime import EarlyReturn as _EarlyReturnType
 
@@ -62,6 +63,111 @@ R = TypeVar("R")
 
 #: Targets ``accelerate`` accepts.
 TARGETS = ("cpu", "cuda")
+
+_SERIAL_EXECUTOR = SerialExecutor()
+_PKG_DIR = __file__.rsplit("/", 2)[0] if "/" in __file__ else ""
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside loopscale (for warnings)."""
+    import sys
+
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_PKG_DIR) or name.startswith("<loopscale call wrapper")):
+            return level
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return 1
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether *a* and *b* are the same elements (the same start, shape and strides)."""
+    return a is b or (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _outer_subscripts(tree: ast.AST) -> list[ast.Subscript]:
+    """The subscripts of *tree* that are not the base of another (``a[i][j]`` once)."""
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Subscript)}
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Subscript) and id(n) not in inner]
+
+
+def _param_uses(tree: ast.FunctionDef, params: list[str]
+                ) -> dict[str, tuple[list[tuple[int, str, int]], list[tuple[int, str]]]]:
+    """For each parameter used as an array: its subscripts (line, text, number of
+    indices) and its array attributes (``x.shape``, ``x.size``...) (line, text),
+    in source order; parameters the function rebinds are left out."""
+    rebound = {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AugAssign,
+                                                             ast.AnnAssign, ast.For))
+               for t in ast.walk(n.targets[0] if isinstance(n, ast.Assign) else n.target)
+               if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+    wanted = set(params) - rebound
+    out: dict[str, tuple[list[tuple[int, str, int]], list[tuple[int, str]]]] = {}
+    for node in _outer_subscripts(tree):
+        base, pos = _astutil.index_positions(node)
+        if base is not None and base.id in wanted:
+            out.setdefault(base.id, ([], []))[0].append(
+                (node.lineno, ast.unparse(node), len(pos)))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in wanted
+                and node.attr in ("shape", "size", "ndim", "dtype", "strides", "T")):
+            out.setdefault(node.value.id, ([], []))[1].append((node.lineno, ast.unparse(node)))
+    for idx, attrs in out.values():
+        idx.sort()
+        attrs.sort()
+    return out
+
+
+def _global_array_writes(tree: ast.FunctionDef, func: types.FunctionType,
+                         params: list[str]) -> list[tuple[str, int, str]]:
+    """Writes (``G[i] = ...``, ``G[i] += ...``) to a module-level or closure array."""
+    local = set(params) | {t.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                           and isinstance(n.ctx, ast.Store) for t in [n]}
+    closure = _astutil.closure_values(func)
+    found = []
+    for node in _outer_subscripts(tree):
+        if not isinstance(node.ctx, ast.Store):
+            continue
+        base, _ = _astutil.index_positions(node)
+        if base is None or base.id in local:
+            continue
+        value = closure.get(base.id, func.__globals__.get(base.id))
+        if isinstance(value, np.ndarray):
+            found.append((base.id, node.lineno, ast.unparse(node)))
+    return sorted(found, key=lambda t: t[1])
+
+
+def _unsupported_dtype(value: Any) -> str | None:
+    """The dtype of an array or NumPy scalar that compiled code cannot take
+    (``object``, ``float16``, ``longdouble``...), or None."""
+    if isinstance(value, np.ndarray):
+        dtype = value.dtype
+    elif isinstance(value, np.generic):
+        dtype = value.dtype
+    else:
+        return None
+    if dtype.kind == "O":
+        return "object"
+    return _dtype_unsupported(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_unsupported(dtype: np.dtype) -> str | None:
+    if dtype.kind not in "fcbiu":
+        return None  # records, datetimes, strings: Numba's own errors name them
+    try:
+        from numba.core.registry import cpu_target
+        from numba.np.numpy_support import from_dtype
+
+        cpu_target.target_context.data_model_manager.lookup(from_dtype(dtype))
+    except Exception:
+        return str(dtype)
+    return None
+
 
 class _Compiled:
     """The dispatchers generated for one decorated function."""
@@ -75,6 +181,25 @@ class _Compiled:
         self.gen = gen
         self.casters: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
         self.checked: set[Any] = set()  # prologue signatures whose chunk kernel compiled
+        #: why the outlined plan cannot run (it could not be compiled): the fused
+        #: serial code runs every call instead
+        self.no_plan: str | None = None
+        #: id(exception) -> (exception, c0, c1) for chunks that raised, until the
+        #: caller reports them (see Accelerated._chunk_error)
+        self.failures: dict[int, tuple[BaseException, int, int]] = {}
+        failures = self.failures
+
+        def run_blocks(c0: int, c1: int, *args: Any) -> None:
+            """The chunk kernel, noting the blocks of a chunk that raised."""
+            try:
+                chunk(c0, c1, *args)
+            except BaseException as exc:
+                if len(failures) > 64:  # never reported (another chunk's came first)
+                    failures.clear()
+                failures[id(exc)] = (exc, c0, c1)
+                raise
+
+        self.run_blocks = run_blocks if chunk is not None else None
 
 
 class Accelerated(Generic[P, R]):
@@ -115,6 +240,8 @@ class Accelerated(Generic[P, R]):
         self._params = list(self.__signature__.parameters)
         self._dist_checked: set[frozenset[str]] = set()
         self._last_plan: LoopPlan | None = None
+        self._why_serial: str | None = None  # why the last parallel call ran serially
+        self._warned_serial: set[str] = set()
         self._last_run_seconds: float | None = None
         #: Numba's warnings while compiling (performance hints, type-safety casts).
         self.compile_warnings: list[str] = []
@@ -218,12 +345,79 @@ class Accelerated(Generic[P, R]):
                     "(pip install scipy for np.dot, @ and np.linalg) or move that call out of "
                     "the decorated function.", function=self.py_func.__qualname__,
                     filename=self.py_func.__code__.co_filename) from exc
-            except Exception as exc:
-                if _compile.is_numba_compile_error(exc):
-                    raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
+            except LoopscaleError:
                 raise
+            except Exception as exc:
+                # a bad argument is named (None, an array of the wrong dimension...);
+                # anything else that fails while compiling -- Numba's own errors and
+                # the odd TypeError from its lowering -- is a CompileError, so
+                # that fallback=True and the threads level's fall-back catch it
+                if stage in ("serial", "pre") and _compile.is_numba_compile_error(exc):
+                    better = self._diagnose(exc, args[1:] if stage == "serial" else args)
+                    if better is not None:
+                        raise better from exc
+                raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
 
         return compile_for_args
+
+    def _diagnose(self, exc: Exception, values: tuple[Any, ...]) -> LoopscaleError | None:
+        """After Numba failed to type the function for *values*: the argument (or
+        the module global) that caused it, named in an error, or None."""
+        tree = self._tree
+        if tree is None:
+            return None
+        fn = self.py_func
+        where = (f"{fn.__qualname__}() ({fn.__code__.co_filename}:"
+                 f"{fn.__code__.co_firstlineno})")
+        text = str(exc)
+        _, err_line = _compile._user_location(text, fn)  # type: ignore[arg-type]
+        uses = _param_uses(tree, self._params)
+        converted = getattr(self, "_converted_from", {})
+        for name, value in zip(self._params, values, strict=False):
+            if name not in uses:
+                continue
+            idx, attrs = uses[name]
+            first = idx[0] if idx else (attrs[0] if attrs else None)
+            if value is None and first is not None:
+                return ArgumentError(
+                    f"argument {name!r} of {where} is None, but the function uses it as an "
+                    f"array (`{first[1]}`, line {first[0]}): pass a NumPy array.")
+            if isinstance(value, np.ndarray) and idx:
+                ndims = {k for _, _, k in idx}
+                if value.ndim not in ndims and (
+                        max(ndims) > value.ndim or any(line == err_line for line, _, _ in idx)):
+                    line, src, k = next(((ln, t, k) for ln, t, k in idx if ln == err_line),
+                                        idx[0])
+                    what = (f"a pandas {converted[name]} (a {value.ndim}-D array once "
+                            "converted)" if name in converted else f"a {value.ndim}-D array")
+                    want = " or ".join(f"{d}-D" for d in sorted(ndims))
+                    hint = (f"pass a {want} array" + (
+                        f" (for one column of a DataFrame: df['col'].to_numpy())"
+                        if name in converted and "DataFrame" in converted[name] else
+                        f" ({name}.ravel() flattens it)" if min(ndims) == 1 else ""))
+                    return ArgumentError(
+                        f"argument {name!r} of {where} is {what}, but the function indexes it "
+                        f"with {k} index{'es' if k != 1 else ''} (`{src}`, line {line}), as a "
+                        f"{want} array, and Numba cannot compile line {err_line} for it: "
+                        f"{hint}.")
+            if isinstance(value, (int, float, complex, np.generic)) and (idx or attrs):
+                line, src = (idx[0][0], idx[0][1]) if idx else attrs[0]
+                return ArgumentError(
+                    f"argument {name!r} of {where} is a {type(value).__name__} "
+                    f"({value!r}), but the function uses it as an array (`{src}`, line "
+                    f"{line}): pass a NumPy array.")
+        if re.search(r"readonly array|Cannot modify readonly", text):
+            written = _global_array_writes(tree, self.py_func, self._params)  # type: ignore
+            if written:
+                gname, line, src = written[0]
+                return CompileError(
+                    f"cannot compile {fn.__qualname__}() — {fn.__code__.co_filename}:{line}: it "
+                    f"writes to the module-level array `{gname}` (`{src}`). Compiled code "
+                    "takes module globals as compile-time constants, which are read-only. "
+                    f"Pass the array as an argument instead (def {fn.__name__}(..., "
+                    f"{gname}): ...) and call it with {gname}.",
+                    function=fn.__qualname__, filename=fn.__code__.co_filename, lineno=line)
+        return None
 
     def _keep_warnings(self, caught: list[warnings.WarningMessage]) -> None:
         """Numba's compile-time warnings go to explain(); others are re-issued."""
@@ -289,6 +483,26 @@ class Accelerated(Generic[P, R]):
                 raise ArgumentError(
                     f"argument {name!r} of {where} is a {type(value).__name__}, which compiled "
                     "code cannot take: pass NumPy arrays (one per field), numbers or tuples.")
+            bad = _unsupported_dtype(value)
+            if bad is not None:
+                converted = getattr(self, "_converted_from", {}).get(name)
+                what = (f"a pandas {converted} (an array of dtype {bad} once converted)"
+                        if converted else
+                        f"an array of dtype {bad}" if isinstance(value, np.ndarray) else
+                        f"a NumPy {bad} scalar")
+                if bad == "object":
+                    fix = (f"pass a numeric array: {name}.cat.codes.to_numpy() for a "
+                           f"categorical, {name}.to_numpy(dtype=np.float64) for numbers "
+                           "held as objects" if converted else
+                           f"pass a numeric array, e.g. {name}.astype(np.float64)")
+                    why = "which holds Python objects, which compiled code cannot take"
+                else:
+                    fix = (f"convert it, e.g. {name}.astype(np.float32) (or np.float64), and "
+                           "convert the result back if needed")
+                    why = "which Numba does not support"
+                raise ArgumentError(
+                    f"argument {name!r} of {where} ({self.py_func.__code__.co_filename}:"
+                    f"{self.py_func.__code__.co_firstlineno}) is {what}, {why}: {fix}.")
             try:
                 numba.typeof(value, numba.core.typing.typeof.Purpose.argument)
             except Exception:
@@ -312,6 +526,12 @@ class Accelerated(Generic[P, R]):
                     f"{type(value).__name__}, but the function writes to it (line "
                     f"{written[name]}): pass a NumPy array, e.g. np.asarray({name}), and read "
                     "the result from that array.")
+        # what each converted argument was, for messages about it
+        self._converted_from = {
+            name: (f"{type(value).__name__}" + (
+                f" of dtype {value.dtype}" if _is_pandas(value) and hasattr(value, "dtype")
+                and str(value.dtype) == "category" else ""))
+            for name, value in named if _is_pandas(value)}
         return (tuple(_to_array(a) for a in args),
                 {k: _to_array(v) for k, v in kwargs.items()})
 
@@ -478,7 +698,8 @@ class Accelerated(Generic[P, R]):
         args = tuple(views.get(n, a) if n in dist else a
                      for n, a in zip(self._params, args, strict=False)) + args[len(self._params):]
         kwargs = {k: views[k] if k in dist else v for k, v in kwargs.items()}
-        return call.finish(self._call_plan(call, args, kwargs))  # type: ignore[no-any-return]
+        return call.finish(self._call_plan(call, args, kwargs,  # type: ignore[no-any-return]
+                                           distributed=True))
 
     @functools.cached_property
     def _after_loop_reads(self) -> frozenset[str]:
@@ -510,7 +731,7 @@ class Accelerated(Generic[P, R]):
             return 0
         comp = self._compiled
         if (not self.analysis.parallel or comp is None or comp.pre is None
-                or _auto_parallel_level() is None):
+                or comp.no_plan is not None or _auto_parallel_level() is None):
             return 1
         return self._fast if self._fast == 2 else 0
 
@@ -536,30 +757,30 @@ class Accelerated(Generic[P, R]):
         if _TLS.st[1] < 0 or a is None or a.lineno is None:
             return exc
         b0, b1, lo, step = (int(v) for v in _TLS.st)
-        first, last = lo + b0 * step, lo + (b1 - 1) * step
-        where = f"{a.filename}:{a.lineno}"
-        msg = (f"{text} (raised in iterations {b0}..{b1 - 1} of the loop at {where}, "
-               f"{a.loop_var} from {first} to {last})")
-        try:
-            new = type(exc)(msg)
-        except Exception:
-            return LoopExecutionError(msg)
-        return new
+        return self._located(exc, b0, b1, lo, step)
 
-    def _call_plan(self, executor: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _call_plan(self, executor: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   distributed: bool = False) -> R:
         """Run through the outlined plan with *executor* (the threads/mpi path)."""
         comp = self._build()
         if comp.pre is None:
-            st = _state()
-            return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
+            return self._run_serial(args, kwargs)
+        if comp.no_plan is not None and not distributed:
+            return self._run_serial(args, kwargs)
         try:
             res = comp.pre(*args, **kwargs)
         except _NeedsConversion:
             self._convert = True
             args, kwargs = self._convert_args(args, kwargs)
-            return self._call_plan(executor, args, kwargs)
+            return self._call_plan(executor, args, kwargs, distributed)
         except _EarlyReturnType:
             return self._serial(_state(), *args, **kwargs)  # type: ignore[no-any-return]
+        except CompileError as exc:
+            # the prologue alone cannot be compiled (its values cannot be returned,
+            # say) although the function may: the fused serial code runs it
+            if distributed:
+                raise
+            return self._plan_failed(comp, exc, args, kwargs, rerun=False)
         except ValueError as exc:
             if str(exc).startswith(_ARG_MARK):
                 raise ArgumentValueError(str(exc)[len(_ARG_MARK):].strip()) from None
@@ -579,15 +800,23 @@ class Accelerated(Generic[P, R]):
             # is reported as such (not as a failure of some chunk on some worker)
             try:
                 comp.chunk(0, 0, *kargs)
-            except CompileError:
-                raise
-            except Exception as exc:
-                if _compile.is_numba_compile_error(exc):
-                    raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
-                raise
+            except CompileError as exc:
+                if distributed or comp.gen.pre_writes:
+                    raise
+                return self._plan_failed(comp, exc, args, kwargs, rerun=True)
             comp.checked.add(key)
+        if not distributed and getattr(executor, "name", None) != "serial":
+            why = self._overlap(comp, state)
+            if why is not None:
+                # iterations run in parallel could read what other iterations
+                # write: all blocks in order on this thread, as the serial level
+                self._note_serial("overlap", f"{why} (pass arrays that do not overlap, "
+                                  "e.g. a copy, to run it in parallel)")
+                executor = _SERIAL_EXECUTOR
+            else:
+                self._why_serial = None
         plan = LoopPlan(function=self.py_func.__qualname__, n=n, block=bs, nblocks=nb,
-                        kernel=comp.chunk, args=kargs, lo=lo,
+                        kernel=comp.run_blocks, args=kargs, lo=lo,
                         calls_blas=self.analysis.calls_blas,
                         arg_names=("lo", "step", "n", "block",
                                    *(f"partial:{r}" for r in comp.gen.reductions),
@@ -596,9 +825,111 @@ class Accelerated(Generic[P, R]):
                         arrays=self.analysis.arrays)
         self._last_plan = plan
         t0 = time.perf_counter()
-        executor.run(plan)
+        try:
+            executor.run(plan)
+        except Exception as exc:
+            new = self._chunk_error(comp, exc, plan)
+            if new is None:
+                raise
+            raise new[0] from new[1]
         self._last_run_seconds = time.perf_counter() - t0
         return comp.post(nb, *parts, *state)  # type: ignore[no-any-return]
+
+    def _run_serial(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """The fused serial code, with an exception in it located as at the serial level."""
+        st = _state()
+        try:
+            return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
+        except LoopscaleError:
+            raise
+        except Exception as exc:
+            new = self._translate(exc, st)
+            if new is exc:
+                raise
+            raise new from exc
+
+    def _plan_failed(self, comp: _Compiled, exc: CompileError, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], rerun: bool) -> R:
+        """The outlined plan cannot be compiled for these arguments: run the fused
+        serial code (which raises the function's own compile error, if it has one)."""
+        result = self._run_serial(args, kwargs)
+        # the function compiles and ran: only the plan cannot be built
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        first = next((ln.strip() for ln in str(cause).splitlines() if ln.strip()
+                      and not ln.startswith(("Failed in", "During:"))), type(cause).__name__)
+        comp.no_plan = (f"Numba cannot compile the loop cut into blocks for parallel "
+                        f"levels ({first[:200]}), so it runs on one core at every level")
+        self._note_serial("plan", comp.no_plan)
+        return result
+
+    def _note_serial(self, kind: str, why: str) -> None:
+        """Record (for explain()) and warn, once per function and kind, that a call at
+        a parallel level ran serially."""
+        self._why_serial = why
+        if kind not in self._warned_serial:
+            self._warned_serial.add(kind)
+            warnings.warn(f"{self.py_func.__qualname__}(): this call ran on one core, as at "
+                          f"the serial level: {why}.", SerializationWarning,
+                          stacklevel=_user_stacklevel())
+
+    def _overlap(self, comp: _Compiled, state: tuple[Any, ...]) -> str | None:
+        """Why the arrays the loop uses may not be split among workers: one it writes
+        shares memory with another one it uses (None when they are apart)."""
+        names = comp.gen.loop_state
+        if len(names) < 2:
+            return None
+        arrays = [(nm, v) for nm, v in zip(comp.gen.state, state, strict=True)
+                  if isinstance(v, np.ndarray) and nm in names]
+        if len(arrays) < 2:
+            return None
+        roles = self.analysis.arrays
+        for nm, a in arrays:
+            ra = roles.get(nm)
+            if ra is not None and not ra.written:
+                continue
+            for other, b in arrays:
+                if other == nm or not np.may_share_memory(a, b):
+                    continue
+                rb = roles.get(other)
+                # the same elements under two names, each touched only at [i]: safe
+                if (ra is not None and rb is not None and ra.access == rb.access == "aligned"
+                        and ra.axis == rb.axis and _same_view(a, b)):
+                    continue
+                same = "the same array" if _same_view(a, b) else "overlapping arrays"
+                return (f"`{nm}` and `{other}` are {same} (they share memory) and the loop "
+                        f"writes `{nm}`" + ("" if same == "overlapping arrays" else
+                                            " at other elements than it reads"))
+        return None
+
+    def _chunk_error(self, comp: _Compiled, exc: BaseException, plan: LoopPlan
+                     ) -> tuple[BaseException, BaseException] | None:
+        """The exception to raise for *exc* from a plan run, located as at the
+        serial level (the same wording at every level), with its original."""
+        seen: set[int] = set()
+        e: BaseException | None = exc
+        while e is not None and id(e) not in seen:
+            seen.add(id(e))
+            hit = comp.failures.pop(id(e), None)
+            if hit is not None and hit[0] is e:
+                _, c0, c1 = hit
+                if isinstance(e, LoopscaleError) or not isinstance(e, Exception):
+                    return None
+                k0, k1 = c0 * plan.block, min(c1 * plan.block, plan.n)
+                return self._located(e, k0, k1, plan.lo, plan.step), e
+            e = e.__cause__ or e.__context__
+        return None
+
+    def _located(self, exc: Exception, k0: int, k1: int, lo: int, step: int) -> Exception:
+        """*exc* with the iterations ``[k0, k1)`` it was raised in, in one wording."""
+        a = self.analysis
+        first, last = lo + k0 * step, lo + (k1 - 1) * step
+        where = f"{a.filename}:{a.lineno}"
+        msg = (f"{exc} (raised in iterations {k0}..{k1 - 1} of the loop at {where}, "
+               f"{a.loop_var} from {first} to {last})")
+        try:
+            return type(exc)(msg)  # type: ignore[no-any-return]
+        except Exception:
+            return LoopExecutionError(msg)
 
     def _plan_types(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]
                     ) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
@@ -683,6 +1014,11 @@ class Accelerated(Generic[P, R]):
         if plan is not None:
             lines.append(f"  last plan run: {plan.n} iterations in {plan.nblocks} blocks of "
                          f"{plan.block}")
+        comp = self._compiled
+        if self._why_serial is not None:
+            lines.append(f"  last call ran on one core: {self._why_serial}")
+        elif comp is not None and comp.no_plan is not None:
+            lines.append(f"  parallel levels run it on one core: {comp.no_plan}")
         lines.append(f"  level: {config.current_level().name}")
         return "\n".join(lines)
 

@@ -142,3 +142,288 @@ def test_the_length_check_says_an_output_is_written_not_read():
     msg = str(info.value)
     assert "argument 'out'" in msg
     assert "writes `out[i]`" in msg and "reads `out[i]`" not in msg
+
+
+# ---------------------------------------------------------------------------
+# arguments that share memory keep the same answer at every level
+# ---------------------------------------------------------------------------
+
+
+def shift_args(out, x):
+    for i in range(out.shape[0]):
+        s = x[i]
+        for _ in range(20):  # long enough iterations that workers overlap in time
+            s = math.sqrt(s * s + 1.0) - 1.0
+        out[i] = s * 0.5 + 1.0
+
+
+def scale_inplace(out, x):
+    for i in range(out.shape[0]):
+        out[i] = x[i] * 0.5 + 1.0
+
+
+@pytest.mark.parametrize("views", [
+    lambda b: (b[:-1], b[1:]),     # reads ahead of what it writes
+    lambda b: (b[1:], b[:-1]),     # writes ahead of what it reads: a recurrence in Python
+    lambda b: (b[::-1], b),        # reversed
+], ids=["ahead", "behind", "reversed"])
+def test_overlapping_arguments_give_pythons_answer_at_the_threads_level(views):
+    acc = accelerate(shift_args)
+    base = np.random.default_rng(1).random(100_003)
+    expected = base.copy()
+    shift_args(*views(expected))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            b = base.copy()
+            with level("threads", max_workers=4):
+                acc(*views(b))
+            np.testing.assert_array_equal(b, expected)
+    serial = [w for w in caught if issubclass(w.category, SerializationWarning)]
+    assert len(serial) == 1, [str(w.message) for w in caught]  # once per function
+    msg = str(serial[0].message)
+    assert "`out`" in msg and "`x`" in msg and "share memory" in msg
+    assert serial[0].filename == __file__  # points at the caller
+    assert "share memory" in acc.explain()
+
+
+def test_the_same_array_under_two_names_touched_only_at_i_still_runs_in_parallel():
+    acc = accelerate(scale_inplace)
+    b = np.random.default_rng(2).random(50_000)
+    expected = b.copy()
+    scale_inplace(expected, expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerializationWarning)
+        with level("threads", max_workers=2):
+            acc(b, b)
+    np.testing.assert_array_equal(b, expected)
+    assert "last call ran on one core" not in acc.explain()
+    assert acc._last_plan is not None and acc._last_plan.nblocks == b.size
+
+
+def test_arrays_that_do_not_overlap_run_in_parallel_without_a_warning():
+    acc = accelerate(scale_inplace)
+    b = np.random.default_rng(3).random(50_001)
+    out = np.zeros_like(b)
+    expected = b * 0.5 + 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerializationWarning)
+        with level("threads", max_workers=2):
+            acc(out, b)
+            acc(b[:25_000], b[25_000:50_000])  # halves of one array: apart
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(b[:25_000], expected[25_000:50_000])
+
+
+def test_a_written_local_view_of_an_argument_is_checked_too():
+    @accelerate
+    def via_local(b):
+        out = b[:-1]
+        x = b[1:]
+        for i in loopscale.prange(out.shape[0]):  # asserted independent; the memory is not
+            out[i] = x[i] * 0.5 + 1.0
+
+    base = np.random.default_rng(4).random(20_001)
+    expected = base.copy()
+    via_local.py_func(expected)
+    b = base.copy()
+    with pytest.warns(SerializationWarning, match="share memory"):
+        with level("threads", max_workers=2):
+            via_local(b)
+    np.testing.assert_array_equal(b, expected)
+
+
+# ---------------------------------------------------------------------------
+# a plan that cannot be compiled runs the fused serial code
+# ---------------------------------------------------------------------------
+
+
+def mixed_list(x, out):
+    names = ["a", 1, 2.0]
+    for i in range(x.shape[0]):
+        out[i] = len(names) * x[i]
+
+
+def test_a_mixed_list_in_the_prologue_runs_serially_at_the_threads_level_with_one_warning():
+    acc = accelerate(mixed_list)
+    x = np.arange(5000.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            out = np.zeros_like(x)
+            with level("threads", max_workers=2):
+                acc(x, out)
+            np.testing.assert_array_equal(out, 3 * x)
+    serial = [w for w in caught if issubclass(w.category, SerializationWarning)]
+    assert len(serial) == 1, [str(w.message) for w in caught]
+    assert "one core" in str(serial[0].message)
+    assert "one core" in acc.explain()
+    out = np.zeros_like(x)
+    acc(x, out)  # the default level too
+    np.testing.assert_array_equal(out, 3 * x)
+
+
+def returns_mixed_list(x):
+    names = ["a", 1, 2.0]
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return names
+
+
+def test_any_failure_to_compile_is_a_compile_error_and_fallback_catches_it():
+    with pytest.raises(CompileError, match="returns_mixed_list") as info:
+        accelerate(returns_mixed_list)(np.ones(3))
+    assert info.value.__cause__ is not None
+    fb = accelerate(fallback=True)(returns_mixed_list)
+    with pytest.warns(FallbackWarning):
+        assert fb(np.ones(3)) == ["a", 1, 2.0]
+
+
+# ---------------------------------------------------------------------------
+# arguments compiled code cannot take are named
+# ---------------------------------------------------------------------------
+
+
+def f32_mix(x, out):
+    for i in range(x.shape[0]):
+        out[i] = x[i] * 0.1 + 1.0 / 3.0
+
+
+def two_d(X, out):
+    for i in range(X.shape[0]):
+        out[i] = X[i, 0] + X[i, 1]
+
+
+def _where(fn) -> str:
+    return f"{THIS_FILE}:{fn.__code__.co_firstlineno}"
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_an_array_of_a_dtype_numba_lacks_is_a_type_error_naming_argument_and_dtype(lvl, dtype):
+    if np.dtype(dtype) == np.dtype(np.float64):
+        pytest.skip("longdouble is float64 here")
+    acc = accelerate(f32_mix)
+    with pytest.raises(ArgumentError) as info:
+        with level(lvl):
+            acc(np.ones(5, dtype), np.zeros(5))
+    msg = str(info.value)
+    assert isinstance(info.value, TypeError)
+    assert "argument 'x'" in msg and np.dtype(dtype).name in msg and "astype(np.float32)" in msg
+    assert "f32_mix()" in msg
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+@pytest.mark.parametrize("case", ["none", "2d-for-1d", "scalar", "dataframe", "object",
+                                  "categorical", "1d-for-2d"])
+def test_an_argument_compiled_code_cannot_take_is_named_with_what_is_expected(case, lvl):
+    pd = pytest.importorskip("pandas") if case in ("dataframe", "categorical") else None
+    n = 10
+    x = np.arange(float(n))
+    fn, args, name, expect = {
+        "none": (saxpy, (2.0, x, None, np.zeros(n)), "y", "None"),
+        "2d-for-1d": (saxpy, (2.0, np.ones((n, 2)), x, np.zeros(n)), "x", "2-D"),
+        "scalar": (saxpy, (2.0, x, 3.0, np.zeros(n)), "y", "float"),
+        "dataframe": (f32_mix, (pd.DataFrame({"a": x, "b": x}) if pd else None, np.zeros(n)),
+                      "x", "DataFrame"),
+        "object": (f32_mix, (np.array([1.0, "a"] * 5, dtype=object), np.zeros(n)), "x",
+                   "object"),
+        "categorical": (f32_mix, (pd.Series(list("ab") * 5, dtype="category") if pd else None,
+                                  np.zeros(n)), "x", "categor"),
+        "1d-for-2d": (two_d, (x, np.zeros(n)), "X", "1-D"),
+    }[case]
+    acc = accelerate(fn)
+    with pytest.raises(ArgumentError) as info:
+        with level(lvl):
+            acc(*args)
+    msg = str(info.value)
+    assert f"argument '{name}'" in msg, msg
+    assert f"{fn.__name__}()" in msg and _where(fn) in msg, msg
+    assert expect in msg, msg
+    assert re.search(r"pass a|convert it", msg), msg
+
+
+def test_a_pandas_series_and_a_matching_array_still_work():
+    pd = pytest.importorskip("pandas")
+    acc = accelerate(f32_mix)
+    out = np.zeros(4)
+    acc(pd.Series([1.0, 2.0, 3.0, 4.0]), out)
+    np.testing.assert_allclose(out, np.array([1.0, 2.0, 3.0, 4.0]) * 0.1 + 1.0 / 3.0)
+
+
+# ---------------------------------------------------------------------------
+# an exception in the loop is reported in one format at every level
+# ---------------------------------------------------------------------------
+
+
+def raise_in_loop(x, out):
+    for i in range(x.shape[0]):
+        if x[i] < 0:
+            raise ValueError("negative input")
+        out[i] = math.sqrt(x[i])
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_an_exception_in_the_loop_names_its_iterations_the_same_way_at_every_level(lvl):
+    acc = accelerate(raise_in_loop)
+    n, bad = 5000, 2900
+    x = np.ones(n)
+    x[bad] = -1.0
+    with pytest.raises(ValueError) as info:
+        with level(lvl, **({"max_workers": 2} if lvl == "threads" else {})):
+            acc(x, np.zeros(n))
+    msg = str(info.value)
+    loop_line = line_of(raise_in_loop, "for i in range")
+    m = re.fullmatch(r"negative input \(raised in iterations (\d+)\.\.(\d+) of the loop at "
+                     r"(.+):(\d+), i from (\d+) to (\d+)\)", msg)
+    assert m, msg
+    k0, k1, path, line, v0, v1 = m.groups()
+    assert int(k0) <= bad <= int(k1) and (v0, v1) == (k0, k1)
+    assert os.path.basename(path) == THIS_FILE and int(line) == loop_line
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_an_exception_in_a_strided_loop_names_the_loop_values_at_the_threads_level():
+    @accelerate
+    def strided(x, out):
+        for i in range(1, x.shape[0], 3):
+            if x[i] < 0:
+                raise ValueError("negative")
+            out[i] = x[i]
+
+    x = np.ones(30_000)
+    x[3001] = -1.0  # iteration 1000
+    with pytest.raises(ValueError) as info:
+        with level("threads", max_workers=2):
+            strided(x, np.zeros_like(x))
+    m = re.search(r"iterations (\d+)\.\.(\d+) of the loop at .+, i from (\d+) to (\d+)\)",
+                  str(info.value))
+    assert m, str(info.value)
+    k0, k1, v0, v1 = map(int, m.groups())
+    assert k0 <= 1000 <= k1 and v0 == 1 + 3 * k0 and v1 == 1 + 3 * k1
+
+
+# ---------------------------------------------------------------------------
+# writing a module-level array
+# ---------------------------------------------------------------------------
+
+TABLE = np.zeros(100)
+
+
+def write_global(x):
+    for i in range(x.shape[0]):
+        TABLE[i] = x[i] * 2.0
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_writing_a_module_level_array_says_globals_are_constants_and_to_pass_it(lvl):
+    acc = accelerate(write_global)
+    with pytest.raises(CompileError) as info:
+        with level(lvl):
+            acc(np.ones(10))
+    msg = str(info.value)
+    assert "`TABLE`" in msg and "module-level" in msg and "read-only" in msg
+    assert "argument" in msg
+    assert f"{THIS_FILE}:{line_of(write_global, 'TABLE[i] =')}" in msg
+    assert info.value.__cause__ is not None
