@@ -57,8 +57,9 @@ def _with_exits(code: CodeType) -> dict[int, int]:
     to the line of the instruction before the exit sequence (the block's last line).
 
     The normal exit of a ``with`` block is ``LOAD_CONST None`` three times, then
-    ``CALL 2`` (with a ``PRECALL 2`` before it on 3.11); no other source
-    compiles to that sequence.
+    ``CALL 2`` (with a ``PRECALL 2`` before it on 3.11); on 3.10 it is
+    ``LOAD_CONST None``, ``DUP_TOP`` twice, then ``CALL_FUNCTION 3``.  No
+    other source compiles to these sequences.
     """
     try:
         instrs = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
@@ -68,19 +69,32 @@ def _with_exits(code: CodeType) -> dict[int, int]:
     line = code.co_firstlineno
     lines: list[int] = []
     for ins in instrs:
-        pos_line = ins.positions.lineno if ins.positions is not None else None
-        line = pos_line if pos_line is not None else line
+        positions = getattr(ins, "positions", None)  # 3.11+; 3.10 has starts_line
+        here = positions.lineno if positions is not None else ins.starts_line
+        line = here if here is not None else line
         lines.append(line)
+
+    def is_none(m: int) -> bool:
+        return m >= 0 and instrs[m].opcode in _NONE_LOADS and instrs[m].argval is None
+
     for k, ins in enumerate(instrs):
-        if ins.opname != "CALL" or ins.arg != 2:
+        if ins.opname == "CALL" and ins.arg == 2:
+            j = k - 1
+            if j >= 0 and instrs[j].opname == "PRECALL":
+                j -= 1
+            first = j - 2
+            if not (is_none(j) and is_none(j - 1) and is_none(j - 2)):
+                continue
+        elif ins.opname == "CALL_FUNCTION" and ins.arg == 3:
+            first = k - 3
+            if not (k >= 3 and instrs[k - 1].opname == instrs[k - 2].opname == "DUP_TOP"
+                    and is_none(k - 3)):
+                continue
+        else:
             continue
-        j = k - 1
-        if j >= 0 and instrs[j].opname == "PRECALL":
-            j -= 1
-        if j < 3 or not all(instrs[m].opcode in _NONE_LOADS and instrs[m].argval is None
-                            for m in (j, j - 1, j - 2)):
+        if first < 1:
             continue
-        body_line = lines[j - 3]
+        body_line = lines[first - 1]
         end = instrs[k + 1].offset if k + 1 < len(instrs) else len(code.co_code)
         for off in range(ins.offset, end, 2):  # the call and its caches
             exits[off] = body_line

@@ -230,6 +230,13 @@ class SourceIndex:
                 found = chain
         return found if found is not None else self._base.get(line, ())
 
+    def chain_outside(self, line: int) -> tuple[LoopInfo, ...]:
+        """Loops enclosing *line* but not its comprehensions: where a function's own frame
+        is, without a column (Python 3.10), when a comprehension is a code object of
+        its own -- whose frame, above it, is charged to the comprehension."""
+        return tuple(loop for loop in self._chains.get(line, ())
+                     if loop.kind != "comprehension")
+
     def function_node(self, qualname: str) -> ast.AST | None:
         return self.functions.get(qualname)
 
@@ -380,7 +387,11 @@ def attribute(session: Session, *, is_user_file: Callable[[str], bool] | None = 
                 chain = (LoopInfo(frame[0], frame[1], frame[1], "line",
                                   _enclosing(frame[2])),)
             else:
-                chain = index.chain_at(frame[1], frame[3] if len(frame) > 3 else -1)
+                col = frame[3] if len(frame) > 3 else -1
+                if col < 0 and frame[2].rpartition(".")[2] not in _COMPREHENSION_NAMES:
+                    chain = index.chain_outside(frame[1])
+                else:
+                    chain = index.chain_at(frame[1], col)
             chains[frame] = chain
         return chain
 

@@ -217,6 +217,7 @@ class Sampler:
         self._old_switch: float | None = None  # sys.getswitchinterval() to restore
         self._patched = False
         self._in_tick = False
+        self._tick_error = False  # a tick raised (reported once)
 
     # -- the per-sample logic (pure apart from reading frames) ------------------------------
 
@@ -240,6 +241,11 @@ class Sampler:
         self._in_tick = True
         try:
             self._tick(now, frames, caught_in_call, late, cpu)
+        except Exception as exc:  # noqa: BLE001 - the profiler must never break the program
+            if not self._tick_error:
+                self._tick_error = True
+                self._messages.append(f"a sample failed and was skipped ({type(exc).__name__}: "
+                                      f"{exc}); please report this as a loopscale bug")
         finally:
             self._in_tick = False
 

@@ -6,13 +6,15 @@ tuples, strings and floats -- so tests build one by hand with exact numbers
 and no timer, and a session can be pickled or written out as it is.
 
 A frame is ``(filename, lineno, function, column)``: ``column`` is the start
-column of the instruction the frame was running (-1 when unknown; hand-made
-sessions may leave it out and give 3-tuples), which tells a comprehension
-apart from the rest of its line.  A stack lists frames outermost first, so
-``stack[-1]`` is the frame that was running.  A sample carries the seconds it
-stands for (the time since the previous sample), the thread it was taken on
-and whether that time was spent in native code (a C call made from the top
-frame) rather than in Python bytecode.
+column of the instruction the frame was running, which tells a comprehension
+apart from the rest of its line.  It is -1 when unknown (Python 3.10 has no
+columns; hand-made sessions may give 3-tuples): a function's frame is then
+charged to the loops around its line, not to a comprehension on it, whose
+own code object (``f.<locals>.<listcomp>``) is charged to it.  A stack lists
+frames outermost first, so ``stack[-1]`` is the frame that was running.  A
+sample carries the seconds it stands for (the time since the previous
+sample), the thread it was taken on and whether that time was spent in
+native code (a C call made from the top frame) rather than in Python bytecode.
 """
 
 from __future__ import annotations

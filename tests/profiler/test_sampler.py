@@ -216,3 +216,14 @@ def test_capture_budget_counts_every_array_of_a_container_and_describes_long_lis
     assert describe((1, 2)) == "tuple[int]"
     assert describe([1, 2.0]) == "list"
     assert copy_small([1.0] * 20_000) == (False, None)
+
+
+def test_a_tick_that_fails_is_reported_not_raised_into_the_program():
+    clock = FakeClock()
+    sampler = _started(clock)
+    clock.now += 0.01
+    sampler.tick(clock.now, {threading.main_thread().ident: object()})  # not a frame
+    clock.now += 0.01
+    sampler.tick(clock.now, {threading.main_thread().ident: object()})
+    messages = [m for m in sampler.session(0.02).messages if "a sample failed" in m]
+    assert len(messages) == 1 and "AttributeError" in messages[0]

@@ -254,10 +254,14 @@ def test_a_call_beside_a_comprehension_on_its_line_is_not_charged_to_it(tmp_path
         Sample(((path, 3, "work", col_comp),                                      # 3.11:
                 (path, 3, "work.<locals>.<listcomp>", col_comp + 1)), 1.0),      # own code
         Sample(((path, 3, "work", col_comp + 1),), 0.5),                          # 3.12
+        # Python 3.10 has no columns: the function's own frame is beside the
+        # comprehension, whose code object, when running, is a frame of its own
+        Sample(((path, 3, "work"),), 2.0, native=True),
+        Sample(((path, 3, "work"), (path, 3, "work.<locals>.<listcomp>")), 0.25),
     ]
     att = attribute(_session(path, samples), is_user_file=lambda f: True)
     got = {s.loop.line: (s.self_seconds, s.inclusive_seconds) for s in att.loops}
-    assert got == {2: (3.0, 4.5), 3: (1.5, 1.5)}
+    assert got == {2: (5.0, 6.75), 3: (1.75, 1.75)}
 
 
 def test_line_level_fallback_charges_a_comprehension_to_its_functions_line(tmp_path):
