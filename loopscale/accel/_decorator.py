@@ -378,14 +378,23 @@ class Accelerated(Generic[P, R]):
                 continue
             idx, attrs = uses[name]
             first = idx[0] if idx else (attrs[0] if attrs else None)
-            if value is None and first is not None:
+            lines = {ln for ln, *_ in idx} | {ln for ln, _ in attrs}
+            # (the generated length checks sit on the loop's line)
+            at_use = err_line in lines or err_line in (fn.__code__.co_firstlineno,
+                                                       self.analysis.lineno)
+            if value is None and first is not None and re.search(r"\bnone\b|NoneType", text):
                 return ArgumentError(
                     f"argument {name!r} of {where} is None, but the function uses it as an "
                     f"array (`{first[1]}`, line {first[0]}): pass a NumPy array.")
             if isinstance(value, np.ndarray) and idx:
                 ndims = {k for _, _, k in idx}
-                if value.ndim not in ndims and (
-                        max(ndims) > value.ndim or any(line == err_line for line, _, _ in idx)):
+                # more indices than dimensions is always wrong; fewer is a row or a
+                # slice, wrong only where Numba met that sub-array instead of a
+                # number (an operation with no implementation for it, on the line)
+                if value.ndim not in ndims and (max(ndims) > value.ndim or (
+                        any(line == err_line for line, _, _ in idx)
+                        and re.search(r"No implementation of function|Cannot unify", text)
+                        and re.search(rf"array\(\w+, {value.ndim - min(ndims)}d", text))):
                     line, src, k = next(((ln, t, k) for ln, t, k in idx if ln == err_line),
                                         idx[0])
                     what = (f"a pandas {converted[name]} (a {value.ndim}-D array once "
@@ -400,7 +409,7 @@ class Accelerated(Generic[P, R]):
                         f"with {k} index{'es' if k != 1 else ''} (`{src}`, line {line}), as a "
                         f"{want} array, and Numba cannot compile line {err_line} for it: "
                         f"{hint}.")
-            if isinstance(value, (int, float, complex, np.generic)) and (idx or attrs):
+            if isinstance(value, (int, float, complex, np.generic)) and (idx or attrs) and at_use:
                 line, src = (idx[0][0], idx[0][1]) if idx else attrs[0]
                 return ArgumentError(
                     f"argument {name!r} of {where} is a {type(value).__name__} "

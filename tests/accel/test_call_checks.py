@@ -427,3 +427,13 @@ def test_writing_a_module_level_array_says_globals_are_constants_and_to_pass_it(
     assert "argument" in msg
     assert f"{THIS_FILE}:{line_of(write_global, 'TABLE[i] =')}" in msg
     assert info.value.__cause__ is not None
+
+
+def copy_rows(out, x):
+    for i in range(1, out.shape[0]):
+        np.copyto(out[i], out[i - 1] * 0.5 + x[i])
+
+
+def test_a_row_of_a_2d_argument_in_an_unsupported_call_is_a_compile_error_not_blamed_on_it():
+    with pytest.raises(CompileError, match="copyto"):
+        accelerate(copy_rows)(np.ones((10, 3)), np.ones(10))
