@@ -709,3 +709,63 @@ def test_methods_nested_functions_and_object_arguments_get_plain_verdicts(tmp_pa
         "argument `q` is a queue.Queue object, which compiled code cannot take: pass the "
         "NumPy arrays and numbers it holds instead")
     assert inner["accelerable"] is None and "not checked" in inner["reason"], inner
+
+
+def _other_pythons():
+    import glob
+    import shutil
+
+    found = {}
+    for minor in (10, 12, 13):
+        if (3, minor) == sys.version_info[:2]:
+            continue
+        candidates = [shutil.which(f"python3.{minor}")] + sorted(glob.glob(
+            os.path.expanduser(f"~/.pyenv/versions/3.{minor}.*/bin/python")))
+        for exe in candidates:
+            if exe and subprocess.run([exe, "-c", "pass"], capture_output=True,
+                                      timeout=30).returncode == 0:
+                found[f"3.{minor}"] = exe
+                break
+    return found
+
+
+OTHER_PYTHONS = _other_pythons()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not OTHER_PYTHONS, reason="no other CPython 3.10-3.13 on this machine")
+@pytest.mark.parametrize("version", sorted(OTHER_PYTHONS) or ["none"])
+def test_profiler_core_runs_on_other_python_versions(tmp_path, version):
+    # the sampler and attribution need the standard library only: run them under
+    # another interpreter found here (a comprehension beside a call, a with exit)
+    script = _write(tmp_path, "v.py", '''\
+        import threading
+
+        def helper(v):
+            s = 0
+            for i in range(v):
+                s += i
+            return s
+
+        def work(data, reps):
+            out = 0
+            with threading.Lock():
+                for _ in range(reps):
+                    out += sum([helper(v) for v in (30_000, 30_000)]) + len(sorted(data))
+            return out
+
+        work([float((i * 7919) % 10007) for i in range(20_000)], 100)
+    ''')
+    out = tmp_path / "r.json"
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    proc = subprocess.run([OTHER_PYTHONS[version], "-m", "loopscale.profiler", "--check",
+                           "none", "--json", str(out), script], capture_output=True,
+                          text=True, timeout=100, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert not any("failed" in m for m in report["messages"]), report["messages"]
+    loops = {(lp["line"], lp["end_line"]): lp for lp in report["loops"]}
+    # the comprehension holds its helper's loop, not the sort beside it
+    assert loops[(13, 13)]["fraction"] - loops[(5, 6)]["fraction"] < 0.05, loops
+    assert loops[(12, 13)]["self_seconds"] / report["total_seconds"] > 0.2, loops
