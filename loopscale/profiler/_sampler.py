@@ -200,6 +200,7 @@ class Sampler:
         self._samples: list[Sample] = []
         self._captures: dict[int, tuple[CodeType, Capture]] = {}
         self._stacks: dict[int, _StackCache] = {}  # per thread: the last stack
+        self._interned: dict[tuple[Frame, ...], tuple[Frame, ...]] = {}  # distinct stacks
         self._messages: list[str] = []
         self._ticks = 0
         self._last = 0.0
@@ -340,7 +341,9 @@ class Sampler:
         if self.capture:
             for obj in firsts:
                 self._capture(obj)
-        return stack
+        # samples share one tuple per distinct stack: a recursion 400 frames deep
+        # held 3 kB a sample (200 MB a minute at 1 ms), now a few distinct stacks
+        return self._interned.setdefault(stack, stack)
 
     def _capture(self, frame: Any) -> None:
         code = frame.f_code
@@ -494,6 +497,7 @@ class Sampler:
             self._old_switch = None
         self._running = False
         self._stacks.clear()  # the frames held for the next tick's walk
+        self._interned.clear()
         _code_infos.clear()  # and the code objects held by the frame cache
         return self.session(end - self._start, partial=partial, exit_status=exit_status,
                             argv=argv, rank=rank, mode=driver)

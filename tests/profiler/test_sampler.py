@@ -227,3 +227,22 @@ def test_a_tick_that_fails_is_reported_not_raised_into_the_program():
     sampler.tick(clock.now, {threading.main_thread().ident: object()})
     messages = [m for m in sampler.session(0.02).messages if "a sample failed" in m]
     assert len(messages) == 1 and "AttributeError" in messages[0]
+
+
+def test_samples_with_the_same_stack_share_one_tuple():
+    clock = FakeClock()
+    sampler = _started(clock)
+    main = threading.main_thread().ident
+
+    def leaf(k):
+        clock.now += 0.01
+        sampler.tick(clock.now, {main: sys._getframe()})  # the same place each time
+
+    def descend(depth):
+        return leaf(depth) if depth == 0 else descend(depth - 1)
+
+    for _ in range(3):
+        descend(50)  # new frame objects every time, the same stack
+    stacks = [s.stack for s in sampler.session(0.03).samples]
+    assert len(stacks) == 3 and len(stacks[0]) > 50
+    assert stacks[0] is stacks[1] is stacks[2]
