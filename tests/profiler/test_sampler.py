@@ -244,5 +244,5 @@ def test_samples_with_the_same_stack_share_one_tuple():
     for _ in range(3):
         descend(50)  # new frame objects every time, the same stack
     stacks = [s.stack for s in sampler.session(0.03).samples]
-    assert len(stacks) == 3 and len(stacks[0]) > 50
-    assert stacks[0] is stacks[1] is stacks[2]
+    assert len(stacks) >= 3 and len(stacks[0]) > 50  # (a tick may give two samples)
+    assert all(stack is stacks[0] for stack in stacks)
