@@ -93,6 +93,26 @@ def _row_names(func: ast.AST, frame: str) -> set[str]:
     return rows
 
 
+def _columns_of_row_function(index: SourceIndex, qualname: str) -> list[str]:
+    """Columns a function applied to rows reads from its first parameter, in order."""
+    func = index.function_node(qualname)
+    args = getattr(getattr(func, "args", None), "args", None)
+    if not args:
+        return []
+    row = args[0].arg
+    found: list[tuple[int, int, str]] = []
+    for node in ast.walk(func):  # type: ignore[arg-type]
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                and node.value.id == row and isinstance(node.slice, ast.Constant) \
+                and isinstance(node.slice.value, str):
+            found.append((node.lineno, node.col_offset, node.slice.value))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == row and not node.attr.startswith("_") \
+                and node.attr not in ("Index", "name", "index"):
+            found.append((node.lineno, node.col_offset, node.attr))
+    return list(dict.fromkeys(col for *_, col in sorted(found)))
+
+
 def pandas_argument_reason(index: SourceIndex, qualname: str,
                            kinds: dict[str, str]) -> str | None:
     """Why *qualname* cannot compile as written when it takes a pandas object that it
@@ -105,26 +125,39 @@ def pandas_argument_reason(index: SourceIndex, qualname: str,
         what = _PANDAS_KINDS.get(kind)
         if what is None:
             continue
-        uses: list[tuple[int, int, str | None]] = []  # line, column, column name read
+        uses: list[tuple[int, int, int, str | None]] = []  # line, col, order, column read
+        written: set[str] = set()
         rows = _row_names(func, name)
         for node in ast.walk(func):
             if isinstance(getattr(node, "ctx", None), ast.Store):
-                continue  # a column the function writes is no input
+                key = getattr(node, "slice", None)
+                if isinstance(key, ast.Tuple) and len(key.elts) == 2:
+                    key = key.elts[1]  # df.loc[i, "c"] = ...
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    written.add(key.value)  # a column the function writes is no input
+                continue
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
                     and isinstance(node.slice, ast.Constant) \
                     and isinstance(node.slice.value, str):
                 if node.value.id == name:
-                    uses.append((node.lineno, node.col_offset, node.slice.value))
+                    uses.append((node.lineno, node.col_offset, 0, node.slice.value))
                 elif node.value.id in rows:  # row["c"] in a loop over its rows
-                    uses.append((node.lineno, node.col_offset, node.slice.value))
+                    uses.append((node.lineno, node.col_offset, 0, node.slice.value))
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id in rows and not node.attr.startswith("_") \
                     and node.attr not in ("Index", "name", "index"):
-                uses.append((node.lineno, node.col_offset, node.attr))  # row.c
+                uses.append((node.lineno, node.col_offset, 0, node.attr))  # row.c
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id == name and node.attr not in _ARRAY_ATTRS:
                 api = what == "Series" or _is_pandas_attribute(node.attr, what)
-                uses.append((node.lineno, node.col_offset, None if api else node.attr))
+                uses.append((node.lineno, node.col_offset, 0, None if api else node.attr))
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "apply" and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id == name and node.args \
+                    and isinstance(node.args[0], ast.Name):
+                # frame.apply(f, axis=1): the columns f reads from its row, here
+                for k, col in enumerate(_columns_of_row_function(index, node.args[0].id), 1):
+                    uses.append((node.lineno, node.col_offset, k, col))
         if not uses:
             continue
         uses.sort()
@@ -134,7 +167,9 @@ def pandas_argument_reason(index: SourceIndex, qualname: str,
         if what == "Series":
             return (f"argument `{name}` is a pandas Series ({where}): pass it as a NumPy "
                     f"array ({name}.to_numpy()) and index it with [i]")
-        columns = list(dict.fromkeys(col for _, _, col in uses if col is not None))
+        read = [col for *_, col in uses if col is not None]
+        columns = list(dict.fromkeys(c for c in read if c not in written)) \
+            or list(dict.fromkeys(read))
         arrays = ", ".join(f"{name}[{col!r}].to_numpy()" for col in columns) \
             or f"{name}['<column>'].to_numpy()"
         return (f"argument `{name}` is a pandas DataFrame ({where}): pass its columns as "

@@ -298,3 +298,23 @@ def test_dataframe_reason_lists_the_columns_read_through_rows_not_those_written(
                       "(df['total'].to_numpy(), df['tenure'].to_numpy()) and index them "
                       "with [i]")
     assert pandas_argument_reason(index, "engineer", {"df": "float64[:, :]"}) is None
+
+
+def test_dataframe_reason_reads_the_columns_of_a_function_applied_to_rows(tmp_path):
+    from loopscale.profiler._verdict import pandas_argument_reason
+
+    source = textwrap.dedent('''\
+        def risk(row):
+            base = row["debt"] / (row.income + 1.0)
+            return base * 2.0 if row["late"] > 2 else base
+
+        def score(df):
+            df["risk"] = df.apply(risk, axis=1)
+            return df["risk"].mean()
+        ''')
+    index = SourceIndex(str(tmp_path / "a.py"), source)
+    reason = pandas_argument_reason(index, "score", {"df": "pandas.DataFrame"})
+    assert reason == ("argument `df` is a pandas DataFrame (line 6: `df[\"risk\"] = "
+                      "df.apply(risk, axis=1)`): pass its columns as NumPy arrays "
+                      "(df['debt'].to_numpy(), df['income'].to_numpy(), "
+                      "df['late'].to_numpy()) and index them with [i]")
