@@ -223,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(text)
     for option, render in ((opts.json, report.as_dict), (opts.html, report.to_html)):
         if option:
-            target = os.path.join(start_dir, rank_path(option, rank))
-            with open(target, "w", encoding="utf-8") as fh:
+            out_path = os.path.join(start_dir, rank_path(option, rank))
+            with open(out_path, "w", encoding="utf-8") as fh:
                 if render == report.as_dict:
                     import json
 

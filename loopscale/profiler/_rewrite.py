@@ -228,16 +228,16 @@ class _Translator:
                                  value=ast.Constant(1), lineno=0)
             return ast.If(test=ast.Constant(True), body=[store, step], orelse=[], lineno=0)
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            written = self._written_column(target)
+            lhs = node.targets[0]
+            written = self._written_column(lhs)
             if written is not None:
                 if written not in self.column_outputs:
                     self.column_outputs[written] = self._fresh(f"{written}_values")
                 return self._store(self.column_outputs[written], self.expr(node.value))
-            if isinstance(target, ast.Name) and target.id not in self.loop.rows:
+            if isinstance(lhs, ast.Name) and lhs.id not in self.loop.rows:
                 value = self.expr(node.value)
-                self.temporaries.add(target.id)
-                return ast.Assign(targets=[target], value=value, lineno=0)
+                self.temporaries.add(lhs.id)
+                return ast.Assign(targets=[lhs], value=value, lineno=0)
             raise _Untranslatable
         if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) \
                 and isinstance(node.op, _REDUCE_OPS):
@@ -342,11 +342,11 @@ def _find(index: SourceIndex, loop: LoopInfo) -> _RowLoop | None:
                 found.rows.add(func.args.args[0].arg)
                 found.body = [ast.Return(value=func.body)]
             elif isinstance(func, ast.Name):
-                target = index.function_node(func.id)
-                args = getattr(target, "args", None)
+                applied = index.function_node(func.id)
+                args = getattr(applied, "args", None)
                 if args is not None and len(args.args) == 1:
                     found.rows.add(args.args[0].arg)
-                    found.body = list(target.body)  # type: ignore[attr-defined]
+                    found.body = list(getattr(applied, "body", []))
             return found
     return None
 

@@ -205,7 +205,7 @@ def _self_attributes(index: SourceIndex, qualname: str) -> list[str]:
     """``self.w``-style reads in method *qualname*, in source order."""
     func = index.function_node(qualname)
     args = getattr(getattr(func, "args", None), "args", None)
-    if not args:
+    if func is None or not args:
         return []
     this = args[0].arg
     found = sorted((n.lineno, n.col_offset, f"{this}.{n.attr}") for n in ast.walk(func)
