@@ -379,13 +379,22 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             inner = _stmts(f"for {var} in range({start}, {stop}):\n    pass", line)[0]
             inner.body = []  # type: ignore[attr-defined]
         elif nargs == 2:
-            inner = _stmts(f"for {var} in range(__ls_lo + {start}, __ls_lo + {stop}):\n"
+            # a constant start is written as the literal: the chunk kernel gets
+            # `__ls_lo` as an argument, and LLVM, not knowing it, would keep the
+            # negative-index wraparound of `a[i - 1]` (measured ~30% slower)
+            lo = "__ls_lo" if start_const is None else str(start_const)
+            inner = _stmts(f"for {var} in range({lo} + {start}, {lo} + {stop}):\n"
                            "    pass", line)[0]
             inner.body = []  # type: ignore[attr-defined]
         else:
+            step_node = analysis.range_args[2]
+            step_const = (step_node.value if isinstance(step_node, ast.Constant)
+                          and type(step_node.value) is int else None)
+            lo = "__ls_lo" if start_const is None else str(start_const)
+            step = "__ls_step" if step_const is None else f"({step_const})"
             inner = _stmts(f"""
                 for __ls_k in range({start}, {stop}):
-                    {var} = __ls_lo + __ls_k * __ls_step
+                    {var} = {lo} + __ls_k * {step}
             """, line)[0]
         if nargs <= 2 and start_const is not None:
             inner.body += _stmts(f"{var} = __ls_nonneg({var})", line)  # type: ignore
