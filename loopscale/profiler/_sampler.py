@@ -236,10 +236,15 @@ class Sampler:
         (see the module's description of Python versus native time).
         """
         if self._in_tick:
-            # a second timer signal handled inside the first one's handler: its time
-            # goes to the next tick (the walk below is not reentrant)
-            return
+            return  # see _on_signal
         self._in_tick = True
+        try:
+            self._safe_tick(now, frames, caught_in_call, late, cpu)
+        finally:
+            self._in_tick = False
+
+    def _safe_tick(self, now: float, frames: dict[int, Any], caught_in_call: bool,
+                   late: float | None, cpu: float | None) -> None:
         try:
             self._tick(now, frames, caught_in_call, late, cpu)
         except Exception as exc:  # noqa: BLE001 - the profiler must never break the program
@@ -247,8 +252,6 @@ class Sampler:
                 self._tick_error = True
                 self._messages.append(f"a sample failed and was skipped ({type(exc).__name__}: "
                                       f"{exc}); please report this as a loopscale bug")
-        finally:
-            self._in_tick = False
 
     def _tick(self, now: float, frames: dict[int, Any], caught_in_call: bool,
               late: float | None, cpu: float | None) -> None:
@@ -359,18 +362,27 @@ class Sampler:
     # -- drivers --------------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._in_tick:
+        # A timer signal that arrives while this handler runs (a busy machine can
+        # stop it for longer than an interval) is handled inside it, with the
+        # handler's own frame as the interrupted one: that tick would find no user
+        # frame on the main thread -- and lose the main thread's and its pool
+        # threads' time -- so it is skipped, and its time goes to the next tick.
+        if self._in_tick or (frame is not None and frame.f_code is _ON_SIGNAL_CODE):
             return
-        now = self.clock()
-        frames: dict[int, Any] = dict(sys._current_frames())
-        frames[self._main_ident] = frame  # the interrupted frame, not the handler's own
-        if self._thread is not None:
-            frames.pop(self._thread.ident, None)
-        remaining = signal.getitimer(self._which)[0]
-        cpu = time.process_time()
-        late = self.interval - remaining if 0.0 < remaining <= self.interval else None
-        self.tick(now, frames, late=late, cpu=cpu - self._last_cpu)
-        self._last_cpu = cpu
+        self._in_tick = True
+        try:
+            now = self.clock()
+            frames: dict[int, Any] = dict(sys._current_frames())
+            frames[self._main_ident] = frame  # the interrupted frame, not the handler's
+            if self._thread is not None:
+                frames.pop(self._thread.ident, None)
+            remaining = signal.getitimer(self._which)[0]
+            cpu = time.process_time()
+            late = self.interval - remaining if 0.0 < remaining <= self.interval else None
+            self._safe_tick(now, frames, False, late, cpu - self._last_cpu)
+            self._last_cpu = cpu
+        finally:
+            self._in_tick = False
 
     def _thread_loop(self) -> None:
         due = time.monotonic() + self.interval
@@ -552,3 +564,6 @@ class Sampler:
             argv=argv, captures=tuple(c for _, c in self._captures.values()),
             messages=tuple(messages),
             rank=rank)
+
+
+_ON_SIGNAL_CODE = Sampler._on_signal.__code__

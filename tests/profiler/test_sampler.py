@@ -246,3 +246,33 @@ def test_samples_with_the_same_stack_share_one_tuple():
     stacks = [s.stack for s in sampler.session(0.03).samples]
     assert len(stacks) >= 3 and len(stacks[0]) > 50  # (a tick may give two samples)
     assert all(stack is stacks[0] for stack in stacks)
+
+
+def test_a_timer_signal_handled_inside_the_handler_is_skipped_not_charged_to_nobody():
+    import signal
+
+    fake = FakeClock()
+    sampler = _started(fake)
+    nested = []
+
+    def clock():
+        # a busy machine stops the handler past the next expiry: the second signal
+        # is handled inside the first handler, with the handler's frame as the
+        # interrupted one
+        fake.now += 0.05
+        if not nested:
+            nested.append(sys._getframe(1))
+            sampler._on_signal(signal.SIGALRM, sys._getframe(1))
+        return fake.now
+
+    sampler.clock = clock
+
+    def user_code():
+        sampler._on_signal(signal.SIGALRM, sys._getframe())
+
+    user_code()
+    main = threading.main_thread().ident
+    samples = [s for s in sampler.session(1.0).samples if s.thread == main]
+    assert nested and sampler._held == 0.0
+    assert samples and all(s.stack[-1][2].endswith("user_code") for s in samples)
+    assert sum(s.weight for s in samples) == pytest.approx(0.05)  # all to the user frame
