@@ -45,7 +45,11 @@ more than a fifth of an interval late while the process kept running was
 held in C code that checks no signals (an operator such as ``a @ b`` on big
 arrays), and that part is native; a call sample on time while the process
 hardly ran was caught inside a C function that waits and checks signals
-(``time.sleep``, I/O, a lock), and is native whole.  Time in C code reached
+(``time.sleep``, I/O, a lock), and is native whole.  On Linux the main
+thread's run-queue wait (``/proc/thread-self/schedstat``) is read too: time
+it waited for a CPU on a busy machine is left out of these tests, and a held
+tick's waiting time is split between Python and native time as its running
+time is.  Time in C code reached
 through a Python-level wrapper is classified by the innermost Python frame.
 
 **Threads.**  Every tick also reads the other threads' frames through
@@ -215,6 +219,8 @@ class Sampler:
         self._held = 0.0  # main-thread time a tick could not charge (see _charge_held)
         self._main_seen: tuple[tuple[Frame, ...], bool] | None = None  # stack, at a call
         self._last_cpu = 0.0  # time.process_time() at the last tick (signal mode)
+        self._wait_fd: int | None = None  # the main thread's /proc schedstat (Linux)
+        self._last_wait: float | None = None  # its run-queue wait at the last tick
         self._old_switch: float | None = None  # sys.getswitchinterval() to restore
         self._patched = False
         self._in_tick = False
@@ -223,7 +229,8 @@ class Sampler:
     # -- the per-sample logic (pure apart from reading frames) ------------------------------
 
     def tick(self, now: float, frames: dict[int, Any], *, caught_in_call: bool = False,
-             late: float | None = None, cpu: float | None = None) -> None:
+             late: float | None = None, cpu: float | None = None,
+             waited: float | None = None) -> None:
         """Record one tick at clock time *now* for the threads' top *frames*.
 
         *caught_in_call* is true when the frames were read while their threads
@@ -232,21 +239,22 @@ class Sampler:
         the main thread in signal mode it is false: the handler runs after a C
         call returned, so only the part of the weight beyond one interval is
         native.  In signal mode *late* is how long after its timer expiry the
-        handler ran, and *cpu* the process's CPU seconds since the last tick
-        (see the module's description of Python versus native time).
+        handler ran, *cpu* the process's CPU seconds since the last tick and
+        *waited* the seconds the main thread waited for a CPU meanwhile (see
+        the module's description of Python versus native time).
         """
         if self._in_tick:
             return  # see _on_signal
         self._in_tick = True
         try:
-            self._safe_tick(now, frames, caught_in_call, late, cpu)
+            self._safe_tick(now, frames, caught_in_call, late, cpu, waited)
         finally:
             self._in_tick = False
 
     def _safe_tick(self, now: float, frames: dict[int, Any], caught_in_call: bool,
-                   late: float | None, cpu: float | None) -> None:
+                   late: float | None, cpu: float | None, waited: float | None = None) -> None:
         try:
-            self._tick(now, frames, caught_in_call, late, cpu)
+            self._tick(now, frames, caught_in_call, late, cpu, waited)
         except Exception as exc:  # noqa: BLE001 - the profiler must never break the program
             if not self._tick_error:
                 self._tick_error = True
@@ -254,7 +262,7 @@ class Sampler:
                                       f"{exc}); please report this as a loopscale bug")
 
     def _tick(self, now: float, frames: dict[int, Any], caught_in_call: bool,
-              late: float | None, cpu: float | None) -> None:
+              late: float | None, cpu: float | None, waited: float | None = None) -> None:
         elapsed = now - self._last
         self._last = now
         self._ticks += 1
@@ -296,8 +304,11 @@ class Sampler:
                     # keep the time for the user's frame (see stop())
                     self._held += elapsed
                 continue
-            if in_call and main_signal and elapsed > 2.0 * self.interval \
-                    and (cpu is None or cpu >= 0.5 * elapsed):
+            # the time the main thread could run: not the time it waited for a CPU
+            # on a busy machine (read from the kernel where it says)
+            running = max(0.0, elapsed - (waited or 0.0))
+            if in_call and main_signal and running > 2.0 * self.interval \
+                    and (cpu is None or cpu >= 0.5 * running):
                 body_line = _code_info(frame.f_code).with_exit_line(frame.f_lasti)
                 if body_line is not None:
                     # a held tick handled at a `with` block's exit while the process
@@ -312,24 +323,35 @@ class Sampler:
                 self._main_seen = (stack, in_call)
             if not in_call:
                 native = 0.0
-                if main_signal and late is not None and cpu is not None \
-                        and late > 0.2 * self.interval and cpu >= 0.5 * elapsed:
+                # held: the handler ran well after its timer expired -- or, where
+                # the kernel tells how long the thread waited for a CPU, it ran
+                # more than two intervals after the last tick (a long hold lets the
+                # timer expire many times; `late` is then only the last phase)
+                # (a lateness the wait explains is no hold)
+                held = late is not None and (late - (waited or 0.0) > 0.2 * self.interval or (
+                    waited is not None and running > 2.0 * self.interval))
+                if main_signal and held and cpu is not None and cpu >= 0.5 * running > 0.0:
                     # the handler ran well after its tick while the process ran: the
                     # interpreter, which checks for signals at every call and loop
                     # jump, was held in C code that checks none (an operator, `a @ b`)
-                    native = min(elapsed, max(late, elapsed - self.interval))
+                    native = min(running, max(late, running - self.interval))
+                    # the time it waited for a CPU meanwhile is split as it ran
+                    native = min(elapsed, native * elapsed / running)
                 if native < elapsed:
                     self._samples.append(Sample(stack, elapsed - native, ident, False))
                 if native > 0.0:
                     self._samples.append(Sample(stack, native, ident, True))
             elif not main_signal:
                 self._samples.append(Sample(stack, elapsed, ident, True))
-            elif cpu is not None and cpu < 0.5 * elapsed:
+            elif cpu is not None and cpu < 0.5 * running:
                 # at a call, on time, and the process hardly ran: the handler ran from
                 # inside a C function that waits (sleep, I/O, a lock) and checks signals
                 self._samples.append(Sample(stack, elapsed, ident, True))
             else:
-                python = min(elapsed, self.interval)
+                # one interval of Python, the rest in the C call; the time the thread
+                # waited for a CPU meanwhile is split alike
+                python = min(elapsed, self.interval) if running <= 0.0 \
+                    else elapsed * min(running, self.interval) / running
                 self._samples.append(Sample(stack, python, ident, False))
                 if elapsed > python:
                     self._samples.append(Sample(stack, elapsed - python, ident, True))
@@ -379,10 +401,38 @@ class Sampler:
             remaining = signal.getitimer(self._which)[0]
             cpu = time.process_time()
             late = self.interval - remaining if 0.0 < remaining <= self.interval else None
-            self._safe_tick(now, frames, False, late, cpu - self._last_cpu)
-            self._last_cpu = cpu
+            wait = self._read_wait()
+            waited = None if wait is None or self._last_wait is None \
+                else wait - self._last_wait
+            self._safe_tick(now, frames, False, late, cpu - self._last_cpu, waited)
+            self._last_cpu, self._last_wait = cpu, wait
         finally:
             self._in_tick = False
+
+    def _open_wait(self) -> None:
+        """Open the main thread's scheduler statistics, where Linux has them."""
+        try:
+            self._wait_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except (OSError, AttributeError):
+            self._wait_fd = None
+        self._last_wait = self._read_wait()
+
+    def _read_wait(self) -> float | None:
+        """Seconds the main thread has waited for a CPU (run-queue time), or None."""
+        if self._wait_fd is None:
+            return None
+        try:
+            return int(os.pread(self._wait_fd, 96, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _close_wait(self) -> None:
+        if self._wait_fd is not None:
+            try:
+                os.close(self._wait_fd)
+            except OSError:
+                pass
+            self._wait_fd = None
 
     def _thread_loop(self) -> None:
         due = time.monotonic() + self.interval
@@ -442,6 +492,7 @@ class Sampler:
             self._start_thread()
             return
         self._driver = "signal"
+        self._open_wait()
         self._old_handler = _real_signal(self._signum, self._on_signal)
         self._patch_signal_module()
         _real_setitimer(self._which, self.interval, self.interval)
@@ -499,6 +550,7 @@ class Sampler:
             _real_setitimer(self._which, 0.0, 0.0)
             _real_signal(self._signum, self._old_handler)
             self._charge_held(end)
+        self._close_wait()
         self._unpatch_signal_module()
         driver, self._driver = self._driver, ""
         self._stop_event.set()

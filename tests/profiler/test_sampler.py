@@ -276,3 +276,25 @@ def test_a_timer_signal_handled_inside_the_handler_is_skipped_not_charged_to_nob
     assert nested and sampler._held == 0.0
     assert samples and all(s.stack[-1][2].endswith("user_code") for s in samples)
     assert sum(s.weight for s in samples) == pytest.approx(0.05)  # all to the user frame
+
+
+def test_time_spent_waiting_for_a_cpu_does_not_decide_python_versus_native():
+    clock = FakeClock()
+    main = threading.main_thread().ident
+    keep, frame = _suspended_frame()  # not at a call: Python, unless the tick was held
+
+    def split(elapsed, **kw):
+        sampler = _started(clock)  # interval 0.01
+        clock.now += elapsed
+        sampler.tick(clock.now, {main: frame}, **kw)
+        samples = sampler.session(elapsed).samples
+        return (sum(s.weight for s in samples if not s.native),
+                sum(s.weight for s in samples if s.native))
+
+    # Python code on a busy machine: late, but the wait for a CPU explains it
+    python, native = split(0.05, late=0.009, cpu=0.01, waited=0.04)
+    assert (python, native) == pytest.approx((0.05, 0.0))
+    # an operator on big arrays held the tick for 80 ms of CPU, and the thread
+    # waited 120 ms for a CPU besides: the timer's last phase (1 ms) says little
+    python, native = split(0.2, late=0.001, cpu=0.08, waited=0.12)
+    assert native == pytest.approx(0.2 * 0.07 / 0.08) and python == pytest.approx(0.025)
