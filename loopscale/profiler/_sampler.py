@@ -492,7 +492,8 @@ class Sampler:
             self._start_thread()
             return
         self._driver = "signal"
-        self._open_wait()
+        if self.timer == "wall":  # CPU-time ticks exclude the wait already
+            self._open_wait()
         self._old_handler = _real_signal(self._signum, self._on_signal)
         self._patch_signal_module()
         _real_setitimer(self._which, self.interval, self.interval)

@@ -298,3 +298,16 @@ def test_time_spent_waiting_for_a_cpu_does_not_decide_python_versus_native():
     # waited 120 ms for a CPU besides: the timer's last phase (1 ms) says little
     python, native = split(0.2, late=0.001, cpu=0.08, waited=0.12)
     assert native == pytest.approx(0.2 * 0.07 / 0.08) and python == pytest.approx(0.025)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/thread-self/schedstat"),
+                    reason="Linux /proc only")
+def test_the_cpu_wait_is_read_with_the_wall_clock_only():
+    for timer, reads in (("wall", True), ("cpu", False)):
+        sampler = Sampler(timer=timer, mode="signal")
+        sampler.start()
+        try:
+            assert (sampler._read_wait() is not None) is reads
+        finally:
+            sampler.stop()
+        assert sampler._wait_fd is None  # closed
