@@ -479,11 +479,11 @@ class DistributedCall:
             if c1 - c0 <= 1 or workers == 1:
                 kernel(c0, c1, *args_t)
                 continue
-            if plan.has_reductions:
-                chunks = [(b, b + 1) for b in range(c0, c1)]
-            else:
-                step = max(1, -(-(c1 - c0) // (16 * workers)))
-                chunks = [(a, min(a + step, c1)) for a in range(c0, c1, step)]
+            # chunks of whole blocks, about 16 per worker: with reductions too, since a
+            # chunk computes each of its blocks' partials in order (one chunk per block
+            # was 1000 one-row chunks a call for a stencil, 3x slower than one thread)
+            step = max(1, -(-(c1 - c0) // (16 * workers)))
+            chunks = [(a, min(a + step, c1)) for a in range(c0, c1, step)]
             sub = plan if args_t is plan.args else _with_args(plan, args_t)
             ThreadsExecutor(max_workers=workers).run(_LocalPlan(sub, chunks))
 
