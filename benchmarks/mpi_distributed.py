@@ -137,11 +137,18 @@ def rank_side(rows: int, cols: int, steps: int, repeats: int, out_path: str) -> 
     up, down = (me - 1 if me > 0 else mpi.PROC_NULL), (me + 1 if me < size - 1 else mpi.PROC_NULL)
     plain = _hand_step is _hand_plain
     e_in, e_out = np.zeros(1), np.zeros(1)
+    checks = os.environ.get("LS_BENCH_HAND_CHECKS") == "1"
+    fp_in, fp_out = np.array([12345, -12346], dtype=np.int64), np.zeros(2, dtype=np.int64)
+    st_in, st_out = np.zeros(1, dtype=np.int64), np.zeros(size, dtype=np.int64)
 
     def hand(x: np.ndarray, y: np.ndarray) -> float:
+        if checks:  # what loopscale adds: the ranks agree on the call...
+            comm.Allreduce(fp_in, fp_out, op=mpi.MAX)
         comm.Sendrecv(x[1], dest=up, recvbuf=x[-1], source=down)
         comm.Sendrecv(x[-2], dest=down, recvbuf=x[0], source=up)
         e = _hand_step(x, y, first, last)
+        if checks:  # ... and every rank learns whether any rank failed
+            comm.Allgather(st_in, st_out)
         if plain:
             return 0.0
         e_in[0] = e
@@ -216,6 +223,10 @@ def main() -> None:
                     help="the stencil without its residual (no reduction, no allreduce)")
     ap.add_argument("--hand-memory", choices=("own", "shared"), default="own",
                     help="the hand program's arrays: its own, or the DistArrays' buffers")
+    ap.add_argument("--hand-checks", action="store_true",
+                    help="the hand program also does what loopscale's promises cost: an "
+                         "Allreduce of a fingerprint before each step and an Allgather of a "
+                         "status word after it (to tell that cost from loopscale's own)")
     ap.add_argument("--weak", type=int, nargs="+", metavar="P",
                     help="weak scaling: --rows rows per rank, at each of these rank counts")
     ap.add_argument("--kernels", action="store_true",
@@ -233,6 +244,7 @@ def main() -> None:
         os.environ["LS_BENCH_PLAIN"] = "1"
         _use_plain()
     os.environ["LS_BENCH_HAND_MEMORY"] = args.hand_memory
+    os.environ["LS_BENCH_HAND_CHECKS"] = "1" if args.hand_checks else "0"
     from loopscale.distribute._launch import find_launcher
 
     if args.kernels:
@@ -262,7 +274,8 @@ def main() -> None:
                                                     "MALLOC_ARENA_MAX") if k in os.environ)
     print(f"2-D heat stencil {kind} residual, {args.rows}x{args.cols}, {args.steps} steps; "
           f"mpiexec -n "
-          f"{args.nprocs}; median of {args.repeats}; hand memory {args.hand_memory}; "
+          f"{args.nprocs}; median of {args.repeats}; hand memory {args.hand_memory}"
+          f"{', hand with checks' if args.hand_checks else ''}; "
           f"usable cores {loopscale.config.usable_cores()}; load average "
           f"{load0:.2f} before, {res['load']:.2f} after; heap: {heap or 'glibc defaults'}")
     print()
