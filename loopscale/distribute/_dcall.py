@@ -36,6 +36,7 @@ description of the inputs; step 1's ``Allreduce`` itself runs every call.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,16 +56,25 @@ _FETCH_TAG, _WRITE_TAG = 0, 16384
 
 #: What a call works out from the plan's shape alone (which rank runs which
 #: iterations, which rows go where, the layout of the combining exchange) is
-#: kept here, keyed by everything it depends on, so that a stencil stepped many
-#: times works it out once; the ranks' agreement is still checked every call.
-_SCHEDULES: dict[tuple[Any, ...], _Schedule] = {}
+#: kept per thread (a schedule holds the exchange's buffers, and two threads may
+#: run calls on two communicators at once), keyed by everything it depends on,
+#: so that a stencil stepped many times works it out once; the ranks' agreement
+#: is still checked every call.
+_LOCAL = threading.local()
 #: The agreement fingerprint of a call, keyed by a cheap description of its inputs.
 _PRINTS: dict[tuple[Any, ...], int] = {}
 #: The ``mpi`` level's executor (workers, check) by communicator and options.
 _LEVELS: dict[tuple[Any, ...], MPIExecutor] = {}
 _CACHE_LIMIT = 256
-#: The agreement's send and receive buffers (one call at a time: calls are collective).
-_AGREE = (np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64))
+
+
+def _local() -> Any:
+    """This thread's schedules and agreement buffers."""
+    here = _LOCAL.__dict__
+    if not here:
+        here["schedules"] = {}
+        here["agree"] = (np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64))
+    return _LOCAL
 
 
 class _Slot:
@@ -226,10 +236,11 @@ class DistributedCall:
         key = (n, lo, step, plan.block, plan.nblocks, plan.has_reductions, self._bkey, me,
                tuple((s.index, s.offsets, s.written, s.array._ghost) for s in slots),
                tuple((p.dtype.str, p.shape) for p in parts))
-        sched = _SCHEDULES.get(key)
+        schedules = _local().schedules
+        sched = schedules.get(key)
         if sched is None:
             sched = self._schedule(plan, slots, parts, me, nranks)
-            _remember(_SCHEDULES, key, sched)
+            _remember(schedules, key, sched)
         self._computed = sched.computed
         moved = self._fetch(sched, slots)
         failure: BaseException | None = None
@@ -264,7 +275,7 @@ class DistributedCall:
             known = fingerprint(describe_inputs(plan, check, tuple(self.views))
                                 + self._rows_field())
             _remember(_PRINTS, key, known)
-        mine, both = _AGREE
+        mine, both = _local().agree
         mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
         comm.Allreduce(mine, both, op=_mpi.mpi_module().MAX)
         if both[0] != -both[1] - 1:  # max != min: some rank differs; every rank sees it

@@ -589,3 +589,65 @@ def test_repeated_calls_stay_exact_agreed_and_fail_together(mpi_warm, ranks):
     run = mpi_warm(REPEATED, n=ranks, how=how, timeout=180)
     assert run.returncode == 0, run.describe()
     assert run.stdout.count("repeated ok") == ranks, run.describe()
+
+
+THREADS = r'''
+import threading
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from mpi4py import MPI
+
+
+@accelerate
+def resid(u, out):
+    n = u.shape[0]
+    err = 0.0
+    for i in range(1, n - 1):
+        v = 0.5 * (u[i - 1] + u[i + 1])
+        err += (v - u[i]) * (v - u[i])
+        out[i] = v
+    return err
+
+
+me = distribute.rank()
+assert MPI.Query_thread() == MPI.THREAD_MULTIPLE
+x = np.random.default_rng(2).random(500)
+ref_a, ref_b, ref_e = x.copy(), x.copy(), []
+with loopscale.level("serial"):
+    for _ in range(60):
+        ref_e.append(resid(ref_a, ref_b))
+        ref_a, ref_b = ref_b, ref_a
+comms = [MPI.COMM_WORLD.Dup(), MPI.COMM_WORLD.Dup()]
+arrays = [distribute.scatter(x if me == 0 else None, comm=c) for c in comms]
+arrays = [(a, a.copy()) for a in arrays]
+resid(*arrays[0])  # compiled once, before the threads
+arrays = [distribute.scatter(x if me == 0 else None, comm=c) for c in comms]
+arrays = [(a, a.copy()) for a in arrays]
+bad = []
+
+
+def steps(t):
+    a, b = arrays[t]
+    for k in range(60):
+        e = resid(a, b)  # the same shapes on both threads: the same schedule key
+        if e != ref_e[k]:
+            bad.append((t, k, e, ref_e[k]))
+        a, b = b, a
+    if not np.array_equal(distribute.allgather(a), ref_a):
+        bad.append((t, "rows"))
+
+
+threads = [threading.Thread(target=steps, args=(t,)) for t in range(2)]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join()
+print(f"rank {me} threads {'ok' if not bad else bad[:3]}", flush=True)
+'''
+
+
+def test_two_threads_calling_on_two_communicators_at_once(mpi_warm):
+    run = mpi_warm(THREADS, n=2, timeout=120)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("threads ok") == 2, run.describe()
