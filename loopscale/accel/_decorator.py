@@ -401,7 +401,7 @@ class Accelerated(Generic[P, R]):
                             "converted)" if name in converted else f"a {value.ndim}-D array")
                     want = " or ".join(f"{d}-D" for d in sorted(ndims))
                     hint = (f"pass a {want} array" + (
-                        f" (for one column of a DataFrame: df['col'].to_numpy())"
+                        " (for one column of a DataFrame: df['col'].to_numpy())"
                         if name in converted and "DataFrame" in converted[name] else
                         f" ({name}.ravel() flattens it)" if min(ndims) == 1 else ""))
                     return ArgumentError(
@@ -659,21 +659,13 @@ class Accelerated(Generic[P, R]):
             return result
         if setting.options and setting.name == "serial":
             get_executor("serial", setting.options)  # validates (rejects) options
-        st = _state()
         while True:
             try:
-                return self._serial(st, *args, **kwargs)  # type: ignore[no-any-return]
-            except _NeedsConversion:
+                return self._run_serial(args, kwargs)
+            except _NeedsConversion:  # (raised on by _translate)
                 self._convert = True
                 self._fast = 0
                 args, kwargs = self._convert_args(args, kwargs)
-            except LoopscaleError:
-                raise
-            except Exception as exc:
-                new = self._translate(exc, st)
-                if new is exc:
-                    raise
-                raise new from exc
 
     def _call_distributed(self, dist: dict[str, Any], args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> R:
