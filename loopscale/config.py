@@ -13,6 +13,8 @@ variable                   meaning
 ``LOOPSCALE_CACHE_DIR``    where generated code and compiled machine code are cached
                            (default ``$XDG_CACHE_HOME/loopscale`` or
                            ``~/.cache/loopscale``)
+``LOOPSCALE_VECTOR_MATH``  ``0`` keeps the C library's scalar ``exp``, ``log``...
+                           in compiled loops instead of glibc's vector ones
 =========================  ==========================================================
 
 The level in force is a :mod:`contextvars` variable, so ``with level(...)``
@@ -41,6 +43,7 @@ __all__ = [
     "installed_levels",
     "disabled",
     "cache_dir",
+    "vector_math",
     "max_workers_default",
     "usable_cores",
     "launcher_world_size",
@@ -75,6 +78,16 @@ def disabled() -> bool:
     Read at decoration time, as ``NUMBA_DISABLE_JIT`` is.
     """
     return _env("LOOPSCALE_DISABLE").lower() in _TRUE
+
+
+def vector_math() -> bool:
+    """Whether compiled loops may call glibc's vector math library (``libmvec``)
+    for ``exp``, ``log``, ``sin``... (``LOOPSCALE_VECTOR_MATH``, default on;
+    ``0`` keeps the C library's scalar functions, bit-for-bit as Numba's).
+
+    Read when a function is first compiled.
+    """
+    return _env("LOOPSCALE_VECTOR_MATH", "1").lower() not in {"0", "false", "no", "off"}
 
 
 def cache_dir() -> str:

@@ -331,8 +331,14 @@ def _sequential_with_ranges(body: list[ast.stmt], analysis: LoopAnalysis) -> lis
 
 
 def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str,  # type: ignore
-             filename: str = "", fname: str = "") -> GeneratedCode:
-    """Build the generated module for *fdef* (absolute line numbers) and *analysis*."""
+             filename: str = "", fname: str = "", deferred: bool = False) -> GeneratedCode:
+    """Build the generated module for *fdef* (absolute line numbers) and *analysis*.
+
+    With *deferred*, the serial function and the chunk kernel are compiled
+    with the deferred zero-division model (see :mod:`._lowering`): each block
+    (each chunk, for a loop without reductions) ends by raising the float
+    division by zero its iterations met.
+    """
     fdef = copy.deepcopy(fdef)
     fdef.decorator_list = []
     fdef = _PrangeToRange(is_prange).visit(fdef)
@@ -401,6 +407,14 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         inner.body.extend(body_copy())  # type: ignore[attr-defined]
         return inner  # type: ignore[return-value]
 
+    def zdiv_check() -> list[ast.stmt]:
+        if not deferred:
+            return []
+        return _stmts("""
+            if __ls_zdiv():
+                raise ZeroDivisionError("division by zero")
+        """, line)
+
     # ---- serial ------------------------------------------------------------
     s_body: list[ast.stmt] = _stmts("__ls_put(__ls_sta, 1, -1)", head) + list(pre)
     s_body += _range_assign(analysis.range_args, line)
@@ -427,6 +441,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         outer.body += _stmts(f"{rename[s]} = " + _IDENTITY[op].format(s0=f"__ls_s0_{s}"),  # type: ignore
                              line)
     outer.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
+    outer.body += zdiv_check()  # type: ignore[attr-defined]
     for s, op in reds.items():
         outer.body += _stmts(_COMBINE[op].format(s=s, p=rename[s]), line)  # type: ignore
     s_body.append(outer)
@@ -524,11 +539,13 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
                 blk.body += _stmts(f"{rename[s]} = " +  # type: ignore[attr-defined]
                                    _IDENTITY[op].format(s0=f"__ls_s0_{s}"), line)
             blk.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
+            blk.body += zdiv_check()  # type: ignore[attr-defined]
             for s in reds:
                 blk.body += _stmts(f"__ls_p_{s}[__ls_b] = {rename[s]}", line)  # type: ignore
             c_body.append(blk)
         else:
             c_body.append(block_loop("__ls_c0", "__ls_c1"))
+            c_body += zdiv_check()
         chunk_fn = _func(chunk_name, _simple_args(
             ["__ls_c0", "__ls_c1", "__ls_lo", "__ls_step", "__ls_n", "__ls_bs", *part_params,
              *state]), c_body, line)

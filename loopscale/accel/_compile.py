@@ -36,7 +36,7 @@ from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLoca
 
 from .. import config
 from ..errors import CompileError
-from . import _runtime
+from . import _lowering, _runtime
 from ._astutil import closure_values
 
 __all__ = ["build_namespace", "fingerprint", "make_dispatcher", "compile_error"]
@@ -192,6 +192,7 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         "__ls_put": _runtime.ls_put,
         "__ls_nonneg": _runtime.ls_nonneg,
         "__ls_EarlyReturn": _runtime.EarlyReturn,
+        "__ls_zdiv": _lowering.ls_zdiv_pending,
     })
     return ns, "\n".join(prints)
 
@@ -268,6 +269,7 @@ class _FunctionCache(FunctionCache):
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         _register_runtime_symbols()
+        _lowering.vector_functions()  # loads libmvec, which the cached code may call
         with self._guard_against_spurious_io_errors():
             return self._load_overload(sig, target_context)
 

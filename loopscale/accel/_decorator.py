@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import numpy as np
+from numba.core import errors as nb_errors
 
 from .. import config
 from ..errors import (
@@ -38,7 +39,7 @@ from ..errors import (
     SerializationWarning,
     UnsupportedFunctionError,
 )
-from . import _analysis, _astutil, _codegen, _compile, _distributed
+from . import _analysis, _astutil, _codegen, _compile, _distributed, _lowering
 from ._callpath import (
     _ARG_MARK,
     _LEVEL_VAR,
@@ -234,6 +235,8 @@ class Accelerated(Generic[P, R]):
         self._tree: ast.FunctionDef | None = None
         self._compiled: _Compiled | None = None
         self._serial: Any = None  # the fused dispatcher, once built
+        self._deferral: str | None = None  # why divisions raise at once (None: deferred)
+        self._no_deferral = False  # a deferring build failed to compile
         self._python_mode = self._disabled
         self._convert = False
         self._fast = 0  # fast-path mode of the generated __call__ (see _fast_mode)
@@ -295,18 +298,25 @@ class Accelerated(Generic[P, R]):
             assert fdef is not None
             resolver = _analysis.Resolver(self.py_func, prange_objects())  # type: ignore[arg-type]
             base = "".join(c if c.isalnum() else "_" for c in self.py_func.__qualname__)
+            self._deferral = self._deferral_blocker(fdef, analysis, resolver)
+            deferred = self._deferral is None
             gen = _codegen.generate(fdef, analysis,
                                     lambda node: resolver.is_range(node) == "prange", base,
                                     self.py_func.__code__.co_filename,
-                                    self.py_func.__qualname__)
+                                    self.py_func.__qualname__, deferred=deferred)
             options = _compile.numba_options(self.fastmath, self.boundscheck)
-            helpers = _compile.HelperCompiler(options, Accelerated)
+            options["pipeline_class"] = _lowering.Pipeline
+            # a deferring loop's helpers are inlined into it (Numba IR), so that
+            # their divisions set the loop's flag and their code vectorizes with it
+            helpers = _compile.HelperCompiler(
+                dict(options, inline="always") if deferred else options, Accelerated)
             loaded = {n.id for n in ast.walk(fdef) if isinstance(n, ast.Name)}
             ns, prints = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
             code = compile(gen.module, self.py_func.__code__.co_filename, "exec")
             exec(code, ns)
             key = _compile.cache_key(ast.dump(gen.module, include_attributes=True), prints,
-                                     repr(sorted(options.items())))
+                                     repr(sorted(options.items())), _lowering.signature(),
+                                     f"deferred={deferred}")
             disp = {}
             for attr in ("serial", "pre", "chunk", "post"):
                 name = getattr(gen, attr)
@@ -316,15 +326,42 @@ class Accelerated(Generic[P, R]):
                 fn = ns[name]
                 fn.__qualname__ = f"{self.py_func.__qualname__}.{attr}"
                 fn.__module__ = self.py_func.__module__
-                d = _compile.make_dispatcher(fn, f"{key}-{attr}", options, self.cache)
-                d._compile_for_args = self._hook(d, attr)
+                opts = (dict(options, error_model=_lowering.ERROR_MODEL)
+                        if deferred and attr in ("serial", "chunk") else options)
+                d = _compile.make_dispatcher(fn, f"{key}-{attr}", opts, self.cache)
+                d._compile_for_args = self._hook(d, attr, deferred)
                 disp[attr] = d
             self._compiled = _Compiled(disp["serial"], disp["pre"], disp["chunk"],
                                        disp["post"], gen)
             self._serial = disp["serial"]
             return self._compiled
 
-    def _hook(self, disp: Any, stage: str) -> Callable[..., Any]:
+    def _deferral_blocker(self, fdef: ast.FunctionDef, analysis: Any, resolver: Any) -> str | None:
+        """Why a float division by zero in this function's loop must raise at once
+        (None: it is raised at the end of its block; see :mod:`._lowering`)."""
+        if not analysis.parallel or analysis.loop_index is None:
+            return "the loop runs sequentially"
+        if self._no_deferral:
+            return self._deferral
+        return _lowering.deferral_blocker(
+            fdef, analysis.loop_index, resolver, self.py_func.__code__.co_filename,  # type: ignore
+            self.boundscheck,
+            lambda helper: _analysis.Resolver(helper, prange_objects()))
+
+    def _without_deferral(self, exc: Exception) -> _Compiled:
+        """After a function built to defer its divisions failed to compile
+        (Numba's IR inliner refuses some helpers): the same function built
+        again to raise them at once, as Numba does."""
+        with self._lock:
+            if not self._no_deferral:
+                self._no_deferral = True
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self._deferral = f"compiling the loop with its helpers inlined failed: {first}"
+                self._compiled = None
+                self._serial = None
+        return self._build()
+
+    def _hook(self, disp: Any, stage: str, deferred: bool = False) -> Callable[..., Any]:
         original = disp._compile_for_args
 
         def compile_for_args(*args: Any, **kws: Any) -> Any:
@@ -356,6 +393,10 @@ class Accelerated(Generic[P, R]):
                     better = self._diagnose(exc, args[1:] if stage == "serial" else args)
                     if better is not None:
                         raise better from exc
+                if deferred and isinstance(exc, (nb_errors.NumbaError, NotImplementedError)):
+                    # (NotImplementedError: Numba's IR inliner refusing a helper)
+                    comp = self._without_deferral(exc)
+                    return getattr(comp, stage)._compile_for_args(*args, **kws)
                 raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
 
         return compile_for_args
@@ -999,6 +1040,17 @@ class Accelerated(Generic[P, R]):
             if a.parallel:
                 lines.append("  plan: prologue -> chunk kernel over blocks -> epilogue" if
                              gen.pre else f"  plan: none ({gen.plan_reason})")
+            if a.parallel:
+                why = getattr(self, "_deferral", None)
+                lines.append("  float division by zero: " + (
+                    "raised at the end of its block (the loop can vectorize)" if why is None
+                    else f"raised at once ({why})"))
+            vm = _lowering.vector_functions()
+            lines.append("  math functions: " + (
+                "glibc's vector versions (libmvec, AVX2)" if vm else
+                "the C library's scalar versions" + (
+                    " (LOOPSCALE_VECTOR_MATH=0)" if not config.vector_math() else
+                    " (no libmvec or no AVX2 here)")))
             sigs = ["(" + ", ".join(str(t) for t in sig[1:]) + ")"
                     for sig in self._compiled.serial.signatures]
             if sigs:

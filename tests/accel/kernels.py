@@ -18,7 +18,9 @@ must equal the Python result bit for bit (``exact``).
 Comparison rules (the compiler's documented promise):
 
 * integers, and every float result that is not a reduction over the analysed
-  loop, must match exactly when ``fastmath=False``;
+  loop, must match exactly when ``fastmath=False``, except results through
+  ``exp``, ``log``, ``sin``... (glibc's vector versions, within 4 units in the
+  last place of the C library's: ``black_scholes``, ``gelu_map``);
 * float reductions are combined per fixed block, so they may differ by
   rounding: ``rtol=1e-10`` for float64 and complex128, ``rtol=1e-4`` for
   float32 (see :func:`assert_results_match`).
@@ -714,8 +716,8 @@ KERNELS: list[Kernel] = [
     _k(scale_returns_out, _args_scale, True, "map", {}),
     _k(every_third, _args_x_out, True, "map", {}),
     _k(reverse_step, _args_x_out, True, "map", {}),
-    _k(black_scholes, _args_black_scholes, True, "map", {}),
-    _k(gelu_map, _args_x_out, True, "map", {}),
+    _k(black_scholes, _args_black_scholes, True, "map", {}, exact=False),  # exp, log
+    _k(gelu_map, _args_x_out, True, "map", {}, exact=False),  # tanh
     _k(complex_map, _args_complex_map, True, "map", {}),
     _k(saxpy32, _args_saxpy32, True, "map", {}),
     _k(int_ops, _args_int_ops, True, "map", {}),

@@ -287,7 +287,8 @@ def test_a_warm_start_loads_every_kind_of_entry_and_later_compiles_still_work(tm
     cold = _run(script, cache)
     assert cold["compiles"] > 0
     x = [i / 8 for i in range(9)]
-    assert cold["first"] == [math.exp(v) * 2.0 for v in x]
+    # (glibc's vector exp: within 4 units in the last place of the C library's)
+    assert cold["first"] == pytest.approx([math.exp(v) * 2.0 for v in x], rel=4 * 2.0**-52)
     assert cold["arr"][:9] == [v * 0.5 for v in x]
     assert cold["arr"][9] == pytest.approx(sum(x), rel=1e-15)
     assert cold["n"] == 9
