@@ -216,6 +216,12 @@ def cases(quick: bool) -> list[tuple[str, object, object, tuple]]:
     ]
 
 
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def _timed(fn, args) -> float:
     t0 = time.perf_counter()
     fn(*args)
@@ -260,6 +266,16 @@ def measure(workers_list: list[int], repeats: int, quick: bool) -> list[dict[str
             order = names[r % len(names):] + names[: r % len(names)]
             for k in order:
                 times[k].append(variants[k]())  # type: ignore[operator]
+                # Let the last runtime's threads go idle before the next one is
+                # timed: after a parallel region, libgomp's workers (Numba's
+                # prange on the omp layer) spin for about 6 ms and would take a
+                # core from whatever runs next (measured: the threads level
+                # 8.4 ms right after prange, 6.5 ms otherwise).  The wait spins
+                # rather than sleeps: on these VMs a core left idle for tens of
+                # milliseconds takes long to wake, and every variant's second
+                # thread would start late (measured: 2-thread runs as slow as
+                # 1-thread ones after a 50 ms sleep).
+                _spin(0.010)
         med = {k: statistics.median(v) for k, v in times.items()}
         for w in workers_list:
             rows.append({
