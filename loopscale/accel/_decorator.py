@@ -356,7 +356,11 @@ class Accelerated(Generic[P, R]):
             if not self._no_deferral:
                 self._no_deferral = True
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self._deferral = f"compiling the loop with its helpers inlined failed: {first}"
+                unsafe = exc
+                while unsafe is not None and not isinstance(unsafe, _lowering.UnsafeDeferral):
+                    unsafe = unsafe.__cause__ or unsafe.__context__
+                self._deferral = (str(unsafe) if unsafe is not None else
+                                  f"compiling the loop with its helpers inlined failed: {first}")
                 self._compiled = None
                 self._serial = None
         return self._build()

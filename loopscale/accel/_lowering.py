@@ -50,7 +50,7 @@ from numba.extending import intrinsic
 from .. import config
 from ._astutil import parse_function
 
-__all__ = ["ERROR_MODEL", "DeferredZeroDivision", "Pipeline", "ls_zdiv_pending",
+__all__ = ["ERROR_MODEL", "DeferredZeroDivision", "Pipeline", "UnsafeDeferral", "ls_zdiv_pending",
            "vector_functions", "signature", "load_vector_library", "deferral_blocker"]
 
 # ---------------------------------------------------------------------------
@@ -223,6 +223,9 @@ def deferral_blocker(fdef: ast.FunctionDef, loop_index: int, resolver: Any,
     if boundscheck:
         return "boundscheck=True (an IndexError must not be raised past a division by zero)"
     loop = fdef.body[loop_index]
+    header = loop.iter  # type: ignore[attr-defined]
+    if _divides(header):
+        return f"the loop's range divides (line {loop.lineno})"
     for st in fdef.body[:loop_index] + fdef.body[loop_index + 1:]:
         if _divides(st):
             return f"the code outside the loop divides (line {st.lineno})"
@@ -384,36 +387,67 @@ except ImportError:  # pragma: no cover - Numba moved it
     _JITCodeLibrary = None  # type: ignore[assignment,misc]
 
 
-class _VectorMathLibrary(_JITCodeLibrary):  # type: ignore[misc,valid-type]
-    """Numba's JIT code library, with math calls pointed at libmvec's functions."""
+class UnsafeDeferral(NotImplementedError):
+    """A function compiled with the deferred model converts a float to an
+    integer: it is compiled again raising divisions by zero at once."""
+
+
+def _float_to_int(module: ir.Module) -> bool:
+    for fn in module.functions:
+        for blk in fn.blocks:
+            for instr in blk.instructions:
+                if getattr(instr, "opname", None) in ("fptosi", "fptoui"):
+                    return True
+    return False
+
+
+class _LoopscaleLibrary(_JITCodeLibrary):  # type: ignore[misc,valid-type]
+    """Numba's JIT code library for loopscale's generated functions: math calls
+    pointed at libmvec's functions and, for a function compiled with the
+    deferred model, a last check that no float becomes an integer in it.
+
+    The syntactic rules of :func:`deferral_blocker` refuse ``int()``,
+    ``round()``, ``math.floor()``...; a conversion the syntax does not show
+    (a float stored into an integer array, then read back as an index) is an
+    ``fptosi`` in the lowered code, and an inf or nan from a division by zero
+    would become an index before the block's end.
+    """
+
+    deferred = False
 
     def add_ir_module(self, ir_module: ir.Module) -> None:
+        if self.deferred and _float_to_int(ir_module):
+            raise UnsafeDeferral("a float is converted to an integer in the function (an "
+                                 "index computed from a division by zero's inf or nan could "
+                                 "reach memory outside an array before the block's end)")
         substitute_vector_math(ir_module)
         super().add_ir_module(ir_module)
 
 
 @register_pass(mutates_CFG=False, analysis_only=False)
-class UseVectorMathLibrary(FunctionPass):
-    """Gives the compilation a :class:`_VectorMathLibrary` before lowering."""
+class UseLoopscaleLibrary(FunctionPass):
+    """Gives the compilation a :class:`_LoopscaleLibrary` before lowering."""
 
-    _name = "loopscale_vector_math_library"
+    _name = "loopscale_library"
 
     def __init__(self) -> None:
         FunctionPass.__init__(self)
 
     def run_pass(self, state: Any) -> bool:
-        if state.library is None and vector_functions():
+        deferred = state.flags.error_model == ERROR_MODEL
+        if state.library is None and (deferred or vector_functions()):
             codegen = state.targetctx.codegen()
-            state.library = _VectorMathLibrary(codegen, state.func_id.func_qualname)
+            state.library = _LoopscaleLibrary(codegen, state.func_id.func_qualname)
+            state.library.deferred = deferred
             state.library.enable_object_caching()
         return False
 
 
 class Pipeline(CompilerBase):
-    """Numba's nopython pipeline, lowering into a :class:`_VectorMathLibrary`."""
+    """Numba's nopython pipeline, lowering into a :class:`_LoopscaleLibrary`."""
 
     def define_pipelines(self) -> list[Any]:
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pm.add_pass_after(UseVectorMathLibrary, NopythonTypeInference)
+        pm.add_pass_after(UseLoopscaleLibrary, NopythonTypeInference)
         pm.finalize()
         return [pm]

@@ -240,6 +240,17 @@ def to_index(x, h, out, hist):
         out[i] = hist[int(x[i] / h[i]) % 4]
 
 
+def store_then_index(x, w, idx, table, out):
+    for i in range(x.shape[0]):
+        idx[i] = x[i] / math.sqrt(w[i])  # a float stored into an int32 array
+        out[i] = table[idx[i]]
+
+
+def grid_points(length, spacing, x0, out):
+    for i in range(int(length / spacing)):
+        out[i] = x0 + i * spacing
+
+
 def mean_after(x, out, n):
     for i in range(x.shape[0]):
         out[i] = x[i] * 2.0
@@ -390,3 +401,31 @@ def test_a_deferring_build_that_fails_is_rebuilt_to_raise_at_once():
     assert "raised at once (compiling the loop with its helpers inlined failed" in f.explain()
     serial = f._compiled.serial
     assert "error_model" not in serial.targetoptions
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_float_stored_into_an_integer_array_keeps_divisions_raising_at_once(lvl):
+    # The conversion is not in the syntax (no int()): the lowered code has an
+    # fptosi, and an index computed from inf would read outside `table`.
+    f = accelerate(store_then_index)
+    n = 5000
+    x, w = np.full(n, 3.0), np.ones(n)
+    idx, table, out = np.zeros(n, np.int32), np.arange(8.0), np.zeros(n)
+    with loopscale.level(lvl, **({"max_workers": 2} if lvl == "threads" else {})):
+        f(x, w, idx, table, out)
+        np.testing.assert_array_equal(out, np.full(n, 3.0))
+        w[3500] = 0.0
+        with pytest.raises(ZeroDivisionError, match="iterations"):
+            f(x, w, idx, table, out)
+    assert f._deferral is not None and "converted to an integer" in f._deferral
+
+
+def test_a_division_in_the_loops_range_raises_at_once():
+    f = accelerate(grid_points)
+    with loopscale.level("serial"):
+        o = np.zeros(8)
+        f(10.0, 2.0, 1.0, o)
+        np.testing.assert_array_equal(o[:5], [1.0, 3.0, 5.0, 7.0, 9.0])
+        with pytest.raises(ZeroDivisionError):
+            f(10.0, 0.0, 0.0, np.zeros(8))
+    assert f._deferral is not None and "range divides" in f._deferral
