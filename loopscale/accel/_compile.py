@@ -287,6 +287,32 @@ def make_dispatcher(pyfunc: types.FunctionType, key: str, options: dict[str, Any
     return disp
 
 
+def refusal_file(key: str) -> str:
+    """Where the verdict that a function cannot defer its divisions is kept
+    (so that a second process does not compile the refused build again)."""
+    return os.path.join(config.cache_dir(), "deferral", key[:40] + ".refused")
+
+
+def read_refusal(key: str) -> str | None:
+    try:
+        with open(refusal_file(key), encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def write_refusal(key: str, reason: str) -> None:
+    path = refusal_file(key)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(reason)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # no writable cache: the next process finds out again
+
+
 def cache_key(*parts: str) -> str:
     h = hashlib.sha256(_VERSION_SALT.encode())
     for p in parts:

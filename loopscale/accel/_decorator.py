@@ -343,10 +343,22 @@ class Accelerated(Generic[P, R]):
             return "the loop runs sequentially"
         if self._no_deferral:
             return self._deferral
+        if self.cache:
+            known = _compile.read_refusal(self._refusal_key())
+            if known is not None:
+                self._no_deferral = True
+                return known
         return _lowering.deferral_blocker(
             fdef, analysis.loop_index, resolver, self.py_func.__code__.co_filename,  # type: ignore
             self.boundscheck,
             lambda helper: _analysis.Resolver(helper, prange_objects()))
+
+    def _refusal_key(self) -> str:
+        """Keys the on-disk verdict that this function cannot defer its divisions:
+        its code and everything it refers to, transitively, and the options."""
+        return _compile.cache_key("deferral", _compile.fingerprint(self.py_func),
+                                  repr((self.fastmath, self.boundscheck)),
+                                  _lowering.signature())
 
     def _without_deferral(self, exc: Exception) -> _Compiled:
         """After a function built to defer its divisions failed to compile
@@ -361,6 +373,8 @@ class Accelerated(Generic[P, R]):
                     unsafe = unsafe.__cause__ or unsafe.__context__
                 self._deferral = (str(unsafe) if unsafe is not None else
                                   f"compiling the loop with its helpers inlined failed: {first}")
+                if self.cache:
+                    _compile.write_refusal(self._refusal_key(), self._deferral)
                 self._compiled = None
                 self._serial = None
         return self._build()

@@ -429,3 +429,38 @@ def test_a_division_in_the_loops_range_raises_at_once():
         with pytest.raises(ZeroDivisionError):
             f(10.0, 0.0, 0.0, np.zeros(8))
     assert f._deferral is not None and "range divides" in f._deferral
+
+
+def test_a_refused_deferral_is_remembered_by_the_next_process(run_python, tmp_path):
+    # The refused build costs one compile in the first process only: the
+    # verdict is kept in the cache, and a warm process compiles nothing.
+    code = """
+        import json, sys
+        import numpy as np
+        from numba.core import event
+
+        class Counter(event.Listener):
+            count = 0
+            def on_start(self, ev):
+                pass
+            def on_end(self, ev):
+                Counter.count += 1
+
+        event.register("numba:compile", Counter())
+        sys.path.insert(0, sys.argv[1])
+        from tests.accel.test_lowering import store_then_index
+        import loopscale
+        f = loopscale.accelerate(store_then_index)
+        out = np.zeros(100)
+        with loopscale.level("serial"):
+            f(np.full(100, 3.0), np.ones(100), np.zeros(100, np.int32), np.arange(8.0), out)
+        print(json.dumps({"compiles": Counter.count, "deferral": f._deferral,
+                          "out": float(out.sum())}))
+    """
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    env = {"LOOPSCALE_CACHE_DIR": str(tmp_path / "cache")}
+    cold = json.loads(run_python(code, args=[root], env=env).stdout.strip().splitlines()[-1])
+    warm = json.loads(run_python(code, args=[root], env=env).stdout.strip().splitlines()[-1])
+    assert cold["out"] == warm["out"] == 300.0
+    assert "converted to an integer" in cold["deferral"] and warm["deferral"] == cold["deferral"]
+    assert cold["compiles"] > 0 and warm["compiles"] == 0
