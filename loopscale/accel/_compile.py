@@ -41,7 +41,25 @@ from ._astutil import closure_values
 
 __all__ = ["build_namespace", "fingerprint", "make_dispatcher", "compile_error"]
 
-_VERSION_SALT = f"loopscale-0.1/numba-{numba.__version__}/py{sys.version_info[:2]}"
+def _code_salt() -> str:
+    """A digest of the modules that decide what compiled code is (generation,
+    lowering, run-time intrinsics, this one): an entry written by another
+    version of them is never loaded, though its cache key is otherwise the same
+    (a lowering rule fixed since would not apply to it)."""
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("_codegen.py", "_lowering.py", "_runtime.py", "_compile.py", "_analysis.py",
+                 "_loopcheck.py"):
+        try:
+            with open(os.path.join(here, name), "rb") as fh:
+                h.update(fh.read())
+        except OSError:
+            h.update(name.encode())
+    return h.hexdigest()[:16]
+
+
+_VERSION_SALT = (f"loopscale-0.1/{_code_salt()}/numba-{numba.__version__}/"
+                 f"py{sys.version_info[:2]}")
 
 
 # ---------------------------------------------------------------------------

@@ -11,9 +11,11 @@ GIL is free for the other workers to claim and start theirs.
 Failure rules, as DESIGN.md promises:
 
 * the first exception in any chunk stops the region: no new chunk starts, the
-  chunks already running finish, and the caller gets the exception once, of
+  chunks already running finish, and the caller gets an exception once, of
   the same type, naming the chunk's range, with the worker's exception (and
-  its traceback) as ``__cause__``;
+  its traceback) as ``__cause__`` -- of the chunks that failed, the first in
+  iteration order (the one Python would have met first), whichever finished
+  first;
 * ``KeyboardInterrupt`` in the caller stops the region the same way and is
   re-raised once the running chunks have finished (chunks are short);
 * a region started from inside a worker runs serially on that worker (no
@@ -96,7 +98,10 @@ class _Region:
                     fn(c0, c1, *args)
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                     with lock:
-                        if self.error is None:
+                        # of the chunks that fail before the region stops, the
+                        # first in iteration order is reported (the one Python
+                        # would have met first), not the first to finish
+                        if self.error is None or c0 < self.error_chunk[0]:  # type: ignore[index]
                             self.error = exc
                             self.error_chunk = (c0, c1)
                         self.stop = True

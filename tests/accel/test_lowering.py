@@ -464,3 +464,18 @@ def test_a_refused_deferral_is_remembered_by_the_next_process(run_python, tmp_pa
     assert cold["out"] == warm["out"] == 300.0
     assert "converted to an integer" in cold["deferral"] and warm["deferral"] == cold["deferral"]
     assert cold["compiles"] > 0 and warm["compiles"] == 0
+
+
+def test_the_threads_level_names_the_first_failing_chunk_in_iteration_order():
+    # Every iteration divides by zero: Python raises at i = 0.  Each chunk
+    # raises at its end; a later, shorter chunk may finish first, but the
+    # chunk reported is the first in iteration order.
+    f = accelerate(scale_by)
+    x, w = np.ones(100_003), np.zeros(100_003)
+    starts = set()
+    with loopscale.level("threads", max_workers=2):
+        for _ in range(20):
+            with pytest.raises(ZeroDivisionError) as info:
+                f(x, w, np.empty_like(x))
+            starts.add(int(re.search(r"iterations (\d+)\.\.", str(info.value)).group(1)))
+    assert starts == {0}
