@@ -289,7 +289,13 @@ class _FunctionCache(FunctionCache):
         _register_runtime_symbols()
         _lowering.vector_functions()  # loads libmvec, which the cached code may call
         with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+            try:
+                return self._load_overload(sig, target_context)
+            except ImportError:
+                # the entry's environment names a module this process cannot
+                # import (a file loaded with importlib under a name that is
+                # not in sys.modules): compile instead, as for a miss
+                return None
 
 
 def make_dispatcher(pyfunc: types.FunctionType, key: str, options: dict[str, Any],

@@ -365,3 +365,33 @@ def test_every_corpus_kernel_loads_warm_with_the_same_results(tmp_path, lvl):
     warm = _run_args([str(script), str(REPO_ROOT), lvl], cache, tmp_path)
     assert warm["compiles"] == 0
     assert warm["digests"] == cold["digests"]
+
+
+LOADED_BY_PATH = COUNTER + """
+import importlib.util
+import sys
+
+# a kernel file loaded by path under a name that is not in sys.modules (as
+# some notebook tools and plugin loaders do): Numba's cache cannot rebuild the
+# entry's environment in a new process (it imports the module by name)
+spec = importlib.util.spec_from_file_location("loaded_by_path", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+kernel = accelerate(mod.kernel)
+x = np.arange(10.0)
+out = kernel(x, np.zeros(10))
+print(json.dumps({"compiles": counter.count, "result": out.tolist()}))
+"""
+
+
+def test_a_kernel_from_a_module_that_cannot_be_imported_by_name_still_runs_warm(tmp_path):
+    # A cached entry whose module cannot be imported is a miss, not an error
+    # ("No module named '<dynamic>'" was reported as a missing optional package).
+    kfile = tmp_path / "kfile.py"
+    kfile.write_text("def kernel(x, out):\n    for i in range(x.shape[0]):\n"
+                     "        out[i] = x[i] * 3.0 + 1.0\n    return out\n")
+    script = tmp_path / "by_path.py"
+    script.write_text(LOADED_BY_PATH)
+    for _ in range(3):
+        got = _run_args([str(script), str(kfile)], tmp_path / "cache", tmp_path)
+        assert got["result"] == _expected(3.0)
