@@ -300,6 +300,8 @@ class Accelerated(Generic[P, R]):
             base = "".join(c if c.isalnum() else "_" for c in self.py_func.__qualname__)
             self._deferral = self._deferral_blocker(fdef, analysis, resolver)
             deferred = self._deferral is None
+            direct = deferred and _lowering.indexes_are_direct(fdef, analysis.loop_index,
+                                                               resolver)
             gen = _codegen.generate(fdef, analysis,
                                     lambda node: resolver.is_range(node) == "prange", base,
                                     self.py_func.__code__.co_filename,
@@ -316,7 +318,7 @@ class Accelerated(Generic[P, R]):
             exec(code, ns)
             key = _compile.cache_key(ast.dump(gen.module, include_attributes=True), prints,
                                      repr(sorted(options.items())), _lowering.signature(),
-                                     f"deferred={deferred}")
+                                     f"deferred={deferred}/direct={direct}")
             disp = {}
             for attr in ("serial", "pre", "chunk", "post"):
                 name = getattr(gen, attr)
@@ -326,6 +328,7 @@ class Accelerated(Generic[P, R]):
                 fn = ns[name]
                 fn.__qualname__ = f"{self.py_func.__qualname__}.{attr}"
                 fn.__module__ = self.py_func.__module__
+                fn.__loopscale_direct__ = direct  # type: ignore[attr-defined]
                 opts = (dict(options, error_model=_lowering.ERROR_MODEL)
                         if deferred and attr in ("serial", "chunk") else options)
                 d = _compile.make_dispatcher(fn, f"{key}-{attr}", opts, self.cache)

@@ -51,6 +51,7 @@ from .. import config
 from ._astutil import parse_function
 
 __all__ = ["ERROR_MODEL", "DeferredZeroDivision", "Pipeline", "UnsafeDeferral", "ls_zdiv_pending",
+           "indexes_are_direct",
            "vector_functions", "signature", "load_vector_library", "deferral_blocker"]
 
 # ---------------------------------------------------------------------------
@@ -200,6 +201,112 @@ def _blocker_in(stmts: list[ast.stmt], resolver: Any, seen: set[int], where: str
             if reason is not None:
                 return reason
     return None
+
+
+def _is_direct(expr: ast.AST | None, direct: set[str]) -> bool:
+    """Whether *expr* is integer arithmetic of *direct* names and constants
+    (shapes and ``len()`` included): nothing read from an array, nothing
+    converted from a float."""
+    if expr is None or isinstance(expr, ast.Constant):
+        return True
+    if isinstance(expr, ast.Name):
+        return expr.id in direct
+    if isinstance(expr, ast.BinOp):
+        return _is_direct(expr.left, direct) and _is_direct(expr.right, direct)
+    if isinstance(expr, ast.UnaryOp):
+        return _is_direct(expr.operand, direct)
+    if isinstance(expr, ast.IfExp):
+        return all(_is_direct(e, direct) for e in (expr.body, expr.orelse))
+    if isinstance(expr, ast.Tuple):
+        return all(_is_direct(e, direct) for e in expr.elts)
+    if isinstance(expr, ast.Slice):
+        return all(_is_direct(e, direct) for e in (expr.lower, expr.upper, expr.step))
+    if (isinstance(expr, ast.Subscript) and isinstance(expr.value, ast.Attribute)
+            and expr.value.attr == "shape"):
+        return _is_direct(expr.slice, direct)
+    if isinstance(expr, ast.Attribute) and expr.attr in ("size", "ndim"):
+        return True
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and not expr.keywords:
+        if expr.func.id == "len":
+            return True
+        if expr.func.id in ("min", "max", "abs"):
+            return all(_is_direct(a, direct) for a in expr.args)
+    return False
+
+
+def indexes_are_direct(fdef: ast.FunctionDef, loop_index: int, resolver: Any) -> bool:
+    """Whether every index and every ``range()`` bound in the loop is integer
+    arithmetic of the loop variables, the parameters and constants.
+
+    Then an integer made from a float in the loop (a float stored into an
+    integer array, say) can only be stored, never reach an address or a loop
+    bound, and deferring a division by zero is harmless although the lowered
+    code converts floats to integers.  Helpers that index or loop make it
+    ``False`` (their parameters could carry such an integer).
+    """
+    a = fdef.args
+    direct = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+    for st in fdef.body[:loop_index]:
+        if (isinstance(st, ast.Assign) and len(st.targets) == 1
+                and isinstance(st.targets[0], ast.Name) and _is_direct(st.value, direct)):
+            direct.add(st.targets[0].id)
+        else:
+            for node in ast.walk(st):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    direct.discard(node.id)
+    loop = fdef.body[loop_index]
+    body = [loop]
+    # names assigned in the loop: direct when every assignment is (a fixpoint)
+    assigns: dict[str, list[ast.AST | None]] = {}
+    for node in ast.walk(loop):
+        if isinstance(node, ast.For):
+            it = node.iter
+            ok = (isinstance(it, ast.Call) and resolver.is_range(it.func) is not None)
+            for t in ast.walk(node.target):
+                if isinstance(t, ast.Name):
+                    assigns.setdefault(t.id, []).append(
+                        ast.Tuple(elts=list(it.args), ctx=ast.Load()) if ok else None)
+        elif isinstance(node, ast.Assign):
+            for tgt in node.targets:
+                if isinstance(tgt, ast.Name):
+                    assigns.setdefault(tgt.id, []).append(node.value)
+                elif isinstance(tgt, ast.Tuple):
+                    for t in tgt.elts:
+                        if isinstance(t, ast.Name):
+                            assigns.setdefault(t.id, []).append(None)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and isinstance(node.target, ast.Name):
+            value = (ast.BinOp(left=node.target, op=node.op, right=node.value)
+                     if isinstance(node, ast.AugAssign) else node.value)
+            assigns.setdefault(node.target.id, []).append(value)
+        elif isinstance(node, ast.NamedExpr):
+            assigns.setdefault(node.target.id, []).append(node.value)
+    direct -= set(assigns)
+    changed = True
+    while changed:
+        changed = False
+        for name, values in assigns.items():
+            if name not in direct and all(_is_direct(v, direct | {name}) for v in values):
+                direct.add(name)
+                changed = True
+    for node in (n for st in body for n in ast.walk(st)):
+        if isinstance(node, ast.Subscript) and not _is_direct(node.slice, direct):
+            if not (isinstance(node.value, ast.Attribute) and node.value.attr == "shape"):
+                return False
+        if isinstance(node, ast.Call):
+            if resolver.is_range(node.func) is not None:
+                if not all(_is_direct(x, direct) for x in node.args):
+                    return False
+                continue
+            helper = resolver.helper(node.func)
+            if helper is not None:
+                try:
+                    hdef, _ = parse_function(helper)
+                except (OSError, TypeError, SyntaxError):
+                    return False
+                if any(isinstance(n, ast.Subscript) or (isinstance(n, ast.Call) and isinstance(
+                        n.func, ast.Name) and n.func.id == "range") for n in ast.walk(hdef)):
+                    return False
+    return True
 
 
 def _divides(node: ast.AST) -> bool:
@@ -414,9 +521,12 @@ class _LoopscaleLibrary(_JITCodeLibrary):  # type: ignore[misc,valid-type]
     """
 
     deferred = False
+    #: the loop's indexes and range bounds are integer arithmetic of its
+    #: variables and parameters (see :func:`indexes_are_direct`)
+    direct = False
 
     def add_ir_module(self, ir_module: ir.Module) -> None:
-        if self.deferred and _float_to_int(ir_module):
+        if self.deferred and not self.direct and _float_to_int(ir_module):
             raise UnsafeDeferral("a float is converted to an integer in the function (an "
                                  "index computed from a division by zero's inf or nan could "
                                  "reach memory outside an array before the block's end)")
@@ -439,6 +549,7 @@ class UseLoopscaleLibrary(FunctionPass):
             codegen = state.targetctx.codegen()
             state.library = _LoopscaleLibrary(codegen, state.func_id.func_qualname)
             state.library.deferred = deferred
+            state.library.direct = bool(getattr(state.func_id.func, "__loopscale_direct__", False))
             state.library.enable_object_caching()
         return False
 

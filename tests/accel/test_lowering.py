@@ -246,6 +246,27 @@ def store_then_index(x, w, idx, table, out):
         out[i] = table[idx[i]]
 
 
+def to_uint8(x, mx, out):
+    for i in range(x.shape[0]):
+        out[i] = 255.0 * x[i] / mx[i]  # float to uint8: stored, never an index
+
+
+def index_through_a_name(x, w, idx, table, out):
+    for i in range(x.shape[0]):
+        idx[i] = x[i] / w[i]
+        k = idx[i]
+        out[i] = table[k]
+
+
+def count_from_a_division(x, w, cnt, out):
+    for i in range(x.shape[0]):
+        cnt[i] = x[i] / w[i]
+        acc = 0.0
+        for j in range(cnt[i]):
+            acc += 1.0
+        out[i] = acc
+
+
 def grid_points(length, spacing, x0, out):
     for i in range(int(length / spacing)):
         out[i] = x0 + i * spacing
@@ -479,3 +500,39 @@ def test_the_threads_level_names_the_first_failing_chunk_in_iteration_order():
                 f(x, w, np.empty_like(x))
             starts.add(int(re.search(r"iterations (\d+)\.\.", str(info.value)).group(1)))
     assert starts == {0}
+
+
+def test_a_float_only_stored_as_an_integer_still_defers_and_vectorizes():
+    f = accelerate(cache=False)(to_uint8)
+    n = 3001
+    x, mx = np.linspace(0.0, 1.0, n), np.ones(n)
+    out = np.zeros(n, np.uint8)
+    with loopscale.level("serial"):
+        f(x, mx, out)
+        expected = np.zeros(n, np.uint8)
+        to_uint8(x, mx, expected)
+        np.testing.assert_array_equal(out, expected)
+        mx[2000] = 0.0
+        with pytest.raises(ZeroDivisionError, match="iterations"):
+            f(x, mx, out)
+    assert f._deferral is None
+    serial = f._compiled.serial
+    text = serial.inspect_llvm(serial.signatures[0])
+    assert re.search(r"fdiv (\w+ )*<\d+ x double>", text), "the loop is not vectorized"
+
+
+@pytest.mark.parametrize("func", [index_through_a_name, count_from_a_division],
+                         ids=lambda f: f.__name__)
+def test_an_integer_made_from_a_float_that_reaches_an_index_or_a_bound_raises_at_once(func):
+    f = accelerate(func)
+    n = 3000
+    x, w = np.full(n, 3.0), np.ones(n)
+    ints = np.zeros(n, np.int64)
+    last = np.arange(8.0) if func is index_through_a_name else None
+    args = (x, w, ints, last, np.zeros(n)) if last is not None else (x, w, ints, np.zeros(n))
+    with loopscale.level("serial"):
+        f(*args)
+        w[2500] = 0.0
+        with pytest.raises(ZeroDivisionError, match="iterations"):
+            f(*args)
+    assert f._deferral is not None and "converted to an integer" in f._deferral
