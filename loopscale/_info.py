@@ -278,9 +278,21 @@ def collect_info(timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
         "cores": {"usable": config.usable_cores(), "cpu_count": os.cpu_count()},
         "threading": _threading_section(probes["threading"]),
         "cuda": _cuda_section(probes["cuda"]),
+        "vector_math": _vector_math_section(),
         "cache_dir": {"path": cache, "exists": os.path.isdir(cache)},
         "level": _level_section(),
     }
+
+
+def _vector_math_section() -> dict[str, Any]:
+    """Whether compiled loops call glibc's vector math library here."""
+    try:
+        from .accel import _lowering
+
+        used, text = _lowering.status()
+    except Exception as exc:  # noqa: BLE001 - a report, never a failure
+        used, text = False, f"unknown: {type(exc).__name__}: {exc}"
+    return {"used": used, "description": text}
 
 
 def _not_available(reason: str | None) -> str:
@@ -346,6 +358,7 @@ def format_info(info: Mapping[str, Any]) -> str:
         ),
         ("threading layer", _format_threading(info["threading"])),
         ("CUDA", _format_cuda(info["cuda"])),
+        ("vector math", info["vector_math"]["description"]),
         ("cache directory", cache["path"] + ("" if cache["exists"] else " (not created yet)")),
         ("level", _format_level(info["level"])),
     ]

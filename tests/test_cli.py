@@ -30,6 +30,7 @@ INFO_LABELS = (
     "cores",
     "threading layer",
     "CUDA",
+    "vector math",
     "cache directory",
     "level",
 )
@@ -44,6 +45,7 @@ INFO_KEYS = {
     "cores",
     "threading",
     "cuda",
+    "vector_math",
     "cache_dir",
     "level",
 }
@@ -89,6 +91,14 @@ def test_info_prints_every_field() -> None:
     assert "device(s)" in fields["CUDA"] or fields["CUDA"].startswith("not available: ")
     assert "importable: " in fields["threading layer"]
     assert fields["cache directory"].startswith(os.environ["LOOPSCALE_CACHE_DIR"])
+    assert fields["vector math"].startswith(("glibc libmvec, AVX2 (", "off ("))
+
+
+def test_info_says_when_vector_math_is_turned_off() -> None:
+    proc = _run([sys.executable, "-m", "loopscale", "info", "--json"], LOOPSCALE_VECTOR_MATH="0")
+    assert proc.returncode == 0, proc.stderr
+    section = json.loads(proc.stdout)["vector_math"]
+    assert section == {"used": False, "description": "off (LOOPSCALE_VECTOR_MATH=0)"}
 
 
 def test_info_json_has_every_field() -> None:

@@ -51,7 +51,7 @@ from .. import config
 from ._astutil import parse_function
 
 __all__ = ["ERROR_MODEL", "DeferredZeroDivision", "Pipeline", "UnsafeDeferral", "ls_zdiv_pending",
-           "indexes_are_direct",
+           "indexes_are_direct", "status",
            "vector_functions", "signature", "load_vector_library", "deferral_blocker"]
 
 # ---------------------------------------------------------------------------
@@ -401,6 +401,25 @@ def _available() -> dict[str, tuple[str, int, int, ir.Type]]:
     import llvmlite.binding as ll
 
     return {k: v for k, v in _candidates().items() if ll.address_of_symbol(v[0])}
+
+
+def status() -> tuple[bool, str]:
+    """Whether compiled code uses libmvec here, and in words why (not)."""
+    import llvmlite.binding as ll
+    import numba
+
+    if not config.vector_math():
+        return False, "off (LOOPSCALE_VECTOR_MATH=0)"
+    if numba.config.CPU_NAME:
+        return False, f"off (NUMBA_CPU_NAME={numba.config.CPU_NAME}: code for another CPU)"
+    features = ll.get_host_cpu_features()
+    if not (features.get("avx2") and features.get("fma")):
+        return False, "off (this CPU has no AVX2 and FMA)"
+    if load_vector_library() is None:
+        return False, "off (glibc's libmvec was not found)"
+    names = sorted({v[0].split("_", 2)[-1] for v in _available().values() if v[3] is _F64})
+    return True, (f"glibc libmvec, AVX2 ({len(names)} functions, float64 and float32: "
+                  f"{', '.join(names)})")
 
 
 def vector_functions() -> dict[str, tuple[str, int, int, ir.Type]]:
