@@ -1062,7 +1062,7 @@ class Accelerated(Generic[P, R]):
                 lines.append("  plan: prologue -> chunk kernel over blocks -> epilogue" if
                              gen.pre else f"  plan: none ({gen.plan_reason})")
             if a.parallel:
-                why = getattr(self, "_deferral", None)
+                why = self._deferral
                 lines.append("  float division by zero: " + (
                     "raised at the end of its block (the loop can vectorize)" if why is None
                     else f"raised at once ({why})"))

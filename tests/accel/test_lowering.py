@@ -321,16 +321,21 @@ def test_every_zero_divisor_raises_whatever_the_numerator(numerator, bad):
         f(x, w, np.empty(2000))
 
 
-def test_a_helpers_division_by_zero_reaches_the_loops_check():
-    f = accelerate(helper_divides)
-    x = np.arange(1.0, 3001.0)
+def _right_then_raises(f, n: int, bad: int) -> None:
+    """*f* (a helper_divides) gives the answer, then raises on a zero at *bad*."""
+    x = np.arange(1.0, n + 1.0)
     with loopscale.level("serial"):
         out = np.empty_like(x)
         f(x, out)
         np.testing.assert_array_equal(out, 2.0 / x + 1.0)
-        x[2999] = 0.0
+        x[bad] = 0.0
         with pytest.raises(ZeroDivisionError, match="iterations"):
             f(x, np.empty_like(x))
+
+
+def test_a_helpers_division_by_zero_reaches_the_loops_check():
+    f = accelerate(helper_divides)
+    _right_then_raises(f, 3000, 2999)
     assert f._deferral is None
 
 
@@ -411,14 +416,9 @@ def test_a_deferring_build_that_fails_is_rebuilt_to_raise_at_once():
     x = np.arange(1.0, 2001.0)
     with loopscale.level("serial"):
         f(x, np.empty_like(x))
-        assert f._deferral is None
-        f._without_deferral(numba.core.errors.UnsupportedError("inliner refused a helper"))
-        out = np.empty_like(x)
-        f(x, out)
-        np.testing.assert_array_equal(out, 2.0 / x + 1.0)
-        x[1000] = 0.0
-        with pytest.raises(ZeroDivisionError, match="iterations"):
-            f(x, np.empty_like(x))
+    assert f._deferral is None
+    f._without_deferral(numba.core.errors.UnsupportedError("inliner refused a helper"))
+    _right_then_raises(f, 2000, 1000)
     assert "raised at once (compiling the loop with its helpers inlined failed" in f.explain()
     serial = f._compiled.serial
     assert "error_model" not in serial.targetoptions
