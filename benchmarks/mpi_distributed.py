@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numba
 import numpy as np
@@ -323,9 +324,17 @@ def kernels(args: argparse.Namespace) -> None:
     the loop's blocks with) against the hand kernel and ``numba.njit`` of the same
     function, alternating on the same two arrays, median of the repeats."""
     a, b = _grid(args.rows, args.cols), _grid(args.rows, args.cols)
-    with loopscale.level("threads", max_workers=1):
-        heat_step(a, b)
-    plan = heat_step._last_plan  # the plan of that call: kernel and arguments
+
+    class Capture:  # an executor that keeps the plan it runs: its kernel and arguments
+        name = "capture"
+        plan: Any = None
+
+        def run(self, plan: Any) -> None:
+            Capture.plan = plan
+            plan.kernel(0, plan.nblocks, *plan.args)
+
+    heat_step._call_plan(Capture(), (a, b), {})
+    plan = Capture.plan
     jitted = numba.njit(heat_step.py_func)
     jitted(a, b)
     n = args.rows

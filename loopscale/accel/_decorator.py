@@ -66,6 +66,29 @@ R = TypeVar("R")
 TARGETS = ("cpu", "cuda")
 
 _SERIAL_EXECUTOR = SerialExecutor()
+_MISS = object()
+_EXPRESS_KEPT = 4
+
+
+class _Express:
+    """What a call with distributed arrays needs to run the next one like it (see
+    ``Accelerated._call_express``): the level, the places of the distributed
+    arguments, and the call object (weakly: its type decides how long it lives)."""
+
+    __slots__ = ("setting", "nargs", "positions", "refs", "others", "call")
+
+    def __init__(self, setting: Any, args: tuple[Any, ...], params: list[str],
+                 call: Any) -> None:
+        import weakref
+
+        self.setting = setting
+        self.nargs = len(args)
+        self.positions = tuple((i, params[i]) for i, a in enumerate(args)
+                               if hasattr(type(a), _distributed.PROTOCOL))
+        self.refs = tuple(weakref.ref(args[i]) for i, _ in self.positions)
+        self.others = tuple(i for i, a in enumerate(args)
+                            if not hasattr(type(a), _distributed.PROTOCOL))
+        self.call = weakref.ref(call)
 _PKG_DIR = __file__.rsplit("/", 2)[0] if "/" in __file__ else ""
 
 
@@ -180,24 +203,30 @@ class _Compiled:
         self.chunk = chunk
         self.post = post
         self.gen = gen
-        self.casters: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
-        self.checked: set[Any] = set()  # prologue signatures whose chunk kernel compiled
+        #: the names of a plan's kernel arguments (LoopPlan.arg_names)
+        self.arg_names = ("lo", "step", "n", "block",
+                          *(f"partial:{r}" for r in gen.reductions), *gen.state)
+        #: id(prologue overload) -> (overload, casters, partial dtypes); keyed by
+        #: identity since hashing a signature's Numba types costs microseconds a call
+        self.casters: dict[int, tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = {}
+        self.checked: set[int] = set()  # prologue overloads whose chunk kernel compiled
+        self.only_pre: Any = None  # the prologue's overload, while it has one only
+        self.plan: LoopPlan | None = None  # the first plan: the fields every plan shares
         #: why the outlined plan cannot run (it could not be compiled): the fused
         #: serial code runs every call instead
         self.no_plan: str | None = None
-        #: id(exception) -> (exception, c0, c1) for chunks that raised, until the
-        #: caller reports them (see Accelerated._chunk_error)
-        self.failures: dict[int, tuple[BaseException, int, int]] = {}
-        failures = self.failures
 
         def run_blocks(c0: int, c1: int, *args: Any) -> None:
-            """The chunk kernel, noting the blocks of a chunk that raised."""
+            """The chunk kernel, noting on an exception the blocks that raised it (read
+            by Accelerated._chunk_error; kept on the exception itself, so that the
+            failure of a chunk nobody reports holds on to nothing)."""
             try:
                 chunk(c0, c1, *args)
             except BaseException as exc:
-                if len(failures) > 64:  # never reported (another chunk's came first)
-                    failures.clear()
-                failures[id(exc)] = (exc, c0, c1)
+                try:
+                    exc._loopscale_blocks = (c0, c1)  # type: ignore[attr-defined]
+                except Exception:  # an exception type without attributes: not located
+                    pass
                 raise
 
         self.run_blocks = run_blocks if chunk is not None else None
@@ -241,8 +270,12 @@ class Accelerated(Generic[P, R]):
         self._convert = False
         self._fast = 0  # fast-path mode of the generated __call__ (see _fast_mode)
         self._params = list(self.__signature__.parameters)
+        self._param_tuple = tuple(self._params)
         self._dist_checked: set[frozenset[str]] = set()
-        self._last_plan: LoopPlan | None = None
+        self._express: list[_Express] = []  # the last calls with distributed arrays
+        #: the last plan run: (n, block, nblocks, lo, step), not its arguments (which
+        #: would keep the last call's arrays alive)
+        self._last_shape: tuple[int, int, int, int, int] | None = None
         self._why_serial: str | None = None  # why the last parallel call ran serially
         self._warned_serial: set[str] = set()
         self._last_run_seconds: float | None = None
@@ -666,6 +699,10 @@ class Accelerated(Generic[P, R]):
         raise new from exc
 
     def _call_slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if self._express and not kwargs:
+            out = self._call_express(args)
+            if out is not _MISS:
+                return out  # type: ignore[no-any-return]
         dist = _distributed.distributed_arguments(self._params, args, kwargs)
         if dist:
             return self._call_distributed(dist, args, kwargs)
@@ -734,8 +771,8 @@ class Accelerated(Generic[P, R]):
         """A call with distributed arrays: each rank runs the iterations of its rows
         (see :mod:`._distributed`)."""
         fn = self.py_func
-        where = f"{fn.__qualname__}()"
         if self._python_mode or self.target == "cuda":
+            where = f"{fn.__qualname__}()"
             why = ("LOOPSCALE_DISABLE=1 runs it as plain Python" if self._disabled else
                    "it runs as plain Python after a compile error (fallback=True)"
                    if self._python_mode else "target='cuda' runs on one GPU")
@@ -755,14 +792,71 @@ class Accelerated(Generic[P, R]):
         setting = config.current_level()
         call = getattr(type(first), _distributed.PROTOCOL)(
             function=fn.__qualname__, analysis=self.analysis, arrays=dist,
-            params=tuple(self._params), level=setting.name, options=dict(setting.options),
+            params=self._param_tuple, level=setting.name, options=dict(setting.options),
             read_after_loop=self._after_loop_reads)
         views = call.views
+        if not kwargs and len(args) <= len(self._params) and hasattr(call, "reuse"):
+            try:
+                record = _Express(setting, args, self._params, call)
+            except TypeError:  # an argument that cannot be referred to weakly
+                pass
+            else:  # the last few (a stencil alternates two pairs of arrays)
+                self._express = [record, *self._express[:_EXPRESS_KEPT - 1]]
         args = tuple(views.get(n, a) if n in dist else a
                      for n, a in zip(self._params, args, strict=False)) + args[len(self._params):]
-        kwargs = {k: views[k] if k in dist else v for k, v in kwargs.items()}
-        return call.finish(self._call_plan(call, args, kwargs,  # type: ignore[no-any-return]
-                                           distributed=True))
+        kwargs = {k: views[k] if k in dist else v for k, v in kwargs.items()} if kwargs else kwargs
+        try:
+            return call.finish(self._call_plan(call, args, kwargs,  # type: ignore[no-any-return]
+                                               distributed=True))
+        finally:
+            release = getattr(call, "release", None)
+            if release is not None:
+                release()
+
+    def _call_express(self, args: tuple[Any, ...]) -> Any:
+        """A call with the same distributed arrays, in the same places, at the same
+        level as one of the last few: that call's object is asked to run again (it
+        checks that the arrays are the very same ones) instead of the arrays' type
+        for a new one; the run itself is the same.  ``_MISS`` when none applies."""
+        setting = config.current_level()
+        for express in self._express:
+            if len(args) != express.nargs or express.setting is not setting:
+                continue
+            for (i, _), ref in zip(express.positions, express.refs, strict=True):
+                if args[i] is not ref():
+                    break
+            else:
+                call = express.call()
+                if call is None:
+                    continue
+                for i in express.others:
+                    if hasattr(type(args[i]), _distributed.PROTOCOL):
+                        return _MISS
+                if not call.reuse(*[args[i] for i, _ in express.positions]):
+                    return _MISS
+                try:
+                    views = call.views
+                    items = list(args)
+                    for i, name in express.positions:
+                        items[i] = views[name]
+                    return call.finish(self._call_plan(call, tuple(items), {}, distributed=True))
+                finally:
+                    call.release()
+        return _MISS
+
+    @property
+    def _last_plan(self) -> LoopPlan | None:
+        """The last plan run, without its arguments (``args`` is empty)."""
+        shape, comp = self._last_shape, self._compiled
+        if shape is None or comp is None or comp.plan is None:
+            return None
+        return comp.plan._again(*shape[:3], (), *shape[3:])
+
+    @_last_plan.setter
+    def _last_plan(self, value: None) -> None:
+        if value is not None:
+            raise ValueError("only None can be set: the last plan is what ran")
+        self._last_shape = None
 
     @functools.cached_property
     def _after_loop_reads(self) -> frozenset[str]:
@@ -856,7 +950,7 @@ class Accelerated(Generic[P, R]):
             state = tuple(c(v) if c is not None else v
                           for c, v in zip(casters, state, strict=True))
         parts = tuple(_partials(nb, ident, dt) for ident, dt in zip(idents, dtypes,
-                                                                     strict=True))
+                                                                     strict=True)) if nred else ()
         kargs = (lo, step, n, bs, *parts, *state)
         if key not in comp.checked:
             # compile the chunk kernel here, in the caller, so that a compile error
@@ -878,15 +972,15 @@ class Accelerated(Generic[P, R]):
                 executor = _SERIAL_EXECUTOR
             else:
                 self._why_serial = None
-        plan = LoopPlan(function=self.py_func.__qualname__, n=n, block=bs, nblocks=nb,
-                        kernel=comp.run_blocks, args=kargs, lo=lo,
-                        calls_blas=self.analysis.calls_blas,
-                        arg_names=("lo", "step", "n", "block",
-                                   *(f"partial:{r}" for r in comp.gen.reductions),
-                                   *comp.gen.state),
-                        step=step, has_reductions=bool(self.analysis.reductions),
-                        arrays=self.analysis.arrays)
-        self._last_plan = plan
+        proto = comp.plan
+        if proto is None:
+            proto = comp.plan = LoopPlan(  # (holding no call's arguments)
+                function=self.py_func.__qualname__, n=0, block=1, nblocks=0,
+                kernel=comp.run_blocks, args=(), calls_blas=self.analysis.calls_blas,
+                arg_names=comp.arg_names, has_reductions=bool(self.analysis.reductions),
+                arrays=self.analysis.arrays)
+        plan = proto._again(n, bs, nb, kargs, lo, step)
+        self._last_shape = (n, bs, nb, lo, step)
         t0 = time.perf_counter()
         try:
             executor.run(plan)
@@ -972,9 +1066,9 @@ class Accelerated(Generic[P, R]):
         e: BaseException | None = exc
         while e is not None and id(e) not in seen:
             seen.add(id(e))
-            hit = comp.failures.pop(id(e), None)
-            if hit is not None and hit[0] is e:
-                _, c0, c1 = hit
+            hit = getattr(e, "_loopscale_blocks", None)
+            if hit is not None:
+                c0, c1 = hit
                 if isinstance(e, LoopscaleError) or not isinstance(e, Exception):
                     return None
                 k0, k1 = c0 * plan.block, min(c1 * plan.block, plan.n)
@@ -998,20 +1092,23 @@ class Accelerated(Generic[P, R]):
                     ) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
         """From the prologue's Numba signature: casts that give boxed state scalars
         back their exact type, and the dtypes of the reduction partials."""
-        from numba import types as nbt
-        from numba.np.numpy_support import as_dtype
-
         pre = comp.pre
         if len(pre.overloads) == 1:
-            (cres,) = pre.overloads.values()
+            cres = comp.only_pre  # (iterating the dispatcher's OrderedDict hashes its
+            if cres is None:      # keys, Numba types: 1.5 us)
+                (cres,) = pre.overloads.values()
+                comp.only_pre = cres
         else:
             bound = self.__signature__.bind(*args, **kwargs)
             bound.apply_defaults()
             sig = tuple(pre.typeof_pyval(v) for v in bound.arguments.values())
             cres = pre.overloads[sig]
-        key = cres.signature.args
+        key = id(cres)
         found = comp.casters.get(key)
         if found is None:
+            from numba import types as nbt
+            from numba.np.numpy_support import as_dtype
+
             rtype = list(cres.signature.return_type)
             nred = len(comp.gen.reductions)
             default = (nbt.float64, nbt.int64, nbt.complex128, nbt.boolean)
@@ -1020,8 +1117,8 @@ class Accelerated(Generic[P, R]):
                 and t not in default else None for t in rtype[5 + nred:])
             dtypes = tuple(as_dtype(t.dtype if isinstance(t, nbt.Array) else t)
                            for t in rtype[5:5 + nred])
-            found = comp.casters[key] = (casters, dtypes)
-        return (key, *found)  # type: ignore[return-value]
+            found = comp.casters[key] = (cres, casters, dtypes)  # holds cres: the id stays its
+        return (key, found[1], found[2])
 
     # -- reporting ---------------------------------------------------------
     def explain(self) -> str:

@@ -23,7 +23,18 @@ such an argument, ``accel``
    hands the plan to ``call.run(plan)`` (the call object is the executor: it
    exchanges halos, runs this process's blocks and combines the reduction
    partials of every process), runs the epilogue, and returns
-   ``call.finish(result)`` (which turns views back into distributed arrays).
+   ``call.finish(result)`` (which turns views back into distributed arrays);
+4. calls ``call.release()``, when the call object has it, once the call is
+   over, whether it returned or raised (a type may keep call objects between
+   calls with the same arrays; this says the arrays are no longer in use).
+
+A call object that has ``reuse(*arrays)`` may be run again: for a call with
+the very same distributed arrays in the same places at the same level as one
+of its last few calls, ``accel`` asks that call object ``reuse(...)`` (it
+answers False unless the arrays are the ones it was made for and it is idle)
+instead of asking the type for a new one, then goes through steps 3 and 4 as
+before.  It holds such call objects weakly; a stencil stepped many times thus
+skips the type's call-object set-up.
 """
 
 from __future__ import annotations
@@ -52,8 +63,9 @@ def is_distributed(value: Any) -> bool:
 def distributed_arguments(names: Iterable[str], args: tuple[Any, ...],
                           kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Parameter name -> distributed argument, for the arguments that are distributed."""
-    found = {n: v for n, v in zip(names, args, strict=False) if is_distributed(v)}
-    found.update({n: v for n, v in kwargs.items() if is_distributed(v)})
+    found = {n: v for n, v in zip(names, args, strict=False) if hasattr(type(v), PROTOCOL)}
+    if kwargs:
+        found.update({n: v for n, v in kwargs.items() if hasattr(type(v), PROTOCOL)})
     return found
 
 

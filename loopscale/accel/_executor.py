@@ -82,6 +82,18 @@ class LoopPlan:
     arg_names: tuple[str, ...] = ()
     calls_blas: bool = False
 
+    def _again(self, n: int, block: int, nblocks: int, args: tuple[Any, ...], lo: int,
+               step: int) -> LoopPlan:
+        """This plan with another iteration space and arguments (the other fields
+        kept): what ``dataclasses.replace`` does, in a tenth of the time, for the
+        plans ``accel`` makes call after call."""
+        new = object.__new__(LoopPlan)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["n"], fields["block"], fields["nblocks"] = n, block, nblocks
+        fields["args"], fields["lo"], fields["step"] = args, lo, step
+        return new
+
     def arg(self, name: str) -> Any:
         """The kernel argument called *name* (see :attr:`arg_names`)."""
         return self.args[self.arg_names.index(name)]

@@ -236,9 +236,9 @@ class DistArray:
     @classmethod
     def __loopscale_distributed__(cls, **call: Any) -> Any:
         """Start an accelerated call with distributed arguments (see ``accel``)."""
-        from ._dcall import DistributedCall
+        from ._dcall import call_for
 
-        return DistributedCall(**call)
+        return call_for(**call)
 
     def _global_view(self) -> np.ndarray:
         """This array's buffer as an array of the global shape (own rows and ghosts valid)."""

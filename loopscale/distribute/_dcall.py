@@ -32,11 +32,22 @@ and 6 work out from the plan's shape (a :class:`_Schedule`: iterations, row
 ranges, messages, the exchange's layout and buffers) is remembered, keyed by
 all it depends on, and so is the fingerprint of step 1, keyed by a cheap
 description of the inputs; step 1's ``Allreduce`` itself runs every call.
+
+And it is called with the same arrays (``u, v = v, u``): the call object made
+for a function, a level and the very same distributed arrays is kept (holding
+them only weakly: it is dropped when one of them is) and reused by the next
+such call, with what it worked out for each shape of call (:class:`_Prepared`:
+the schedule, the fingerprint, the halo and write-back messages as byte views
+of the arrays' buffers).  What remains per call is the agreement
+``Allreduce``, the messages, the kernel and the status ``Allgatherv``: the
+fixed cost of a call that a hand-written mpi4py program has too, plus a few
+microseconds.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,14 +77,45 @@ _PRINTS: dict[tuple[Any, ...], int] = {}
 #: The ``mpi`` level's executor (workers, check) by communicator and options.
 _LEVELS: dict[tuple[Any, ...], MPIExecutor] = {}
 _CACHE_LIMIT = 256
+#: Call objects, by function, level, options and the identity of the arrays.
+_CALLS: dict[tuple[Any, ...], DistributedCall] = {}
+
+
+def call_for(**call: Any) -> DistributedCall:
+    """The call object for one call (``DistArray.__loopscale_distributed__``).
+
+    The one made earlier for the same function, level, options and the very same
+    distributed arrays is reused when it is idle (what it worked out is kept);
+    otherwise a new one is made and kept for the next such call, referring to
+    the arrays weakly, so that it goes when one of them goes.
+    """
+    arrays = call["arrays"]
+    try:
+        options = call.get("options")
+        # (the parameters and the names read after the loop follow from the analysis)
+        key = (call["function"], id(call["analysis"]), call.get("level", "auto"),
+               tuple(sorted(options.items())) if options else (),
+               *[(name, id(x)) for name, x in arrays.items()])
+        hash(key)
+    except TypeError:  # an option that cannot be part of a key: nothing kept
+        return DistributedCall(**call)
+    found = _CALLS.get(key)
+    if found is not None and found._claim(arrays):
+        return found
+    made = DistributedCall(**call)
+    made._claim(arrays)
+    if all(isinstance(x, DistArray) for x in arrays.values()):
+        made._refs = tuple(weakref.ref(x, lambda _, key=key: _CALLS.pop(key, None))
+                           for x in arrays.values())
+        _remember(_CALLS, key, made)
+    return made
 
 
 def _local() -> Any:
-    """This thread's schedules and agreement buffers."""
+    """This thread's schedules."""
     here = _LOCAL.__dict__
     if not here:
         here["schedules"] = {}
-        here["agree"] = (np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64))
     return _LOCAL
 
 
@@ -125,6 +167,28 @@ class _Schedule:
     statuses: np.ndarray | None              # recv as every rank's status (no partials)
 
 
+class _Prepared:
+    """What one call object works out once for one shape of call.
+
+    ``fixed``: every slot's rows fit in its array's buffer (own rows and ghost
+    rows), so the kernel runs on the arrays' own views and every message is a
+    byte view of a buffer, made here once.
+    """
+
+    __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch_sends", "fetch_recvs",
+                 "wb_sends", "wb_recvs")
+
+    specs: list[tuple[int, str, tuple[int, ...], bool]]  # the slots: index, name, offsets, written
+    fresh: list[tuple[int, int, bool]]   # arrays the loop fills: index, row offset, read whole after
+    known: int | None                    # the agreement fingerprint (check "shapes")
+    sched: _Schedule
+    fixed: bool
+    fetch_sends: list[tuple[int, int, np.ndarray]]  # (peer, tag, bytes), when fixed
+    fetch_recvs: list[tuple[int, int, np.ndarray]]
+    wb_sends: list[tuple[int, int, np.ndarray]]
+    wb_recvs: list[tuple[int, int, np.ndarray]]
+
+
 def _describe_cheaply(value: Any) -> Any:
     """A hashable stand-in for what :func:`._partition.describe_inputs` says of
     *value* (the same inputs give the same key; a key never stands for two
@@ -147,9 +211,10 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 class DistributedCall:
     """Runs one accelerated call whose arguments include distributed arrays.
 
-    Made by ``DistArray.__loopscale_distributed__``; ``accel`` uses it as the
-    executor of the plan (:meth:`run`) and passes the result through
-    :meth:`finish`.  Not for direct use.
+    Made (or reused, see :func:`call_for`) by
+    ``DistArray.__loopscale_distributed__``; ``accel`` uses it as the executor
+    of the plan (:meth:`run`), passes the result through :meth:`finish` and
+    then calls :meth:`release`.  Not for direct use.
     """
 
     name = "distributed"
@@ -187,18 +252,22 @@ class DistributedCall:
                     f"(distribute.empty_like({first_name})).")
             views[name] = x._view if x._view is not None else x._global_view()
         assert first is not None
-        self.arrays = arrays
+        self.arrays: Mapping[str, Any] | None = arrays  # only during a call
         self.comm = first._comm
         self.bounds = first._bounds
         self._bkey = first._bkey
         self._me = first._rank
+        self._nranks = len(self._bkey) - 1
         self.nrows = first._shape[0]
         self.views = views
         self._by_id = {id(v): name for name, v in views.items()}
-        self._fresh: dict[int, tuple[np.ndarray, int]] = {}
-        self._complete: list[tuple[np.ndarray, int]] = []  # fresh arrays read after the loop
-        self._computed: list[tuple[int, int]] = []
-        self._lo = self._step = 0
+        self._refs: tuple[Any, ...] = ()
+        self._busy = threading.Lock()
+        self._workers: int | None = None
+        self._preps: dict[tuple[Any, ...], _Prepared] = {}
+        self._mine = np.zeros(2, dtype=np.int64)  # the agreement's buffers
+        self._both = np.zeros(2, dtype=np.int64)
+        self._begin()
         if level == "serial":
             workers: int | None = 1
             check = "shapes"
@@ -213,73 +282,174 @@ class DistributedCall:
             executor = MPIExecutor(comm=self.comm, max_workers=workers, check=check)
             _remember(_LEVELS, key, executor)
         self._level = executor
+        self._pcomm: Any = None
+
+    def _begin(self) -> None:
+        """Forget what the previous call computed."""
+        self._fresh: dict[int, tuple[np.ndarray, int]] = {}
+        self._complete: list[tuple[np.ndarray, int]] = []  # fresh arrays read after the loop
+        self._computed: list[tuple[int, int]] = []
+        self._lo = self._step = 0
         self.bytes_moved = 0
+
+    def _claim(self, arrays: Mapping[str, Any]) -> bool:
+        """Take this call object for a call, when it is idle.  (While it is kept,
+        the arrays and the analysis it was made for are alive: a kept call holds
+        the analysis, and it is dropped when one of the arrays goes; so the
+        identities in its key are theirs.)"""
+        if not self._busy.acquire(blocking=False):
+            return False
+        self.arrays = arrays
+        self._begin()
+        return True
+
+    def reuse(self, *arrays: Any) -> bool:
+        """Take this call object for another call with *arrays* (the distributed
+        arguments, in order; ``accel``'s next call like the last): only when they
+        are the very arrays it was made for and it is idle."""
+        refs = self._refs
+        if not refs or len(arrays) != len(refs):
+            return False
+        for ref, x in zip(refs, arrays, strict=True):
+            if ref() is not x:
+                return False
+        return self._claim(dict(zip(self.views, arrays, strict=True)))
+
+    def release(self) -> None:
+        """The call is over (returned or raised): let go of its arrays."""
+        self.arrays = None
+        self._fresh = {}
+        self._complete = []
+        if self._busy.locked():
+            self._busy.release()
 
     # -- the executor ---------------------------------------------------------------------
     def run(self, plan: Any) -> None:
         """Run this rank's iterations of *plan*; see the module's description."""
         comm = self.comm
-        nranks = len(self._bkey) - 1
-        me = self._me
-        slots = self._slots(plan)
-        # collective on first use (node size): before any rank can take another path
-        self._workers = self._level.max_workers
+        nranks = self._nranks
+        by_id = self._by_id
+        args = plan.args
+        if self._workers is None:  # collective the first time (node size): before any
+            self._workers = self._level.max_workers  # rank can take another path
+        pk = (plan.n, plan.lo, plan.step, plan.block, plan.nblocks, plan.arg_names,
+              tuple([by_id.get(id(v)) or _describe_cheaply(v) for v in args[4:]]))
+        prep = self._preps.get(pk)
+        if prep is None:
+            prep = self._prepared(plan)
+            _remember(self._preps, pk, prep)
+        for idx, offset, whole in prep.fresh:
+            value = args[idx]
+            if whole:
+                self._complete.append((value, offset))  # the code after the loop reads it
+            else:
+                self._fresh[id(value)] = (value, offset)
         if comm is not None and nranks > 1:
-            self._agree(comm, plan)
-        n, lo, step = plan.n, plan.lo, plan.step
-        self._lo, self._step = lo, step
+            self._agree(comm, plan, prep.known)
+        n = plan.n
+        self._lo, self._step = plan.lo, plan.step
         if n <= 0:
             self._computed = [(0, 0)] * nranks
             return
+        sched = prep.sched
+        if sched is None:  # (after the agreement: a bad row range raises on every rank)
+            sched = self._schedule_for(plan, prep)
+        self._computed = sched.computed
+        if prep.fixed:  # the arrays' own views and buffers
+            slots: list[_Slot] = []
+            moved = _transfer(self, prep.fetch_sends, prep.fetch_recvs)
+        else:
+            slots = self._slots(plan, prep.specs)
+            moved = self._fetch(sched, slots)
+            if any(args[s.index] is not s.view for s in slots):
+                items = list(args)
+                for s in slots:
+                    items[s.index] = s.view
+                args = tuple(items)
+        failure: BaseException | None = None
+        try:
+            self._compute(plan, args, sched.segs)
+        except Exception as exc:  # every rank must still reach the exchange
+            failure = exc
+        parts = [a for name, a in zip(plan.arg_names, plan.args, strict=False)
+                 if name.startswith("partial:")] if sched.has_parts else []
+        if nranks > 1:
+            moved += self._combine(plan, sched, parts, self._me, failure)
+        elif failure is not None:
+            raise failure
+        if prep.fixed:
+            moved += _transfer(self, prep.wb_sends, prep.wb_recvs)
+        else:
+            moved += self._write_back(sched, slots)
+        for full, offset in self._complete:
+            moved += self._allgather_rows(full, offset, self._me)
+        self.bytes_moved = moved
+        _LAST.update(function=plan.function, ranks=nranks, bytes_moved=moved)
+
+    def _prepared(self, plan: Any) -> _Prepared:
+        """What a call of this shape needs before the ranks agree (once per call
+        object and shape); the schedule comes after (:meth:`_schedule_for`)."""
+        prep = _Prepared()
+        prep.specs = [(s.index, s.name, s.offsets, s.written) for s in self._slots(plan)]
+        prep.fresh = self._fresh_specs(plan)
+        prep.known = None
+        if self.comm is not None and self._nranks > 1 and self._level.check == "shapes":
+            prep.known = self._fingerprint(plan)
+        prep.sched = None
+        prep.fixed = False
+        return prep
+
+    def _schedule_for(self, plan: Any, prep: _Prepared) -> _Schedule:
+        """The schedule of *prep*'s calls (shared by all calls of the same shape on
+        this thread), and their messages when the arrays' buffers hold every row."""
+        me, nranks = self._me, self._nranks
+        slots = self._slots(plan, prep.specs)
         parts = [a for name, a in zip(plan.arg_names, plan.args, strict=False)
                  if name.startswith("partial:")] if plan.has_reductions else []
-        key = (n, lo, step, plan.block, plan.nblocks, plan.has_reductions, self._bkey, me,
-               tuple((s.index, s.offsets, s.written, s.array._ghost) for s in slots),
+        key = (plan.n, plan.lo, plan.step, plan.block, plan.nblocks, plan.has_reductions,
+               self._bkey, me, tuple((s.index, s.offsets, s.written, s.array._ghost)
+                                     for s in slots),
                tuple((p.dtype.str, p.shape) for p in parts))
         schedules = _local().schedules
         sched = schedules.get(key)
         if sched is None:
             sched = self._schedule(plan, slots, parts, me, nranks)
             _remember(schedules, key, sched)
-        self._computed = sched.computed
-        moved = self._fetch(sched, slots)
-        failure: BaseException | None = None
-        try:
-            self._compute(plan, slots, sched.segs)
-        except Exception as exc:  # every rank must still reach the exchange
-            failure = exc
-        if nranks > 1:
-            moved += self._combine(plan, sched, parts, me, failure)
-        elif failure is not None:
-            raise failure
-        moved += self._write_back(sched, slots)
-        for full, offset in self._complete:
-            moved += self._allgather_rows(full, offset, me)
-        self.bytes_moved = moved
-        _LAST.update(function=plan.function, ranks=nranks, bytes_moved=moved)
+        self._prepare(sched, slots)
+        if all(s.temp is None for s in slots):
+            prep.fetch_recvs, prep.fetch_sends = self._fetch_messages(sched, slots)
+            prep.wb_sends, prep.wb_recvs = self._write_back_messages(sched, slots)
+            prep.fixed = True
+        prep.sched = sched
+        return sched
 
-    def _agree(self, comm: Any, plan: Any) -> None:
-        """The ranks' inputs agree (one ``Allreduce``); the fingerprint of the same
-        inputs is remembered rather than described and hashed again."""
+    def _agree(self, comm: Any, plan: Any, known: int | None) -> None:
+        """The ranks' inputs agree: one ``Allreduce`` of the fingerprint (*known*,
+        worked out once per shape of call, for the ``"shapes"`` check)."""
         check = self._level.check
         if check == "none":
             return
-        if check != "shapes":  # "values" hashes the contents: never remembered
+        if known is None:  # "values" hashes the contents: every call
             self._check_agreement(comm, plan, check)
             return
+        mine, both = self._mine, self._both
+        mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
+        comm.Allreduce(mine, both, op=_mpi.mpi_module().MAX)
+        if both[0] != -both[1] - 1:  # max != min: some rank differs; every rank sees it
+            self._check_agreement(comm, plan, check)  # describes, and raises on every rank
+
+    def _fingerprint(self, plan: Any) -> int:
+        """The agreement fingerprint of *plan*'s inputs, remembered by a cheap
+        description of them."""
         key = (plan.function, plan.n, plan.lo, plan.step, plan.block, plan.nblocks,
                plan.arg_names, self._bkey,
                tuple([_describe_cheaply(v) for v in plan.args[4:]]))
         known = _PRINTS.get(key)
         if known is None:
-            known = fingerprint(describe_inputs(plan, check, tuple(self.views))
+            known = fingerprint(describe_inputs(plan, "shapes", tuple(self.views))
                                 + self._rows_field())
             _remember(_PRINTS, key, known)
-        mine, both = _local().agree
-        mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
-        comm.Allreduce(mine, both, op=_mpi.mpi_module().MAX)
-        if both[0] != -both[1] - 1:  # max != min: some rank differs; every rank sees it
-            self._check_agreement(comm, plan, check)  # describes, and raises on every rank
+        return known
 
     def _rows_field(self) -> list[tuple[str, str]]:
         return [("rows", ",".join(map(str, self._bkey)))]
@@ -288,7 +458,15 @@ class DistributedCall:
         check_agreement(comm, plan, check, extra=self._rows_field(),
                         no_values=tuple(self.views))
 
-    def _slots(self, plan: Any) -> list[_Slot]:
+    def _slots(self, plan: Any, specs: Sequence[tuple[int, str, tuple[int, ...], bool]]
+               | None = None) -> list[_Slot]:
+        """The distributed arguments the loop touches (from *specs*, when known)."""
+        arrays = self.arrays
+        assert arrays is not None
+        if specs is not None:
+            by_id = self._by_id
+            return [_Slot(idx, name, arrays[by_id[id(plan.args[idx])]], offsets, written)
+                    for idx, name, offsets, written in specs]
         slots = []
         by_id = self._by_id
         roles = plan.arrays
@@ -300,29 +478,38 @@ class DistributedCall:
                 continue  # only its shape is used
             dist = by_id.get(id(value))
             if dist is not None:
-                slots.append(_Slot(idx, name, self.arrays[dist], tuple(role.offsets or (0,)),
+                slots.append(_Slot(idx, name, arrays[dist], tuple(role.offsets or (0,)),
                                    bool(role.written)))
-            elif role.written:
-                if name in self.params:
-                    raise DistributionError(
-                        f"argument {name!r} of {plan.function}() is a NumPy array that the "
-                        f"loop writes, while {', '.join(map(repr, self.arrays))} "
-                        "distributed: each rank would write only its rows of it. Pass a "
-                        f"distributed array for {name!r} (distribute.empty_like(...)), or "
-                        "allocate it inside the function and return it (it comes back "
-                        "distributed).")
-                if role.axis != 0:
-                    raise DistributionError(
-                        f"{plan.function}() writes the array {name!r} with the loop "
-                        f"variable on axis {role.axis}; with distributed arguments, arrays "
-                        "the loop fills are partitioned along axis 0: index them "
-                        f"{name}[i, ...].")
-                entry = (value, int((role.offsets or (0,))[0]))
-                if name in self.read_after_loop:
-                    self._complete.append(entry)  # the code after the loop reads it whole
-                else:
-                    self._fresh[id(value)] = entry
         return slots
+
+    def _fresh_specs(self, plan: Any) -> list[tuple[int, int, bool]]:
+        """The NumPy arrays the loop writes (allocated by the function: they come
+        back distributed), as (index, row offset, read whole after the loop)."""
+        found = []
+        by_id = self._by_id
+        roles = plan.arrays
+        for idx, (name, value) in enumerate(zip(plan.arg_names, plan.args, strict=False)):
+            if idx < 4 or not isinstance(value, np.ndarray) or name.startswith("partial:"):
+                continue
+            role = roles.get(name)
+            if role is None or not role.written or id(value) in by_id:
+                continue
+            if name in self.params:
+                raise DistributionError(
+                    f"argument {name!r} of {plan.function}() is a NumPy array that the "
+                    f"loop writes, while {', '.join(map(repr, self.views))} "
+                    "distributed: each rank would write only its rows of it. Pass a "
+                    f"distributed array for {name!r} (distribute.empty_like(...)), or "
+                    "allocate it inside the function and return it (it comes back "
+                    "distributed).")
+            if role.axis != 0:
+                raise DistributionError(
+                    f"{plan.function}() writes the array {name!r} with the loop "
+                    f"variable on axis {role.axis}; with distributed arguments, arrays "
+                    "the loop fills are partitioned along axis 0: index them "
+                    f"{name}[i, ...].")
+            found.append((idx, int((role.offsets or (0,))[0]), name in self.read_after_loop))
+        return found
 
     def _write_offset(self, slots: list[_Slot]) -> int:
         offs = {o for s in slots if s.written for o in s.offsets}
@@ -441,19 +628,42 @@ class DistributedCall:
                 if c0 < c1:
                     s.temp[c0 - a:c1 - a] = x.local[c0 - q0:c1 - q0]
 
-    def _fetch(self, sched: _Schedule, slots: list[_Slot]) -> int:
-        self._prepare(sched, slots)
-        if not (sched.fetch_recvs or sched.fetch_sends):
-            return 0
+    def _fetch_messages(self, sched: _Schedule, slots: list[_Slot]
+                        ) -> tuple[list[tuple[int, int, np.ndarray]],
+                                   list[tuple[int, int, np.ndarray]]]:
+        """The halo messages, (peer, tag, bytes): received into each slot's buffer,
+        sent from the arrays' own rows."""
         mine = self._bkey[self._me]
-        recvs = [(peer, tag, slots[t].base[c0 - slots[t].first:c1 - slots[t].first])
+        recvs = [(peer, tag, as_bytes(slots[t].base[c0 - slots[t].first:c1 - slots[t].first]))
                  for peer, tag, t, c0, c1 in sched.fetch_recvs]
         sends = []
         for peer, tag, t, c0, c1 in sched.fetch_sends:
             x = slots[t].array
             g = x._ghost - mine
-            sends.append((peer, tag, x._buf[c0 + g:c1 + g]))
-        return _transfer(self.comm, sends, recvs)
+            sends.append((peer, tag, as_bytes(x._buf[c0 + g:c1 + g])))
+        return recvs, sends
+
+    def _write_back_messages(self, sched: _Schedule, slots: list[_Slot]
+                             ) -> tuple[list[tuple[int, int, np.ndarray]],
+                                        list[tuple[int, int, np.ndarray]]]:
+        """The write-back messages, (peer, tag, bytes): rows this rank computed for
+        their owners, sent from each slot's buffer, received into the arrays' rows."""
+        mine = self._bkey[self._me]
+        sends = [(peer, tag, as_bytes(slots[t].base[c0 - slots[t].first:c1 - slots[t].first]))
+                 for peer, tag, t, c0, c1 in sched.wb_sends]
+        recvs = []
+        for peer, tag, t, c0, c1 in sched.wb_recvs:
+            x = slots[t].array
+            g = x._ghost - mine
+            recvs.append((peer, tag, as_bytes(x._buf[c0 + g:c1 + g])))
+        return sends, recvs
+
+    def _fetch(self, sched: _Schedule, slots: list[_Slot]) -> int:
+        self._prepare(sched, slots)
+        if not (sched.fetch_recvs or sched.fetch_sends):
+            return 0
+        recvs, sends = self._fetch_messages(sched, slots)
+        return _transfer(self, sends, recvs)
 
     def _write_back(self, sched: _Schedule, slots: list[_Slot]) -> int:
         mine = self._bkey[self._me]
@@ -464,26 +674,14 @@ class DistributedCall:
                 s.array.local[c0 - mine:c1 - mine] = s.temp[c0 - a:c1 - a]
         if not (sched.wb_sends or sched.wb_recvs):
             return 0
-        sends = [(peer, tag, slots[t].base[c0 - slots[t].first:c1 - slots[t].first])
-                 for peer, tag, t, c0, c1 in sched.wb_sends]
-        recvs = []
-        for peer, tag, t, c0, c1 in sched.wb_recvs:
-            x = slots[t].array
-            g = x._ghost - mine
-            recvs.append((peer, tag, x._buf[c0 + g:c1 + g]))
-        return _transfer(self.comm, sends, recvs)
+        sends, recvs = self._write_back_messages(sched, slots)
+        return _transfer(self, sends, recvs)
 
     # -- computing --------------------------------------------------------------------------
-    def _compute(self, plan: Any, slots: list[_Slot], segs: list[tuple[int, int, int, int]]
-                 ) -> None:
+    def _compute(self, plan: Any, args_t: tuple[Any, ...],
+                 segs: list[tuple[int, int, int, int]]) -> None:
         if not segs:
             return
-        args_t = plan.args
-        if any(args_t[s.index] is not s.view for s in slots):
-            args = list(args_t)
-            for s in slots:
-                args[s.index] = s.view
-            args_t = tuple(args)
         workers = self._workers
         kernel = plan.kernel
         for c0, c1, _, _ in segs:
@@ -601,14 +799,18 @@ def _with_args(plan: Any, args: tuple[Any, ...]) -> Any:
     return dataclasses.replace(plan, args=args)
 
 
-def _transfer(comm: Any, sends: Sequence[tuple[int, int, np.ndarray]],
+def _transfer(call: DistributedCall, sends: Sequence[tuple[int, int, np.ndarray]],
               recvs: Sequence[tuple[int, int, np.ndarray]]) -> int:
-    """:func:`._darray.transfer` for blocks of rows already contiguous (rows of a
-    C-contiguous buffer); returns the bytes moved by this rank."""
+    """Send and receive blocks of bytes (peer, tag, ``uint8`` array) on the private
+    communicator of *call*'s; returns the bytes moved by this rank."""
+    if not (sends or recvs):
+        return 0
     mpi = _mpi.mpi_module()
-    pcomm = _mpi.private_comm(comm)
+    pcomm = call._pcomm
+    if pcomm is None:
+        pcomm = call._pcomm = _mpi.private_comm(call.comm)
     byte = mpi.BYTE
-    reqs = [pcomm.Irecv([as_bytes(r), byte], source=peer, tag=tag) for peer, tag, r in recvs]
-    reqs += [pcomm.Isend([as_bytes(s), byte], dest=peer, tag=tag) for peer, tag, s in sends]
+    reqs = [pcomm.Irecv([r, byte], source=peer, tag=tag) for peer, tag, r in recvs]
+    reqs += [pcomm.Isend([s, byte], dest=peer, tag=tag) for peer, tag, s in sends]
     mpi.Request.Waitall(reqs)
     return sum(r.nbytes for _, _, r in recvs) + sum(s.nbytes for _, _, s in sends)

@@ -653,3 +653,83 @@ def test_two_threads_calling_on_two_communicators_at_once(mpi_warm):
     run = mpi_warm(THREADS, n=2, timeout=120)
     assert run.returncode == 0, run.describe()
     assert run.stdout.count("threads ok") == 2, run.describe()
+
+
+KEPT = r'''
+import gc, time, weakref
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.distribute import _dcall
+
+
+@accelerate
+def smooth(u, out, c):
+    n = u.shape[0]
+    err = 0.0
+    for i in range(1, n - 1):
+        if u[i, 0] < -1e300:
+            raise ValueError("far too small")
+        for j in range(u.shape[1]):
+            out[i, j] = c * (u[i - 1, j] + u[i + 1, j])
+            err += out[i, j]
+    return err
+
+
+me = distribute.rank()
+results = []
+x = np.random.default_rng(9).random((97, 3))
+a = distribute.scatter(x if me == 0 else None)
+b = distribute.zeros_like(a)
+ra, rb = x.copy(), np.zeros_like(x)
+# the same arrays alternating: the second call on, each pair's call object runs again
+for k in range(12):
+    c = (0.5, 0.25, -0.0)[k % 3]
+    if k % 4 == 3:  # another level in between: its own call object, the same answer
+        with loopscale.level("mpi", max_workers=1):
+            e = smooth(a, b, c)
+    else:
+        e = smooth(a, b, c)
+    with loopscale.level("serial"):
+        re = smooth(ra, rb, c)
+    if e != re or not np.array_equal(distribute.allgather(b), rb):
+        results.append(f"step {k}: differs from serial")
+    a, b, ra, rb = b, a, rb, ra
+# a call that raises lets go of its call object: the next call with the arrays runs
+bad = distribute.scatter(np.where(np.arange(97)[:, None] == 50, -1e308, x) if me == 0 else None)
+for _ in range(2):
+    try:
+        smooth(bad, b, 0.5)
+        results.append("not raised")
+    except ValueError:
+        pass
+    except Exception as exc:  # another rank's failure
+        if "rank" not in str(exc):
+            results.append(f"raised {exc!r}")
+smooth(a, b, 0.5)
+with loopscale.level("serial"):
+    smooth(ra, rb, 0.5)
+if not np.array_equal(distribute.allgather(b), rb):
+    results.append("after the failure: differs from serial")
+# kept call objects hold the arrays weakly: the buffers go with the arrays
+bufs = [weakref.ref(z._buf) for z in (a, b, bad)]
+del a, b, bad
+for _ in range(200):  # (a pool thread may not have taken its share of the last call yet)
+    gc.collect()
+    if all(r() is None for r in bufs):
+        break
+    time.sleep(0.01)
+else:
+    results.append("a buffer outlived its DistArray")
+if any(name == "smooth" for name, *_ in _dcall._CALLS):
+    results.append(f"call objects kept for dead arrays: {len(_dcall._CALLS)}")
+print(f"rank {me} kept {'ok' if not results else results}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_call_objects_are_reused_and_let_go_with_the_arrays(mpi_warm, ranks):
+    how = "python" if ranks == 1 else "mpiexec"
+    run = mpi_warm(KEPT, n=ranks, how=how, timeout=180)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("kept ok") == ranks, run.describe()
