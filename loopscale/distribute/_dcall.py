@@ -417,8 +417,9 @@ class DistributedCall:
             _remember(schedules, key, sched)
         self._prepare(sched, slots)
         if all(s.temp is None for s in slots):
-            prep.fetch_recvs, prep.fetch_sends = self._fetch_messages(sched, slots)
-            prep.wb_sends, prep.wb_recvs = self._write_back_messages(sched, slots)
+            prep.fetch_recvs, prep.fetch_sends = self._messages(
+                sched.fetch_recvs, sched.fetch_sends, slots)
+            prep.wb_sends, prep.wb_recvs = self._messages(sched.wb_sends, sched.wb_recvs, slots)
             prep.fixed = True
         prep.sched = sched
         return sched
@@ -628,41 +629,30 @@ class DistributedCall:
                 if c0 < c1:
                     s.temp[c0 - a:c1 - a] = x.local[c0 - q0:c1 - q0]
 
-    def _fetch_messages(self, sched: _Schedule, slots: list[_Slot]
-                        ) -> tuple[list[tuple[int, int, np.ndarray]],
-                                   list[tuple[int, int, np.ndarray]]]:
-        """The halo messages, (peer, tag, bytes): received into each slot's buffer,
-        sent from the arrays' own rows."""
+    def _messages(self, in_slots: list[tuple[int, int, int, int, int]],
+                  in_arrays: list[tuple[int, int, int, int, int]], slots: list[_Slot]
+                  ) -> tuple[list[tuple[int, int, np.ndarray]],
+                             list[tuple[int, int, np.ndarray]]]:
+        """Messages (peer, tag, t, c0, c1) as (peer, tag, bytes): rows *in_slots* in
+        each slot's buffer (the kernel's side), rows *in_arrays* in the arrays' own
+        rows.  Halos: received into the slots, sent from the arrays; write-back:
+        sent from the slots, received into the arrays."""
         mine = self._bkey[self._me]
-        recvs = [(peer, tag, as_bytes(slots[t].base[c0 - slots[t].first:c1 - slots[t].first]))
-                 for peer, tag, t, c0, c1 in sched.fetch_recvs]
-        sends = []
-        for peer, tag, t, c0, c1 in sched.fetch_sends:
+        kernel_side = [(peer, tag, as_bytes(slots[t].base[c0 - slots[t].first:
+                                                          c1 - slots[t].first]))
+                       for peer, tag, t, c0, c1 in in_slots]
+        array_side = []
+        for peer, tag, t, c0, c1 in in_arrays:
             x = slots[t].array
             g = x._ghost - mine
-            sends.append((peer, tag, as_bytes(x._buf[c0 + g:c1 + g])))
-        return recvs, sends
-
-    def _write_back_messages(self, sched: _Schedule, slots: list[_Slot]
-                             ) -> tuple[list[tuple[int, int, np.ndarray]],
-                                        list[tuple[int, int, np.ndarray]]]:
-        """The write-back messages, (peer, tag, bytes): rows this rank computed for
-        their owners, sent from each slot's buffer, received into the arrays' rows."""
-        mine = self._bkey[self._me]
-        sends = [(peer, tag, as_bytes(slots[t].base[c0 - slots[t].first:c1 - slots[t].first]))
-                 for peer, tag, t, c0, c1 in sched.wb_sends]
-        recvs = []
-        for peer, tag, t, c0, c1 in sched.wb_recvs:
-            x = slots[t].array
-            g = x._ghost - mine
-            recvs.append((peer, tag, as_bytes(x._buf[c0 + g:c1 + g])))
-        return sends, recvs
+            array_side.append((peer, tag, as_bytes(x._buf[c0 + g:c1 + g])))
+        return kernel_side, array_side
 
     def _fetch(self, sched: _Schedule, slots: list[_Slot]) -> int:
         self._prepare(sched, slots)
         if not (sched.fetch_recvs or sched.fetch_sends):
             return 0
-        recvs, sends = self._fetch_messages(sched, slots)
+        recvs, sends = self._messages(sched.fetch_recvs, sched.fetch_sends, slots)
         return _transfer(self, sends, recvs)
 
     def _write_back(self, sched: _Schedule, slots: list[_Slot]) -> int:
@@ -674,7 +664,7 @@ class DistributedCall:
                 s.array.local[c0 - mine:c1 - mine] = s.temp[c0 - a:c1 - a]
         if not (sched.wb_sends or sched.wb_recvs):
             return 0
-        sends, recvs = self._write_back_messages(sched, slots)
+        sends, recvs = self._messages(sched.wb_sends, sched.wb_recvs, slots)
         return _transfer(self, sends, recvs)
 
     # -- computing --------------------------------------------------------------------------
