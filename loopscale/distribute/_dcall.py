@@ -202,6 +202,18 @@ def _describe_cheaply(value: Any) -> Any:
     return type(value)
 
 
+def _touched_arrays(plan: Any) -> Any:
+    """(index, name, array, role) of each array argument of *plan*'s kernel that
+    the loop indexes (not the partials; not the arrays used only for their shape)."""
+    roles = plan.arrays
+    for idx, (name, value) in enumerate(zip(plan.arg_names, plan.args, strict=False)):
+        if idx < 4 or not isinstance(value, np.ndarray) or name.startswith("partial:"):
+            continue
+        role = roles.get(name)
+        if role is not None:
+            yield idx, name, value, role
+
+
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
@@ -470,13 +482,7 @@ class DistributedCall:
                     for idx, name, offsets, written in specs]
         slots = []
         by_id = self._by_id
-        roles = plan.arrays
-        for idx, (name, value) in enumerate(zip(plan.arg_names, plan.args, strict=False)):
-            if idx < 4 or not isinstance(value, np.ndarray) or name.startswith("partial:"):
-                continue
-            role = roles.get(name)
-            if role is None:
-                continue  # only its shape is used
+        for idx, name, value, role in _touched_arrays(plan):
             dist = by_id.get(id(value))
             if dist is not None:
                 slots.append(_Slot(idx, name, arrays[dist], tuple(role.offsets or (0,)),
@@ -488,12 +494,8 @@ class DistributedCall:
         back distributed), as (index, row offset, read whole after the loop)."""
         found = []
         by_id = self._by_id
-        roles = plan.arrays
-        for idx, (name, value) in enumerate(zip(plan.arg_names, plan.args, strict=False)):
-            if idx < 4 or not isinstance(value, np.ndarray) or name.startswith("partial:"):
-                continue
-            role = roles.get(name)
-            if role is None or not role.written or id(value) in by_id:
+        for idx, name, value, role in _touched_arrays(plan):
+            if not role.written or id(value) in by_id:
                 continue
             if name in self.params:
                 raise DistributionError(
