@@ -32,6 +32,7 @@ no NumPy ``RuntimeWarning`` is raised.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,16 @@ __all__ = [
     "assert_results_match",
     "accelerated",
     "copy_args",
+    "line_of",
 ]
+
+
+def line_of(func, text: str) -> int:
+    """Absolute line number (in func's file) of the one source line containing *text*."""
+    lines, start = inspect.getsourcelines(func)
+    hits = [start + k for k, line in enumerate(lines) if text in line]
+    assert len(hits) == 1, f"{text!r} occurs {len(hits)} times in {func.__name__}"
+    return hits[0]
 
 
 # ---------------------------------------------------------------------------

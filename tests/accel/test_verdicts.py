@@ -15,17 +15,16 @@ import pytest
 from loopscale import accelerate, prange
 
 from . import kernels as K
-from .kernels import KERNELS, KERNELS_BY_NAME, Kernel, accelerated, assert_results_match
+from .kernels import (
+    KERNELS,
+    KERNELS_BY_NAME,
+    Kernel,
+    accelerated,
+    assert_results_match,
+    line_of,
+)
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def line_of(func, text: str) -> int:
-    """Absolute line number (in func's file) of the one source line containing *text*."""
-    lines, start = inspect.getsourcelines(func)
-    hits = [start + k for k, line in enumerate(lines) if text in line]
-    assert len(hits) == 1, f"{text!r} occurs {len(hits)} times in {func.__name__}"
-    return hits[0]
 
 
 def loop_header_line(func) -> int:

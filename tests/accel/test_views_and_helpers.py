@@ -18,14 +18,9 @@ import pytest
 import loopscale
 from loopscale import accelerate
 
+from .kernels import line_of
+
 pytestmark = pytest.mark.timeout(300)
-
-
-def line_of(func, text: str) -> int:
-    lines, start = inspect.getsourcelines(func)
-    hits = [start + k for k, line in enumerate(lines) if text in line]
-    assert len(hits) == 1, f"{text!r} occurs {len(hits)} times in {func.__name__}"
-    return hits[0]
 
 
 def same_at_every_level(fn, make_args, rtol: float = 0.0) -> None:
