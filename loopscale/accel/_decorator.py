@@ -21,6 +21,7 @@ import threading
 import time
 import types
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -66,6 +67,9 @@ R = TypeVar("R")
 TARGETS = ("cpu", "cuda")
 
 _SERIAL_EXECUTOR = SerialExecutor()
+_PKG_DIR = __file__.rsplit("/", 2)[0] if "/" in __file__ else ""
+
+
 _MISS = object()
 _EXPRESS_KEPT = 4
 
@@ -75,21 +79,17 @@ class _Express:
     ``Accelerated._call_express``): the level, the places of the distributed
     arguments, and the call object (weakly: its type decides how long it lives)."""
 
-    __slots__ = ("setting", "nargs", "positions", "refs", "others", "call")
+    __slots__ = ("setting", "nargs", "positions", "names", "others", "call")
 
     def __init__(self, setting: Any, args: tuple[Any, ...], params: list[str],
                  call: Any) -> None:
-        import weakref
-
         self.setting = setting
         self.nargs = len(args)
-        self.positions = tuple((i, params[i]) for i, a in enumerate(args)
+        self.positions = tuple(i for i, a in enumerate(args)
                                if hasattr(type(a), _distributed.PROTOCOL))
-        self.refs = tuple(weakref.ref(args[i]) for i, _ in self.positions)
-        self.others = tuple(i for i, a in enumerate(args)
-                            if not hasattr(type(a), _distributed.PROTOCOL))
+        self.names = frozenset(params[i] for i in self.positions)
+        self.others = tuple(i for i in range(len(args)) if i not in self.positions)
         self.call = weakref.ref(call)
-_PKG_DIR = __file__.rsplit("/", 2)[0] if "/" in __file__ else ""
 
 
 def _user_stacklevel() -> int:
@@ -794,17 +794,41 @@ class Accelerated(Generic[P, R]):
             function=fn.__qualname__, analysis=self.analysis, arrays=dist,
             params=self._param_tuple, level=setting.name, options=dict(setting.options),
             read_after_loop=self._after_loop_reads)
-        views = call.views
         if not kwargs and len(args) <= len(self._params) and hasattr(call, "reuse"):
-            try:
-                record = _Express(setting, args, self._params, call)
-            except TypeError:  # an argument that cannot be referred to weakly
-                pass
-            else:  # the last few (a stencil alternates two pairs of arrays)
-                self._express = [record, *self._express[:_EXPRESS_KEPT - 1]]
-        args = tuple(views.get(n, a) if n in dist else a
-                     for n, a in zip(self._params, args, strict=False)) + args[len(self._params):]
-        kwargs = {k: views[k] if k in dist else v for k, v in kwargs.items()} if kwargs else kwargs
+            # the last few (a stencil alternates two pairs of arrays)
+            self._express = [_Express(setting, args, self._params, call),
+                             *self._express[:_EXPRESS_KEPT - 1]]
+        return self._run_distributed(call, args, kwargs, key)
+
+    def _call_express(self, args: tuple[Any, ...]) -> Any:
+        """A call with the same distributed arrays, in the same places, at the same
+        level as one of the last few: that call's object is asked to run again
+        (``reuse`` answers whether they are the very arrays it was made for)
+        instead of the arrays' type for a new one; the run itself is the same.
+        ``_MISS`` when none applies."""
+        setting = config.current_level()
+        for express in self._express:
+            if len(args) != express.nargs or express.setting is not setting:
+                continue
+            call = express.call()
+            if call is None or any(hasattr(type(args[i]), _distributed.PROTOCOL)
+                                   for i in express.others):
+                continue
+            if call.reuse(*[args[i] for i in express.positions]):
+                return self._run_distributed(call, args, {}, express.names)
+        return _MISS
+
+    def _run_distributed(self, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                         names: frozenset[str]) -> R:
+        """Steps 3 and 4 of the protocol (see :mod:`._distributed`): the distributed
+        arguments *names* replaced by the call's views, the plan run by the call,
+        the result finished, the call released."""
+        views = call.views
+        params = self._params
+        args = tuple(views[n] if n in names else a
+                     for n, a in zip(params, args, strict=False)) + args[len(params):]
+        if kwargs:
+            kwargs = {k: views[k] if k in names else v for k, v in kwargs.items()}
         try:
             return call.finish(self._call_plan(call, args, kwargs,  # type: ignore[no-any-return]
                                                distributed=True))
@@ -812,37 +836,6 @@ class Accelerated(Generic[P, R]):
             release = getattr(call, "release", None)
             if release is not None:
                 release()
-
-    def _call_express(self, args: tuple[Any, ...]) -> Any:
-        """A call with the same distributed arrays, in the same places, at the same
-        level as one of the last few: that call's object is asked to run again (it
-        checks that the arrays are the very same ones) instead of the arrays' type
-        for a new one; the run itself is the same.  ``_MISS`` when none applies."""
-        setting = config.current_level()
-        for express in self._express:
-            if len(args) != express.nargs or express.setting is not setting:
-                continue
-            for (i, _), ref in zip(express.positions, express.refs, strict=True):
-                if args[i] is not ref():
-                    break
-            else:
-                call = express.call()
-                if call is None:
-                    continue
-                for i in express.others:
-                    if hasattr(type(args[i]), _distributed.PROTOCOL):
-                        return _MISS
-                if not call.reuse(*[args[i] for i, _ in express.positions]):
-                    return _MISS
-                try:
-                    views = call.views
-                    items = list(args)
-                    for i, name in express.positions:
-                        items[i] = views[name]
-                    return call.finish(self._call_plan(call, tuple(items), {}, distributed=True))
-                finally:
-                    call.release()
-        return _MISS
 
     @property
     def _last_plan(self) -> LoopPlan | None:

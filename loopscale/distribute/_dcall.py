@@ -178,8 +178,8 @@ class _Prepared:
     __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch_sends", "fetch_recvs",
                  "wb_sends", "wb_recvs")
 
-    specs: list[tuple[int, str, tuple[int, ...], bool]]  # the slots: index, name, offsets, written
-    fresh: list[tuple[int, int, bool]]   # arrays the loop fills: index, row offset, read whole after
+    specs: list[tuple[int, str, tuple[int, ...], bool]]  # slots: index, name, offsets, written
+    fresh: list[tuple[int, int, bool]]   # arrays the loop fills: index, offset, read after
     known: int | None                    # the agreement fingerprint (check "shapes")
     sched: _Schedule
     fixed: bool
