@@ -15,7 +15,9 @@ The call then, on every rank, in the same order:
    rows on a private communicator) into the array's ghost rows, in place, or,
    when they do not fit there, into a temporary window;
 4. runs its iterations with the ``threads`` level on its share of the node's
-   cores, straight on the arrays' memory;
+   cores, straight on the arrays' memory (on the calling thread alone when the
+   last call of the same shape took less than :data:`INLINE_SECONDS` on one
+   thread: a small stencil stepped in one process);
 5. exchanges an 8-byte status and the reduction partials of its blocks with
    every rank (one ``Allgatherv``), so a failure anywhere stops every rank, and
    every rank combines all partials in block order (``accel``'s epilogue):
@@ -47,6 +49,7 @@ microseconds.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -77,6 +80,9 @@ _PRINTS: dict[tuple[Any, ...], int] = {}
 #: The ``mpi`` level's executor (workers, check) by communicator and options.
 _LEVELS: dict[tuple[Any, ...], MPIExecutor] = {}
 _CACHE_LIMIT = 256
+#: A rank's iterations that took less than this on one thread run on the calling
+#: thread alone (as accel's ``AUTO_SECONDS`` for the ``auto`` level).
+INLINE_SECONDS = 200e-6
 #: Call objects, by function, level, options and the identity of the arrays.
 _CALLS: dict[tuple[Any, ...], DistributedCall] = {}
 
@@ -176,7 +182,7 @@ class _Prepared:
     """
 
     __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch_sends", "fetch_recvs",
-                 "wb_sends", "wb_recvs")
+                 "wb_sends", "wb_recvs", "seconds")
 
     specs: list[tuple[int, str, tuple[int, ...], bool]]  # slots: index, name, offsets, written
     fresh: list[tuple[int, int, bool]]   # arrays the loop fills: index, offset, read after
@@ -187,6 +193,7 @@ class _Prepared:
     fetch_recvs: list[tuple[int, int, np.ndarray]]
     wb_sends: list[tuple[int, int, np.ndarray]]
     wb_recvs: list[tuple[int, int, np.ndarray]]
+    seconds: float                       # the last run's iterations on one thread (est.)
 
 
 def _describe_cheaply(value: Any) -> Any:
@@ -380,7 +387,7 @@ class DistributedCall:
                 args = tuple(items)
         failure: BaseException | None = None
         try:
-            self._compute(plan, args, sched.segs)
+            self._compute(plan, args, sched.segs, prep)
         except Exception as exc:  # every rank must still reach the exchange
             failure = exc
         parts = [a for name, a in zip(plan.arg_names, plan.args, strict=False)
@@ -409,6 +416,7 @@ class DistributedCall:
             prep.known = self._fingerprint(plan)
         prep.sched = None
         prep.fixed = False
+        prep.seconds = float("inf")  # unknown: the first call uses the workers
         return prep
 
     def _schedule_for(self, plan: Any, prep: _Prepared) -> _Schedule:
@@ -671,13 +679,20 @@ class DistributedCall:
 
     # -- computing --------------------------------------------------------------------------
     def _compute(self, plan: Any, args_t: tuple[Any, ...],
-                 segs: list[tuple[int, int, int, int]]) -> None:
+                 segs: list[tuple[int, int, int, int]], prep: _Prepared) -> None:
+        """This rank's kernel ranges *segs*, on its workers -- or on this thread
+        alone when the last call of this shape took less than
+        :data:`INLINE_SECONDS` on one thread (waking the workers would cost more
+        than they save: a small stencil in one process, or on a rank with cores)."""
         if not segs:
             return
         workers = self._workers
         kernel = plan.kernel
+        inline = workers == 1 or prep.seconds < INLINE_SECONDS
+        t0 = time.perf_counter()
+        used = 1
         for c0, c1, _, _ in segs:
-            if c1 - c0 <= 1 or workers == 1:
+            if c1 - c0 <= 1 or inline:
                 kernel(c0, c1, *args_t)
                 continue
             # chunks of whole blocks, about 16 per worker: with reductions too, since a
@@ -687,6 +702,9 @@ class DistributedCall:
             chunks = [(a, min(a + step, c1)) for a in range(c0, c1, step)]
             sub = plan if args_t is plan.args else _with_args(plan, args_t)
             ThreadsExecutor(max_workers=workers).run(_LocalPlan(sub, chunks))
+            used = max(used, min(workers, len(chunks)))
+        if workers > 1:
+            prep.seconds = (time.perf_counter() - t0) * used
 
     def _combine(self, plan: Any, sched: _Schedule, parts: list[np.ndarray], me: int,
                  failure: BaseException | None) -> int:

@@ -468,14 +468,43 @@ s = f(u, o)
 want = np.zeros(100)
 want[1:-1] = np.arange(98.0) + np.arange(2.0, 100.0)
 assert np.array_equal(distribute.gather(o), want) and s == want.sum()
+
+# a call this small runs on the calling thread once its cost is known (handing it
+# to the threads level costs more than it saves); a big one still goes there
+from loopscale.schedule import ThreadsExecutor
+
+handed = [0]
+run = ThreadsExecutor.run
+
+
+def counted(self, plan):
+    handed[0] += 1
+    return run(self, plan)
+
+
+ThreadsExecutor.run = counted
+for _ in range(3):
+    f(u, o)
+handed[0] = 0
+for _ in range(20):
+    assert f(u, o) == s
+small = handed[0]
+big = distribute.scatter(np.arange(4_000_000.0))
+out = distribute.zeros_like(big)
+want = f.py_func(np.arange(4_000_000.0), np.zeros(4_000_000))
+handed[0] = 0
+for _ in range(4):
+    assert f(big, out) == want
+print("handed to the threads level:", small, handed[0], flush=True)
 print("mpi started:", "mpi4py.MPI" in sys.modules, flush=True)
 '''
 
 
 def test_one_process_without_a_launcher_never_starts_mpi(mpi_warm):
-    run = mpi_warm(ALONE, how="python", timeout=120)
+    run = mpi_warm(ALONE, how="python", timeout=120, env={"LOOPSCALE_MAX_WORKERS": "2"})
     assert run.returncode == 0, run.describe()
     assert "mpi started: False" in run.stdout, run.describe()
+    assert "handed to the threads level: 0 4" in run.stdout, run.describe()
 
 
 REPEATED = r'''
