@@ -228,6 +228,16 @@ def _flat_chain(sub: ast.Subscript) -> bool:
     return True
 
 
+#: NumPy functions whose result may share memory with their array arguments
+#: (``np.flip(a)[i] = ...`` writes ``a``), called as ``np.f(...)`` or ``f(...)``.
+_VIEW_FUNCTIONS = frozenset({
+    "asarray", "asanyarray", "ascontiguousarray", "asfortranarray", "atleast_1d",
+    "atleast_2d", "atleast_3d", "ravel", "reshape", "transpose", "squeeze", "flip",
+    "flipud", "fliplr", "rot90", "diagonal", "diag", "moveaxis", "rollaxis", "swapaxes",
+    "expand_dims", "broadcast_to", "real", "imag", "as_strided", "sliding_window_view",
+    "split", "array_split", "hsplit", "vsplit", "dsplit", "broadcast_arrays"})
+
+
 def _view_sources(value: ast.expr) -> set[str]:
     """Names whose memory *value* may share."""
     if isinstance(value, ast.Name):
@@ -242,14 +252,15 @@ def _view_sources(value: ast.expr) -> set[str]:
     if isinstance(value, ast.Call):
         f = value.func
         if isinstance(f, ast.Attribute) and f.attr in ("reshape", "view", "ravel", "transpose",
-                                                       "swapaxes", "squeeze"):
-            return _view_sources(f.value)
+                                                       "swapaxes", "squeeze", "diagonal"):
+            # a method (`a.ravel()`), or a function of a module (`np.ravel(a)`): the
+            # caller drops the names that are not arrays
+            return _view_sources(f.value) | {n for a in value.args for n in _view_sources(a)}
         if isinstance(f, ast.Attribute) and f.attr in _ALLOCATORS | {"copy", "astype"}:
             return set()
-        if isinstance(f, ast.Attribute) and f.attr in ("asarray", "ascontiguousarray",
-                                                       "asfortranarray", "atleast_1d",
-                                                       "atleast_2d", "ravel", "reshape",
-                                                       "transpose", "squeeze"):
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(
+            f, ast.Name) else None
+        if name in _VIEW_FUNCTIONS:
             return {n for a in value.args for n in _view_sources(a)}
         return set()
     if isinstance(value, ast.IfExp):

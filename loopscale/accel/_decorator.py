@@ -956,12 +956,15 @@ class Accelerated(Generic[P, R]):
                 return self._plan_failed(comp, exc, args, kwargs, rerun=True)
             comp.checked.add(key)
         if not distributed and getattr(executor, "name", None) != "serial":
+            # iterations run in parallel could read what other iterations write:
+            # then all blocks in order on this thread, as the serial level
             why = self._overlap(comp, state)
             if why is not None:
-                # iterations run in parallel could read what other iterations
-                # write: all blocks in order on this thread, as the serial level
                 self._note_serial("overlap", f"{why} (pass arrays that do not overlap, "
                                   "e.g. a copy, to run it in parallel)")
+                executor = _SERIAL_EXECUTOR
+            elif (why := self._wraps(lo, step, n)) is not None:
+                self._note_serial("wraps", why)
                 executor = _SERIAL_EXECUTOR
             else:
                 self._why_serial = None
@@ -1049,6 +1052,30 @@ class Accelerated(Generic[P, R]):
                 return (f"`{nm}` and `{other}` are {same} (they share memory) and the loop "
                         f"writes `{nm}`" + ("" if same == "overlapping arrays" else
                                             " at other elements than it reads"))
+        return None
+
+    def _wraps(self, lo: int, step: int, n: int) -> str | None:
+        """Why the iterations may not be split: the loop variable takes negative
+        values where it indexes an array the loop writes, and a negative index
+        wraps around to the end (as in Python), so two iterations may touch the
+        same element (None when every such index is >= 0)."""
+        if n <= 0:
+            return None
+        first, last = lo, lo + (n - 1) * step
+        low = min(first, last)
+        for name, role in self.analysis.arrays.items():
+            if not role.written or role.access == "anywhere" or role.axis is None:
+                continue
+            offs = role.offsets or (0,)
+            if low + min(offs) < 0:
+                var = self.analysis.loop_var or "i"
+                at = f"{var} - {-min(offs)}" if min(offs) < 0 else f"{var} + {min(offs)}" \
+                    if min(offs) else var
+                return (f"`{name}` is indexed at `{name}[{at}]`, and `{var}` runs from "
+                        f"{first} to {last}: a negative "
+                        "index wraps around to the end of the array, so two iterations may "
+                        "touch the same element (start the loop at an index >= 0 to run it "
+                        "in parallel)")
         return None
 
     def _chunk_error(self, comp: _Compiled, exc: BaseException, plan: LoopPlan

@@ -11,9 +11,12 @@ of a written array uses the loop variable at the same position), helpers
 from __future__ import annotations
 
 import ast
+import inspect
 import types
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ._astutil import (
     _MUTATING_METHODS,
@@ -54,6 +57,38 @@ _RNG_METHODS = frozenset({
 #: NumPy functions that write into their first argument.
 _WRITES_FIRST_ARG = frozenset({"copyto", "put", "place", "putmask", "fill_diagonal",
                                "put_along_axis"})
+
+
+def _bind_call(params: list[str], call: ast.Call) -> list[ast.expr | None] | None:
+    """The argument of *call* for each of *params* (None where the default is
+    used), keywords included; None when ``*args``/``**kwargs`` hide them."""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+            kw.arg is None for kw in call.keywords):
+        return None
+    bound: list[ast.expr | None] = [*call.args[:len(params)]]
+    bound += [None] * (len(params) - len(bound))
+    for kw in call.keywords:
+        if kw.arg in params:
+            bound[params.index(kw.arg)] = kw.value
+    return bound
+
+
+def _positional_outs(target: Any, call: ast.Call) -> list[ast.expr]:
+    """The arguments of *call* (a NumPy function or ufunc *target*) passed
+    positionally in its ``out`` place: ``np.add(acc, x, acc)``."""
+    nin = getattr(target, "nin", None)
+    if isinstance(target, np.ufunc) and isinstance(nin, int):
+        return list(call.args[nin:])
+    if not (getattr(target, "__module__", "") or "").startswith("numpy"):
+        return []
+    try:
+        names = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return []
+    if "out" not in names:
+        return []
+    k = names.index("out")
+    return list(call.args[k:k + 1])
 
 
 def _draws_random(node: ast.Call, resolver: Resolver, local_names: set[str]) -> bool:
@@ -402,6 +437,9 @@ class _LoopChecker:
     def _add_opaque(self, names: set[str], write: bool, node: ast.AST, text: str) -> None:
         """An access of the arrays *names* through a view the analysis does not follow."""
         for name in names:
+            if isinstance(self.resolver.value(ast.Name(id=name, ctx=ast.Load())),
+                          types.ModuleType):
+                continue  # `np` of `np.ravel(a)[j]`
             if name in self.private_alias:
                 view = self.private_alias[name]
                 if view is None:
@@ -453,6 +491,8 @@ class _LoopChecker:
         if (call.args and getattr(target, "__name__", None) in _WRITES_FIRST_ARG
                 and (getattr(target, "__module__", "") or "").startswith("numpy")):
             self._write_target(call.args[0], call)  # np.copyto(dst, src), np.put(a, ...)
+        for arg in _positional_outs(target, call):  # np.add(acc, x, acc)
+            self._write_target(arg, call)
         helper = self.resolver.helper(func)
         if helper is None:
             return
@@ -461,11 +501,20 @@ class _LoopChecker:
             raise _Unsafe(self.line(call),
                           f"the helper `{self.src(func)}` called here {summary.unsafe}")
         params = summary_params(helper)
-        mapping = {p: a for p, a in zip(params, call.args, strict=False)}
+        bound = _bind_call(params, call)
+        if bound is None:
+            if summary.writes:
+                raise _Unsafe(self.line(call),
+                              f"the helper `{self.src(func)}` writes some of its arguments, "
+                              "passed here through `*`/`**`: which arrays cannot be followed")
+            for a in [*call.args, *(kw.value for kw in call.keywords)]:
+                self._add_opaque(self._sources(a), False, call, self.src(a))
+            return
+        mapping = {p: a for p, a in zip(params, bound, strict=True) if a is not None}
         for pidx, idx_list in summary.reads.items():
-            if pidx >= len(call.args):
+            arg = bound[pidx] if pidx < len(bound) else None
+            if arg is None:
                 continue
-            arg = call.args[pidx]
             n_before = len(self.accesses)
             if idx_list is None or not isinstance(arg, (ast.Name, ast.Subscript)):
                 self._add_opaque(self._sources(arg), False, call, self.src(arg))
@@ -483,16 +532,14 @@ class _LoopChecker:
             for acc in self.accesses[n_before:]:
                 acc.helper = self.src(func)
         for pidx, idx_list in summary.writes.items():
-            if pidx >= len(call.args):
+            arg = bound[pidx] if pidx < len(bound) else None
+            if arg is None:
                 continue
-            arg = call.args[pidx]
             if idx_list is None or not isinstance(arg, (ast.Name, ast.Subscript)):
                 self._write_target(arg, call, whole=True, helper=self.src(func))
                 continue
             for idx in idx_list:
                 # substitute helper parameters by the call's arguments
-                params = summary_params(helper)
-                mapping = {p: a for p, a in zip(params, call.args, strict=False)}
                 sub_idx = [_substitute(e, mapping) for e in idx]
                 n_before = len(self.accesses)
                 if isinstance(arg, ast.Name):
@@ -811,22 +858,32 @@ def _summarise_helper(func: types.FunctionType, parent: Resolver,
             if isinstance(f, ast.Attribute) and f.attr in _MUTATING_METHODS and isinstance(
                     f.value, ast.Name):
                 note(f.value.id, None)
-            for kw in node.keywords:
-                if kw.arg == "out" and isinstance(kw.value, ast.Name):
-                    note(kw.value.id, None)
+            outs = [kw.value for kw in node.keywords if kw.arg == "out"]
+            for out in outs + _positional_outs(resolver.value(f), node):
+                for name in _view_sources(out):
+                    note(name, None)
             if depth < 8:
                 callee = resolver.helper(f)
                 if callee is not None:
                     sub = _summarise_helper(callee, resolver, cache, depth + 1)
                     if sub.unsafe:
                         unsafe = f"calls `{ast.unparse(f)}`, which {sub.unsafe}"
+                    bound = _bind_call(summary_params(callee), node)
+                    if bound is None:  # `*args`: every argument may be written
+                        bound = [*node.args, *(kw.value for kw in node.keywords)]
+                        if sub.writes or sub.reads:
+                            for a in bound:
+                                for name in _view_sources(a):
+                                    note(name, None)
+                                    note(name, None, reads)
+                        bound = []
                     for pidx in sub.writes:
-                        if pidx < len(node.args):
-                            for name in _view_sources(node.args[pidx]):
+                        if pidx < len(bound) and bound[pidx] is not None:
+                            for name in _view_sources(bound[pidx]):
                                 note(name, None)
                     for pidx in sub.reads:
-                        if pidx < len(node.args):
-                            for name in _view_sources(node.args[pidx]):
+                        if pidx < len(bound) and bound[pidx] is not None:
+                            for name in _view_sources(bound[pidx]):
                                 note(name, None, reads)
     # arrays used whole (passed on, `a.sum()`...): read anywhere
     for node in _whole_uses(fdef, set(params) | set(local_alias)):

@@ -17,6 +17,7 @@ import pytest
 
 import loopscale
 from loopscale import accelerate
+from loopscale.errors import SerializationWarning
 
 from .kernels import line_of
 
@@ -197,6 +198,47 @@ def assigned_on_one_branch_after(x, out, flag):
     return t
 
 
+def add_to(arr, idx, v):
+    arr[idx] += v
+
+
+def pass_on(arr, k, v):
+    add_to(v=v, arr=arr, idx=k)
+
+
+def group_sum_by_keyword(keys, vals, out):
+    for i in range(keys.shape[0]):
+        add_to(arr=out, idx=keys[i], v=vals[i])
+
+
+def group_sum_nested_keyword(keys, vals, out):
+    for i in range(keys.shape[0]):
+        pass_on(out, keys[i], vals[i])
+
+
+def ufunc_positional_out(a, acc):
+    for i in range(a.shape[0]):
+        np.add(acc, a[i], acc)
+
+
+def accumulate_in(acc, x):
+    np.add(acc, x, acc)
+
+
+def ufunc_out_in_helper(a, acc):
+    for i in range(a.shape[0]):
+        accumulate_in(acc, a[i])
+
+
+def mirror_through_flip(a, out):
+    for i in range(a.shape[0]):
+        np.flip(out)[i] = out[i] + a[i]
+
+
+def _keys(n=4000, seed=5):
+    return np.random.default_rng(seed).integers(0, 5, n)
+
+
 def _vec(n=2003, seed=3):
     return np.random.default_rng(seed).random(n)
 
@@ -214,6 +256,14 @@ UNSAFE = [
     (chain_through_helper, "set_next(out", "out", lambda: (_vec(), np.zeros(2003))),
     (rows_through_helper, "dst[:] =", "row(out", lambda: (np.ones((2000, 3)), _vec(2000))),
     (closure_chain, "put(i + 1", "put", lambda: (_vec(), np.zeros(2003))),
+    # helpers called with keywords, a ufunc's positional `out`, a view through np.flip
+    (group_sum_by_keyword, "add_to(arr=out", "add_to", lambda: (_keys(), _vec(4000), np.zeros(5))),
+    (group_sum_nested_keyword, "pass_on(out", "pass_on",
+     lambda: (_keys(), _vec(4000), np.zeros(5))),
+    (ufunc_positional_out, "np.add(acc", "acc", lambda: (_mat((3000, 4)), np.zeros(4))),
+    (ufunc_out_in_helper, "accumulate_in(acc", "accumulate_in",
+     lambda: (_mat((3000, 4)), np.zeros(4))),
+    (mirror_through_flip, "np.flip(out)[i]", "np.flip(out)", lambda: (_vec(), _vec(seed=9))),
 ]
 
 
@@ -288,3 +338,19 @@ def test_a_value_the_loop_leaves_that_may_be_read_after_it_keeps_the_loop_sequen
     assert fn.analysis.parallel is False
     assert f"line {line_of(assigned_on_one_branch_after, 'return t')}" in fn.analysis.reason
     same_at_every_level(fn, lambda: (_vec(999), np.zeros(999), False))
+
+
+def fold_negative(x, out):
+    m = out.shape[0]
+    for i in range(-m, m):
+        out[i] = 2.0 * out[i] + x[i + m]
+
+
+def test_a_loop_variable_that_goes_negative_where_it_indexes_a_written_array_runs_serially():
+    # out[-1] and out[m - 1] are one element (Python wraps negative indices): the
+    # iterations i and i + m write it in order, so the call keeps the serial order
+    fn = accelerate(fold_negative)
+    assert fn.analysis.parallel  # the loop itself is parallel: the range is the trouble
+    with pytest.warns(SerializationWarning, match="wraps around"):
+        same_at_every_level(fn, lambda: (_vec(4000), np.ones(2000)))
+    assert "runs from -2000 to 1999" in fn.explain()
