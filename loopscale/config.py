@@ -258,6 +258,28 @@ _LEVEL: contextvars.ContextVar[LevelSetting | None] = contextvars.ContextVar(
 )
 
 
+_NO_COLLECTIVES: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "loopscale_no_collectives", default=False
+)
+
+
+def collectives_allowed() -> bool:
+    """Whether ``auto`` may pick a level whose calls are collective (``mpi``): not
+    inside a task of ``distribute.map``, where the other ranks are elsewhere."""
+    return not _NO_COLLECTIVES.get()
+
+
+@contextlib.contextmanager
+def without_collectives() -> Iterator[None]:
+    """Inside the block, ``auto`` never picks a collective level (see
+    :func:`collectives_allowed`): a task farm runs its tasks so."""
+    token = _NO_COLLECTIVES.set(True)
+    try:
+        yield
+    finally:
+        _NO_COLLECTIVES.reset(token)
+
+
 def _default_level() -> LevelSetting:
     global _DEFAULT
     if _DEFAULT is None:

@@ -788,6 +788,8 @@ class Accelerated(Generic[P, R]):
                                     self.analysis, comp.pre is not None, dist,
                                     comp.gen.plan_reason)
             self._dist_checked.add(key)
+        _distributed.check_aliases(fn.__qualname__, fn.__code__.co_filename, self.analysis,
+                                   dist)
         first = next(iter(dist.values()))
         setting = config.current_level()
         call = getattr(type(first), _distributed.PROTOCOL)(
@@ -1234,7 +1236,7 @@ class Accelerated(Generic[P, R]):
 def _auto_parallel_level() -> str | None:
     """The level ``auto`` uses for a parallel loop, or None for serial."""
     levels = config.installed_levels()
-    if "mpi" in levels and config.launcher_world_size() > 1:
+    if "mpi" in levels and config.launcher_world_size() > 1 and config.collectives_allowed():
         return "mpi"
     if "threads" in levels and config.usable_cores() > 1:
         return "threads"

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import DistributionError
 
-__all__ = ["PROTOCOL", "distributed_arguments", "check_call"]
+__all__ = ["PROTOCOL", "distributed_arguments", "check_aliases", "check_call"]
 
 #: The attribute that marks a distributed-array type.
 PROTOCOL = "__loopscale_distributed__"
@@ -169,6 +169,37 @@ def read_after_loop(fdef: ast.FunctionDef | None, loop_index: int | None) -> fro
     return frozenset(found)
 
 
+def check_aliases(function: str, filename: str, analysis: Any, dist: Mapping[str, Any]
+                  ) -> None:
+    """Raise :class:`~loopscale.errors.DistributionError` when one distributed array
+    is passed for two parameters, the loop writes it, and not only at the row of
+    each iteration (``smooth(u, u)`` reading ``u[i - 1]``): in order, an
+    iteration reads what the one before it wrote, which ranks running at once
+    cannot reproduce."""
+    if len(dist) < 2:
+        return
+    first: dict[int, str] = {}
+    roles = analysis.arrays
+    for name, value in dist.items():
+        other = first.setdefault(id(value), name)
+        if other == name:
+            continue
+        ra, rb = roles.get(other), roles.get(name)
+        if not ((ra is not None and ra.written) or (rb is not None and rb.written)):
+            continue
+        if (ra is not None and rb is not None and ra.access == rb.access == "aligned"
+                and ra.axis == rb.axis):
+            continue  # each iteration touches its own row under both names
+        written = other if ra is not None and ra.written else name
+        raise DistributionError(
+            f"{function}() was called with the same distributed array for {other!r} and "
+            f"{name!r}, and its loop ({filename}:{analysis.lineno}) writes {written!r} "
+            "while it reads the array at other rows: run in order, each iteration would "
+            "read what an earlier one wrote, which ranks computing at once cannot "
+            f"reproduce. Pass another array for {written!r} (distribute.empty_like(...)) "
+            "and swap the two between steps.")
+
+
 def check_call(function: str, filename: str, fdef: ast.FunctionDef | None, analysis: Any,
                has_plan: bool, dist: Mapping[str, Any], plan_reason: str | None) -> None:
     """Raise :class:`~loopscale.errors.DistributionError` when *dist* cannot be used so.
@@ -193,10 +224,11 @@ def check_call(function: str, filename: str, fdef: ast.FunctionDef | None, analy
               "and pass the NumPy array")
     if not analysis.parallel or analysis.loop_index is None or fdef is None:
         why = analysis.reason or "it has no loop"
+        where = f" ({filename}:{analysis.lineno})" if analysis.lineno else f" ({filename})"
         raise DistributionError(
-            f"{function}() was called with the distributed array(s) {names}, but its loop "
-            f"does not run in parallel: {why}. A distributed call runs each rank's share of "
-            f"the iterations where its rows live, which needs a parallel loop; {gather}, "
+            f"{function}() was called with the distributed array(s) {names}, but its loop"
+            f"{where} does not run in parallel: {why}. A distributed call runs each rank's "
+            f"share of the iterations where its rows live, which needs a parallel loop; {gather}, "
             "or make the loop's iterations independent (f.explain() says what stops it).")
     if not has_plan:
         raise DistributionError(

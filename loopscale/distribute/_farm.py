@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from .. import config
 from ..errors import ArgumentError, WorkerError
 from . import _mpi
 
@@ -61,7 +62,10 @@ def _validate(fn: Any, chunksize: Any, results: Any, root: Any, nranks: int) -> 
 def _run_chunk(fn: Callable[..., T], items: list[Any]) -> tuple[bool, Any]:
     """``(True, results)`` or ``(False, (exception or None, text))``."""
     try:
-        return True, [fn(x) for x in items]
+        # the other ranks are busy with other items: an accelerated call in a task
+        # at level auto must not become a collective call (it would wait for them)
+        with config.without_collectives():
+            return True, [fn(x) for x in items]
     except Exception as exc:
         return False, (exc, "".join(traceback.format_exception(exc)))
 

@@ -246,6 +246,12 @@ def pair(u, v, out):
         out[i] = u[i] + v[i]
 
 
+@accelerate
+def sweep(u, out):                            # in order when out is u (Gauss-Seidel)
+    for i in range(1, u.shape[0] - 1):
+        out[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1]
+
+
 rank = distribute.rank()
 u = distribute.scatter(np.arange(10.0) if rank == 0 else None)
 out = distribute.zeros_like(u)
@@ -265,7 +271,8 @@ def expect(fn, *args, words=()):
 
 expect(anywhere, u, np.arange(10), out, words=("'u'", "u[idx[i]]", "gather", ".py:"))
 expect(whole, u, out, words=("'u'", "u.sum", ".py:"))
-expect(carried, u, words=("does not run in parallel", "gather"))
+expect(carried, u, words=("does not run in parallel", "gather", ".py:"))
+expect(sweep, u, u, words=("same distributed array", "'u' and 'out'", ".py:", "empty_like"))
 expect(wraps, u, out, words=("row -1", "wrap"))
 expect(into_numpy, u, np.zeros(10), words=("'out'", "NumPy array", "empty_like"))
 v = distribute.from_local(np.zeros(rank + 3))

@@ -49,6 +49,24 @@ except KeyError as exc:
 except WorkerError as exc:
     report["task_error"] = "WorkerError " + str(exc)
 
+# a task that calls an accelerated function (one simulation per parameter): at
+# level auto the call stays on this rank (a collective call would wait for the
+# other ranks, busy with other tasks: it hung)
+import numpy as np
+from loopscale import accelerate
+
+
+@accelerate
+def simulate(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    return s
+
+
+got = distribute.map(lambda k: simulate(np.arange(float(k))), range(9), results="all")
+report["accelerated_tasks"] = got == [simulate.py_func(np.arange(float(k))) for k in range(9)]
+
 report["after"] = distribute.map(str, range(3), results="all")
 with open(os.path.join(sys.argv[1], f"rank{me}.json"), "w") as fh:
     json.dump(report, fh)
@@ -68,6 +86,7 @@ def test_map_farms_tasks_and_reports_bad_input_on_every_rank(mpi, tmp_path, npro
             assert report["root_only"] is None  # results="root": None elsewhere
         assert report["everywhere"] == [-x for x in range(7)]
         assert report["after"] == ["0", "1", "2"]
+        assert report["accelerated_tasks"] is True
         if nprocs == 1:  # one process: nothing travels, nothing is pickled
             assert report["unpicklable"] == "NOT DETECTED"
         else:
