@@ -133,6 +133,9 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     _validate(fn, chunksize, results, root, nranks)
     if comm is None or nranks == 1:
         return [fn(x) for x in (iterable if iterable is not None else ())]
+    # the farm's messages (any tag, any source) on loopscale's own communicator:
+    # never a message the user's code sent on theirs and receives later
+    comm = _mpi.private_comm(comm)
     me = comm.Get_rank()
     chunks: list[bytes] = []
     problem = None
@@ -159,6 +162,15 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     if me == root:
         ok, payload = _deal(fn, comm, root, chunks)
         if ok:
+            if results == "all":
+                bad = next((i for i, x in enumerate(payload) if not _picklable(x)), None)
+                if bad is not None:  # tell the other ranks before raising here
+                    msg = (f"distribute.map(): the result for item {bad} "
+                           f"({type(payload[bad]).__name__}) cannot be pickled to send it to "
+                           "every rank (results='all'); return plain data (numbers, "
+                           "strings, tuples, NumPy arrays), or use results='root'")
+                    comm.bcast((False, msg), root=root)
+                    raise ArgumentError(msg + ".")
             comm.bcast((True, payload if results == "all" else None), root=root)
             return payload  # type: ignore[no-any-return]
         error, text, where = payload

@@ -67,6 +67,29 @@ def simulate(x):
 got = distribute.map(lambda k: simulate(np.arange(float(k))), range(9), results="all")
 report["accelerated_tasks"] = got == [simulate.py_func(np.arange(float(k))) for k in range(9)]
 
+# a message of the user's, sent before the farm and received after it: the farm
+# must not take it for one of its own (it receives any tag from any rank)
+if distribute.size() > 1:
+    comm = distribute.comm()
+    if me == 0:
+        pending = comm.isend({"config": 42}, dest=1, tag=99)
+    report["own_messages"] = distribute.map(lambda x: x + 1, range(20), results="all") == \
+        list(range(1, 21))
+    if me == 1:
+        report["own_messages"] &= comm.recv(source=0, tag=99) == {"config": 42}
+    if me == 0:
+        pending.wait()
+    comm.Barrier()
+else:
+    report["own_messages"] = True
+
+# a result that cannot travel to every rank (results="all"): an error everywhere
+try:
+    distribute.map(lambda x: threading.Lock() if x == 2 else x, range(6), results="all")
+    report["unpicklable_result"] = "NOT RAISED"
+except (ArgumentError, WorkerError) as exc:
+    report["unpicklable_result"] = str(exc)
+
 report["after"] = distribute.map(str, range(3), results="all")
 with open(os.path.join(sys.argv[1], f"rank{me}.json"), "w") as fh:
     json.dump(report, fh)
@@ -87,6 +110,9 @@ def test_map_farms_tasks_and_reports_bad_input_on_every_rank(mpi, tmp_path, npro
         assert report["everywhere"] == [-x for x in range(7)]
         assert report["after"] == ["0", "1", "2"]
         assert report["accelerated_tasks"] is True
+        assert report["own_messages"] is True
+        if nprocs > 1:
+            assert "be pickled" in report["unpicklable_result"], report
         if nprocs == 1:  # one process: nothing travels, nothing is pickled
             assert report["unpicklable"] == "NOT DETECTED"
         else:
