@@ -868,15 +868,13 @@ def _summarise_helper(func: types.FunctionType, parent: Resolver,
                     sub = _summarise_helper(callee, resolver, cache, depth + 1)
                     if sub.unsafe:
                         unsafe = f"calls `{ast.unparse(f)}`, which {sub.unsafe}"
-                    bound = _bind_call(summary_params(callee), node)
-                    if bound is None:  # `*args`: every argument may be written
-                        bound = [*node.args, *(kw.value for kw in node.keywords)]
-                        if sub.writes or sub.reads:
-                            for a in bound:
-                                for name in _view_sources(a):
-                                    note(name, None)
-                                    note(name, None, reads)
-                        bound = []
+                    bound = _bind_call(summary_params(callee), node) or []
+                    if not bound and (sub.writes or sub.reads) and (node.args or node.keywords):
+                        # `*args`/`**kwargs`: any argument may be read and written
+                        for a in [*node.args, *(kw.value for kw in node.keywords)]:
+                            for name in _view_sources(a):
+                                note(name, None)
+                                note(name, None, reads)
                     for pidx in sub.writes:
                         if pidx < len(bound) and bound[pidx] is not None:
                             for name in _view_sources(bound[pidx]):
