@@ -255,8 +255,15 @@ def limit_process(workers: int) -> None:
     are limited through ``threadpoolctl``.
     """
     share = max(1, config.usable_cores() // max(1, workers))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "BLIS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    names = ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"]
+    if "numba" not in sys.modules:
+        # Numba reads it at import.  Once imported (the user's main module, loaded
+        # again in a spawned worker, imports it) its configuration is fixed: a
+        # changed variable makes the next compilation re-read it and fail ("Cannot
+        # set NUMBA_NUM_THREADS ... once the threads have been launched"), so
+        # set_num_threads limits it instead (init_worker, below).
+        names.append("NUMBA_NUM_THREADS")
+    for var in names:
         try:
             keep = 0 < int(os.environ[var]) <= share
         except (KeyError, ValueError):

@@ -26,7 +26,10 @@ What this executor does instead
   once (the caller steals only into a free slot), tasks start in submission
   order (only the head of the queue is stolen), nothing is stolen under a
   ``timeout`` (the task could outlast it) or when an ``initializer`` is set (the
-  caller's thread was not initialised).  A *worker* that waits on another
+  caller's thread was not initialised).  The main thread steals only tasks
+  whose function was seen to take less than :data:`STEAL_SECONDS`: a compiled
+  task run there would hold off Ctrl-C until it returned, while a wait is cut
+  short by it at once.  A *worker* that waits on another
   task's future runs that task itself, from anywhere in the queue, in its own
   slot, so nested waits do not deadlock the pool.
 * **Batched ``map``.**  ``map`` queues one batch, not one future per item:
@@ -74,6 +77,32 @@ T = TypeVar("T")
 _LOCAL = threading.local()
 
 
+#: The main thread steals a task (runs it itself in ``result()``) only when the
+#: task's function is known to take less than this: a compiled task run there
+#: would hold off Ctrl-C until it returned, while waiting is interruptible.
+STEAL_SECONDS = 0.1
+#: Seconds a task of each function took lately (the longest of the last few
+#: halving as it ages), kept to :data:`_TASK_KEYS` functions.
+_TASK_SECONDS: dict[Any, float] = {}
+_TASK_KEYS = 4096
+_MAIN_IDENT = threading.main_thread().ident
+
+
+def _task_key(fn: Any) -> Any:
+    """What tasks of the same function share: its code, else the callable itself."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        inner = getattr(fn, "py_func", None) or getattr(fn, "func", None)
+        code = getattr(inner, "__code__", None)
+    if code is not None:
+        return code
+    try:
+        hash(fn)
+    except TypeError:
+        return type(fn)
+    return fn
+
+
 def _run_future(fut: Future) -> None:
     """Run a queued future's task and finish the future."""
     if not fut.set_running_or_notify_cancel():
@@ -81,15 +110,36 @@ def _run_future(fut: Future) -> None:
     fut._core = None
     fn, args, kwargs = fut._call  # type: ignore[misc]
     fut._call = None
+    t0 = time.perf_counter()
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - kept on the future, as CPython does
+        _took(fn, t0)
         fn = args = kwargs = None  # type: ignore[assignment]  # the traceback keeps this frame
         fut.set_exception(exc)
     else:
+        _took(fn, t0)
         fn = args = kwargs = None  # type: ignore[assignment]
         fut.set_result(result)
     fut = None  # type: ignore[assignment]
+
+
+def _took(fn: Any, t0: float) -> None:
+    seconds = time.perf_counter() - t0
+    key = _task_key(fn)
+    before = _TASK_SECONDS.get(key)
+    if before is None and len(_TASK_SECONDS) >= _TASK_KEYS:
+        _TASK_SECONDS.clear()
+    _TASK_SECONDS[key] = seconds if before is None else max(seconds, before / 2)
+
+
+def _short_task(fut: Future) -> bool:
+    """Whether *fut*'s task is known to be short enough for the main thread to run."""
+    call = fut._call
+    if call is None:
+        return True
+    seconds = _TASK_SECONDS.get(_task_key(call[0]))
+    return seconds is not None and seconds < STEAL_SECONDS
 
 
 #: Markers in ``_Batch.results``: not run yet; raised (see ``errors``); never run.
@@ -387,6 +437,9 @@ class _Core:
                 if k is None:
                     return
             else:
+                if not inside and threading.get_ident() == _MAIN_IDENT \
+                        and not _short_task(item):
+                    return  # wait instead, where Ctrl-C can reach the caller
                 tasks.remove(item)  # the head, save for a worker's nested wait
             if not inside:
                 self.running += 1
@@ -671,6 +724,18 @@ class Executor(cf.Executor):
             Cancel the tasks that have not started.
         """
         self._core.close(wait, cancel_futures)
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        """Shut down, waiting for the work; after Ctrl-C, for the running tasks only.
+
+        As ``ThreadPoolExecutor``, leaving the ``with`` block waits for the
+        tasks, so that they are done when the block is.  When the block is
+        left by a ``KeyboardInterrupt`` the tasks that have not started are
+        cancelled first: only the running ones (which cannot be stopped) are
+        waited for.
+        """
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self.shutdown(wait=True, cancel_futures=interrupted)
 
 
 def _close_all_at_exit() -> None:

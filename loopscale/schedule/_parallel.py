@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .. import config
 from ..errors import SerializationWarning
 from ._chunking import plan_chunks, validate_chunksize, validate_max_workers, validate_policy
@@ -21,7 +23,21 @@ from ._pool import get_pool
 
 __all__ = ["parallel_for", "ThreadsExecutor"]
 
-_COST: dict[Any, float] = {}  # measured seconds per block, per kernel
+#: Measured seconds per block, per kernel and shapes of its array arguments
+#: (the cost of an iteration often grows with an array the loop does not
+#: index by its variable: a KDE's data).  Kept to :data:`_COST_KEYS` entries.
+_COST: dict[Any, float] = {}
+_COST_KEYS = 4096
+
+
+def _cost_key(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (kernel,) + tuple(a.shape for a in args if isinstance(a, np.ndarray))
+
+
+def _remember_cost(key: tuple[Any, ...], seconds_per_block: float) -> None:
+    if len(_COST) >= _COST_KEYS and key not in _COST:
+        _COST.clear()
+    _COST[key] = seconds_per_block
 _WARNED: set[int] = set()
 
 
@@ -83,7 +99,11 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
     policy : {"auto", "static", "dynamic", "guided"}
         How the range is cut (see :mod:`loopscale.schedule`).
     chunksize : int, optional
-        Iterations per chunk (static, dynamic) or the smallest chunk (guided, auto).
+        Iterations per chunk (static, dynamic) or the smallest chunk (guided,
+        auto).  Without one, a worker may run a long chunk as several
+        consecutive calls over sub-ranges of about 50 ms each, so that Ctrl-C
+        and a failure in another chunk stop the loop promptly; with one, every
+        call gets exactly the planned range.
     progress : bool or None
         ``True`` draws a progress bar on standard error; ``None`` (default)
         draws one only on a terminal once the run passes two seconds;
@@ -118,14 +138,15 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
     _check_nogil(fn)
     if n == 0:
         return
-    key = getattr(fn, "py_func", fn)
+    key = _cost_key(getattr(fn, "py_func", fn), args)
     chunks = plan_chunks(n, workers, policy, chunksize, _COST.get(key))
     t0 = time.perf_counter()
     label = f"loopscale {getattr(fn, '__name__', 'parallel_for')}()"
     get_pool(workers).run(fn, chunks, args, workers,
                           describe=lambda c0, c1: f"iterations [{c0}, {c1})",
-                          progress=progress, label=label)
-    _COST[key] = (time.perf_counter() - t0) * min(workers, len(chunks)) / n
+                          progress=progress, label=label, split=chunksize is None,
+                          seconds_per_item=_COST.get(key))
+    _remember_cost(key, (time.perf_counter() - t0) * min(workers, len(chunks)) / n)
 
 
 class ThreadsExecutor:
@@ -165,7 +186,7 @@ class ThreadsExecutor:
         if nb == 0:
             return
         workers = self.max_workers
-        key = (plan.function, plan.kernel)
+        key = _cost_key(plan.kernel, plan.args)
         chunks = plan_chunks(nb, workers, self.policy, self.chunksize, _COST.get(key))
         kernel = plan.kernel
 
@@ -176,5 +197,6 @@ class ThreadsExecutor:
         t0 = time.perf_counter()
         get_pool(workers).run(kernel, chunks, plan.args, workers, describe=describe,
                               progress=self.progress, label=f"loopscale {plan.function}()",
-                              blas=getattr(plan, "calls_blas", False))
-        _COST[key] = (time.perf_counter() - t0) * min(workers, len(chunks)) / nb
+                              blas=getattr(plan, "calls_blas", False), split=True,
+                              seconds_per_item=_COST.get(key))
+        _remember_cost(key, (time.perf_counter() - t0) * min(workers, len(chunks)) / nb)

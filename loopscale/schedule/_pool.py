@@ -11,13 +11,17 @@ GIL is free for the other workers to claim and start theirs.
 Failure rules, as DESIGN.md promises:
 
 * the first exception in any chunk stops the region: no new chunk starts, the
-  chunks already running finish, and the caller gets an exception once, of
+  pieces already running finish, and the caller gets an exception once, of
   the same type, naming the chunk's range, with the worker's exception (and
   its traceback) as ``__cause__`` -- of the chunks that failed, the first in
   iteration order (the one Python would have met first), whichever finished
   first;
 * ``KeyboardInterrupt`` in the caller stops the region the same way and is
-  re-raised once the running chunks have finished (chunks are short);
+  re-raised once the running pieces have finished: where the chunks may be
+  split (the ``threads`` level's blocks; ``parallel_for`` without a
+  ``chunksize``) every worker runs a long chunk as pieces of about
+  :data:`PIECE_SECONDS` and looks for the stop between them, so Ctrl-C is
+  acted on within a fraction of a second however long the chunks;
 * a region started from inside a worker runs serially on that worker (no
   nesting, no deadlock);
 * the pool stays usable after any of these.
@@ -29,6 +33,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,21 +55,37 @@ def in_worker() -> bool:
     return getattr(_LOCAL, "depth", 0) > 0
 
 
+#: A worker runs a long chunk in pieces of about this many seconds, looking
+#: between pieces whether the region was stopped: a Ctrl-C, or a failure in
+#: another chunk, is acted on within about this long, however long the chunks.
+PIECE_SECONDS = 0.05
+
+
 class _Region:
     """The shared state of one parallel region.
 
-    The region is done when every chunk has finished (or, after a failure or
-    an interrupt, when no chunk is running any more).  A pool thread that wakes
-    up after that finds nothing to claim and leaves: the caller never waits for
-    a thread that has not started, so a region whose chunks are all short costs
-    only the caller's own work.
+    ``running`` counts the *pool threads* inside a chunk (never the caller,
+    whose own bookkeeping a Ctrl-C may cut short anywhere).  Once the chunks
+    are exhausted or the region is stopped nothing raises it again, and the
+    last pool thread to leave with ``running == 0`` sets ``done``: the caller,
+    after its own share, waits only while a pool thread is still inside a
+    chunk, never for a thread that has not started, so a region whose chunks
+    are all short costs only the caller's own work.
+
+    With ``split``, a chunk longer than ``piece`` items runs as consecutive
+    pieces ``fn(p0, p1, *args)`` of about :data:`PIECE_SECONDS` (``piece`` is
+    adapted to the measured time per item); a stopped region starts no further
+    piece.  Pieces cover the chunk exactly, in order, so a kernel whose
+    result does not depend on the plan (block reductions) gives the same
+    answer.
     """
 
     __slots__ = ("fn", "chunks", "args", "claim", "n", "lock", "finished", "running", "done",
-                 "stop", "error", "error_chunk", "owner")
+                 "stop", "exhausted", "error", "error_chunk", "owner", "split", "piece")
 
     def __init__(self, fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
-                 args: tuple[Any, ...]) -> None:
+                 args: tuple[Any, ...], split: bool = False,
+                 seconds_per_item: float | None = None) -> None:
         self.fn = fn
         self.chunks = chunks
         self.args = args
@@ -75,56 +96,109 @@ class _Region:
         self.running = 0
         self.done = threading.Event()
         self.stop = False
+        self.exhausted = False
         self.error: BaseException | None = None
         self.error_chunk: tuple[int, int] | None = None
         self.owner = threading.get_ident()  # the thread that started the region
+        self.split = split
+        self.piece = _first_piece(seconds_per_item)
 
     def work(self) -> None:
+        """Claim and run chunks until none is left or the region stops.
+
+        In the caller's thread an exception that is not an ``Exception``
+        (KeyboardInterrupt, SystemExit) propagates: :meth:`WorkerPool.run`
+        stops the region and re-raises it.
+        """
         fn, chunks, args, claim, n, lock = (self.fn, self.chunks, self.args, self.claim,
                                             self.n, self.lock)
         _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
         me = threading.get_ident()
-        if me != self.owner:
+        helper = me != self.owner
+        if helper:
             WORKING_FOR[me] = self.owner
         try:
-            while not self.stop:
+            while True:
                 with lock:
-                    k = claim()
-                    if k >= n or self.stop:
+                    if self.stop:
                         return
-                    self.running += 1
+                    k = claim()
+                    if k >= n:
+                        self.exhausted = True
+                        return
+                    if helper:
+                        self.running += 1
                 c0, c1 = chunks[k]
-                try:
-                    fn(c0, c1, *args)
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                    with lock:
-                        # of the chunks that fail before the region stops, the
-                        # first in iteration order is reported (the one Python
-                        # would have met first), not the first to finish
-                        if self.error is None or c0 < self.error_chunk[0]:  # type: ignore[index]
-                            self.error = exc
-                            self.error_chunk = (c0, c1)
-                        self.stop = True
-                        self.running -= 1
-                        if self.running == 0:
-                            self.done.set()
-                    return
+                if self.split and c1 - c0 > self.piece:
+                    if not self._pieces(c0, c1, helper):
+                        return
+                else:
+                    try:
+                        fn(c0, c1, *args)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                        if not helper and not isinstance(exc, Exception):
+                            raise
+                        self._failed(exc, (c0, c1), helper)
+                        return
                 with lock:
-                    self.running -= 1
                     self.finished += 1
-                    if self.finished == n or (self.stop and self.running == 0):
-                        self.done.set()
+                    if helper:
+                        self.running -= 1
         finally:
             _LOCAL.depth -= 1
-            if me != self.owner:
+            if helper:
                 WORKING_FOR.pop(me, None)
+                with lock:
+                    if self.running == 0:
+                        self.done.set()
+
+    def _pieces(self, c0: int, c1: int, helper: bool) -> bool:
+        """Run chunk ``[c0, c1)`` as pieces of about :data:`PIECE_SECONDS`;
+        False when a piece failed (recorded as the region's error)."""
+        fn, args, clock = self.fn, self.args, time.perf_counter
+        pos = c0
+        while pos < c1 and not self.stop:
+            size = self.piece
+            stop = min(c1, pos + size)
+            t0 = clock()
+            try:
+                fn(pos, stop, *args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                if not helper and not isinstance(exc, Exception):
+                    raise
+                self._failed(exc, (pos, stop), helper)
+                return False
+            took = clock() - t0
+            if stop - pos == size:  # a whole piece: adapt the size to its time
+                grow = 4.0 if took <= PIECE_SECONDS / 4 else PIECE_SECONDS / took
+                self.piece = max(1, int(size * grow))
+            pos = stop
+        return True
+
+    def _failed(self, exc: BaseException, where: tuple[int, int], helper: bool) -> None:
+        with self.lock:
+            # of the chunks that fail before the region stops, the first in
+            # iteration order is reported (the one Python would have met
+            # first), not the first to finish
+            if self.error is None or where[0] < self.error_chunk[0]:  # type: ignore[index]
+                self.error = exc
+                self.error_chunk = where
+            self.stop = True
+            if helper:
+                self.running -= 1
 
     def halt(self) -> None:
-        """Start no new chunk; done once the running ones finish."""
+        """Start no new chunk or piece."""
         with self.lock:
             self.stop = True
-            if self.running == 0:
-                self.done.set()
+
+
+def _first_piece(seconds_per_item: float | None) -> int:
+    """Items in a first piece: :data:`PIECE_SECONDS` worth at the measured cost,
+    or one (growing fourfold a piece) when the cost is not known yet."""
+    if seconds_per_item is None or seconds_per_item <= 0:
+        return 1
+    return max(1, int(PIECE_SECONDS / seconds_per_item))
 
 
 def _worker_main(q: queue.SimpleQueue[Any], workers: int) -> None:
@@ -181,36 +255,32 @@ class WorkerPool:
             args: tuple[Any, ...] = (), workers: int | None = None,
             describe: Callable[[int, int], str] | None = None,
             progress: bool | None = False, label: str = "loopscale",
-            blas: bool = False) -> None:
+            blas: bool = False, split: bool = False,
+            seconds_per_item: float | None = None) -> None:
         """Run ``fn(c0, c1, *args)`` for every chunk, on up to *workers* threads.
 
         Raises the first chunk's exception (see the module docstring).
         *progress* is as in :mod:`._progress` (False by default here).  *blas*:
         the chunks call BLAS, so BLAS/OpenMP pools are limited to each
-        worker's share of the cores while the region runs.
+        worker's share of the cores while the region runs.  *split*: a chunk
+        may run as several consecutive calls over sub-ranges of about
+        :data:`PIECE_SECONDS` each (*seconds_per_item*, when known, sizes the
+        first), so that Ctrl-C and a failure elsewhere stop the region
+        promptly however long the chunks.
         """
         n = len(chunks)
         if n == 0:
             return
         workers = min(workers or self.max_workers, self.max_workers, n)
+        fn = guard(fn)
         if workers <= 1 or in_worker():
-            done = [0]
-            tracker = track(label, lambda: done[0], n, progress) if n > 1 else None
-            try:
-                for c0, c1 in chunks:
-                    try:
-                        fn(c0, c1, *args)
-                    except Exception as exc:
-                        raise _located(exc, c0, c1, describe) from exc
-                    done[0] += 1
-            finally:
-                untrack(tracker)
+            _run_serially(fn, chunks, args, describe, progress, label, split,
+                          seconds_per_item)
             return
+        region = _Region(fn, chunks, args, split, seconds_per_item)
+        tracker = track(label, lambda: region.finished, n, progress)
         helpers = workers - 1
         self._ensure(helpers)
-        fn = guard(fn)
-        region = _Region(fn, chunks, args)
-        tracker = track(label, lambda: region.finished, n, progress)
         budget = blas_limit(workers) if blas else None
         if budget is not None:
             budget.__enter__()
@@ -220,22 +290,18 @@ class WorkerPool:
             queues[(start + h) % len(queues)].put(region)
         try:
             region.work()
-            region.done.wait()
+            _wait_helpers(region)
         except BaseException:
             # KeyboardInterrupt (or another signal's exception) in the caller:
-            # stop claiming, let the running chunks finish, then re-raise.
+            # start no new chunk or piece, let the running pieces finish, re-raise.
             region.halt()
-            _wait_quietly(region.done)
+            _wait_helpers(region, quietly=True)
             raise
         finally:
             untrack(tracker)
             if budget is not None:
                 budget.__exit__(None, None, None)
-        if region.error is not None:
-            c0, c1 = region.error_chunk  # type: ignore[misc]
-            exc = region.error
-            region.error = None
-            raise _located(exc, c0, c1, describe) from exc
+        _raise_error(region, describe)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the pool threads (after the regions already queued)."""
@@ -249,13 +315,60 @@ class WorkerPool:
                 t.join()
 
 
-def _wait_quietly(event: threading.Event) -> None:
-    while True:
+def _run_serially(fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
+                  args: tuple[Any, ...], describe: Callable[[int, int], str] | None,
+                  progress: bool | None, label: str, split: bool,
+                  seconds_per_item: float | None) -> None:
+    """The chunks one after another in this thread (pieces as in a region)."""
+    n = len(chunks)
+    done = [0]
+    tracker = track(label, lambda: done[0], n, progress) if n > 1 else None
+    piece = _first_piece(seconds_per_item) if split else 0
+    region: _Region | None = None
+    try:
+        for c0, c1 in chunks:
+            if split and c1 - c0 > piece:
+                if region is None:
+                    region = _Region(fn, chunks, args, split, seconds_per_item)
+                if not region._pieces(c0, c1, helper=False):
+                    _raise_error(region, describe)
+                piece = region.piece
+            else:
+                try:
+                    fn(c0, c1, *args)
+                except Exception as exc:
+                    raise _located(exc, c0, c1, describe) from exc
+            done[0] += 1
+    finally:
+        untrack(tracker)
+
+
+def _wait_helpers(region: _Region, quietly: bool = False) -> None:
+    """Wait until no pool thread is inside one of *region*'s chunks (never for
+    one that has not started: it will find nothing to claim).  *quietly*: a
+    second Ctrl-C meanwhile does not cut the wait short."""
+    while region.running:
         try:
-            event.wait()
-            return
-        except BaseException:  # a second Ctrl-C while the chunks finish: keep waiting
+            region.done.wait(0.05)
+        except BaseException:
+            if not quietly:
+                raise
             continue
+
+
+def _raise_error(region: _Region, describe: Callable[[int, int], str] | None) -> None:
+    """Raise the region's chunk error, if any, located (see :func:`_located`)."""
+    exc = region.error
+    if exc is None:
+        return
+    c0, c1 = region.error_chunk  # type: ignore[misc]
+    region.error = None
+    if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: as they are
+        raise exc
+    try:
+        raise _located(exc, c0, c1, describe) from exc
+    finally:
+        exc = None
 
 
 def _located(exc: BaseException, c0: int, c1: int,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures as cf
 import gc
+import os
+import signal
 import statistics
 import sys
 import threading
@@ -13,6 +15,7 @@ import traceback
 import tracemalloc
 import weakref
 
+import numba
 import numpy as np
 import pytest
 
@@ -463,3 +466,57 @@ def test_a_parallel_loop_started_inside_a_task_runs_on_the_tasks_thread():
     with Executor(max_workers=2) as ex:
         results = list(ex.map(task, [64] * 8))
     assert all(same and inside for same, inside in results), results
+
+
+@numba.njit(nogil=True)
+def spin_count(n):
+    x = 0.0
+    for _ in range(n):
+        x += 1.0
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_waiting_on_a_long_compiled_task_is_raised_at_once():
+    # result() runs a task no worker has started in the waiting thread, which in
+    # the main thread would hold Ctrl-C off until the compiled task returned:
+    # there only tasks known to be short are run in place
+    spin_count(10)
+    t0 = time.perf_counter()
+    spin_count(20_000_000)
+    n = int(20_000_000 * 2.5 / max(time.perf_counter() - t0, 1e-3))  # ~2.5 s
+    ex = Executor(max_workers=1)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    fut = ex.submit(spin_count, n)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        fut.result()
+    assert time.perf_counter() - t0 < 1.5
+    timer.cancel()
+    ex.shutdown(wait=True)  # the running task cannot be stopped: it finishes
+    assert fut.result() == float(n)
+    # a short task is still run in place once it is known to be short
+    with Executor(max_workers=1) as ex:
+        def where():
+            return threading.get_ident()
+
+        ex.submit(where).result()
+        assert ex.submit(where).result() == threading.get_ident()
+
+
+@pytest.mark.timeout(60)
+def test_leaving_the_with_block_by_ctrl_c_cancels_the_tasks_not_started():
+    started = []
+
+    def task(k):
+        started.append(k)
+        time.sleep(0.05)
+
+    with pytest.raises(KeyboardInterrupt):
+        with Executor(max_workers=1) as ex:
+            futures = [ex.submit(task, k) for k in range(100)]
+            time.sleep(0.12)
+            raise KeyboardInterrupt
+    assert len(started) < 10
+    assert sum(f.cancelled() for f in futures) > 90

@@ -11,6 +11,8 @@ import numba
 import numpy as np
 import pytest
 
+import loopscale
+from loopscale import accelerate
 from loopscale.errors import SerializationWarning
 from loopscale.schedule import parallel_for
 from loopscale.schedule._pool import WorkerPool
@@ -111,6 +113,105 @@ def test_ctrl_c_while_waiting_is_raised_within_a_second_and_the_pool_survives():
     ints = np.zeros(8, dtype=np.int64)
     parallel_for(fill_squares, 8, ints, max_workers=2)
     np.testing.assert_array_equal(ints, np.arange(8) ** 2)
+
+
+@accelerate
+def spin_sum(out, per_item):
+    total = 0.0
+    for i in range(out.shape[0]):
+        x = 0.0
+        k = 0
+        while k < per_item:
+            x += 1.0
+            k += 1
+        out[i] = x
+        total += x * 0.5
+    return total
+
+
+def _interrupt_after(seconds):
+    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["parallel_for static", "parallel_for auto", "threads static",
+                                 "threads auto", "threads 1 worker"])
+def test_ctrl_c_inside_long_chunks_is_raised_within_a_second(how):
+    # two chunks of ~3 s each (static): the caller runs one of them itself, in
+    # compiled code that checks no signal; it must still see Ctrl-C promptly
+    out = np.zeros(600)
+    spin(0, 1, out, 10)
+    with loopscale.level("threads", max_workers=2):
+        spin_sum(out[:4], 10)  # compile first
+    timer = _interrupt_after(0.3)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        if how.startswith("parallel_for"):
+            parallel_for(spin, out.size, out, 10_000_000, max_workers=2, policy=how.split()[1])
+        else:
+            workers = 1 if how.endswith("1 worker") else 2
+            policy = "static" if workers == 1 else how.split()[1]
+            with loopscale.level("threads", max_workers=workers, policy=policy):
+                spin_sum(out, 30_000_000)
+    elapsed = time.perf_counter() - t0
+    timer.cancel()
+    assert elapsed < 1.5, elapsed
+    assert (out == 0).sum() > 300  # nothing ran on after the interrupt
+    # the pool is usable afterwards, and a long chunk split in pieces gives the
+    # serial level's answer to the bit
+    small = np.zeros(64)
+    with loopscale.level("serial"):
+        expected = spin_sum(small, 1000)
+    with loopscale.level("threads", max_workers=2, policy="static"):
+        assert spin_sum(np.zeros(64), 1000) == expected
+
+
+@pytest.mark.timeout(60)
+def test_a_failure_stops_the_other_workers_long_chunk_promptly():
+    # worker A fails at once; worker B's static chunk would run ~3 s: it stops
+    # at its next piece instead of running to the end
+    out = np.zeros(600)
+    fail_at(0, 1, out, 5)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="bad element"):
+        parallel_for(fail_then_spin, out.size, out, 10_000_000, max_workers=2,
+                     policy="static")
+    assert time.perf_counter() - t0 < 1.5
+    assert (out[300:] == 0).sum() > 200
+
+
+@numba.njit(nogil=True)
+def fail_then_spin(start, stop, out, per_item):
+    for i in range(start, stop):
+        if i == 0:
+            raise ValueError("bad element")
+        x = 0.0
+        k = 0
+        while k < per_item:
+            x += 1.0
+            k += 1
+        out[i] = x
+
+
+@pytest.mark.timeout(60)
+def test_an_explicit_chunksize_gives_every_call_its_planned_range():
+    seen = []
+    lock = threading.Lock()
+
+    def record(start, stop):
+        time.sleep(0.08)  # longer than a piece: it would be split without a chunksize
+        with lock:
+            seen.append((start, stop))
+
+    parallel_for(record, 12, max_workers=2, policy="static", chunksize=6)
+    assert sorted(seen) == [(0, 6), (6, 12)]
+    seen.clear()
+    parallel_for(record, 12, max_workers=2, policy="static")
+    # without one, the calls still cover the range exactly once, in pieces
+    covered = sorted(i for a, b in seen for i in range(a, b))
+    assert covered == list(range(12)) and len(seen) > 2
 
 
 @pytest.mark.timeout(30)

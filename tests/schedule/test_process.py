@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import pickle
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 
@@ -269,3 +271,43 @@ def test_bad_options_are_refused_with_the_valid_values():
         ProcessExecutor(mp_context="threads")
     with pytest.raises(ValueError, match="max_nbytes"):
         ProcessExecutor(max_nbytes=-1)
+
+
+@pytest.mark.timeout(240)
+def test_a_script_s_accelerated_function_compiles_in_the_worker_processes(tmp_path):
+    # The script's module (loaded again in each spawned worker) imports Numba and
+    # starts its threads before the worker limits its share of the cores: the
+    # limit must not make Numba's next compilation fail (it re-reads
+    # NUMBA_NUM_THREADS from the environment).  A cold cache: the workers compile.
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import numpy as np\n"
+        "import loopscale\n"
+        "from loopscale import accelerate\n"
+        "from loopscale.schedule import ProcessExecutor\n"
+        "\n"
+        "@accelerate\n"
+        "def total(x):\n"
+        "    s = 0.0\n"
+        "    for i in range(x.shape[0]):\n"
+        "        s += x[i]\n"
+        "    return s\n"
+        "\n"
+        "def run_at(level, x):\n"
+        "    with loopscale.level(level):\n"
+        "        return total(x)\n"
+        "\n"
+        "if __name__ == '__main__':\n"
+        "    x = np.arange(100_000, dtype=np.float64)\n"
+        "    with loopscale.level('serial'):\n"
+        "        ref = total(x)\n"
+        "    with ProcessExecutor(max_workers=2) as ex:\n"
+        "        levels = ('serial', 'threads', 'auto')\n"
+        "        got = [ex.submit(run_at, lvl, x).result() for lvl in levels]\n"
+        "    assert got == [ref] * 3, (got, ref)\n"
+        "    print('ok')\n")
+    env = dict(os.environ, LOOPSCALE_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("NUMBA_NUM_THREADS", None)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=220, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
