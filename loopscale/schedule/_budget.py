@@ -17,9 +17,13 @@ process limits its own pools once, at start (:func:`limit_process`).
 Numba's ``workqueue`` threading layer aborts the process when two threads
 launch parallel regions at once.  Before Numba starts a layer, this module
 asks for a thread-safe one (``omp`` or ``tbb``) when one is importable; when
-only ``workqueue`` exists (or it was already started), :func:`guard` makes
-calls of ``parallel=True`` dispatchers that go through the scheduler take a
-process-wide lock, so they run one at a time instead of aborting.
+only ``workqueue`` exists (or was chosen or already started), every call of a
+``parallel=True`` dispatcher made from Python while a pool with more than one
+worker exists -- a chunk or task that is one, or a Python task that calls one
+-- takes a process-wide lock (:func:`serialize_parallel_calls`), so they run
+one at a time instead of aborting.  A parallel function called from inside
+*another compiled function* is out of reach: that needs the ``tbb`` or ``omp``
+layer.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from typing import Any
 from .. import config
 
 __all__ = ["prepare_numba", "init_worker", "guard", "numba_layer_is_threadsafe", "blas_limit",
+           "serialize_parallel_calls",
            "BLAS_BUDGET", "limit_process"]
 
-_PARALLEL_LOCK = threading.Lock()
+_PARALLEL_LOCK = threading.RLock()  # re-entered by a guarded fn through the hook
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,10 +86,44 @@ def numba_layer_is_threadsafe() -> bool:
         numba.config.THREADING_LAYER == "default" and _threadsafe_available())
 
 
+_HOOKED = False
+
+
+def serialize_parallel_calls() -> None:
+    """Make every Python call of a ``parallel=True`` Numba function take
+    :data:`_PARALLEL_LOCK`, when the threading layer aborts on concurrent launches.
+
+    Installed once, on Numba's ``CPUDispatcher`` class (a Python subclass of the
+    C dispatcher type), only under such a layer: other layers pay nothing.
+    """
+    global _HOOKED
+    if _HOOKED or "numba" not in sys.modules or numba_layer_is_threadsafe():
+        return
+    try:
+        from numba.core.registry import CPUDispatcher
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return
+    with _PARALLEL_LOCK:
+        if _HOOKED:
+            return
+        plain_call = CPUDispatcher.__call__
+
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.targetoptions.get("parallel"):
+                with _PARALLEL_LOCK:
+                    return plain_call(self, *args, **kwargs)
+            return plain_call(self, *args, **kwargs)
+
+        CPUDispatcher.__call__ = __call__
+        _HOOKED = True
+
+
 def init_worker(workers: int) -> None:
     """Run in each new pool thread: its share of the cores for Numba's own threads
     and for OpenMP pools (whose thread count is a per-thread setting)."""
     prepare_numba()
+    if workers > 1:
+        serialize_parallel_calls()
     share = max(1, config.usable_cores() // max(1, workers))
     try:
         import numba

@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 
 from .. import config
 from ..errors import WorkerError
-from ._budget import BLAS_BUDGET, init_worker
+from ._budget import BLAS_BUDGET, init_worker, serialize_parallel_calls
 from ._chunking import validate_chunksize, validate_max_workers
 from ._future import LOGGER, Future
 from ._pool import _LOCAL as _REGION
@@ -388,6 +388,8 @@ class _Core:
                     want -= 1
         for w in wake:
             w.release()
+        if start and self.max_workers > 1:
+            serialize_parallel_calls()  # before a second thread can launch
         for t in start:
             t.start()
 

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeAlias
 
 from .. import config
-from ._budget import blas_limit, init_worker
+from ._budget import blas_limit, init_worker, serialize_parallel_calls
 from ._chunking import validate_max_workers
 from ._graph_state import (
     GraphState,
@@ -537,6 +537,8 @@ def _drive_threads(tasks: dict[Key, _Task], state: GraphState, workers: int,
             while state.ready and len(state.running) < workers:
                 key = start_task(state)
                 if len(threads) < len(state.running):
+                    if workers > 1 and not threads:
+                        serialize_parallel_calls()  # before two threads can launch
                     t = threading.Thread(target=_worker, args=(inbox, outbox, stop, workers > 1,
                                                                         workers),
                                          name=f"loopscale-graph-{len(threads) + 1}",

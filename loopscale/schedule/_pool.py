@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._budget import blas_limit, guard, init_worker, prepare_numba
+from ._budget import blas_limit, guard, init_worker, prepare_numba, serialize_parallel_calls
 from ._progress import track, untrack
 
 __all__ = ["WorkerPool", "get_pool", "in_worker"]
@@ -234,6 +234,7 @@ class WorkerPool:
         if len(self._threads) >= helpers:
             return
         prepare_numba()
+        serialize_parallel_calls()  # before a second thread can launch
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")

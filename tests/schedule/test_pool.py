@@ -258,18 +258,21 @@ def test_shutdown_pool_refuses_new_work_clearly():
         pool.run(fill_squares, [(0, 5), (5, 10)], (np.zeros(10, dtype=np.int64),))
 
 
-@pytest.mark.timeout(120)
-def test_numba_parallel_function_called_from_every_worker_does_not_abort():
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("layer", ["default", "workqueue"])
+def test_numba_parallel_function_called_from_every_worker_does_not_abort(layer):
     # Numba's workqueue layer aborts the process on concurrent launches; the
-    # scheduler must pick a thread-safe layer or serialize. Run in a child so an
-    # abort shows as a failed exit status rather than killing the test run.
+    # scheduler must pick a thread-safe layer or, when the user chose workqueue,
+    # serialize: whether the parallel function is the chunk or the task itself,
+    # or is called by a Python chunk or task. Run in a child so an abort shows
+    # as a failed exit status rather than killing the test run.
     import subprocess
     import sys
     import textwrap
 
     code = textwrap.dedent("""
         import numba, numpy as np
-        from loopscale.schedule import parallel_for
+        from loopscale.schedule import Executor, TaskGraph, parallel_for
 
         @numba.njit(parallel=True)
         def psum(x):
@@ -278,6 +281,11 @@ def test_numba_parallel_function_called_from_every_worker_does_not_abort():
                 s += x[i]
             return s
 
+        @numba.njit(parallel=True)
+        def pchunk(start, stop, x, out):
+            for i in numba.prange(start, stop):
+                out[i] = x[i] * 2.0
+
         x = np.ones(100_000)
         out = np.zeros(64)
 
@@ -285,14 +293,37 @@ def test_numba_parallel_function_called_from_every_worker_does_not_abort():
             for i in range(start, stop):
                 out[i] = psum(x)
 
+        def task(k):
+            return psum(x) + k
+
         parallel_for(chunk, 64, max_workers=2, policy="dynamic", chunksize=1)
         assert (out == 100_000).all(), out
+        doubled = np.zeros_like(x)
+        parallel_for(pchunk, x.size, x, doubled, max_workers=2, chunksize=1000)
+        assert (doubled == 2.0).all()
+        with Executor(max_workers=2) as ex:
+            assert list(ex.map(psum, [x] * 40)) == [100_000.0] * 40
+            assert [f.result() for f in [ex.submit(task, k) for k in range(40)]] == \
+                [100_000.0 + k for k in range(40)]
+        g = TaskGraph()
+        for k in range(40):
+            g.add(("direct", k), psum, x)
+            g.add(("python", k), task, k)
+        results = g.run(max_workers=2)
+        assert all(results[("direct", k)] == 100_000.0 for k in range(40))
+        assert all(results[("python", k)] == 100_000.0 + k for k in range(40))
         print("ok", numba.threading_layer())
     """)
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if layer != "default":
+        env["NUMBA_THREADING_LAYER"] = layer
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=110)
-    assert proc.returncode == 0, proc.stderr
+                          timeout=220, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok")
+    if layer != "default":
+        assert proc.stdout.split()[1] == layer
 
 
 def test_parallel_numba_dispatcher_is_serialized_only_on_an_unsafe_layer():
