@@ -388,23 +388,31 @@ def _located(exc: BaseException, c0: int, c1: int,
     return new
 
 
-_POOLS: dict[int, WorkerPool] = {}
+_POOL: WorkerPool | None = None
 _POOLS_LOCK = threading.Lock()
 
 
 def get_pool(max_workers: int) -> WorkerPool:
-    """The process-wide pool for *max_workers* workers (created on first use)."""
-    pool = _POOLS.get(max_workers)
-    if pool is None:
+    """The process-wide pool, grown to at least *max_workers* workers.
+
+    One pool serves every worker count (a region asks for its own), so a sweep
+    over ``max_workers`` keeps the threads of the largest only, not of each.
+    """
+    global _POOL
+    pool = _POOL
+    if pool is None or pool.max_workers < max_workers:
         with _POOLS_LOCK:
-            pool = _POOLS.get(max_workers)
+            pool = _POOL
             if pool is None:
-                pool = _POOLS[max_workers] = WorkerPool(max_workers)
+                pool = _POOL = WorkerPool(max_workers)
+            elif pool.max_workers < max_workers:
+                pool.max_workers = max_workers
     return pool
 
 
 def _reset_after_fork() -> None:  # threads do not survive fork: start afresh
-    _POOLS.clear()
+    global _POOL
+    _POOL = None
 
 
 if hasattr(os, "register_at_fork"):

@@ -340,3 +340,18 @@ def test_parallel_numba_dispatcher_is_serialized_only_on_an_unsafe_layer():
     else:
         assert guarded is not ppar
     assert _budget.guard(fill_squares) is fill_squares
+
+
+@pytest.mark.timeout(60)
+def test_a_sweep_over_worker_counts_keeps_the_threads_of_the_largest_only():
+    def workers():
+        return [t for t in threading.enumerate() if t.name.startswith("loopscale-worker")]
+
+    before = len(workers())  # an earlier test may have grown the pool already
+    out = np.zeros(1000, dtype=np.int64)
+    for w in (2, 3, 4, 6, 5, 2):
+        parallel_for(fill_squares, out.size, out, max_workers=w, policy="static")
+        np.testing.assert_array_equal(out, np.arange(1000) ** 2)
+        out[:] = 0
+    # one pool: 5 helper threads (for 6 workers), not 1 + 2 + 3 + 5 + 4
+    assert len(workers()) <= max(before, 5), [t.name for t in workers()]
