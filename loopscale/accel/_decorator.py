@@ -193,6 +193,26 @@ def _dtype_unsupported(dtype: np.dtype) -> str | None:
     return None
 
 
+#: Builtins that take an argument as a whole or by position, never by label.
+_POSITIONAL_BUILTINS = frozenset({
+    "len", "range", "enumerate", "zip", "min", "max", "sum", "abs", "float", "int", "bool",
+    "print", "isinstance", "reversed", "sorted", "list", "tuple", "iter", "any", "all"})
+
+
+def _positional_index(index: Any) -> bool:
+    """Whether ``x[i]`` on an object with this pandas *index* reads position ``i``."""
+    n = len(index)
+    if type(index).__name__ == "RangeIndex":
+        return bool(index.start == 0 and (index.step == 1 or n <= 1))
+    kind = getattr(index.dtype, "kind", "O")
+    if kind in "iu":
+        return bool(np.array_equal(np.asarray(index), np.arange(n)))
+    import pandas as pd
+
+    # pandas < 3 reads positions through a non-numeric index (with a FutureWarning)
+    return kind not in "fc" and int(pd.__version__.split(".")[0]) < 3
+
+
 class _Compiled:
     """The dispatchers generated for one decorated function."""
 
@@ -630,6 +650,9 @@ class Accelerated(Generic[P, R]):
                     f"{type(value).__name__}, but the function writes to it (line "
                     f"{written[name]}): pass a NumPy array, e.g. np.asarray({name}), and read "
                     "the result from that array.")
+        for name, value in named:
+            if _is_pandas(value):
+                self._check_labels(name, value)
         # what each converted argument was, for messages about it
         self._converted_from = {
             name: (f"{type(value).__name__}" + (
@@ -638,6 +661,61 @@ class Accelerated(Generic[P, R]):
             for name, value in named if _is_pandas(value)}
         return (tuple(_to_array(a) for a in args),
                 {k: _to_array(v) for k, v in kwargs.items()})
+
+    def _indexed_params(self) -> dict[str, int]:
+        """Parameters the function subscripts (``x[i]``) or hands to a helper
+        function of its own, with the first such line."""
+        cached = getattr(self, "_indexed_cache", None)
+        if cached is not None:
+            return cached
+        found: dict[str, int] = {}
+        tree = self._tree
+        params = set(self._params)
+        if tree is not None:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                        and node.value.id in params:
+                    found.setdefault(node.value.id, node.lineno)
+                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                        and node.func.id not in _POSITIONAL_BUILTINS:
+                    for arg in [*node.args, *(k.value for k in node.keywords)]:
+                        if isinstance(arg, ast.Name) and arg.id in params:
+                            found.setdefault(arg.id, node.lineno)
+        self._indexed_cache = found
+        return found
+
+    def _check_labels(self, name: str, value: Any) -> None:
+        """Refuse a pandas argument whose ``x[i]`` in Python is not position *i*.
+
+        A Series' ``x[i]`` looks up the *label* ``i`` (pandas 3 always; pandas 2
+        for a numeric index), a DataFrame's ``x[i]`` the *column* ``i``; the
+        compiled function gets the array and reads position (row) ``i``.  The
+        answers would differ silently (or Python would raise ``KeyError``).
+        """
+        line = self._indexed_params().get(name)
+        if line is None:
+            return
+        code = self.py_func.__code__
+        where = f"{self.py_func.__qualname__}() ({code.co_filename}:{code.co_firstlineno})"
+        kind = type(value).__name__
+        if kind == "DataFrame":
+            raise ArgumentError(
+                f"argument {name!r} of {where} is a pandas DataFrame, and the function indexes "
+                f"it (`{name}[...]`, line {line}): in Python that selects a column by its "
+                "label, while the "
+                f"compiled function would read rows of {name}.to_numpy(): pass a NumPy array "
+                f"instead, {name}.to_numpy() for rows, or {name}['<column>'].to_numpy() for "
+                "one column.")
+        index = getattr(value, "index", None)
+        if index is None or _positional_index(index):
+            return
+        raise ArgumentValueError(
+            f"argument {name!r} of {where} is a pandas {kind} whose index is not 0..n-1 "
+            f"({type(index).__name__} starting {list(index[:3])!r}): in Python `{name}[i]` "
+            f"(line {line}) looks up the label i, while the compiled function would read "
+            "position i, so "
+            f"the answers would differ: pass {name}.to_numpy() for positions, or "
+            f"{name}.reset_index(drop=True) if positions are what the loop means.")
 
     def compile_for(self, *args: Any, **kwargs: Any) -> None:
         """Compile the function for the types of *args* without running it.

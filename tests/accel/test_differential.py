@@ -28,6 +28,7 @@ from numba.core import event
 import loopscale
 from loopscale import accelerate, level
 from loopscale.config import installed_levels
+from loopscale.errors import ArgumentError, ArgumentValueError
 
 from .kernels import KERNELS, KERNELS_BY_NAME, Kernel, accelerated, assert_results_match
 
@@ -259,9 +260,48 @@ def test_series_arguments_give_the_python_result():
     kernel = KERNELS_BY_NAME["axpy"]
     a, x, y, out = kernel.make_args(1001, np.random.default_rng(0))
     expected = np.zeros_like(out)
-    kernel.func(a, x, y, expected)
-    accelerated(kernel)(a, pd.Series(x), pd.Series(y, index=np.arange(1001) * 7), out)
+    kernel.func(a, pd.Series(x), pd.Series(y, index=pd.Index(np.arange(1001))), expected)
+    # a default index, and an integer index that is 0..n-1: y[i] is position i
+    accelerated(kernel)(a, pd.Series(x), pd.Series(y, index=pd.Index(np.arange(1001))), out)
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("index", ["sorted", "strided", "strings", "floats", "dataframe"])
+def test_pandas_arguments_whose_x_i_is_not_position_i_are_refused(index):
+    # Python's y[i] on these looks up a label (or a column): the compiled
+    # function, which reads positions, would give another answer silently
+    kernel = KERNELS_BY_NAME["axpy"]
+    a, x, y, out = kernel.make_args(11, np.random.default_rng(0))
+    labels = {"sorted": np.arange(11)[::-1], "strided": np.arange(11) * 7,
+              "strings": [f"k{i}" for i in range(11)], "floats": np.arange(11) + 0.5,
+              "dataframe": None}[index]
+    arg = pd.DataFrame({"y": y}) if index == "dataframe" else pd.Series(y, index=labels)
+    if index == "strings" and int(pd.__version__.split(".")[0]) < 3:
+        pytest.skip("pandas 2 reads positions through a string index")
+    error = ArgumentError if index == "dataframe" else ArgumentValueError
+    with pytest.raises(error) as info:
+        accelerated(kernel)(a, pd.Series(x), arg, out)
+    msg = str(info.value)
+    assert "argument 'y' of axpy()" in msg and "kernels.py:" in msg, msg
+    assert "y.to_numpy()" in msg, msg
+    if index == "sorted":  # the Series a sort_values() gives
+        sorted_y = pd.Series(y).sort_values()
+        with pytest.raises(ArgumentValueError, match="index is not 0..n-1"):
+            accelerated(kernel)(a, pd.Series(x), sorted_y, out)
+        # what the message says to do works, and gives positions
+        accelerated(kernel)(a, pd.Series(x), sorted_y.reset_index(drop=True), out)
+        expected = np.zeros_like(out)
+        kernel.func(a, x, sorted_y.to_numpy(), expected)
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_a_series_used_whole_takes_any_index():
+    @accelerate
+    def scaled_total(x, k):
+        return x.sum() * k
+
+    s = pd.Series([1.0, 2.0, 3.0], index=["a", "b", "c"])
+    assert scaled_total(s, 2.0) == 12.0
 
 
 def test_series_reduction_gives_the_python_result():
