@@ -381,6 +381,12 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
      "check the condition explicitly (e.g. with an if) instead of try/except, or move it out"),
     (re.compile(r"No implementation of function Function\(<(?:built-in function|function|class|"
                 r"intrinsic|ufunc)? ?'?([\w.]+)'?[^\n]*\) found for "
+                r"signature:[\s\S]*?unexpected keyword argument '(\w+)'"),
+     "calling `{0}` with the keyword `{1}`, which Numba's version of `{0}` does not take",
+     "leave the keyword out if its default does what you need, or compute it outside the "
+     "decorated function"),
+    (re.compile(r"No implementation of function Function\(<(?:built-in function|function|class|"
+                r"intrinsic|ufunc)? ?'?([\w.]+)'?[^\n]*\) found for "
                 r"signature:\s*\n\s*>>> ([^\n]+)"),
      "calling `{0}` with arguments ({1}), which Numba does not support",
      "call it with NumPy arrays and numbers of the supported types, or compute it outside "

@@ -509,7 +509,10 @@ class Accelerated(Generic[P, R]):
                 if value.ndim not in ndims and (max(ndims) > value.ndim or (
                         any(line == err_line for line, _, _ in idx)
                         and re.search(r"No implementation of function|Cannot unify", text)
-                        and re.search(rf"array\(\w+, {value.ndim - min(ndims)}d", text))):
+                        and re.search(rf"array\(\w+, {value.ndim - min(ndims)}d", text)
+                        # a keyword Numba's version of the function lacks is no
+                        # sign of a wrong dimension (np.cumsum(a[i], out=...))
+                        and not re.search(r"unexpected keyword argument", text))):
                     line, src, k = next(((ln, t, k) for ln, t, k in idx if ln == err_line),
                                         idx[0])
                     what = (f"a pandas {converted[name]} (a {value.ndim}-D array once "

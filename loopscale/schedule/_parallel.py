@@ -9,6 +9,7 @@ does not import ``accel``) and runs its chunk kernel over the plan's blocks.
 
 from __future__ import annotations
 
+import operator
 import time
 import warnings
 from collections.abc import Callable
@@ -128,7 +129,11 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
     >>> x.sum()
     20.0
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"n must be a non-negative integer (int or NumPy integer); got "
+                        f"{type(n).__name__} {n!r}.")
+    n = operator.index(n)  # a NumPy integer (x.shape[0], np.int64) is an integer too
+    if n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}.")
     workers = _resolve_workers(max_workers)
     validate_policy(policy)

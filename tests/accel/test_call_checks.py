@@ -437,3 +437,25 @@ def copy_rows(out, x):
 def test_a_row_of_a_2d_argument_in_an_unsupported_call_is_a_compile_error_not_blamed_on_it():
     with pytest.raises(CompileError, match="copyto"):
         accelerate(copy_rows)(np.ones((10, 3)), np.ones(10))
+
+
+def row_cumsums(a, out):
+    for i in range(a.shape[0]):
+        np.cumsum(a[i], out=out[i])
+
+
+def row_medians(a, out):
+    for i in range(a.shape[0]):
+        out[i] = np.quantile(a[i], 0.5, method="nearest")
+
+
+@pytest.mark.parametrize("fn, keyword", [(row_cumsums, "out"), (row_medians, "method")])
+def test_a_keyword_numba_lacks_is_named_not_blamed_on_a_row_index(fn, keyword):
+    # a[i] of a 2-D array is a row, valid: the keyword is what Numba rejects
+    a = np.ones((6, 4))
+    out = np.zeros((6, 4)) if fn is row_cumsums else np.zeros(6)
+    with pytest.raises(CompileError) as info:
+        accelerate(fn)(a, out)
+    msg = str(info.value)
+    assert not isinstance(info.value, ArgumentError)
+    assert f"the keyword `{keyword}`" in msg and _where(fn).split(":")[0] in msg, msg

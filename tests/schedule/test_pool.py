@@ -250,6 +250,19 @@ def test_bad_arguments_are_clear_errors(kwargs, exc, match):
         parallel_for(fill_squares, 10, np.zeros(10, dtype=np.int64), **kwargs)
 
 
+@pytest.mark.parametrize("n,exc", [(-1, ValueError), (10.0, TypeError), ("10", TypeError),
+                                   (True, TypeError)])
+def test_a_bad_n_is_a_clear_error(n, exc):
+    with pytest.raises(exc, match="n must be a non-negative integer"):
+        parallel_for(fill_squares, n, np.zeros(10, dtype=np.int64))
+
+
+def test_a_numpy_integer_n_is_an_integer():
+    out = np.zeros(10, dtype=np.int64)
+    parallel_for(fill_squares, np.int64(out.shape[0]), out, max_workers=2)
+    np.testing.assert_array_equal(out, np.arange(10) ** 2)
+
+
 def test_shutdown_pool_refuses_new_work_clearly():
     pool = WorkerPool(2)
     pool.run(fill_squares, [(0, 5), (5, 10)], (np.zeros(10, dtype=np.int64),))
@@ -355,3 +368,17 @@ def test_a_sweep_over_worker_counts_keeps_the_threads_of_the_largest_only():
         out[:] = 0
     # one pool: 5 helper threads (for 6 workers), not 1 + 2 + 3 + 5 + 4
     assert len(workers()) <= max(before, 5), [t.name for t in workers()]
+
+
+@pytest.mark.timeout(60)
+def test_a_system_exit_in_any_worker_reaches_the_caller_as_it_is():
+    def leave(start, stop):
+        time.sleep(0.01)
+        raise SystemExit(3)
+
+    for workers in (1, 2):
+        with pytest.raises(SystemExit) as info:
+            parallel_for(leave, 4, max_workers=workers, policy="static")
+        assert info.value.code == 3
+        assert info.value.__cause__ is not info.value
+    parallel_for(fill_squares, 4, np.zeros(4, dtype=np.int64), max_workers=2)
