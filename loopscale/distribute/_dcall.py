@@ -261,6 +261,14 @@ class DistributedCall:
                 raise DistributionError(
                     f"arguments {first_name!r} and {name!r} of {function}() are distributed "
                     "over different communicators: make them over the same one.")
+            if x._shape[0] != first._shape[0]:
+                raise DistributionError(
+                    f"arguments {first_name!r} and {name!r} of {function}() are DistArrays "
+                    f"of {first._shape[0]} and {x._shape[0]} rows: the rows of a distributed "
+                    "call's arrays are its iterations, so every distributed argument needs "
+                    f"the same number of rows. Make {name!r} with {first._shape[0]} rows "
+                    f"(distribute.empty_like({first_name}) for an output), or pass a part "
+                    "that every rank needs whole as a NumPy array (distribute.allgather).")
             if x._bkey != first._bkey:  # the row count is the last bound
                 raise DistributionError(
                     f"arguments {first_name!r} and {name!r} of {function}() are distributed "
@@ -287,6 +295,7 @@ class DistributedCall:
         self._mine = np.zeros(2, dtype=np.int64)  # the agreement's buffers
         self._both = np.zeros(2, dtype=np.int64)
         self._begin()
+        self._check_options(function, level, options)
         if level == "serial":
             workers: int | None = 1
             check = "shapes"
@@ -302,6 +311,31 @@ class DistributedCall:
             _remember(_LEVELS, key, executor)
         self._level = executor
         self._pcomm: Any = None
+
+    def _check_options(self, function: str, level: str,
+                       options: Mapping[str, Any] | None) -> None:
+        """Refuse the level options a replicated call would refuse (an unknown
+        name, ``chunksize=0``, a ``comm`` that is not a communicator) and a
+        ``comm`` other than the one the arrays are distributed over."""
+        if not options:
+            return
+        if level == "threads":
+            ThreadsExecutor(**options)
+            return
+        if level != "mpi":
+            return
+        MPIExecutor(**options)  # raises LevelError naming the bad option
+        comm = options.get("comm")
+        if comm is None or self.comm is None or comm is self.comm:
+            return
+        from mpi4py import MPI
+
+        if MPI.Comm.Compare(comm, self.comm) not in (MPI.IDENT, MPI.CONGRUENT):
+            raise DistributionError(
+                f"{function}() runs at level 'mpi' with comm={comm!r}, but its DistArray "
+                "arguments are distributed over another communicator (a distributed call "
+                "runs on the arrays' own): leave comm out, or make the arrays over that "
+                "communicator (distribute.scatter(..., comm=comm)).")
 
     def _begin(self) -> None:
         """Forget what the previous call computed."""

@@ -228,11 +228,11 @@ def _read_rows(pq: Any, groups: list[tuple[str, int, int]], columns: list[str], 
         table = pa.concat_tables(pieces).slice(r0 - (first_row or 0), r1 - r0)
     schema = pq.ParquetFile(groups[0][0]).schema_arrow if groups and not pieces else None
     for c in columns:
-        if not pieces:  # no rows here: the column's type from the schema, as elsewhere
-            t = schema.field(c).type if schema is not None else pa.float64()
-            out[c] = np.empty(0, dtype=np.dtype(t.to_pandas_dtype()))
-            continue
-        col = table.column(c)
+        if pieces:
+            col = table.column(c)
+        else:  # no rows here: an empty column of the schema's type, converted as elsewhere
+            col = pa.chunked_array([], type=schema.field(c).type if schema is not None
+                                   else pa.float64())
         t = col.type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
                 or pa.types.is_temporal(t)):

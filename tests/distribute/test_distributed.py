@@ -276,7 +276,10 @@ expect(sweep, u, u, words=("same distributed array", "'u' and 'out'", ".py:", "e
 expect(wraps, u, out, words=("row -1", "wrap"))
 expect(into_numpy, u, np.zeros(10), words=("'out'", "NumPy array", "empty_like"))
 v = distribute.from_local(np.zeros(rank + 3))
-expect(pair, u, v, out, words=("redistribute", "'v'"))
+expect(pair, u, v, out, words=("of 10 and", "rows", "'v'", "empty_like"))
+if distribute.size() == 2:  # the same rows, split otherwise: redistribute mends it
+    w = distribute.from_local(np.zeros(3 if rank == 0 else 7))
+    expect(pair, u, w, out, words=("redistribute", "'v'", "(0, 3, 10)"))
 try:
     u[3]
     results.append("indexing: no error")
@@ -287,6 +290,24 @@ try:
     results.append("asarray: no error")
 except DistributionError:
     results.append("ok")
+# level options a replicated call refuses are refused here too, on every rank
+from loopscale.errors import LevelError
+for opts, word in (({"chunksize": 0}, "chunksize"), ({"comm": "world"}, "communicator"),
+                   ({"foo": 1}, "foo"), ({"check": "bogus"}, "check")):
+    try:
+        with loopscale.level("mpi", **opts):
+            pair(u, u, out)
+        results.append(f"{opts}: no error")
+    except LevelError as exc:
+        results.append("ok" if word in str(exc) else str(exc))
+if distribute.size() > 1:
+    from mpi4py import MPI
+    try:
+        with loopscale.level("mpi", comm=MPI.COMM_SELF):
+            pair(u, u, out)
+        results.append("comm=COMM_SELF: no error")
+    except DistributionError as exc:
+        results.append("ok" if "another communicator" in str(exc) else str(exc))
 # the ranks still work together after every refusal
 pair(u, u, out)
 assert np.array_equal(distribute.allgather(out), 2 * np.arange(10.0))
@@ -430,6 +451,41 @@ for bad, words in [((folder + "/missing.npy",), "missing.npy"),
         raise AssertionError(f"no error for {bad}")
 print(f"rank {rank} loaders ok", flush=True)
 '''
+
+
+FEW_ROWS = r'''
+import sys
+import numpy as np
+import pyarrow.parquet as pq
+from mpi4py import MPI
+from loopscale import distribute
+
+cols = distribute.read_parquet(sys.argv[1], columns=["day", "when", "k"])
+whole = pq.read_table(sys.argv[1])
+for name, d in cols.items():
+    want = np.asarray(whole.column(name).to_numpy())
+    kinds = MPI.COMM_WORLD.allgather(str(d.dtype))
+    assert kinds == [str(want.dtype)] * len(kinds), (name, kinds, want.dtype)
+    assert np.array_equal(distribute.allgather(d), want), name
+print(f"rank {distribute.rank()} rows {cols['k'].local.shape[0]} few ok", flush=True)
+'''
+
+
+def test_read_parquet_with_more_ranks_than_rows_gives_one_dtype_everywhere(mpi_warm,
+                                                                           tmp_path):
+    # a rank with no rows takes each column's type from the file's schema: it
+    # must convert it as the ranks with rows do (a date, a time zone)
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"day": pd.to_datetime(["2026-01-01", "2026-01-02"]).date,
+                          "when": pd.to_datetime(["2026-01-01 10:00", "2026-01-02 11:00"],
+                                                 utc=True),
+                          "k": np.arange(2, dtype=np.int32)})
+    frame.to_parquet(tmp_path / "few.parquet")
+    run = mpi_warm(FEW_ROWS, n=3, how="mpiexec", args=[str(tmp_path / "few.parquet")],
+                   timeout=180)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("few ok") == 3 and "rows 0 few ok" in run.stdout, run.describe()
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3])
