@@ -10,8 +10,10 @@ GIL is free for the other workers to claim and start theirs.
 
 Failure rules, as DESIGN.md promises:
 
-* the first exception in any chunk stops the region: no new chunk starts, the
-  pieces already running finish, and the caller gets an exception once, of
+* the first exception in any chunk stops the region: no new chunk starts, a
+  worker in a chunk after the failure stops at its next piece, one in a
+  chunk before it runs on up to the failure (so that an earlier failure is
+  still met), and the caller gets an exception once, of
   the same type, naming the chunk's range, with the worker's exception (and
   its traceback) as ``__cause__`` -- of the chunks that failed, the first in
   iteration order (the one Python would have met first), whichever finished
@@ -157,7 +159,14 @@ class _Region:
         False when a piece failed (recorded as the region's error)."""
         fn, args, clock = self.fn, self.args, time.perf_counter
         pos = c0
-        while pos < c1 and not self.stop:
+        while pos < c1:
+            if self.stop:
+                # interrupted: stop now; failed: run on only up to the failure,
+                # so that an earlier one (the error Python would meet first) is
+                # still found, as when chunks ran whole
+                failed_at = self.error_chunk if self.error is not None else None
+                if failed_at is None or pos >= failed_at[0]:
+                    break
             size = self.piece
             stop = min(c1, pos + size)
             t0 = clock()

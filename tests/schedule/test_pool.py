@@ -189,6 +189,30 @@ def fail_then_spin(start, stop, out, per_item):
     spin(start, stop, out, per_item)
 
 
+@numba.njit(nogil=True)
+def fail_early_and_late(start, stop, out, per_item):
+    for i in range(start, stop):
+        if i == 250:
+            raise ValueError("early")
+        if i == 301:
+            raise ValueError("late")
+        spin(i, i + 1, out, per_item)
+
+
+@pytest.mark.timeout(60)
+def test_of_two_failures_the_one_python_meets_first_is_raised_with_split_chunks():
+    # worker B fails at once at 301; worker A, in pieces, reaches 250 only later:
+    # A must run on up to B's failure (not stop at its next piece), so that the
+    # error raised is the one a plain loop would raise
+    out = np.zeros(600)
+    fail_early_and_late(0, 1, out, 10)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="early") as info:
+            parallel_for(fail_early_and_late, out.size, out, 200_000, max_workers=2,
+                         policy="static")
+        assert "iterations [" in str(info.value)
+
+
 @pytest.mark.timeout(60)
 def test_an_explicit_chunksize_gives_every_call_its_planned_range():
     seen = []
