@@ -112,8 +112,7 @@ class _Region:
         (KeyboardInterrupt, SystemExit) propagates: :meth:`WorkerPool.run`
         stops the region and re-raises it.
         """
-        fn, chunks, args, claim, n, lock = (self.fn, self.chunks, self.args, self.claim,
-                                            self.n, self.lock)
+        chunks, claim, n, lock = self.chunks, self.claim, self.n, self.lock
         _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
         me = threading.get_ident()
         helper = me != self.owner
@@ -134,14 +133,8 @@ class _Region:
                 if self.split and c1 - c0 > self.piece:
                     if not self._pieces(c0, c1, helper):
                         return
-                else:
-                    try:
-                        fn(c0, c1, *args)
-                    except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                        if not helper and not isinstance(exc, Exception):
-                            raise
-                        self._failed(exc, (c0, c1), helper)
-                        return
+                elif not self._call(c0, c1, helper):
+                    return
                 with lock:
                     self.finished += 1
                     if helper:
@@ -157,7 +150,7 @@ class _Region:
     def _pieces(self, c0: int, c1: int, helper: bool) -> bool:
         """Run chunk ``[c0, c1)`` as pieces of about :data:`PIECE_SECONDS`;
         False when a piece failed (recorded as the region's error)."""
-        fn, args, clock = self.fn, self.args, time.perf_counter
+        clock = time.perf_counter
         pos = c0
         while pos < c1:
             if self.stop:
@@ -170,18 +163,26 @@ class _Region:
             size = self.piece
             stop = min(c1, pos + size)
             t0 = clock()
-            try:
-                fn(pos, stop, *args)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                if not helper and not isinstance(exc, Exception):
-                    raise
-                self._failed(exc, (pos, stop), helper)
+            if not self._call(pos, stop, helper):
                 return False
             took = clock() - t0
             if stop - pos == size:  # a whole piece: adapt the size to its time
                 grow = 4.0 if took <= PIECE_SECONDS / 4 else PIECE_SECONDS / took
                 self.piece = max(1, int(size * grow))
             pos = stop
+        return True
+
+    def _call(self, c0: int, c1: int, helper: bool) -> bool:
+        """``fn(c0, c1, *args)``; False when it failed (recorded as the region's
+        error).  In the caller's thread a KeyboardInterrupt or SystemExit
+        propagates instead."""
+        try:
+            self.fn(c0, c1, *self.args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            if not helper and not isinstance(exc, Exception):
+                raise
+            self._failed(exc, (c0, c1), helper)
+            return False
         return True
 
     def _failed(self, exc: BaseException, where: tuple[int, int], helper: bool) -> None:
