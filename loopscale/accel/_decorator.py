@@ -1150,10 +1150,16 @@ class Accelerated(Generic[P, R]):
             if not role.written or role.access == "anywhere" or role.axis is None:
                 continue
             offs = role.offsets or (0,)
-            if low + min(offs) < 0:
+            floors = role.floors or (None,) * len(offs)
+            # an access under a condition that bounds the loop variable counts from it
+            reach = [max(low, f) + o if f is not None else low + o
+                     for o, f in zip(offs, floors, strict=True)
+                     if f is None or f <= max(first, last)]
+            if reach and min(reach) < 0:
+                off = min(o for o, f in zip(offs, floors, strict=True)
+                          if (max(low, f) if f is not None else low) + o < 0)
                 var = self.analysis.loop_var or "i"
-                at = f"{var} - {-min(offs)}" if min(offs) < 0 else f"{var} + {min(offs)}" \
-                    if min(offs) else var
+                at = f"{var} - {-off}" if off < 0 else f"{var} + {off}" if off else var
                 return (f"`{name}` is indexed at `{name}[{at}]`, and `{var}` runs from "
                         f"{first} to {last}: a negative "
                         "index wraps around to the end of the array, so two iterations may "

@@ -110,6 +110,161 @@ def _draws_random(node: ast.Call, resolver: Resolver, local_names: set[str]) -> 
     return False
 
 
+def _loop_floor(loop: ast.For) -> int | None:
+    """The least value the loop variable of ``range(...)`` takes, when literal
+    (``range(n)``: 0; ``range(2, n)``: 2; ``range(n - 1, -1, -1)``: 0)."""
+    args = getattr(loop.iter, "args", [])
+    if len(args) == 1:
+        return 0
+    if len(args) in (2, 3):
+        step = 1 if len(args) == 2 else _const_int(args[2])
+        if step is not None and step > 0:
+            return _const_int(args[0])
+        stop = _const_int(args[1])
+        if step is not None and step < 0 and stop is not None:
+            return stop + 1
+    return None
+
+
+def _var_bound(test: ast.expr, var: str, base: int | None, truth: bool) -> int | None:
+    """A least value of *var* implied by *test* being *truth* (None: none known).
+
+    Understands comparisons of ``var`` (or ``var +/- c``) with an integer
+    literal, ``not``, ``and``/``or`` and chained comparisons; ``var != c``
+    bounds *var* only when ``c`` is the loop's own least value *base*.
+    """
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return _var_bound(test.operand, var, base, not truth)
+    if isinstance(test, ast.BoolOp):
+        parts = [_var_bound(v, var, base, truth) for v in test.values]
+        if isinstance(test.op, ast.And) == truth:  # all of them hold
+            known = [p for p in parts if p is not None]
+            return max(known) if known else None
+        # one of them holds: the least of their bounds, if every one has one
+        return None if any(p is None for p in parts) else min(parts)  # type: ignore[type-var]
+    if not isinstance(test, ast.Compare):
+        return None
+    if len(test.ops) > 1:  # 0 < i < n: each link holds
+        left, bounds = test.left, []
+        for op, right in zip(test.ops, test.comparators, strict=True):
+            bounds.append(_var_bound(ast.Compare(left=left, ops=[op], comparators=[right]),
+                                     var, base, True))
+            left = right
+        if not truth:
+            return None
+        known = [b for b in bounds if b is not None]
+        return max(known) if known else None
+    op, left, right = test.ops[0], test.left, test.comparators[0]
+    flip = {ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE,
+            ast.Eq: ast.Eq, ast.NotEq: ast.NotEq}
+    if type(op) not in flip:
+        return None
+    shift, c = _shifted_var(left, var), _const_int(right)
+    if shift is None or c is None:
+        shift, c = _shifted_var(right, var), _const_int(left)
+        if shift is None or c is None:
+            return None
+        op = flip[type(op)]()
+    c -= shift  # var + shift OP c  ->  var OP c - shift
+    if not truth:
+        negate = {ast.Lt: ast.GtE, ast.LtE: ast.Gt, ast.Gt: ast.LtE, ast.GtE: ast.Lt,
+                  ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
+        op = negate[type(op)]()
+    if isinstance(op, ast.Gt):
+        return c + 1
+    if isinstance(op, (ast.GtE, ast.Eq)):
+        return c
+    if isinstance(op, ast.NotEq) and base is not None and c == base:
+        return c + 1
+    return None
+
+
+def _shifted_var(expr: ast.expr, var: str) -> int | None:
+    """``k`` when *expr* is ``var``, ``var + k`` or ``var - k`` (k an int literal)."""
+    if isinstance(expr, ast.Name) and expr.id == var:
+        return 0
+    if (isinstance(expr, ast.BinOp) and isinstance(expr.op, (ast.Add, ast.Sub))
+            and isinstance(expr.left, ast.Name) and expr.left.id == var):
+        k = _const_int(expr.right)
+        if k is not None:
+            return k if isinstance(expr.op, ast.Add) else -k
+    return None
+
+
+def _guard_floors(loop: ast.For, var: str) -> dict[int, int]:
+    """The least value of the loop variable wherever a condition sets one.
+
+    Maps ``id`` of each subscript and call in the loop body to the least value
+    the loop variable can have when it runs, as the conditions around it tell
+    (``if i > 0: u[i - 1]``, ``u[i - 1] if i >= 1 else 0.0``, ``if i == 0:
+    continue``, the ``else`` of ``if i == 0 or i == n - 1``); only nodes under
+    such a condition are listed.  Empty when the body assigns the variable.
+    """
+    if any(var in _stmt_targets(st) for st in _walk_stmts(loop.body)):
+        return {}
+    base = _loop_floor(loop)
+    out: dict[int, int] = {}
+
+    def tighter(lo: int | None, more: int | None) -> int | None:
+        return more if lo is None else lo if more is None else max(lo, more)
+
+    def expr(node: ast.AST | None, lo: int | None) -> None:
+        if node is None:
+            return
+        if isinstance(node, ast.IfExp):
+            expr(node.test, lo)
+            expr(node.body, tighter(lo, _var_bound(node.test, var, base, True)))
+            expr(node.orelse, tighter(lo, _var_bound(node.test, var, base, False)))
+            return
+        if isinstance(node, ast.BoolOp):  # later operands run only after earlier ones
+            and_ = isinstance(node.op, ast.And)
+            cur = lo
+            for v in node.values:
+                expr(v, cur)
+                cur = tighter(cur, _var_bound(v, var, base, and_))
+            return
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+                             ast.GeneratorExp)):
+            lo = None  # runs later, or rebinds names: no claim
+        if lo is not None and isinstance(node, (ast.Subscript, ast.Call)):
+            out[id(node)] = lo
+        for child in ast.iter_child_nodes(node):
+            expr(child, lo)
+
+    def block(stmts: list[ast.stmt], lo: int | None) -> None:
+        for st in stmts:
+            if isinstance(st, (ast.If, ast.While)):
+                expr(st.test, lo)
+                yes = tighter(lo, _var_bound(st.test, var, base, True))
+                no = tighter(lo, _var_bound(st.test, var, base, False))
+                block(st.body, yes)
+                block(st.orelse, no)
+                if isinstance(st, ast.If):
+                    # what follows runs only where a branch that always leaves did not
+                    if _terminates(st.body) and not _terminates(st.orelse):
+                        lo = no
+                    elif _terminates(st.orelse) and not _terminates(st.body):
+                        lo = yes
+            elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            else:
+                for fld, value in ast.iter_fields(st):
+                    if fld in ("body", "orelse", "finalbody", "handlers"):
+                        continue
+                    for node in value if isinstance(value, list) else [value]:
+                        if isinstance(node, ast.AST):
+                            expr(node, lo)
+                for fld in ("body", "orelse", "finalbody"):
+                    sub = getattr(st, fld, None)
+                    if isinstance(sub, list):
+                        block(sub, lo)
+                for h in getattr(st, "handlers", []):
+                    block(h.body, lo)
+
+    block(loop.body, None)
+    return out
+
+
 @dataclass
 class _Access:
     root: str
@@ -123,6 +278,9 @@ class _Access:
     #: assignment's text, or a description of a view the analysis does not
     #: follow (``out.T``, a helper's result); None for the root's own indices
     view: str | None = None
+    #: the least value of the loop variable where the access runs, when a
+    #: condition around it sets one (``if i > 0: u[i - 1]``)
+    floor: int | None = None
 
 
 class _Unsafe(Exception):
@@ -170,6 +328,7 @@ class _LoopChecker:
         self.private_alias: dict[str, tuple[str, list[ast.expr]] | _Opaque | None] = {}
         self.helper_cache = helper_cache
         self.shifted = shifted or {}  # pre-loop views at other indices: name -> (line, text)
+        self.floors: dict[int, int] = {}  # id(node) -> least loop variable there (guards)
         a = fdef.args
         self.local_names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
         self.local_names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
@@ -369,6 +528,7 @@ class _LoopChecker:
         return self.aliases.get(name, {name})
 
     def collect_accesses(self) -> None:
+        self.floors = _guard_floors(self.loop, self.var)
         body_module = ast.Module(body=self.loop.body, type_ignores=[])
         # private views defined in the body: name -> (root, leading positions) or None (fresh)
         for st in _walk_stmts(self.loop.body):
@@ -469,9 +629,10 @@ class _LoopChecker:
             return  # assigned in the loop by something else (a call result): private
         shifted = self.shifted.get(name)
         view = f"`{shifted[1]}` (line {shifted[0] + self.line0})" if shifted else None
+        floor = self.floors.get(id(node))
         for root in self.roots(name):
             self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node),
-                                         view=view))
+                                         view=view, floor=floor))
 
     def _call_access(self, call: ast.Call) -> None:
         func = call.func
@@ -625,9 +786,9 @@ class _LoopChecker:
                 roles[root] = ArrayRole(read=read, written=written, access="through a view",
                                         axis=None, offsets=())
             else:
+                offs = tuple(sorted(offsets)) if axis is not None else ()
                 roles[root] = ArrayRole(read=read, written=written, access=access, axis=axis,
-                                        offsets=tuple(sorted(offsets)) if axis is not None
-                                        else ())
+                                        offsets=offs, floors=self._floors(accs, axis, offs))
             if not written or forced:
                 continue
             writes = [a for a in accs if a.write]
@@ -673,6 +834,23 @@ class _LoopChecker:
                           "both, so one iteration touches elements another iteration writes (a "
                           "loop-carried dependence)")
         return roles
+
+    def _floors(self, accs: list[_Access], axis: int | None, offsets: tuple[int, ...]
+                ) -> tuple[int | None, ...]:
+        """Per offset, the least loop variable at which any access at that offset runs
+        (None where one of them runs without a condition that bounds it)."""
+        if axis is None:
+            return ()
+        least: dict[int, int | None] = {}
+        for a in accs:
+            off = self._aligned(a.positions[axis])  # type: ignore[index]
+            if off is None:
+                continue
+            if off not in least:
+                least[off] = a.floor
+            elif least[off] is not None:
+                least[off] = None if a.floor is None else min(least[off], a.floor)  # type: ignore
+        return tuple(least.get(o) for o in offsets)
 
     def _compatible(self, a: _Access, b: _Access) -> bool:
         if a.positions is None or b.positions is None:

@@ -36,6 +36,11 @@ class ArrayRole:
         The position indexed by the loop variable, when there is one.
     offsets : tuple of int
         The constant offsets seen in position ``axis`` (``(0,)`` for aligned).
+    floors : tuple of int or None
+        Per offset, the least value of the loop variable at which an access at
+        that offset runs, where the conditions around every such access set one
+        (``if i > 0: u[i - 1]`` gives 1 for offset -1); None where an access
+        runs without such a condition; empty when not known.
     """
 
     read: bool
@@ -43,6 +48,7 @@ class ArrayRole:
     access: str
     axis: int | None = None
     offsets: tuple[int, ...] = ()
+    floors: tuple[int | None, ...] = ()
 
     def describe(self) -> str:
         what = "+".join(w for w, on in (("read", self.read), ("written", self.written)) if on)

@@ -128,16 +128,17 @@ def _local() -> Any:
 class _Slot:
     """One distributed argument the loop touches."""
 
-    __slots__ = ("index", "name", "array", "offsets", "written", "temp", "view", "base",
-                 "first")
+    __slots__ = ("index", "name", "array", "offsets", "written", "floors", "temp", "view",
+                 "base", "first")
 
     def __init__(self, index: int, name: str, array: DistArray, offsets: tuple[int, ...],
-                 written: bool) -> None:
+                 written: bool, floors: tuple[int | None, ...] = ()) -> None:
         self.index = index              # position in the plan's arguments
         self.name = name
         self.array = array
         self.offsets = offsets
         self.written = written
+        self.floors = floors            # per offset: least loop variable there (guards)
         self.temp: np.ndarray | None = None   # a temporary window, when ghosts are too few
         self.view: np.ndarray | None = None   # what the kernel gets
         self.base: np.ndarray | None = None   # the buffer whose row 0 is global row `first`
@@ -184,7 +185,7 @@ class _Prepared:
     __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch_sends", "fetch_recvs",
                  "wb_sends", "wb_recvs", "seconds")
 
-    specs: list[tuple[int, str, tuple[int, ...], bool]]  # slots: index, name, offsets, written
+    specs: list[tuple[int, str, tuple[int, ...], bool, tuple[int | None, ...]]]  # _Slot args
     fresh: list[tuple[int, int, bool]]   # arrays the loop fills: index, offset, read after
     known: int | None                    # the agreement fingerprint (check "shapes")
     sched: _Schedule
@@ -443,7 +444,8 @@ class DistributedCall:
         """What a call of this shape needs before the ranks agree (once per call
         object and shape); the schedule comes after (:meth:`_schedule_for`)."""
         prep = _Prepared()
-        prep.specs = [(s.index, s.name, s.offsets, s.written) for s in self._slots(plan)]
+        prep.specs = [(s.index, s.name, s.offsets, s.written, s.floors)
+                      for s in self._slots(plan)]
         prep.fresh = self._fresh_specs(plan)
         prep.known = None
         if self.comm is not None and self._nranks > 1 and self._level.check == "shapes":
@@ -461,8 +463,8 @@ class DistributedCall:
         parts = [a for name, a in zip(plan.arg_names, plan.args, strict=False)
                  if name.startswith("partial:")] if plan.has_reductions else []
         key = (plan.n, plan.lo, plan.step, plan.block, plan.nblocks, plan.has_reductions,
-               self._bkey, me, tuple((s.index, s.offsets, s.written, s.array._ghost)
-                                     for s in slots),
+               self._bkey, me, tuple((s.index, s.offsets, s.written, s.floors,
+                                      s.array._ghost) for s in slots),
                tuple((p.dtype.str, p.shape) for p in parts))
         schedules = _local().schedules
         sched = schedules.get(key)
@@ -513,22 +515,23 @@ class DistributedCall:
         check_agreement(comm, plan, check, extra=self._rows_field(),
                         no_values=tuple(self.views))
 
-    def _slots(self, plan: Any, specs: Sequence[tuple[int, str, tuple[int, ...], bool]]
+    def _slots(self, plan: Any, specs: Sequence[tuple[int, str, tuple[int, ...], bool,
+                                                      tuple[int | None, ...]]]
                | None = None) -> list[_Slot]:
         """The distributed arguments the loop touches (from *specs*, when known)."""
         arrays = self.arrays
         assert arrays is not None
         if specs is not None:
             by_id = self._by_id
-            return [_Slot(idx, name, arrays[by_id[id(plan.args[idx])]], offsets, written)
-                    for idx, name, offsets, written in specs]
+            return [_Slot(idx, name, arrays[by_id[id(plan.args[idx])]], *spec)
+                    for idx, name, *spec in specs]
         slots = []
         by_id = self._by_id
         for idx, name, value, role in _touched_arrays(plan):
             dist = by_id.get(id(value))
             if dist is not None:
                 slots.append(_Slot(idx, name, arrays[dist], tuple(role.offsets or (0,)),
-                                   bool(role.written)))
+                                   bool(role.written), tuple(role.floors)))
         return slots
 
     def _fresh_specs(self, plan: Any) -> list[tuple[int, int, bool]]:
@@ -567,18 +570,41 @@ class DistributedCall:
         return offs.pop() if offs else 0
 
     def _check_rows(self, slots: list[_Slot], n: int, lo: int, step: int) -> None:
+        """Refuse a loop whose reads reach a row before 0 (NumPy would wrap it around
+        to the end; a rank holds only its own rows) or whose writes leave the rows.
+
+        A read under a condition that bounds the loop variable (``if i > 0:
+        u[i - 1]``) counts from that bound.  A read past the last row is left to
+        the function, as in the serial run: the ghost rows past the end are real
+        memory, and a read that runs on every iteration was already refused
+        with the argument's name by the compiled prologue."""
         first, last = lo, lo + (n - 1) * step
         gmin, gmax = min(first, last), max(first, last)
+        var = getattr(self.analysis, "loop_var", None) or "i"
         for s in slots:
-            low, high = gmin + min(s.offsets), gmax + max(s.offsets)
-            if low < 0 or high >= self.nrows:
-                bad = low if low < 0 else high
-                raise DistributionError(
-                    f"the loop of {self.function}() touches row {bad} of the distributed "
-                    f"array {s.name!r}, which has rows 0..{self.nrows - 1}: the loop variable "
-                    f"runs from {first} to {last} and {s.name!r} is indexed at offsets "
-                    f"{list(s.offsets)}. Distributed arrays do not wrap negative rows around "
-                    "as NumPy does; start or stop the loop so that every row exists.")
+            floors = s.floors or (None,) * len(s.offsets)
+            for off, floor in zip(s.offsets, floors, strict=True):
+                start = gmin if floor is None or s.written else max(gmin, floor)
+                if start > gmax:
+                    continue  # its condition never holds in this loop
+                low, high = start + off, gmax + off
+                if low < 0:
+                    need = -off
+                    at = f"{s.name}[{var} - {need}]"
+                    raise DistributionError(
+                        f"the loop of {self.function}() reads row {low} of the distributed "
+                        f"array {s.name!r} (`{at}` with {var} = {start}): NumPy would wrap it "
+                        "around to the last rows, which another rank holds, and distributed "
+                        f"arrays do not. Start the loop at {var} = {need}, or guard the read "
+                        f"(`if {var} >= {need}:`, `... if {var} >= {need} else ...`); a periodic "
+                        "boundary that relies on the wraparound needs the array whole on "
+                        f"every rank (pass distribute.allgather({s.name}) instead).")
+                if s.written and high >= self.nrows:
+                    raise DistributionError(
+                        f"the loop of {self.function}() writes row {high} of the distributed "
+                        f"array {s.name!r}, which has rows 0..{self.nrows - 1}: the loop "
+                        f"variable runs from {first} to {last} and {s.name!r} is indexed at "
+                        f"offset {off}. Stop the loop so that every row it writes exists.")
 
     # -- the schedule: worked out once per shape of call ---------------------------------
     def _schedule(self, plan: Any, slots: list[_Slot], parts: list[np.ndarray], me: int,

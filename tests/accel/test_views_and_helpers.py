@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -354,3 +355,33 @@ def test_a_loop_variable_that_goes_negative_where_it_indexes_a_written_array_run
     with pytest.warns(SerializationWarning, match="wraps around"):
         same_at_every_level(fn, lambda: (_vec(4000), np.ones(2000)))
     assert "runs from -2000 to 1999" in fn.explain()
+
+
+def fold_guarded(x, out):
+    m = out.shape[0]
+    for i in range(-m, m):
+        if i >= 0:
+            out[i] = 2.0 * out[i] + x[i + m]
+
+
+def fold_not_guarded(x, out):
+    m = out.shape[0]
+    for i in range(-m, m):
+        if x[i + m] > 0.0:                     # a condition, but not on the loop variable
+            out[i] = 2.0 * out[i] + x[i + m]
+
+
+def test_a_negative_index_under_a_condition_that_excludes_it_does_not_serialize():
+    # `if i >= 0:` keeps every write at a non-negative index: nothing wraps, so the
+    # iterations may be split; a condition that does not bound `i` proves nothing
+    fn = accelerate(fold_guarded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerializationWarning)
+        same_at_every_level(fn, lambda: (_vec(4000), np.ones(2000)))
+    assert "wraps around" not in fn.explain()
+    role = fn.analysis.arrays["out"]
+    assert role.offsets == (0,) and role.floors == (0,)
+    other = accelerate(fold_not_guarded)
+    assert other.analysis.arrays["out"].floors == (None,)
+    with pytest.warns(SerializationWarning, match="wraps around"):
+        same_at_every_level(other, lambda: (_vec(4000), np.ones(2000)))

@@ -202,6 +202,105 @@ def test_distributed_results_equal_serial(mpi_warm, ranks):
     assert run.stdout.count("distributed ok") == ranks, run.describe()
 
 
+GUARDED = r'''
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def heat_bc(u, out):                          # boundary rows kept, the rest stepped
+    n = u.shape[0]
+    for i in range(n):
+        if i == 0 or i == n - 1:
+            out[i] = u[i]
+        else:
+            out[i] = u[i] + 0.25 * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+
+
+@accelerate
+def wide_ends(u, out):                        # conditional expressions, a reduction
+    n = u.shape[0]
+    s = 0.0
+    for i in range(n):
+        left = u[i - 2] if i >= 2 else 0.5
+        right = u[i + 2] if i + 2 < n else -0.5
+        out[i] = left + right - 2.0 * u[i]
+        s += out[i] * out[i]
+    return s
+
+
+@accelerate
+def skip_first(u, out):                       # an early `continue` guards what follows
+    for i in range(u.shape[0]):
+        if i < 3:
+            out[i] = u[i]
+            continue
+        out[i] = u[i - 3] * u[i - 1] - u[i]
+
+
+@accelerate
+def plate(u, out):                            # 2-D: edges fixed, interior stepped
+    n, m = u.shape
+    for i in range(n):
+        for j in range(m):
+            if i == 0 or i == n - 1 or j == 0 or j == m - 1:
+                out[i, j] = u[i, j]
+            else:
+                out[i, j] = 0.2 * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1] + u[i, j + 1]
+                                   + u[i, j])
+
+
+def steps(fn, a, b, count):
+    for _ in range(count):
+        fn(a, b)
+        a, b = b, a
+    return a
+
+
+rank = distribute.rank()
+rng = np.random.default_rng(3)
+checked = 0
+for n in [1, 2, 3, 4, 7, 31, 500]:
+    x = rng.random(n)
+    with loopscale.level("serial"):
+        ref = steps(heat_bc, x.copy(), x.copy(), 30)
+        o_ref = np.zeros(n)
+        s_ref = wide_ends(x, o_ref)
+        k_ref = np.zeros(n)
+        skip_first(x, k_ref)
+    u = distribute.scatter(x if rank == 0 else None)
+    got = steps(heat_bc, u.copy(), u.copy(), 30)
+    assert np.array_equal(distribute.allgather(got), ref), ("heat_bc", n)
+    o = distribute.zeros_like(u)
+    assert wide_ends(u, o) == s_ref, ("wide_ends sum", n)
+    assert np.array_equal(distribute.allgather(o), o_ref), ("wide_ends", n)
+    k = distribute.zeros_like(u)
+    skip_first(u, k)
+    assert np.array_equal(distribute.allgather(k), k_ref), ("skip_first", n)
+    checked += 4
+for shape in [(2, 3), (5, 4), (40, 17)]:
+    g = rng.random(shape)
+    with loopscale.level("serial"):
+        ref = steps(plate, g.copy(), g.copy(), 15)
+    a = distribute.scatter(g if rank == 0 else None)
+    got = steps(plate, a, a.copy(), 15)
+    assert np.array_equal(distribute.allgather(got), ref), ("plate", shape)
+    checked += 1
+print(f"rank {rank} guarded ok {checked}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_reads_guarded_at_the_ends_run_distributed_and_equal_serial(mpi_warm, ranks):
+    # `if i > 0: u[i - 1]`, `u[i + 2] if i + 2 < n else ...`, `if i < 3: continue`:
+    # the guard keeps row -1 unread, so the call runs distributed instead of refusing
+    how = "python" if ranks == 1 else "mpiexec"
+    run = mpi_warm(GUARDED, n=ranks, how=how, timeout=240)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("guarded ok 31") == ranks, run.describe()
+
+
 ERRORS = r'''
 import numpy as np
 import loopscale
@@ -273,7 +372,7 @@ expect(anywhere, u, np.arange(10), out, words=("'u'", "u[idx[i]]", "gather", ".p
 expect(whole, u, out, words=("'u'", "u.sum", ".py:"))
 expect(carried, u, words=("does not run in parallel", "gather", ".py:"))
 expect(sweep, u, u, words=("same distributed array", "'u' and 'out'", ".py:", "empty_like"))
-expect(wraps, u, out, words=("row -1", "wrap"))
+expect(wraps, u, out, words=("row -1", "wrap", "if i >= 1", "allgather(u)"))
 expect(into_numpy, u, np.zeros(10), words=("'out'", "NumPy array", "empty_like"))
 v = distribute.from_local(np.zeros(rank + 3))
 expect(pair, u, v, out, words=("of 10 and", "rows", "'v'", "empty_like"))
