@@ -15,6 +15,11 @@ variable                   meaning
                            ``~/.cache/loopscale``)
 ``LOOPSCALE_VECTOR_MATH``  ``0`` keeps the C library's scalar ``exp``, ``log``...
                            in compiled loops instead of glibc's vector ones
+``LOOPSCALE_MPI_WAIT``     seconds a rank waits for the others in one of a
+                           distributed call's collectives before it says so on
+                           stderr (default 60; ``0``: never)
+``LOOPSCALE_MPI_TIMEOUT``  seconds after which such a wait ends the job with
+                           status 1 (default: never)
 =========================  ==========================================================
 
 The level in force is a :mod:`contextvars` variable, so ``with level(...)``
@@ -44,6 +49,8 @@ __all__ = [
     "disabled",
     "cache_dir",
     "vector_math",
+    "mpi_wait_warning",
+    "mpi_timeout",
     "max_workers_default",
     "usable_cores",
     "launcher_world_size",
@@ -88,6 +95,32 @@ def vector_math() -> bool:
     Read when a function is first compiled.
     """
     return _env("LOOPSCALE_VECTOR_MATH", "1").lower() not in {"0", "false", "no", "off"}
+
+
+def _seconds(name: str, default: float | None) -> float | None:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or math.isinf(value):
+        raise LevelError(f"{name} must be a number of seconds (0 or more); got {raw!r}. "
+                         f"Unset it for the default, or give e.g. {name}=120.")
+    return value or None
+
+
+def mpi_wait_warning() -> float | None:
+    """Seconds a rank waits in a distributed call's collective before it says so
+    (``LOOPSCALE_MPI_WAIT``, default 60; None when ``0``)."""
+    return _seconds("LOOPSCALE_MPI_WAIT", 60.0)
+
+
+def mpi_timeout() -> float | None:
+    """Seconds after which a wait in a distributed call's collective ends the job
+    (``LOOPSCALE_MPI_TIMEOUT``; None, the default, waits as long as it takes)."""
+    return _seconds("LOOPSCALE_MPI_TIMEOUT", None)
 
 
 def cache_dir() -> str:

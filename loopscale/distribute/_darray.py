@@ -381,7 +381,11 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
             meta = (arr.shape, arr.dtype.str)
         except (ArgumentError, ArgumentValueError) as exc:
             meta = ("error", str(exc))
-    meta = comm.bcast(meta, root=root)  # two small values, not the array
+    _mpi.wait_begin("the root's broadcast of the shape", "distribute.scatter")
+    try:
+        meta = comm.bcast(meta, root=root)  # two small values, not the array
+    finally:
+        _mpi.wait_end()
     if meta[0] == "error":
         raise ArgumentError(f"{meta[1]} (on rank {root}, the root)")
     shape, dtype = tuple(meta[0]), np.dtype(meta[1])
@@ -455,10 +459,15 @@ def _collect(x: DistArray, root: int | None) -> np.ndarray | None:
     counts, displs = _row_counts(x._bounds, _rowbytes(x))
     send = [as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE]
     recv = [as_bytes(out), (counts, displs), mpi.BYTE] if out is not None else None
-    if root is None:
-        x._comm.Allgatherv(send, recv)
-    else:
-        x._comm.Gatherv(send, recv, root=root)
+    _mpi.wait_begin("the collection of the rows",
+                    "distribute.allgather" if root is None else "distribute.gather")
+    try:
+        if root is None:
+            x._comm.Allgatherv(send, recv)
+        else:
+            x._comm.Gatherv(send, recv, root=root)
+    finally:
+        _mpi.wait_end()
     return out
 
 

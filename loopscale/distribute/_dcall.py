@@ -491,7 +491,11 @@ class DistributedCall:
             return
         mine, both = self._mine, self._both
         mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
-        comm.Allreduce(mine, both, op=_mpi.mpi_module().MAX)
+        _mpi.wait_begin("the ranks' agreement on the inputs", self.function)
+        try:
+            comm.Allreduce(mine, both, op=_mpi.mpi_module().MAX)
+        finally:
+            _mpi.wait_end()
         if both[0] != -both[1] - 1:  # max != min: some rank differs; every rank sees it
             self._check_agreement(comm, plan, check)  # describes, and raises on every rank
 
@@ -781,7 +785,11 @@ class DistributedCall:
                     send[pos:pos + nb].view(p.dtype).reshape((b1 - b0,) + p.shape[1:])[...] = \
                         p[b0:b1]
                 pos += nb
-        self.comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
+        _mpi.wait_begin("the exchange of results", plan.function)
+        try:
+            self.comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
+        finally:
+            _mpi.wait_end()
         status = sched.statuses
         if status is None:  # status words between the partials (maybe unaligned): copied
             status = recv[displs[:, None] + np.arange(_HEADER)].view(np.int64).ravel()
@@ -882,5 +890,9 @@ def _transfer(call: DistributedCall, sends: Sequence[tuple[int, int, np.ndarray]
     byte = mpi.BYTE
     reqs = [pcomm.Irecv([r, byte], source=peer, tag=tag) for peer, tag, r in recvs]
     reqs += [pcomm.Isend([s, byte], dest=peer, tag=tag) for peer, tag, s in sends]
-    mpi.Request.Waitall(reqs)
+    _mpi.wait_begin("the exchange of rows", call.function)
+    try:
+        mpi.Request.Waitall(reqs)
+    finally:
+        _mpi.wait_end()
     return sum(r.nbytes for _, _, r in recvs) + sum(s.nbytes for _, _, s in sends)

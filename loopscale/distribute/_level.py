@@ -248,7 +248,11 @@ class MPIExecutor:
         if failure is None:
             _copy(send[_HEADER:], slots, layout[me], into_buf=True)
         recv = np.empty(int(counts.sum()), dtype=np.uint8)
-        comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
+        _mpi.wait_begin("the exchange of results", plan.function)
+        try:
+            comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
+        finally:
+            _mpi.wait_end()
         self.bytes_moved = int(counts[me]) * (len(counts) - 1) + int(counts.sum() - counts[me])
         _LAST["bytes_moved"] = self.bytes_moved
         _LAST["function"] = plan.function
@@ -288,7 +292,11 @@ def check_agreement(comm: Any, plan: Any, check: str,
         known = fingerprint(fields)
     mine = np.array([known, -known - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
     both = np.empty(2, dtype=np.int64)
-    comm.Allreduce(mine, both, op=mpi.MAX)
+    _mpi.wait_begin("the ranks' agreement on the inputs", plan.function)
+    try:
+        comm.Allreduce(mine, both, op=mpi.MAX)
+    finally:
+        _mpi.wait_end()
     if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees
         return
     if fields is None:

@@ -248,6 +248,91 @@ _exit.__doc__ = sys.exit.__doc__
 _exit._loopscale_wrapper = True  # type: ignore[attr-defined]
 
 
+# -- a rank left waiting -------------------------------------------------------------
+#
+# A rank that skips a distributed call (an ``if rank == 0:`` around it, an
+# exception caught on that rank alone) leaves the others in the call's first
+# collective for ever: no MPI error comes, and no other rank can tell.  The
+# collectives of a call are marked (:func:`wait_begin` / :func:`wait_end`, two
+# dictionary operations), and a watchdog thread started at the first one says
+# on stderr which call a rank has waited in, and where the user's code made
+# it, after ``LOOPSCALE_MPI_WAIT`` seconds; with ``LOOPSCALE_MPI_TIMEOUT`` it
+# ends the job.
+
+#: Per waiting thread: (since, what, function name).
+_WAITS: dict[int, tuple[float, str, str]] = {}
+_WATCHDOG: threading.Thread | None = None
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_begin(what: str, function: str) -> None:
+    """This thread is about to wait for the other ranks in *what* of *function*."""
+    _WAITS[threading.get_ident()] = (time.monotonic(), what, function)
+    if _WATCHDOG is None:
+        _start_watchdog()
+
+
+def wait_end() -> None:
+    """This thread's wait (:func:`wait_begin`) is over."""
+    _WAITS.pop(threading.get_ident(), None)
+
+
+def _start_watchdog() -> None:
+    global _WATCHDOG
+    with _LOCK:
+        if _WATCHDOG is not None:
+            return
+        warn, limit = config.mpi_wait_warning(), config.mpi_timeout()
+        _WATCHDOG = threading.Thread(target=_watch, args=(warn, limit), daemon=True,
+                                     name="loopscale-mpi-watchdog")
+        if warn is None and limit is None:
+            return  # nothing to watch for: never started
+        _WATCHDOG.start()
+
+
+def _user_site(ident: int) -> str:
+    """``file:line`` of the innermost frame of thread *ident* outside loopscale,
+    Numba and mpi4py (the user's call), or ``""``."""
+    frame = sys._current_frames().get(ident)
+    while frame is not None:
+        raw = frame.f_code.co_filename
+        name = os.path.abspath(raw)
+        if not (raw.startswith("<") or name.startswith(_PACKAGE_DIR)
+                or f"{os.sep}numba{os.sep}" in name or f"{os.sep}mpi4py{os.sep}" in name):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+def _watch(warn: float | None, limit: float | None) -> None:
+    tick = min(1.0, *(x / 4 for x in (warn, limit) if x))
+    told: set[tuple[int, float]] = set()
+    while True:
+        time.sleep(tick)
+        now = time.monotonic()
+        for ident, (since, what, function) in list(_WAITS.items()):
+            waited = now - since
+            late = limit is not None and waited >= limit
+            if not late and (warn is None or waited < warn or (ident, since) in told):
+                continue
+            told.add((ident, since))
+            site = _user_site(ident)
+            who = _world_rank()
+            text = (f"[rank {who}] loopscale: rank {who} has waited {waited:.0f} s for the "
+                    f"other ranks in {what} of {function}()"
+                    + (f", called at {site}" if site else "")
+                    + ". Every rank of the communicator must make the same distributed "
+                    "calls in the same order; a rank that skips this one (an `if rank == "
+                    "0:` around it, an exception caught on one rank, a loop that runs "
+                    "another number of times) leaves the others waiting for ever.")
+            if late:
+                sys.stderr.write(text + f" Ending the job (LOOPSCALE_MPI_TIMEOUT={limit:g}).\n")
+                _abort(1)
+            sys.stderr.write(text + " Still waiting; LOOPSCALE_MPI_TIMEOUT=<seconds> ends "
+                             "the job instead.\n")
+            _flush()
+
+
 def install_abort_handler() -> None:
     """Arm abort-on-failure for this rank (see the module docstring).
 

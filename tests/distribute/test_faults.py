@@ -254,3 +254,67 @@ time.sleep(60)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 130, err
+
+
+#: ``script.py CASE``: rank 1 skips one collective call that rank 0 makes.
+SKIPPED = r'''
+import sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def smooth(u, out):
+    for i in range(1, u.shape[0] - 1):
+        out[i] = (u[i - 1] + u[i] + u[i + 1]) / 3.0
+
+
+case = sys.argv[1]
+me = distribute.rank()
+x = np.arange(100.0)
+u = distribute.scatter(x if me == 0 else None)
+out = distribute.zeros_like(u)
+smooth(u, out)                                  # every rank: fine
+print(f"rank {me} first call done", flush=True)
+if me == 0:
+    if case == "distributed":
+        smooth(u, out)                          # SKIPPED-BY-RANK-1
+    elif case == "replicated":
+        with loopscale.level("mpi"):
+            smooth(x, np.zeros(100))            # SKIPPED-BY-RANK-1
+    elif case == "gather":
+        distribute.allgather(out)               # SKIPPED-BY-RANK-1
+print(f"rank {me} reached the end", flush=True)
+'''
+
+
+@pytest.mark.parametrize("case", ["distributed", "replicated", "gather"])
+def test_a_call_one_rank_skips_is_reported_and_timeout_ends_the_job(mpi_warm, case) -> None:
+    # Without the watchdog the job hangs for ever, silently.  Rank 0 says where it
+    # waits (the function and the user's line) after LOOPSCALE_MPI_WAIT seconds,
+    # and LOOPSCALE_MPI_TIMEOUT ends the job with status 1.
+    script = mpi_warm.write(SKIPPED)
+    line = next(k for k, text in enumerate(SKIPPED.splitlines(), 1)
+                if "SKIPPED-BY-RANK-1" in text and ("smooth" in text) == (case != "gather")
+                and (case != "replicated" or "zeros" in text))
+    run = mpi_warm(script, 2, [case], timeout=120,
+                   env={"LOOPSCALE_MPI_WAIT": "1", "LOOPSCALE_MPI_TIMEOUT": "4"})
+    assert run.returncode == 1, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert run.stdout.count("first call done") == 2, run.describe()
+    name = "distribute.allgather()" if case == "gather" else "smooth()"
+    warned = [t for t in run.stderr.splitlines() if t.startswith("[rank 0] loopscale: rank 0 "
+                                                                 "has waited")]
+    assert len(warned) == 2, run.describe()  # "still waiting", then "ending the job"
+    for text in warned:
+        assert name in text and f"{script}:{line}" in text, text
+        assert "same distributed calls in the same order" in text
+    assert "Still waiting" in warned[0] and "LOOPSCALE_MPI_TIMEOUT=4" in warned[1]
+    assert "[rank 1] loopscale" not in run.stderr  # rank 1 did not wait in a call
+
+
+def test_a_bad_wait_setting_is_named(mpi_warm) -> None:
+    run = mpi_warm(SKIPPED, 2, ["none"], timeout=120, env={"LOOPSCALE_MPI_TIMEOUT": "soon"})
+    assert run.returncode != 0, run.describe()
+    assert "LOOPSCALE_MPI_TIMEOUT must be a number of seconds" in run.stderr, run.describe()
