@@ -23,11 +23,19 @@ Workers are started with the ``forkserver`` context (``spawn`` where there is
 none): ``fork`` after threads exist (the scheduler's pool starts threads) is
 unsafe.  Each worker has its own pipe and runs one task at a time.  One
 manager thread per executor sends queued tasks to idle workers, receives
-replies and watches the process sentinels: a worker that dies (a crash,
-``os._exit``, the OOM killer) breaks the executor, and the futures of every
-running and queued task fail with :class:`~loopscale.errors.WorkerError` at
-once, as ``ProcessPoolExecutor`` does with ``BrokenProcessPool``.  Workers
-ignore ``SIGINT``: Ctrl-C interrupts the caller's wait, not the pool.
+replies and watches the process sentinels.  A function (a module-level
+function, a builtin, a Numba dispatcher) is pickled once and sent to a
+worker once; later tasks name it by a number, so a chunk of tiny tasks does
+not pay for pickling a Numba dispatcher (about 40 µs) every time.  While a
+worker runs a task of a function whose tasks take less than
+:data:`PREFETCH_SECONDS`, the next task is already sent to it, so it does not
+wait a round trip through the manager between tasks; longer tasks go only
+to idle workers, so that one slow task never holds back another.  A worker
+that dies (a crash, ``os._exit``, the OOM killer) breaks the executor, and the
+futures of every running and queued task fail with
+:class:`~loopscale.errors.WorkerError` at once, as ``ProcessPoolExecutor``
+does with ``BrokenProcessPool``.  Workers ignore ``SIGINT``: Ctrl-C
+interrupts the caller's wait, not the pool.
 Exceptions raised by a task are re-raised in the caller with the worker's
 formatted traceback as ``__cause__``.
 """
@@ -44,6 +52,7 @@ import signal
 import threading
 import time
 import traceback
+import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -64,6 +73,31 @@ __all__ = ["ProcessExecutor"]
 T = TypeVar("T")
 
 _CONTEXTS = ("forkserver", "spawn", "fork")
+
+#: A worker running a task of a function whose last task took less than this
+#: is sent the next task at once (see the module docstring).
+PREFETCH_SECONDS = 0.01
+
+#: Functions a worker keeps by number (the oldest is forgotten first; the
+#: parent mirrors the same rule to know what each worker holds).
+FUNCTIONS_KEPT = 64
+
+
+class _Unloadable:
+    """A function that could not be unpickled in the worker: its tasks raise this."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _cacheable(fn: Any) -> bool:
+    """Whether *fn* is the same function every time it is pickled (no state of its
+    own that may change between tasks): a plain function, a builtin, a Numba
+    dispatcher."""
+    return isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)) or (
+        type(fn).__module__.startswith("numba.") and hasattr(fn, "py_func"))
 
 
 # -- the worker process ------------------------------------------------------
@@ -109,8 +143,9 @@ def _worker_main(conn: mpc.Connection, space: shm.Space,
         try:
             initializer(*initargs)
         except BaseException:
-            conn.send_bytes(pickle.dumps(("init-error", traceback.format_exc())))
+            conn.send_bytes(pickle.dumps(("init-error", traceback.format_exc(), 0.0)))
             raise SystemExit(1) from None
+    functions: dict[int, Any] = {}
     while True:
         try:
             data = conn.recv_bytes()
@@ -119,16 +154,36 @@ def _worker_main(conn: mpc.Connection, space: shm.Space,
         if not data:
             return
         shm.track_task_maps(True)
-        reply = _run_task(data, space)
+        reply = _run_task(data, space, functions)
         shm.track_task_maps(False)
         conn.send_bytes(reply)
 
 
-def _run_task(data: bytes, space: shm.Space) -> bytes:
+def _function(key: int | None, blob: bytes | None, fn: Any, functions: dict[int, Any]) -> Any:
+    """The task's function: given (*key* None), or kept under *key* (sent as *blob*
+    the first time)."""
+    if key is None:
+        return fn
+    if blob is not None:
+        try:
+            functions[key] = pickle.loads(blob)
+        except BaseException as exc:  # noqa: BLE001 - its tasks raise it
+            functions[key] = _Unloadable(exc)
+        if len(functions) > FUNCTIONS_KEPT:
+            del functions[next(iter(functions))]
+    fn = functions[key]
+    if isinstance(fn, _Unloadable):
+        raise fn.error
+    return fn
+
+
+def _run_task(data: bytes, space: shm.Space, functions: dict[int, Any]) -> bytes:
     partial: list[Any] = []
+    t0 = time.perf_counter()
     try:
-        kind, fn, payload = pickle.loads(data)
+        kind, key, blob, fn, payload = pickle.loads(data)
         del data
+        fn = _function(key, blob, fn, functions)
         if kind == "call":
             args, kwargs = payload
             value: Any = fn(*args, **kwargs)
@@ -142,14 +197,15 @@ def _run_task(data: bytes, space: shm.Space) -> bytes:
         fn = payload = args = kwargs = None
         status, value = "error", (_ExceptionWithTraceback(exc), partial)
         exc = None  # type: ignore[assignment]
+    seconds = time.perf_counter() - t0
     try:
-        return shm.dumps((status, value), space, unlink_on_receipt=True)[0]
+        return shm.dumps((status, value, seconds), space, unlink_on_receipt=True)[0]
     except BaseException as exc:  # noqa: BLE001 - an unpicklable result or exception
         value = None
         error = pickle.PicklingError(f"the task's {'result' if status == 'ok' else 'exception'}"
                                      f" could not be pickled: {exc!r}")
         error.__cause__ = _RemoteTraceback(traceback.format_exc())
-        return pickle.dumps(("error", (error, [])), pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(("error", (error, []), seconds), pickle.HIGHEST_PROTOCOL)
 
 
 # -- the parent: jobs, workers and the manager thread -------------------------
@@ -157,15 +213,17 @@ def _run_task(data: bytes, space: shm.Space) -> bytes:
 class _Job:
     """A task on its way: its future, what to send, and what to release after."""
 
-    __slots__ = ("future", "message", "created", "kept", "name", "chunk")
+    __slots__ = ("future", "kind", "fn", "payload", "created", "kept", "name", "key")
 
-    def __init__(self, future: Future, message: tuple[Any, ...]) -> None:
+    def __init__(self, future: Future, kind: str, fn: Any, payload: Any) -> None:
         self.future = future
-        self.chunk = message[0] == "chunk"  # its result is (results, exception or None)
-        self.message: tuple[Any, ...] | None = message
+        self.kind = kind  # "call", or "chunk": its result is (results, exception or None)
+        self.fn: Any = fn
+        self.payload: Any = payload
         self.created: list[str] = []
         self.kept: list[np.ndarray] = []
-        self.name = getattr(message[1], "__qualname__", repr(message[1]))
+        self.name = getattr(fn, "__qualname__", repr(fn))
+        self.key: int | None = None  # the function's number, when it is sent by number
 
     def release(self) -> None:
         for path in self.created:
@@ -175,12 +233,14 @@ class _Job:
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "job")
+    __slots__ = ("process", "conn", "jobs", "known", "since")
 
     def __init__(self, process: Any, conn: mpc.Connection) -> None:
         self.process = process
         self.conn = conn
-        self.job: _Job | None = None
+        self.jobs: deque[_Job] = deque()  # sent, in order: the first one is running
+        self.known: dict[int, None] = {}  # the functions it keeps (FUNCTIONS_KEPT rule)
+        self.since = 0.0                  # when the first of its jobs started (about)
 
 
 class _Core:
@@ -200,6 +260,10 @@ class _Core:
         self.broken: str | None = None
         self.thread: threading.Thread | None = None
         self.wake_r, self.wake_w = -1, -1
+        # functions sent by number: id -> (number, function, pickle); last task's seconds
+        self.functions: dict[int, tuple[int, Any, bytes]] = {}
+        self.seconds: dict[int, float] = {}
+        self.numbers = itertools.count().__next__
 
     def push(self, job: _Job) -> None:
         with self.lock:
@@ -251,59 +315,113 @@ class _Core:
         self.workers.append(worker)
         return worker
 
+    def _short(self, key: int | None) -> bool:
+        return key is not None and self.seconds.get(key, PREFETCH_SECONDS) < PREFETCH_SECONDS
+
+    def _next_worker_locked(self) -> tuple[_Worker | None, bool]:
+        """An idle worker (None: start one), and whether there is one to send to."""
+        worker = next((w for w in self.workers if not w.jobs), None)
+        if worker is not None or len(self.workers) < self.max_workers:
+            return worker, True
+        # every worker busy: queue the next task behind a short one, if it is short too
+        # (its function's last task was, and it has not run long itself so far)
+        if not self._short(self._key(self.pending[0])):
+            return None, False
+        now = time.perf_counter()
+        worker = next((w for w in self.workers if len(w.jobs) == 1 and self._short(
+            w.jobs[0].key) and now - w.since < PREFETCH_SECONDS), None)
+        return worker, worker is not None
+
+    def _key(self, job: _Job) -> int | None:
+        """The number *job*'s function is sent by (None: pickled with each task)."""
+        if job.key is None and _cacheable(job.fn):
+            known = self.functions.get(id(job.fn))
+            if known is None or known[1] is not job.fn:
+                try:
+                    blob = pickle.dumps(job.fn, pickle.HIGHEST_PROTOCOL)
+                except Exception:  # noqa: BLE001 - pickled with the task: its error
+                    return None
+                known = (self.numbers(), job.fn, blob)
+                self.functions[id(job.fn)] = known
+                if len(self.functions) > 4 * FUNCTIONS_KEPT:  # forget the oldest
+                    oldest = self.functions.pop(next(iter(self.functions)))
+                    self.seconds.pop(oldest[0], None)
+            job.key = known[0]
+        return job.key
+
+    def _message(self, worker: _Worker, job: _Job) -> tuple[Any, ...]:
+        key = self._key(job)
+        if key is None:
+            return (job.kind, None, None, job.fn, job.payload)
+        blob = None
+        if key not in worker.known:
+            blob = self.functions[id(job.fn)][2]
+            worker.known[key] = None
+            if len(worker.known) > FUNCTIONS_KEPT:  # as the worker forgets
+                del worker.known[next(iter(worker.known))]
+        return (job.kind, key, blob, None, job.payload)
+
     def dispatch(self) -> None:
-        """Send queued jobs to idle workers (starting workers as needed)."""
+        """Send queued jobs to idle workers (starting workers as needed), and a
+        short job to a worker running a short one."""
         while True:
             with self.lock:
                 if not self.pending or self.broken is not None:
                     return
-                worker = next((w for w in self.workers if w.job is None), None)
-                if worker is None and len(self.workers) >= self.max_workers:
+                worker, ok = self._next_worker_locked()
+                if not ok:
                     return
                 job = self.pending.popleft()
             if not job.future.set_running_or_notify_cancel():
                 continue
-            try:
-                data, pickler = shm.dumps(job.message, self.space, unlink_on_receipt=False)
-            except BaseException as exc:  # noqa: BLE001 - an unpicklable task
-                job.message = None
-                job.future.set_exception(exc)
-                continue
-            job.message = None
-            job.created, job.kept = pickler.created, pickler.kept
             if worker is None:
                 worker = self.start_worker()
-            worker.job = job
+            known = dict(worker.known)
+            try:
+                data, pickler = shm.dumps(self._message(worker, job), self.space,
+                                          unlink_on_receipt=False)
+            except BaseException as exc:  # noqa: BLE001 - an unpicklable task
+                worker.known = known  # nothing was sent
+                job.fn = job.payload = None
+                job.future.set_exception(exc)
+                continue
+            job.fn = job.payload = None
+            job.created, job.kept = pickler.created, pickler.kept
+            if not worker.jobs:
+                worker.since = time.perf_counter()
+            worker.jobs.append(job)
             try:
                 worker.conn.send_bytes(data)
             except OSError:
                 pass  # the worker died: its sentinel reports it
 
     def receive(self, worker: _Worker) -> None:
-        job, worker.job = worker.job, None
-        if job is None:
+        if not worker.jobs:
             return
         try:
             data = worker.conn.recv_bytes()
         except (EOFError, OSError):
-            worker.job = job  # the worker died mid-reply: its sentinel reports it
-            return
+            return  # the worker died mid-reply: its sentinel reports it
+        job = worker.jobs.popleft()
+        worker.since = time.perf_counter()  # the next one, if any, runs from now
         try:
-            status, value = pickle.loads(data)
+            status, value, seconds = pickle.loads(data)
         except BaseException as exc:  # noqa: BLE001
             error = pickle.UnpicklingError(f"the reply of task {job.name} could not be "
                                            f"unpickled: {exc!r}")
             error.__cause__ = exc
-            status, value = "error", (error, [])
+            status, value, seconds = "error", (error, []), None
         finally:
             job.release()
+        if job.key is not None and seconds is not None:
+            self.seconds[job.key] = seconds
         if status == "ok":
             job.future.set_result(value)
         elif status != "error":  # "init-error": the worker is exiting
-            worker.job = job
+            worker.jobs.appendleft(job)
             self.break_(f"a worker's initializer failed; the executor is not usable "
                         f"anymore:\n{value}")
-        elif job.chunk:
+        elif job.kind == "chunk":
             job.future.set_result((value[1], value[0]))
         else:
             job.future.set_exception(value[0])
@@ -313,10 +431,10 @@ class _Core:
         with self.lock:
             if self.broken is None:
                 self.broken = message
-            jobs = [w.job for w in self.workers if w.job is not None] + list(self.pending)
+            jobs = [j for w in self.workers for j in w.jobs] + list(self.pending)
             self.pending.clear()
             for w in self.workers:
-                w.job = None
+                w.jobs.clear()
         for job in jobs:
             job.release()
             if job.future.done():
@@ -346,7 +464,7 @@ def _manage(core: _Core) -> None:
         while True:
             core.dispatch()
             with core.lock:
-                busy = [w for w in core.workers if w.job is not None]
+                busy = [w for w in core.workers if w.jobs]
                 if core.broken is not None or (core.closing and not core.pending and not busy):
                     break
             sentinels = {w.process.sentinel: w for w in core.workers}
@@ -376,14 +494,14 @@ def _death_message(worker: _Worker) -> str:
     code = worker.process.exitcode
     if worker.conn.poll():  # an initializer's last words
         try:
-            kind, text = pickle.loads(worker.conn.recv_bytes())
+            kind, text, *_ = pickle.loads(worker.conn.recv_bytes())
             if kind == "init-error":
                 return f"a worker's initializer failed; the executor is not usable anymore:\n{text}"
         except Exception:
             pass
     how = f"was killed by signal {-code}" if code is not None and code < 0 else \
         f"exited with status {code}"
-    task = f" while running {worker.job.name}" if worker.job is not None else ""
+    task = f" while running {worker.jobs[0].name}" if worker.jobs else ""
     return (f"A worker process (pid {worker.process.pid}) {how}{task}; the ProcessExecutor is "
             "not usable anymore. Create a new one; if the task crashes the interpreter, run "
             "it in a plain Python loop to see why.")
@@ -491,7 +609,7 @@ class ProcessExecutor(cf.Executor):
             A worker process died earlier.
         """
         fut = Future()
-        self._core.push(_Job(fut, ("call", fn, (args, kwargs))))
+        self._core.push(_Job(fut, "call", fn, (args, kwargs)))
         return fut
 
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any],
@@ -522,7 +640,7 @@ class ProcessExecutor(cf.Executor):
         futures = []
         for i in range(0, len(items), size):
             fut = Future()
-            self._core.push(_Job(fut, ("chunk", fn, items[i:i + size])))
+            self._core.push(_Job(fut, "chunk", fn, items[i:i + size]))
             futures.append(fut)
         return _chunk_results(futures, end_time)
 

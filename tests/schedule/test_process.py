@@ -10,6 +10,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
+import numba
 import numpy as np
 import pytest
 
@@ -61,6 +62,21 @@ def sleep_then(seconds, value):
 
 def add(x, y):
     return x + y
+
+
+@numba.njit(nogil=True)
+def compiled_square(x):
+    return x * x
+
+
+class Scaler:
+    """A callable with state of its own: pickled with every task, never kept."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, x):
+        return x * self.k
 
 
 def failing_initializer():
@@ -311,3 +327,42 @@ def test_a_script_s_accelerated_function_compiles_in_the_worker_processes(tmp_pa
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           env=env, timeout=220, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+@pytest.mark.timeout(120)
+def test_a_function_goes_to_each_worker_once_and_state_is_never_kept(pipe_bytes):
+    # a Numba dispatcher pickles by value (about a kilobyte, tens of µs): sent to
+    # each worker once, then named by number; a callable object is sent every time
+    blob = len(pickle.dumps(compiled_square))
+    assert blob > 300
+    with ProcessExecutor(max_workers=2) as ex:
+        assert list(ex.map(compiled_square, range(4))) == [0, 1, 4, 9]
+        pipe_bytes.update(sent=0, received=0)
+        assert list(ex.map(compiled_square, range(200))) == [i * i for i in range(200)]
+        assert pipe_bytes["sent"] < 200 * blob / 4, (pipe_bytes, blob)
+        scale = Scaler(2)
+        assert ex.submit(scale, 5).result() == 10
+        scale.k = 3
+        assert ex.submit(scale, 5).result() == 15
+        assert [ex.submit(Scaler(k), 1).result() for k in range(6)] == list(range(6))
+
+
+@pytest.mark.timeout(120)
+def test_short_tasks_are_sent_ahead_but_never_wait_behind_a_long_one():
+    with ProcessExecutor(max_workers=2) as ex:
+        # short tasks: a worker gets the next one while it runs one (never more)
+        futures = [ex.submit(sleep_then, 0.001, i) for i in range(300)]
+        depth = 0
+        while not all(f.done() for f in futures):
+            depth = max([depth, *(len(w.jobs) for w in list(ex._core.workers))])
+        assert [f.result() for f in futures] == list(range(300))
+        assert depth == 2
+        # a task of the same function that runs long: nothing is queued behind it,
+        # so the short ones all finish on the other worker while it runs
+        t0 = time.monotonic()
+        slow = ex.submit(sleep_then, 3.0, "slow")
+        time.sleep(0.2)
+        short = [ex.submit(sleep_then, 0.002, i) for i in range(40)]
+        done, _ = cf.wait(short, timeout=2.0)
+        assert len(done) == 40 and not slow.done(), time.monotonic() - t0
+        assert slow.result() == "slow"
