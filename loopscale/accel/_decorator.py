@@ -407,7 +407,7 @@ class Accelerated(Generic[P, R]):
         return _lowering.deferral_blocker(
             fdef, analysis.loop_index, resolver, self.py_func.__code__.co_filename,  # type: ignore
             self.boundscheck,
-            lambda helper: _analysis.Resolver(helper, prange_objects()))
+            lambda helper: _analysis.Resolver(helper, prange_objects()), self.fastmath)
 
     def _refusal_key(self) -> str:
         """Keys the on-disk verdict that this function cannot defer its divisions:

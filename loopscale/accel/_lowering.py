@@ -315,8 +315,105 @@ def _divides(node: ast.AST) -> bool:
                for n in ast.walk(node))
 
 
+def _unrolled(loop: ast.AST) -> bool:
+    """A ``for`` over ``range(c)`` with a small literal ``c``: LLVM unrolls it
+    fully, so it does not stop the loop around it from being vectorized."""
+    if not isinstance(loop, ast.For) or not isinstance(loop.iter, ast.Call):
+        return False
+    args = loop.iter.args
+    return (isinstance(loop.iter.func, ast.Name) and loop.iter.func.id == "range"
+            and len(args) == 1 and isinstance(args[0], ast.Constant)
+            and isinstance(args[0].value, int) and args[0].value <= 16)
+
+
+def _float_accumulator(loop: ast.For | ast.While, resolver: Any) -> str | None:
+    """The name of a float scalar that *loop* carries from one iteration to the
+    next (``s += x / y``, ``s = s + math.exp(z)``), or None.
+
+    LLVM does not reorder a float sum without ``fastmath``, so such a loop is not
+    vectorized.  A value counts as float when it divides (``/``), holds a float
+    literal or a math function's result, or is a name assigned one in the loop.
+    """
+    math_ids = _pure_callables() - {id(o) for o in (len, range, bool, abs, min, max)}
+
+    def floaty(expr: ast.AST, floats: set[str]) -> bool:
+        for n in ast.walk(expr):
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+                return True
+            if isinstance(n, ast.Constant) and isinstance(n.value, float):
+                return True
+            if isinstance(n, ast.Name) and n.id in floats:
+                return True
+            if isinstance(n, ast.Call):
+                target = resolver.value(n.func)
+                if target is not None and id(target) in math_ids:
+                    return True
+        return False
+
+    body = [n for st in loop.body for n in ast.walk(st)]
+    floats: set[str] = set()
+    for _ in range(3):  # names assigned float values, a few levels deep
+        for n in body:
+            if (isinstance(n, ast.Assign) and len(n.targets) == 1
+                    and isinstance(n.targets[0], ast.Name) and floaty(n.value, floats)):
+                floats.add(n.targets[0].id)
+    for n in body:
+        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name) and (
+                floaty(n.value, floats)):
+            return n.target.id
+        if (isinstance(n, ast.Assign) and len(n.targets) == 1
+                and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.BinOp)
+                and any(isinstance(v, ast.Name) and v.id == n.targets[0].id
+                        for v in (n.value.left, n.value.right))
+                and floaty(n.value, floats)):
+            return n.targets[0].id
+    return None
+
+
+def _nothing_to_vectorize(loop: ast.For, resolver: Any) -> str | None:
+    """Why deferring the divisions of *loop* cannot help (None: it may).
+
+    Deferral exists so that LLVM can vectorize a loop that divides.  A division
+    (or a helper call, which may divide) sits in its innermost enclosing loop;
+    LLVM vectorizes only innermost loops, and not one that carries a float
+    accumulator.  When no division is in a loop LLVM could vectorize, the
+    flag's test and OR cost a few instructions a division for nothing (15 % of
+    a pairwise-energy loop, against a branch Numba predicts for free).
+    """
+    found: list[tuple[ast.AST, str]] = []
+
+    def visit(node: ast.AST, inner: ast.For | ast.While) -> bool:
+        """Whether a division here sits in a loop LLVM may vectorize."""
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.For, ast.While)) and not _unrolled(child):
+                if visit(child, child):
+                    return True
+                continue
+            site = ((isinstance(child, (ast.BinOp, ast.AugAssign))
+                     and isinstance(child.op, (ast.Div, ast.FloorDiv, ast.Mod)))
+                    or (isinstance(child, ast.Call) and resolver.helper(child.func) is not None))
+            if site:
+                nested = any(isinstance(n, (ast.For, ast.While)) and not _unrolled(n)
+                             for st in inner.body for n in ast.walk(st))
+                acc = None if nested else _float_accumulator(inner, resolver)
+                if not nested and acc is None:
+                    return True
+                found.append((inner, "a nested loop" if nested else f"the float `{acc}`"))
+            if visit(child, inner):
+                return True
+        return False
+
+    if visit(loop, loop) or not found:
+        return None
+    inner, why = found[0]
+    return (f"no division is in a loop LLVM can vectorize (the loop at line "
+            f"{inner.lineno} holds {why}; without fastmath a float sum is not reordered), "
+            "so a division by zero is raised at once, as by Numba, at no cost")
+
+
 def deferral_blocker(fdef: ast.FunctionDef, loop_index: int, resolver: Any,
-                     filename: str, boundscheck: bool, resolver_for: Any) -> str | None:
+                     filename: str, boundscheck: bool, resolver_for: Any,
+                     fastmath: Any = False) -> str | None:
     """Why the parallel loop at ``fdef.body[loop_index]`` must raise a float
     division by zero at once (None: it may be deferred to the block's end).
 
@@ -325,7 +422,9 @@ def deferral_blocker(fdef: ast.FunctionDef, loop_index: int, resolver: Any,
     ``while`` loop (a nan condition could keep it running), no exception of the
     loop's own, no call other than a known math function or a plain Python
     helper obeying the same rules, and no division in the code before or after
-    the loop (which is compiled with the same model but checks no flag).
+    the loop (which is compiled with the same model but checks no flag).  And
+    it is not used where it cannot help: without *fastmath*, when no division
+    is in a loop LLVM could vectorize (:func:`_nothing_to_vectorize`).
     """
     if boundscheck:
         return "boundscheck=True (an IndexError must not be raised past a division by zero)"
@@ -342,7 +441,10 @@ def deferral_blocker(fdef: ast.FunctionDef, loop_index: int, resolver: Any,
             if isinstance(node, ast.Call) and resolver.helper(node.func) is not None:
                 return (f"the code outside the loop calls the helper "
                         f"{ast.unparse(node.func)}() (line {node.lineno})")
-    return _blocker_in(loop.body, resolver, set(), filename, resolver_for)  # type: ignore[attr-defined]
+    reason = _blocker_in(loop.body, resolver, set(), filename, resolver_for)  # type: ignore
+    if reason is None and not fastmath:
+        reason = _nothing_to_vectorize(loop, resolver)  # type: ignore[arg-type]
+    return reason
 
 
 # ---------------------------------------------------------------------------

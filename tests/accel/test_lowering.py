@@ -260,9 +260,10 @@ def index_through_a_name(x, w, idx, table, out):
 
 def count_from_a_division(x, w, cnt, out):
     for i in range(x.shape[0]):
-        cnt[i] = x[i] / w[i]
+        for k in range(cnt.shape[1]):  # an innermost loop that divides: may vectorize
+            cnt[i, k] = x[i] / w[i]
         acc = 0.0
-        for j in range(cnt[i]):
+        for j in range(cnt[i, 0]):
             acc += 1.0
         out[i] = acc
 
@@ -502,6 +503,61 @@ def test_the_threads_level_names_the_first_failing_chunk_in_iteration_order():
     assert starts == {0}
 
 
+def pair_sum(x):
+    e = 0.0
+    for i in range(x.shape[0]):
+        for j in range(i + 1, x.shape[0]):
+            d = abs(x[i] - x[j])
+            e += 1.0 / (d * d)  # a float sum: LLVM keeps its order, no vectors
+    return e
+
+
+def forces(x, m, out):
+    for i in range(x.shape[0]):
+        a = 0.0
+        for j in range(x.shape[0]):
+            r = x[j] - x[i] + 0.5
+            inv = m[j] / (r * r * r)
+            a += inv  # through a name assigned a quotient
+        out[i] = a
+
+
+@pytest.mark.parametrize("func", [pair_sum, forces], ids=lambda f: f.__name__)
+def test_divisions_only_in_loops_that_cannot_vectorize_are_not_deferred(func):
+    # the deferred flag's test and OR cost ~15 % of a pairwise loop that LLVM
+    # cannot vectorize anyway (a float sum): such a loop raises at once, as Numba
+    # does; fastmath (which lets LLVM reorder the sum) keeps the deferral
+    n = 700
+    x = np.random.default_rng(3).random(n) * 10.0
+
+    def args_for(xs):
+        return (xs,) if func is pair_sum else (xs, np.ones(n), np.zeros(n))
+
+    def run(fn, args):
+        got = fn(*args)
+        return got if func is pair_sum else args[2].copy()
+
+    f = accelerate(cache=False)(func)
+    with loopscale.level("serial"):
+        ref = run(f, args_for(x))
+    with loopscale.level("threads"):
+        assert np.array_equal(run(f, args_for(x)), ref)  # bit for bit
+    np.testing.assert_allclose(run(func, args_for(x)), ref, rtol=1e-12)  # plain Python
+    assert f._deferral is not None and "no division is in a loop LLVM can vectorize" in f._deferral
+    assert ("the float `e`" if func is pair_sum else "the float `a`") in f._deferral
+    serial = f._compiled.serial
+    assert "ls.zdiv" not in serial.inspect_llvm(serial.signatures[0])
+    bad = x.copy()
+    bad[401] = bad[400] if func is pair_sum else bad[400] - 0.5  # a zero divisor at i = 400
+    for lvl in ("serial", "threads"):
+        with loopscale.level(lvl), pytest.raises(ZeroDivisionError):
+            f(*args_for(bad))
+    fast = accelerate(cache=False, fastmath=True)(func)
+    with loopscale.level("serial"):
+        run(fast, args_for(x))
+    assert fast._deferral is None
+
+
 def test_a_float_only_stored_as_an_integer_still_defers_and_vectorizes():
     f = accelerate(cache=False)(to_uint8)
     n = 3001
@@ -527,7 +583,7 @@ def test_an_integer_made_from_a_float_that_reaches_an_index_or_a_bound_raises_at
     f = accelerate(func)
     n = 3000
     x, w = np.full(n, 3.0), np.ones(n)
-    ints = np.zeros(n, np.int64)
+    ints = np.zeros(n if func is index_through_a_name else (n, 2), np.int64)
     last = np.arange(8.0) if func is index_through_a_name else None
     args = (x, w, ints, last, np.zeros(n)) if last is not None else (x, w, ints, np.zeros(n))
     with loopscale.level("serial"):
