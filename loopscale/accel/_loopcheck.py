@@ -200,7 +200,9 @@ def _guard_floors(loop: ast.For, var: str) -> dict[int, int]:
     continue``, the ``else`` of ``if i == 0 or i == n - 1``); only nodes under
     such a condition are listed.  Empty when the body assigns the variable.
     """
-    if any(var in _stmt_targets(st) for st in _walk_stmts(loop.body)):
+    if any(var in _stmt_targets(st) for st in _walk_stmts(loop.body)) or any(
+            isinstance(n, ast.NamedExpr) and n.target.id == var
+            for st in loop.body for n in ast.walk(st)):
         return {}
     base = _loop_floor(loop)
     out: dict[int, int] = {}
@@ -389,8 +391,11 @@ class _LoopChecker:
 
         visit(self.loop.body, 0)
         for st in _walk_stmts(self.loop.body):
-            if self.var in _stmt_targets(st):
-                raise _Unsafe(self.line(st), f"the loop variable `{self.var}` is reassigned "
+            walrus = [n for n in ast.walk(st) if isinstance(n, ast.NamedExpr)
+                      and n.target.id == self.var]
+            if self.var in _stmt_targets(st) or walrus:
+                raise _Unsafe(self.line(walrus[0] if walrus else st),
+                              f"the loop variable `{self.var}` is reassigned "
                               "inside the loop, so indices written with it no longer identify "
                               "the iteration")
         for node in ast.walk(self.loop):

@@ -385,3 +385,20 @@ def test_a_negative_index_under_a_condition_that_excludes_it_does_not_serialize(
     assert other.analysis.arrays["out"].floors == (None,)
     with pytest.warns(SerializationWarning, match="wraps around"):
         same_at_every_level(other, lambda: (_vec(4000), np.ones(2000)))
+
+
+def walrus_rebinds(u, out):
+    for i in range(1, u.shape[0] - 1):
+        if i > 1:
+            (i := i - 1)
+            out[i + 1] = u[i - 1]
+
+
+def test_a_walrus_that_rebinds_the_loop_variable_keeps_the_loop_sequential():
+    # `(i := i - 1)` is a reassignment like `i = i - 1`: the index no longer names
+    # the iteration, and a condition on `i` above it says nothing of `i` below it
+    fn = accelerate(walrus_rebinds)
+    assert fn.analysis.parallel is False
+    assert "reassigned" in fn.analysis.reason
+    assert f"line {line_of(walrus_rebinds, '(i := i - 1)')}" in fn.analysis.reason
+    same_at_every_level(fn, lambda: (_vec(50), np.zeros(50)))

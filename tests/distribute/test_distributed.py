@@ -12,6 +12,17 @@ import pytest
 
 pytestmark = pytest.mark.mpi
 
+
+def every_rank_says(mpi_warm, script, ranks, word, timeout, args=()):
+    """Run *script* on *ranks* ranks (one plain process for 1) and check that it
+    exits 0 with every rank printing *word*."""
+    how = "python" if ranks == 1 else "mpiexec"
+    run = mpi_warm(script, n=ranks, how=how, args=list(args), timeout=timeout)
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count(word) == ranks, run.describe()
+    return run
+
+
 KERNELS = r'''
 import math, sys
 import numpy as np
@@ -196,10 +207,7 @@ print(f"rank {rank} distributed ok {checked}", flush=True)
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 def test_distributed_results_equal_serial(mpi_warm, ranks):
-    how = "python" if ranks == 1 else "mpiexec"
-    run = mpi_warm(KERNELS, n=ranks, how=how, timeout=240)
-    assert run.returncode == 0, run.describe()
-    assert run.stdout.count("distributed ok") == ranks, run.describe()
+    every_rank_says(mpi_warm, KERNELS, ranks, "distributed ok", timeout=240)
 
 
 GUARDED = r'''
@@ -295,10 +303,7 @@ print(f"rank {rank} guarded ok {checked}", flush=True)
 def test_reads_guarded_at_the_ends_run_distributed_and_equal_serial(mpi_warm, ranks):
     # `if i > 0: u[i - 1]`, `u[i + 2] if i + 2 < n else ...`, `if i < 3: continue`:
     # the guard keeps row -1 unread, so the call runs distributed instead of refusing
-    how = "python" if ranks == 1 else "mpiexec"
-    run = mpi_warm(GUARDED, n=ranks, how=how, timeout=240)
-    assert run.returncode == 0, run.describe()
-    assert run.stdout.count("guarded ok 31") == ranks, run.describe()
+    every_rank_says(mpi_warm, GUARDED, ranks, "guarded ok 31", timeout=240)
 
 
 ERRORS = r'''
@@ -417,10 +422,7 @@ print(f"rank {rank} errors {'ok' if not bad else bad}", flush=True)
 
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_distributed_misuse_is_a_clear_error_on_every_rank(mpi_warm, ranks):
-    how = "python" if ranks == 1 else "mpiexec"
-    run = mpi_warm(ERRORS, n=ranks, how=how, timeout=180)
-    assert run.returncode == 0, run.describe()
-    assert run.stdout.count("errors ok") == ranks, run.describe()
+    every_rank_says(mpi_warm, ERRORS, ranks, "errors ok", timeout=180)
 
 
 FAILURE = r'''
@@ -603,10 +605,7 @@ def test_loaders_read_this_ranks_rows(mpi_warm, tmp_path_factory, ranks):
         frame = pd.DataFrame({"w": w, "k": k, "flag": k % 3 == 0, "name": k.astype(str)})
         frame.to_parquet(folder / "table" / f"part{i}.parquet", row_group_size=128)
         start += rows
-    how = "python" if ranks == 1 else "mpiexec"
-    run = mpi_warm(LOADERS, n=ranks, how=how, args=[str(folder)], timeout=180)
-    assert run.returncode == 0, run.describe()
-    assert run.stdout.count("loaders ok") == ranks, run.describe()
+    every_rank_says(mpi_warm, LOADERS, ranks, "loaders ok", timeout=180, args=[str(folder)])
 
 
 ALONE = r'''
@@ -778,10 +777,7 @@ print(f"rank {me} repeated {'ok' if not results else results}", flush=True)
 
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_repeated_calls_stay_exact_agreed_and_fail_together(mpi_warm, ranks):
-    how = "python" if ranks == 1 else "mpiexec"
-    run = mpi_warm(REPEATED, n=ranks, how=how, timeout=180)
-    assert run.returncode == 0, run.describe()
-    assert run.stdout.count("repeated ok") == ranks, run.describe()
+    every_rank_says(mpi_warm, REPEATED, ranks, "repeated ok", timeout=180)
 
 
 THREADS = r'''
@@ -920,7 +916,4 @@ print(f"rank {me} kept {'ok' if not results else results}", flush=True)
 
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_call_objects_are_reused_and_let_go_with_the_arrays(mpi_warm, ranks):
-    how = "python" if ranks == 1 else "mpiexec"
-    run = mpi_warm(KEPT, n=ranks, how=how, timeout=180)
-    assert run.returncode == 0, run.describe()
-    assert run.stdout.count("kept ok") == ranks, run.describe()
+    every_rank_says(mpi_warm, KEPT, ranks, "kept ok", timeout=180)
