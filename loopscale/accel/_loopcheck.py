@@ -130,9 +130,12 @@ def _var_bound(test: ast.expr, var: str, base: int | None, truth: bool) -> int |
     """A least value of *var* implied by *test* being *truth* (None: none known).
 
     Understands comparisons of ``var`` (or ``var +/- c``) with an integer
-    literal, ``not``, ``and``/``or`` and chained comparisons; ``var != c``
-    bounds *var* only when ``c`` is the loop's own least value *base*.
+    literal, ``var in (...)`` with literals, ``var`` alone (``var != 0``),
+    ``not``, ``and``/``or`` and chained comparisons; ``var != c`` bounds *var*
+    only when ``c`` is the least value *base* it is known to have there.
     """
+    if isinstance(test, ast.Name) and test.id == var:  # `if i:` is `if i != 0:`
+        test = ast.Compare(left=test, ops=[ast.NotEq()], comparators=[ast.Constant(0)])
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         return _var_bound(test.operand, var, base, not truth)
     if isinstance(test, ast.BoolOp):
@@ -155,6 +158,20 @@ def _var_bound(test: ast.expr, var: str, base: int | None, truth: bool) -> int |
         known = [b for b in bounds if b is not None]
         return max(known) if known else None
     op, left, right = test.ops[0], test.left, test.comparators[0]
+    if isinstance(op, (ast.In, ast.NotIn)):
+        shift = _shifted_var(left, var)
+        if shift is None or not isinstance(right, (ast.Tuple, ast.List, ast.Set)):
+            return None
+        values = [_const_int(e) for e in right.elts]
+        literals = {v - shift for v in values if v is not None}
+        if isinstance(op, ast.In) == truth:  # one of them
+            return min(literals) if literals and None not in values else None
+        if base is None:  # none of them: step over those at the bottom
+            return None
+        least = base
+        while least in literals:
+            least += 1
+        return least if least > base else None
     flip = {ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE,
             ast.Eq: ast.Eq, ast.NotEq: ast.NotEq}
     if type(op) not in flip:
@@ -188,6 +205,9 @@ def _shifted_var(expr: ast.expr, var: str) -> int | None:
         k = _const_int(expr.right)
         if k is not None:
             return k if isinstance(expr.op, ast.Add) else -k
+    if (isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add)
+            and isinstance(expr.right, ast.Name) and expr.right.id == var):
+        return _const_int(expr.left)  # k + var
     return None
 
 
@@ -210,20 +230,25 @@ def _guard_floors(loop: ast.For, var: str) -> dict[int, int]:
     def tighter(lo: int | None, more: int | None) -> int | None:
         return more if lo is None else lo if more is None else max(lo, more)
 
+    def bound(test: ast.expr, lo: int | None, truth: bool) -> int | None:
+        # what is known here (the loop's start, the conditions around) is the
+        # base against which `i != c` and `i not in (...)` count
+        return _var_bound(test, var, tighter(lo, base), truth)
+
     def expr(node: ast.AST | None, lo: int | None) -> None:
         if node is None:
             return
         if isinstance(node, ast.IfExp):
             expr(node.test, lo)
-            expr(node.body, tighter(lo, _var_bound(node.test, var, base, True)))
-            expr(node.orelse, tighter(lo, _var_bound(node.test, var, base, False)))
+            expr(node.body, tighter(lo, bound(node.test, lo, True)))
+            expr(node.orelse, tighter(lo, bound(node.test, lo, False)))
             return
         if isinstance(node, ast.BoolOp):  # later operands run only after earlier ones
             and_ = isinstance(node.op, ast.And)
             cur = lo
             for v in node.values:
                 expr(v, cur)
-                cur = tighter(cur, _var_bound(v, var, base, and_))
+                cur = tighter(cur, bound(v, cur, and_))
             return
         if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
                              ast.GeneratorExp)):
@@ -237,8 +262,8 @@ def _guard_floors(loop: ast.For, var: str) -> dict[int, int]:
         for st in stmts:
             if isinstance(st, (ast.If, ast.While)):
                 expr(st.test, lo)
-                yes = tighter(lo, _var_bound(st.test, var, base, True))
-                no = tighter(lo, _var_bound(st.test, var, base, False))
+                yes = tighter(lo, bound(st.test, lo, True))
+                no = tighter(lo, bound(st.test, lo, False))
                 block(st.body, yes)
                 block(st.orelse, no)
                 if isinstance(st, ast.If):
@@ -398,6 +423,13 @@ class _LoopChecker:
                               f"the loop variable `{self.var}` is reassigned "
                               "inside the loop, so indices written with it no longer identify "
                               "the iteration")
+        for node in (n for st in self.loop.body for n in ast.walk(st)):
+            if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)) \
+                    and any(self.var in _target_names(g.target) for g in node.generators):
+                raise _Unsafe(self.line(node), f"the comprehension `{self.src(node)}` names its "
+                              f"own variable `{self.var}`, like the loop's: inside it "
+                              f"`{self.var}` is not the iteration (rename the comprehension's "
+                              "variable)")
         for node in ast.walk(self.loop):
             if isinstance(node, ast.Call):
                 if _draws_random(node, self.resolver, self.local_names):

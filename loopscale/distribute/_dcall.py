@@ -592,6 +592,13 @@ class DistributedCall:
                 if start > gmax:
                     continue  # its condition never holds in this loop
                 low, high = start + off, gmax + off
+                if low < 0 and s.written:
+                    raise DistributionError(
+                        f"the loop of {self.function}() writes row {low} of the distributed "
+                        f"array {s.name!r} (`{s.name}[{var} - {-off}]` with {var} = {start}), "
+                        f"which has rows 0..{self.nrows - 1}: start the loop at {var} = "
+                        f"{-off} (a write counts from the loop's start, even under a "
+                        "condition).")
                 if low < 0:
                     need = -off
                     at = f"{s.name}[{var} - {need}]"

@@ -263,7 +263,7 @@ def count_from_a_division(x, w, cnt, out):
         for k in range(cnt.shape[1]):  # an innermost loop that divides: may vectorize
             cnt[i, k] = x[i] / w[i]
         acc = 0.0
-        for j in range(cnt[i, 0]):
+        for _j in range(cnt[i, 0]):
             acc += 1.0
         out[i] = acc
 

@@ -402,3 +402,18 @@ def test_a_walrus_that_rebinds_the_loop_variable_keeps_the_loop_sequential():
     assert "reassigned" in fn.analysis.reason
     assert f"line {line_of(walrus_rebinds, '(i := i - 1)')}" in fn.analysis.reason
     same_at_every_level(fn, lambda: (_vec(50), np.zeros(50)))
+
+
+def comprehension_shadows(u, out):
+    for i in range(u.shape[0]):
+        out[i] = u[i] + sum([u[i] for i in range(2)])
+
+
+def test_a_comprehension_that_reuses_the_loop_variable_s_name_keeps_the_loop_sequential():
+    # inside the comprehension `u[i]` is u[0] and u[1], not the iteration's row: a
+    # distributed call took it for row i and read the wrong rows (found by review)
+    fn = accelerate(comprehension_shadows)
+    assert fn.analysis.parallel is False
+    assert "rename the comprehension's variable" in fn.analysis.reason
+    assert f"line {line_of(comprehension_shadows, 'sum([u[i]')}" in fn.analysis.reason
+    same_at_every_level(fn, lambda: (_vec(50), np.zeros(50)))

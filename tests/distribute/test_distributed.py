@@ -248,6 +248,20 @@ def skip_first(u, out):                       # an early `continue` guards what 
 
 
 @accelerate
+def chain_ends(u, out):                       # elif chains, truth values, membership
+    n = u.shape[0]
+    for i in range(n):
+        if i == 0:
+            out[i] = u[i]
+        elif i == 1:
+            out[i] = u[i - 1] + (u[i] if i else 0.0)
+        elif i in (2, n - 1):
+            out[i] = u[i - 2]
+        else:
+            out[i] = u[i - 2] - u[i - 1] + (u[i - 1] if i else 1.0)
+
+
+@accelerate
 def plate(u, out):                            # 2-D: edges fixed, interior stepped
     n, m = u.shape
     for i in range(n):
@@ -286,7 +300,13 @@ for n in [1, 2, 3, 4, 7, 31, 500]:
     k = distribute.zeros_like(u)
     skip_first(u, k)
     assert np.array_equal(distribute.allgather(k), k_ref), ("skip_first", n)
-    checked += 4
+    c_ref = np.zeros(n)
+    with loopscale.level("serial"):
+        chain_ends(x, c_ref)
+    c = distribute.zeros_like(u)
+    chain_ends(u, c)
+    assert np.array_equal(distribute.allgather(c), c_ref), ("chain_ends", n)
+    checked += 5
 for shape in [(2, 3), (5, 4), (40, 17)]:
     g = rng.random(shape)
     with loopscale.level("serial"):
@@ -303,7 +323,7 @@ print(f"rank {rank} guarded ok {checked}", flush=True)
 def test_reads_guarded_at_the_ends_run_distributed_and_equal_serial(mpi_warm, ranks):
     # `if i > 0: u[i - 1]`, `u[i + 2] if i + 2 < n else ...`, `if i < 3: continue`:
     # the guard keeps row -1 unread, so the call runs distributed instead of refusing
-    every_rank_says(mpi_warm, GUARDED, ranks, "guarded ok 31", timeout=240)
+    every_rank_says(mpi_warm, GUARDED, ranks, "guarded ok 38", timeout=240)
 
 
 ERRORS = r'''
@@ -336,6 +356,13 @@ def carried(u):
 def wraps(u, out):
     for i in range(u.shape[0]):
         out[i] = u[i - 1]
+
+
+@accelerate
+def writes_before(u, out):                     # a write is not moved by its guard
+    for i in range(u.shape[0]):
+        if i > 0:
+            out[i - 1] = u[i]
 
 
 @accelerate
@@ -378,6 +405,7 @@ expect(whole, u, out, words=("'u'", "u.sum", ".py:"))
 expect(carried, u, words=("does not run in parallel", "gather", ".py:"))
 expect(sweep, u, u, words=("same distributed array", "'u' and 'out'", ".py:", "empty_like"))
 expect(wraps, u, out, words=("row -1", "wrap", "if i >= 1", "allgather(u)"))
+expect(writes_before, u, out, words=("writes row -1", "'out'", "start the loop at i = 1"))
 expect(into_numpy, u, np.zeros(10), words=("'out'", "NumPy array", "empty_like"))
 v = distribute.from_local(np.zeros(rank + 3))
 expect(pair, u, v, out, words=("of 10 and", "rows", "'v'", "empty_like"))
