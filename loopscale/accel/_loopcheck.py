@@ -785,21 +785,8 @@ class _LoopChecker:
             self._add_access_whole(arg.id, True, call)
 
     def _aligned(self, expr: ast.expr) -> int | None:
-        """Offset when *expr* is ``v``, ``v + c`` or ``v - c`` (c an int literal)."""
-        if isinstance(expr, ast.Name) and expr.id == self.var:
-            return 0
-        if isinstance(expr, ast.BinOp) and isinstance(expr.op, (ast.Add, ast.Sub)):
-            left, right = expr.left, expr.right
-            if isinstance(left, ast.Name) and left.id == self.var:
-                c = _const_int(right)
-                if c is not None:
-                    return c if isinstance(expr.op, ast.Add) else -c
-            if isinstance(expr.op, ast.Add) and isinstance(right, ast.Name) and (
-                    right.id == self.var):
-                c = _const_int(left)
-                if c is not None:
-                    return c
-        return None
+        """Offset when *expr* is ``v``, ``v + c``, ``v - c`` or ``c + v`` (c an int literal)."""
+        return _shifted_var(expr, self.var)
 
     def check_arrays(self, forced: bool) -> dict[str, ArrayRole]:
         by_root: dict[str, list[_Access]] = {}
