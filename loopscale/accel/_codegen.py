@@ -92,6 +92,9 @@ class GeneratedCode:
     loop_state: tuple[str, ...] = ()
     #: the code before the loop may write to memory (running it twice is not harmless)
     pre_writes: bool = True
+    #: the epilogue does nothing and returns None (no reduction, no code after the
+    #: loop): a caller may skip calling it
+    post_empty: bool = False
 
 
 def _stmts(src: str, line: int) -> list[ast.stmt]:
@@ -568,4 +571,5 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         names = [pre_name, chunk_name, post_name]  # type: ignore[list-item]
     module = ast.Module(body=defs, type_ignores=[])
     return GeneratedCode(module, serial_name, names[0], names[1], names[2], state, plan_reason,
-                         tuple(reds), tuple(s for s in state if s in in_loop), pre_writes)
+                         tuple(reds), tuple(s for s in state if s in in_loop), pre_writes,
+                         post_empty=not reds and not post)

@@ -54,6 +54,7 @@ from ._callpath import (
     _to_array,
     make_call,
 )
+from ._distributed import PROTOCOL as _PROTOCOL
 from ._executor import LoopPlan, SerialExecutor, get_executor
 from ._intake import prange, prange_objects, refuse
 from ._runtime import EarlyReturn as _EarlyReturnType
@@ -79,7 +80,8 @@ class _Express:
     ``Accelerated._call_express``): the level, the places of the distributed
     arguments, and the call object (weakly: its type decides how long it lives)."""
 
-    __slots__ = ("setting", "nargs", "positions", "names", "others", "call")
+    __slots__ = ("setting", "nargs", "positions", "names", "places", "others", "call",
+                 "releases")
 
     def __init__(self, setting: Any, args: tuple[Any, ...], params: list[str],
                  call: Any) -> None:
@@ -88,8 +90,10 @@ class _Express:
         self.positions = tuple(i for i, a in enumerate(args)
                                if hasattr(type(a), _distributed.PROTOCOL))
         self.names = frozenset(params[i] for i in self.positions)
+        self.places = tuple((i, params[i]) for i in self.positions)  # (position, name)
         self.others = tuple(i for i in range(len(args)) if i not in self.positions)
         self.call = weakref.ref(call)
+        self.releases = hasattr(call, "release")
 
 
 def _user_stacklevel() -> int:
@@ -889,16 +893,39 @@ class Accelerated(Generic[P, R]):
         (``reuse`` answers whether they are the very arrays it was made for)
         instead of the arrays' type for a new one; the run itself is the same.
         ``_MISS`` when none applies."""
-        setting = config.current_level()
+        # (written out, without generators or helpers: a stencil step that streams
+        # its arrays through the caches leaves this path's code and data cold for
+        # the next call, where every object it touches costs a cache miss)
+        setting = _LEVEL_VAR.get()
+        if setting is None:
+            setting = config._default_level()
+        nargs = len(args)
         for express in self._express:
-            if len(args) != express.nargs or express.setting is not setting:
+            if nargs != express.nargs or express.setting is not setting:
                 continue
             call = express.call()
-            if call is None or any(hasattr(type(args[i]), _distributed.PROTOCOL)
-                                   for i in express.others):
+            if call is None:
                 continue
-            if call.reuse(*[args[i] for i in express.positions]):
-                return self._run_distributed(call, args, {}, express.names)
+            for i in express.others:
+                if hasattr(type(args[i]), _PROTOCOL):
+                    break
+            else:
+                if len(express.positions) == 1:
+                    taken = call.reuse(args[express.positions[0]])
+                else:
+                    taken = call.reuse(*[args[i] for i in express.positions])
+                if not taken:
+                    continue
+                views = call.views
+                items = list(args)
+                for i, name in express.places:
+                    items[i] = views[name]
+                try:
+                    return call.finish(self._call_plan(call, tuple(items), {},  # type: ignore
+                                                       distributed=True))
+                finally:
+                    if express.releases:
+                        call.release()
         return _MISS
 
     def _run_distributed(self, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -1069,6 +1096,8 @@ class Accelerated(Generic[P, R]):
                 raise
             raise new[0] from new[1]
         self._last_run_seconds = time.perf_counter() - t0
+        if comp.gen.post_empty:  # (a Numba call saved: a stencil step returns nothing)
+            return None  # type: ignore[return-value]
         return comp.post(nb, *parts, *state)  # type: ignore[no-any-return]
 
     def _run_serial(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:

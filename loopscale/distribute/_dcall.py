@@ -153,7 +153,8 @@ class _Schedule:
 
     __slots__ = ("computed", "segs", "windows", "fetch_recvs", "fetch_sends",
                  "wb_local", "wb_sends", "wb_recvs", "ranges", "counts", "displs",
-                 "send", "recv", "rowbytes", "has_parts", "my_status", "statuses")
+                 "send", "recv", "rowbytes", "has_parts", "my_status", "statuses",
+                 "send_spec", "recv_spec")
 
     computed: list[tuple[int, int]]          # iterations [k0, k1) each rank computes
     segs: list[tuple[int, int, int, int]]    # this rank's kernel ranges (c0, c1, k0, k1)
@@ -172,6 +173,8 @@ class _Schedule:
     recv: np.ndarray                         # every rank's, reused
     my_status: np.ndarray                    # send's first 8 bytes as one int64
     statuses: np.ndarray | None              # recv as every rank's status (no partials)
+    send_spec: list[Any] | None              # the Allgatherv's buffer arguments
+    recv_spec: list[Any] | None
 
 
 class _Prepared:
@@ -182,19 +185,48 @@ class _Prepared:
     byte view of a buffer, made here once.
     """
 
-    __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch_sends", "fetch_recvs",
-                 "wb_sends", "wb_recvs", "seconds")
+    __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch", "write_back", "seconds")
 
     specs: list[tuple[int, str, tuple[int, ...], bool, tuple[int | None, ...]]]  # _Slot args
     fresh: list[tuple[int, int, bool]]   # arrays the loop fills: index, offset, read after
     known: int | None                    # the agreement fingerprint (check "shapes")
     sched: _Schedule
     fixed: bool
-    fetch_sends: list[tuple[int, int, np.ndarray]]  # (peer, tag, bytes), when fixed
-    fetch_recvs: list[tuple[int, int, np.ndarray]]
-    wb_sends: list[tuple[int, int, np.ndarray]]
-    wb_recvs: list[tuple[int, int, np.ndarray]]
+    fetch: _Messages | None                # the halo messages, when fixed
+    write_back: _Messages | None           # rows computed for other ranks, when fixed
     seconds: float                       # the last run's iterations on one thread (est.)
+
+
+class _Messages:
+    """The fixed messages of a prepared call, as persistent requests (``Send_init``
+    / ``Recv_init``, made once): each call starts them all and waits."""
+
+    __slots__ = ("requests", "nbytes")
+
+    def __init__(self, call: DistributedCall, sends: Sequence[tuple[int, int, np.ndarray]],
+                 recvs: Sequence[tuple[int, int, np.ndarray]]) -> None:
+        self.requests: list[Any] = []
+        if sends or recvs:
+            pcomm, byte = call._private(), _mpi.mpi_module().BYTE
+            self.requests = [pcomm.Recv_init([r, byte], source=peer, tag=tag)
+                             for peer, tag, r in recvs]
+            self.requests += [pcomm.Send_init([m, byte], dest=peer, tag=tag)
+                              for peer, tag, m in sends]
+        self.nbytes = sum(r.nbytes for _, _, r in recvs) + sum(m.nbytes for _, _, m in sends)
+
+    def run(self, function: str) -> int:
+        """Start every message and wait for all; the bytes moved by this rank."""
+        requests = self.requests
+        if not requests:
+            return 0
+        mpi = _mpi.mpi_module()
+        mpi.Prequest.Startall(requests)
+        _mpi.wait_begin("the exchange of rows", function)
+        try:
+            mpi.Request.Waitall(requests)
+        finally:
+            _mpi.wait_end()
+        return self.nbytes
 
 
 def _describe_cheaply(value: Any) -> Any:
@@ -280,7 +312,9 @@ class DistributedCall:
                     f"(distribute.empty_like({first_name})).")
             views[name] = x._view if x._view is not None else x._global_view()
         assert first is not None
-        self.arrays: Mapping[str, Any] | None = arrays  # only during a call
+        #: the distributed arguments, only during a call: by name, or (a call taken by
+        #: reuse) in the order of ``views``
+        self._given: Mapping[str, Any] | tuple[Any, ...] | None = arrays
         self.comm = first._comm
         self.bounds = first._bounds
         self._bkey = first._bkey
@@ -294,6 +328,7 @@ class DistributedCall:
         self._workers: int | None = None
         self._preps: dict[tuple[Any, ...], _Prepared] = {}
         self._mine = np.zeros(2, dtype=np.int64)  # the agreement's buffers
+        self._max = None if self.comm is None else _mpi.mpi_module().MAX
         self._both = np.zeros(2, dtype=np.int64)
         self._begin()
         self._check_options(function, level, options)
@@ -353,9 +388,18 @@ class DistributedCall:
         identities in its key are theirs.)"""
         if not self._busy.acquire(blocking=False):
             return False
-        self.arrays = arrays
+        self._given = arrays
         self._begin()
         return True
+
+    @property
+    def arrays(self) -> Mapping[str, Any] | None:
+        """The distributed arguments by name (during a call)."""
+        given = self._given
+        if given is None or not isinstance(given, tuple):
+            return given
+        named = self._given = dict(zip(self.views, given, strict=True))
+        return named
 
     def reuse(self, *arrays: Any) -> bool:
         """Take this call object for another call with *arrays* (the distributed
@@ -364,18 +408,30 @@ class DistributedCall:
         refs = self._refs
         if not refs or len(arrays) != len(refs):
             return False
-        for ref, x in zip(refs, arrays, strict=True):
+        for ref, x in zip(refs, arrays):  # noqa: B905 (the lengths were compared)
             if ref() is not x:
                 return False
-        return self._claim(dict(zip(self.views, arrays, strict=True)))
+        if not self._busy.acquire(blocking=False):
+            return False
+        self._given = arrays  # (what the last call computed went at its release)
+        return True
 
     def release(self) -> None:
         """The call is over (returned or raised): let go of its arrays."""
-        self.arrays = None
-        self._fresh = {}
-        self._complete = []
+        self._given = None
+        if self._fresh:
+            self._fresh = {}
+        if self._complete:
+            self._complete = []
         if self._busy.locked():
             self._busy.release()
+
+    def _private(self) -> Any:
+        """The private communicator of the arrays' (made when they were)."""
+        pcomm = self._pcomm
+        if pcomm is None:
+            pcomm = self._pcomm = _mpi.private_comm(self.comm)
+        return pcomm
 
     # -- the executor ---------------------------------------------------------------------
     def run(self, plan: Any) -> None:
@@ -386,8 +442,15 @@ class DistributedCall:
         args = plan.args
         if self._workers is None:  # collective the first time (node size): before any
             self._workers = self._level.max_workers  # rank can take another path
-        pk = (plan.n, plan.lo, plan.step, plan.block, plan.nblocks, plan.arg_names,
-              tuple([by_id.get(id(v)) or _describe_cheaply(v) for v in args[4:]]))
+        # (a loop, not a comprehension: see accel's _call_express on cold caches)
+        described = [plan.n, plan.lo, plan.step, plan.block, plan.nblocks, plan.arg_names]
+        for k in range(4, len(args)):
+            v = args[k]
+            name = by_id.get(id(v))
+            if name is None:
+                name = ("int", v) if type(v) is int else _describe_cheaply(v)
+            described.append(name)
+        pk = tuple(described)
         prep = self._preps.get(pk)
         if prep is None:
             prep = self._prepared(plan)
@@ -411,7 +474,7 @@ class DistributedCall:
         self._computed = sched.computed
         if prep.fixed:  # the arrays' own views and buffers
             slots: list[_Slot] = []
-            moved = _transfer(self, prep.fetch_sends, prep.fetch_recvs)
+            moved = prep.fetch.run(self.function)  # type: ignore[union-attr]
         else:
             slots = self._slots(plan, prep.specs)
             moved = self._fetch(sched, slots)
@@ -432,13 +495,15 @@ class DistributedCall:
         elif failure is not None:
             raise failure
         if prep.fixed:
-            moved += _transfer(self, prep.wb_sends, prep.wb_recvs)
+            moved += prep.write_back.run(self.function)  # type: ignore[union-attr]
         else:
             moved += self._write_back(sched, slots)
         for full, offset in self._complete:
             moved += self._allgather_rows(full, offset, self._me)
         self.bytes_moved = moved
-        _LAST.update(function=plan.function, ranks=nranks, bytes_moved=moved)
+        _LAST["function"] = plan.function
+        _LAST["ranks"] = nranks
+        _LAST["bytes_moved"] = moved
 
     def _prepared(self, plan: Any) -> _Prepared:
         """What a call of this shape needs before the ranks agree (once per call
@@ -452,6 +517,7 @@ class DistributedCall:
             prep.known = self._fingerprint(plan)
         prep.sched = None
         prep.fixed = False
+        prep.fetch = prep.write_back = None
         prep.seconds = float("inf")  # unknown: the first call uses the workers
         return prep
 
@@ -473,9 +539,10 @@ class DistributedCall:
             _remember(schedules, key, sched)
         self._prepare(sched, slots)
         if all(s.temp is None for s in slots):
-            prep.fetch_recvs, prep.fetch_sends = self._messages(
-                sched.fetch_recvs, sched.fetch_sends, slots)
-            prep.wb_sends, prep.wb_recvs = self._messages(sched.wb_sends, sched.wb_recvs, slots)
+            recvs, sends = self._messages(sched.fetch_recvs, sched.fetch_sends, slots)
+            prep.fetch = _Messages(self, sends, recvs)
+            sends, recvs = self._messages(sched.wb_sends, sched.wb_recvs, slots)
+            prep.write_back = _Messages(self, sends, recvs)
             prep.fixed = True
         prep.sched = sched
         return sched
@@ -493,7 +560,7 @@ class DistributedCall:
         mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
         _mpi.wait_begin("the ranks' agreement on the inputs", self.function)
         try:
-            comm.Allreduce(mine, both, op=_mpi.mpi_module().MAX)
+            comm.Allreduce(mine, both, op=self._max)
         finally:
             _mpi.wait_end()
         if both[0] != -both[1] - 1:  # max != min: some rank differs; every rank sees it
@@ -688,6 +755,7 @@ class DistributedCall:
         sc.recv = np.zeros(int(counts.sum()), dtype=np.uint8)
         sc.my_status = sc.send[:_HEADER].view(np.int64)
         sc.statuses = None if parts else sc.recv.view(np.int64)  # status words only
+        sc.send_spec = sc.recv_spec = None  # (made at the first exchange)
         return sc
 
     # -- moving rows ------------------------------------------------------------------------
@@ -780,8 +848,7 @@ class DistributedCall:
     def _combine(self, plan: Any, sched: _Schedule, parts: list[np.ndarray], me: int,
                  failure: BaseException | None) -> int:
         """One ``Allgatherv``: every rank's status and its blocks' reduction partials."""
-        mpi = _mpi.mpi_module()
-        send, recv, counts, displs = sched.send, sched.recv, sched.counts, sched.displs
+        send, recv, displs = sched.send, sched.recv, sched.displs
         sched.my_status[0] = 0 if failure is None else 1
         if failure is None and parts:
             pos = _HEADER
@@ -794,13 +861,20 @@ class DistributedCall:
                 pos += nb
         _mpi.wait_begin("the exchange of results", plan.function)
         try:
-            self.comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
+            if sched.statuses is not None:  # status words only: an Allgather is cheaper
+                self.comm.Allgather(sched.my_status, sched.statuses)
+            else:
+                if sched.send_spec is None:  # (made once: mpi4py reads them each call)
+                    byte = _mpi.mpi_module().BYTE
+                    sched.send_spec = [send, byte]
+                    sched.recv_spec = [recv, (sched.counts, displs), byte]
+                self.comm.Allgatherv(sched.send_spec, sched.recv_spec)
         finally:
             _mpi.wait_end()
         status = sched.statuses
         if status is None:  # status words between the partials (maybe unaligned): copied
             status = recv[displs[:, None] + np.arange(_HEADER)].view(np.int64).ravel()
-        if status.any():
+        if any(status.tolist()):  # (ndarray.any() costs six times as much)
             if failure is not None:
                 raise failure
             failed = [r for r, st in enumerate(status.tolist()) if st]
@@ -891,9 +965,7 @@ def _transfer(call: DistributedCall, sends: Sequence[tuple[int, int, np.ndarray]
     if not (sends or recvs):
         return 0
     mpi = _mpi.mpi_module()
-    pcomm = call._pcomm
-    if pcomm is None:
-        pcomm = call._pcomm = _mpi.private_comm(call.comm)
+    pcomm = call._private()
     byte = mpi.BYTE
     reqs = [pcomm.Irecv([r, byte], source=peer, tag=tag) for peer, tag, r in recvs]
     reqs += [pcomm.Isend([s, byte], dest=peer, tag=tag) for peer, tag, s in sends]
