@@ -19,9 +19,10 @@ The call then, on every rank, in the same order:
    last call of the same shape took less than :data:`INLINE_SECONDS` on one
    thread: a small stencil stepped in one process);
 5. exchanges an 8-byte status and the reduction partials of its blocks with
-   every rank (one ``Allgatherv``), so a failure anywhere stops every rank, and
-   every rank combines all partials in block order (``accel``'s epilogue):
-   the result is bit for bit the ``serial`` level's;
+   every rank (one ``Allgather``, or ``Allgatherv`` with partials), so a
+   failure anywhere stops every rank, and every rank combines all partials
+   in block order (``accel``'s epilogue): the result is bit for bit the
+   ``serial`` level's;
 6. sends rows it computed for other ranks (a reduction's last block running
    past its rows) to their owners.
 
@@ -39,11 +40,13 @@ And it is called with the same arrays (``u, v = v, u``): the call object made
 for a function, a level and the very same distributed arrays is kept (holding
 them only weakly: it is dropped when one of them is) and reused by the next
 such call, with what it worked out for each shape of call (:class:`_Prepared`:
-the schedule, the fingerprint, the halo and write-back messages as byte views
-of the arrays' buffers).  What remains per call is the agreement
-``Allreduce``, the messages, the kernel and the status ``Allgatherv``: the
-fixed cost of a call that a hand-written mpi4py program has too, plus a few
-microseconds.
+the schedule, the fingerprint, the halo and write-back messages as persistent
+requests on byte views of the arrays' buffers).  What remains per call is the
+agreement ``Allreduce``, starting and waiting for the messages, the kernel and
+the status exchange (``Allgather`` of status words, or ``Allgatherv`` with
+reduction partials).  After a big step every object a call touches is a cache
+miss, so the path a repeated call takes is kept short (see accel's
+``_call_express``).
 """
 
 from __future__ import annotations
@@ -847,7 +850,8 @@ class DistributedCall:
 
     def _combine(self, plan: Any, sched: _Schedule, parts: list[np.ndarray], me: int,
                  failure: BaseException | None) -> int:
-        """One ``Allgatherv``: every rank's status and its blocks' reduction partials."""
+        """One exchange (``Allgather`` of status words, or ``Allgatherv`` with the
+        partials): every rank's status and its blocks' reduction partials."""
         send, recv, displs = sched.send, sched.recv, sched.displs
         sched.my_status[0] = 0 if failure is None else 1
         if failure is None and parts:
