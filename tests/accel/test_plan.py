@@ -238,3 +238,53 @@ def test_an_explicit_auto_block_still_parallelizes_a_long_call_after_short_ones(
 
     if _auto_parallel_level() is not None:
         assert f._last_plan is not None and f._last_plan.n == 200_000
+
+
+def test_the_epilogue_is_skipped_only_when_it_does_nothing():
+    """A stencil step (no reduction, nothing after the loop) returns None without
+    calling its epilogue; a reduction, or code after the loop, still runs it."""
+
+    @accelerate
+    def step(u, out):
+        for i in range(1, u.shape[0] - 1):
+            out[i] = 0.5 * (u[i - 1] + u[i + 1])
+
+    @accelerate
+    def total(u):
+        s = 0.0
+        for i in range(u.shape[0]):
+            s += u[i]
+        return s
+
+    @accelerate
+    def scaled(u, out):
+        for i in range(u.shape[0]):
+            out[i] = 2.0 * u[i]
+        out[0] = -1.0
+        return out
+
+    u = np.arange(40.0)
+    out = np.zeros_like(u)
+    ran = []
+
+    class Recording:
+        name = "recording"
+
+        def run(self, plan: LoopPlan) -> None:
+            ran.append(plan.function)
+            SerialExecutor().run(plan)
+
+    step(u, out)  # compile
+    total(u)
+    scaled(u, out)
+    assert step._compiled.gen.post_empty
+    assert not total._compiled.gen.post_empty
+    assert not scaled._compiled.gen.post_empty
+    assert step._call_plan(Recording(), (u, out), {}) is None
+    ref = out.copy()
+    ref[1:-1] = 0.5 * (u[:-2] + u[2:])
+    assert np.array_equal(out, ref)
+    assert total._call_plan(Recording(), (u,), {}) == sum(u.tolist())
+    got = scaled._call_plan(Recording(), (u, out), {})
+    assert got is out and out[0] == -1.0 and out[1] == 2.0
+    assert len(ran) == 3
