@@ -224,11 +224,7 @@ class _Messages:
             return 0
         mpi = _mpi.mpi_module()
         mpi.Prequest.Startall(requests)
-        _mpi.wait_begin("the exchange of rows", function)
-        try:
-            mpi.Request.Waitall(requests)
-        finally:
-            _mpi.wait_end()
+        _wait_for_rows(mpi, requests, function)
         return self.nbytes
 
 
@@ -973,9 +969,15 @@ def _transfer(call: DistributedCall, sends: Sequence[tuple[int, int, np.ndarray]
     byte = mpi.BYTE
     reqs = [pcomm.Irecv([r, byte], source=peer, tag=tag) for peer, tag, r in recvs]
     reqs += [pcomm.Isend([s, byte], dest=peer, tag=tag) for peer, tag, s in sends]
-    _mpi.wait_begin("the exchange of rows", call.function)
+    _wait_for_rows(mpi, reqs, call.function)
+    return sum(r.nbytes for _, _, r in recvs) + sum(s.nbytes for _, _, s in sends)
+
+
+def _wait_for_rows(mpi: Any, requests: list[Any], function: str) -> None:
+    """Wait for every row message of a call of *function*, watched (see
+    :func:`._mpi.wait_begin`)."""
+    _mpi.wait_begin("the exchange of rows", function)
     try:
-        mpi.Request.Waitall(reqs)
+        mpi.Request.Waitall(requests)
     finally:
         _mpi.wait_end()
-    return sum(r.nbytes for _, _, r in recvs) + sum(s.nbytes for _, _, s in sends)
