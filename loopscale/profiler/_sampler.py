@@ -130,6 +130,36 @@ _real_setitimer = signal.setitimer
 _real_alarm = signal.alarm
 
 
+_PREAD: list[Callable[[int], bytes] | None] = []
+
+
+def _gil_pread() -> Callable[[int], bytes] | None:
+    """``read(fd)``: the first 96 bytes of *fd* by libc ``pread``, the GIL held.
+
+    ``ctypes.PyDLL`` calls a C function without releasing the GIL (a
+    ``/proc`` read takes a microsecond).  None where there is no such libc.
+    """
+    if not _PREAD:
+        read = None
+        try:
+            import ctypes
+
+            pread = ctypes.PyDLL(None).pread
+            pread.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long)
+            pread.restype = ctypes.c_ssize_t
+            buf = ctypes.create_string_buffer(96)
+
+            def read(fd: int) -> bytes:
+                n = pread(fd, buf, 96, 0)
+                if n < 0:
+                    raise OSError(ctypes.get_errno(), "pread failed")
+                return buf.raw[:n]
+        except (ImportError, OSError, AttributeError):
+            read = None
+        _PREAD.append(read)
+    return _PREAD[0]
+
+
 def _library_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
@@ -410,7 +440,19 @@ class Sampler:
             self._in_tick = False
 
     def _open_wait(self) -> None:
-        """Open the main thread's scheduler statistics, where Linux has them."""
+        """Open the main thread's scheduler statistics, where Linux has them.
+
+        They are read with a ``pread`` that keeps the GIL (:func:`_gil_pread`):
+        ``os.pread`` releases it, and a handler that releases and at once
+        retakes the GIL every millisecond starves every other thread of the
+        program (a waiting thread asks for the GIL only after a switch interval
+        with no switch; each release is one), so that a 50 ms
+        ``threading.Timer`` fired after seconds, or never.  Without such a read
+        the wait is not measured.
+        """
+        self._wait_fd = None
+        if _gil_pread() is None:
+            return
         try:
             self._wait_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
         except (OSError, AttributeError):
@@ -421,9 +463,10 @@ class Sampler:
         """Seconds the main thread has waited for a CPU (run-queue time), or None."""
         if self._wait_fd is None:
             return None
+        read = _gil_pread()
         try:
-            return int(os.pread(self._wait_fd, 96, 0).split()[1]) / 1e9
-        except (OSError, ValueError, IndexError):
+            return int(read(self._wait_fd).split()[1]) / 1e9  # type: ignore[misc]
+        except (OSError, ValueError, IndexError, TypeError):
             return None
 
     def _close_wait(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -317,3 +318,38 @@ def test_the_cpu_wait_is_read_with_the_wall_clock_only():
                           timeout=25)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["wall True True", "cpu False True"]
+
+
+def test_other_threads_get_the_gil_while_the_main_thread_is_sampled():
+    import subprocess
+
+    # A tick that releases the GIL (os.pread of /proc) and retakes it at once,
+    # every millisecond, starved the program's other threads: a waiting thread
+    # asks for the GIL only after a switch interval without a switch.  A 50 ms
+    # threading.Timer fired after 0.1-89 s while the main thread ran Python;
+    # it must fire within about a switch interval of its time.  In a child:
+    # pytest-timeout holds SIGALRM here.
+    code = ("import threading, time\n"
+            "from loopscale.profiler import Sampler\n"
+            "s = Sampler(0.001, timer='wall', mode='signal')\n"
+            "s.start()\n"
+            "delays = []\n"
+            "for _ in range(5):\n"
+            "    fired = []\n"
+            "    t0 = time.perf_counter()\n"
+            "    threading.Timer(0.05, lambda: fired.append(time.perf_counter() - t0)).start()\n"
+            "    x = 0\n"
+            "    while not fired and time.perf_counter() - t0 < 20:\n"
+            "        for i in range(1000):\n"
+            "            x += i\n"
+            "    delays.append(fired[0] if fired else 99.0)\n"
+            "reads = s._read_wait() is not None\n"
+            "s.stop()\n"
+            "print(reads, max(delays))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    reads, worst = proc.stdout.split()
+    assert float(worst) < 2.0, proc.stdout  # starved: seconds (20 s cap) -- 0.06 s fed
+    if os.path.exists("/proc/thread-self/schedstat"):
+        assert reads == "True"  # the CPU wait is still measured
