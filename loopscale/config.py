@@ -33,6 +33,7 @@ import contextvars
 import functools
 import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -132,8 +133,25 @@ def cache_dir() -> str:
     return os.path.join(base, "loopscale")
 
 
+#: How long a read of the cgroup CPU quota is reused: reading it opens files
+#: (~20 us, more on a cold cache), and :func:`usable_cores` is asked at every
+#: call of a decorated function whose level does not fix ``max_workers``.
+_QUOTA_SECONDS = 1.0
+_QUOTA_READ: list[Any] = [-1e9, None]  # [monotonic time of the read, quota]
+
+
 def _cgroup_quota() -> float | None:
-    """CPU quota of this process's cgroup in cores, or None when unlimited."""
+    """CPU quota of this process's cgroup in cores, or None when unlimited
+    (read at most once per :data:`_QUOTA_SECONDS`: a quota seldom changes)."""
+    now = time.monotonic()
+    if now - _QUOTA_READ[0] < _QUOTA_SECONDS:
+        return _QUOTA_READ[1]  # type: ignore[no-any-return]
+    quota = _read_cgroup_quota()
+    _QUOTA_READ[:] = [now, quota]
+    return quota
+
+
+def _read_cgroup_quota() -> float | None:
     try:  # cgroup v2
         with open("/sys/fs/cgroup/cpu.max") as fh:
             quota, period = fh.read().split()[:2]

@@ -400,3 +400,52 @@ def test_a_system_exit_in_any_worker_reaches_the_caller_as_it_is():
         assert info.value.code == 3
         assert info.value.__cause__ is not info.value
     parallel_for(fill_squares, 4, np.zeros(4, dtype=np.int64), max_workers=2)
+
+
+@pytest.mark.timeout(60)
+def test_the_spin_sees_a_flag_another_thread_sets_and_gives_up_after_its_reads():
+    from loopscale.schedule._spin import spin_until_set
+
+    flag = np.zeros(1, np.int64)
+    assert spin_until_set(flag, 100) is False  # never set: gives up (the caller then sleeps)
+
+    def setter():
+        time.sleep(0.02)
+        flag[0] = 1
+
+    t = threading.Thread(target=setter)
+    t0 = time.perf_counter()
+    t.start()
+    # the spin holds no GIL: the setter (Python) runs while this thread spins
+    seen = False
+    while not seen and time.perf_counter() - t0 < 30:
+        seen = spin_until_set(flag, 10**6)
+    t.join()
+    assert seen and time.perf_counter() - t0 >= 0.02
+
+
+@pytest.mark.timeout(60)
+def test_a_caller_whose_spin_ends_before_the_pool_threads_still_waits_for_them():
+    # a chunk of ~0.3 s on a pool thread outlasts the caller's ~1 ms spin: the
+    # caller falls back to its blocking wait and returns only when the chunk is done
+    pool = WorkerPool(2)
+    out = np.zeros(2)
+    n_slow = 3 * 10**8
+
+    @numba.njit(nogil=True)
+    def uneven(start, stop, out, n_slow):
+        for i in range(start, stop):
+            x = 0.0
+            k = 0
+            limit = n_slow if i == 1 else 0
+            while k < limit:
+                x += 1.0
+                k += 1
+            out[i] = x + 1.0
+
+    uneven(0, 0, out, 0)
+    try:
+        pool.run(uneven, [(0, 1), (1, 2)], (out, n_slow), 2)
+        assert out.tolist() == [1.0, float(n_slow) + 1.0]
+    finally:
+        pool.shutdown()
