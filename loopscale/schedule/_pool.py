@@ -39,11 +39,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from ._budget import blas_limit, guard, init_worker, prepare_numba, serialize_parallel_calls
 from ._progress import track, untrack
-from ._spin import spin_until_set
 
 __all__ = ["WorkerPool", "get_pool", "in_worker"]
 
@@ -86,7 +83,7 @@ class _Region:
     """
 
     __slots__ = ("fn", "chunks", "args", "claim", "n", "lock", "finished", "running", "done",
-                 "left", "stop", "exhausted", "error", "error_chunk", "owner", "split", "piece")
+                 "stop", "exhausted", "error", "error_chunk", "owner", "split", "piece")
 
     def __init__(self, fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
                  args: tuple[Any, ...], split: bool = False,
@@ -100,7 +97,6 @@ class _Region:
         self.finished = 0
         self.running = 0
         self.done = threading.Event()
-        self.left = np.zeros(1, np.int64)  # as done, for the caller's spin (see _wait_helpers)
         self.stop = False
         self.exhausted = False
         self.error: BaseException | None = None
@@ -149,7 +145,6 @@ class _Region:
                 WORKING_FOR.pop(me, None)
                 with lock:
                     if self.running == 0:
-                        self.left[0] = 1
                         self.done.set()
 
     def _pieces(self, c0: int, c1: int, helper: bool) -> bool:
@@ -250,7 +245,6 @@ class WorkerPool:
             return
         prepare_numba()
         serialize_parallel_calls()  # before a second thread can launch
-        spin_until_set(np.ones(1, np.int64), 1)  # compiled (or loaded) now, not mid-region
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
@@ -363,15 +357,7 @@ def _run_serially(fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
 def _wait_helpers(region: _Region, quietly: bool = False) -> None:
     """Wait until no pool thread is inside one of *region*'s chunks (never for
     one that has not started: it will find nothing to claim).  *quietly*: a
-    second Ctrl-C meanwhile does not cut the wait short.
-
-    The caller spins first, for about a millisecond (:func:`._spin.spin_until_set`,
-    compiled, without the GIL): the pool threads' last chunks usually end
-    within that of the caller's, and a caller that slept instead woke 40-60 us
-    after it was told (a sleeping virtual CPU is slow to wake), about 1 % of
-    a 6 ms region."""
-    if region.running and not quietly:
-        spin_until_set(region.left)
+    second Ctrl-C meanwhile does not cut the wait short."""
     while region.running:
         try:
             region.done.wait(0.05)
