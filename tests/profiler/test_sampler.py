@@ -301,12 +301,19 @@ def test_time_spent_waiting_for_a_cpu_does_not_decide_python_versus_native():
     assert native == pytest.approx(0.2 * 0.07 / 0.08) and python == pytest.approx(0.025)
 
 
+def _child_stdout(code, timeout):
+    """What *code* prints, run by a child Python (pytest-timeout holds SIGALRM here)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/thread-self/schedstat"),
                     reason="Linux /proc only")
 def test_the_cpu_wait_is_read_with_the_wall_clock_only():
-    import subprocess
-
-    # in a child: pytest-timeout holds SIGALRM here
     code = ("from loopscale.profiler import Sampler\n"
             "for timer in ('wall', 'cpu'):\n"
             "    s = Sampler(timer=timer, mode='signal')\n"
@@ -314,21 +321,15 @@ def test_the_cpu_wait_is_read_with_the_wall_clock_only():
             "    reads = s._read_wait() is not None\n"
             "    s.stop()\n"
             "    print(timer, reads, s._wait_fd is None)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=25)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == ["wall True True", "cpu False True"]
+    assert _child_stdout(code, 25).split("\n")[:2] == ["wall True True", "cpu False True"]
 
 
 def test_other_threads_get_the_gil_while_the_main_thread_is_sampled():
-    import subprocess
-
     # A tick that releases the GIL (os.pread of /proc) and retakes it at once,
     # every millisecond, starved the program's other threads: a waiting thread
     # asks for the GIL only after a switch interval without a switch.  A 50 ms
     # threading.Timer fired after 0.1-89 s while the main thread ran Python;
-    # it must fire within about a switch interval of its time.  In a child:
-    # pytest-timeout holds SIGALRM here.
+    # it must fire within about a switch interval of its time.
     code = ("import threading, time\n"
             "from loopscale.profiler import Sampler\n"
             "s = Sampler(0.001, timer='wall', mode='signal')\n"
@@ -346,10 +347,8 @@ def test_other_threads_get_the_gil_while_the_main_thread_is_sampled():
             "reads = s._read_wait() is not None\n"
             "s.stop()\n"
             "print(reads, max(delays))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=150)
-    assert proc.returncode == 0, proc.stderr
-    reads, worst = proc.stdout.split()
-    assert float(worst) < 2.0, proc.stdout  # starved: seconds (20 s cap) -- 0.06 s fed
+    out = _child_stdout(code, 150)
+    reads, worst = out.split()
+    assert float(worst) < 2.0, out  # starved: seconds (20 s cap) -- 0.06 s fed
     if os.path.exists("/proc/thread-self/schedstat"):
         assert reads == "True"  # the CPU wait is still measured
