@@ -84,6 +84,7 @@ per-sample logic, so tests drive it with a fake clock and hand-made frames.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -130,34 +131,30 @@ _real_setitimer = signal.setitimer
 _real_alarm = signal.alarm
 
 
-_PREAD: list[Callable[[int], bytes] | None] = []
-
-
+@functools.cache
 def _gil_pread() -> Callable[[int], bytes] | None:
     """``read(fd)``: the first 96 bytes of *fd* by libc ``pread``, the GIL held.
 
     ``ctypes.PyDLL`` calls a C function without releasing the GIL (a
     ``/proc`` read takes a microsecond).  None where there is no such libc.
     """
-    if not _PREAD:
-        read = None
-        try:
-            import ctypes
+    try:
+        import ctypes
 
-            pread = ctypes.PyDLL(None).pread
-            pread.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long)
-            pread.restype = ctypes.c_ssize_t
-            buf = ctypes.create_string_buffer(96)
+        pread = ctypes.PyDLL(None, use_errno=True).pread
+        pread.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long)
+        pread.restype = ctypes.c_ssize_t
+    except (ImportError, OSError, AttributeError):
+        return None
+    buf = ctypes.create_string_buffer(96)
 
-            def read(fd: int) -> bytes:
-                n = pread(fd, buf, 96, 0)
-                if n < 0:
-                    raise OSError(ctypes.get_errno(), "pread failed")
-                return buf.raw[:n]
-        except (ImportError, OSError, AttributeError):
-            read = None
-        _PREAD.append(read)
-    return _PREAD[0]
+    def read(fd: int) -> bytes:
+        n = pread(fd, buf, 96, 0)
+        if n < 0:
+            raise OSError(ctypes.get_errno(), "pread failed")
+        return buf.raw[:n]
+
+    return read
 
 
 def _library_dirs() -> tuple[str, ...]:
@@ -250,6 +247,7 @@ class Sampler:
         self._main_seen: tuple[tuple[Frame, ...], bool] | None = None  # stack, at a call
         self._last_cpu = 0.0  # time.process_time() at the last tick (signal mode)
         self._wait_fd: int | None = None  # the main thread's /proc schedstat (Linux)
+        self._pread: Callable[[int], bytes] | None = None  # how it is read (_gil_pread)
         self._last_wait: float | None = None  # its run-queue wait at the last tick
         self._old_switch: float | None = None  # sys.getswitchinterval() to restore
         self._patched = False
@@ -451,7 +449,8 @@ class Sampler:
         the wait is not measured.
         """
         self._wait_fd = None
-        if _gil_pread() is None:
+        self._pread = _gil_pread()
+        if self._pread is None:
             return
         try:
             self._wait_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
@@ -463,10 +462,9 @@ class Sampler:
         """Seconds the main thread has waited for a CPU (run-queue time), or None."""
         if self._wait_fd is None:
             return None
-        read = _gil_pread()
         try:
-            return int(read(self._wait_fd).split()[1]) / 1e9  # type: ignore[misc]
-        except (OSError, ValueError, IndexError, TypeError):
+            return int(self._pread(self._wait_fd).split()[1]) / 1e9  # type: ignore[misc]
+        except (OSError, ValueError, IndexError):
             return None
 
     def _close_wait(self) -> None:
