@@ -9,6 +9,8 @@ leaf of the package's dependency graph.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.thread
+import copy
 
 __all__ = [
     "LoopscaleError",
@@ -19,6 +21,7 @@ __all__ = [
     "LevelError",
     "LoopExecutionError",
     "WorkerError",
+    "BrokenThreadPool",
     "CudaUnavailableError",
     "CudaMemoryError",
     "DistributionError",
@@ -78,6 +81,12 @@ class WorkerError(LoopscaleError, concurrent.futures.BrokenExecutor):
     unusable."""
 
 
+class BrokenThreadPool(WorkerError, concurrent.futures.thread.BrokenThreadPool):
+    """A :class:`~loopscale.schedule.Executor` worker's initializer failed: the
+    executor is unusable.  Also a ``concurrent.futures.thread.BrokenThreadPool``,
+    so code written for ``ThreadPoolExecutor`` catches it unchanged."""
+
+
 class CudaUnavailableError(LoopscaleError, RuntimeError):
     """``target="cuda"`` was asked for on a machine where CUDA cannot run."""
 
@@ -104,3 +113,59 @@ class FallbackWarning(LoopscaleWarning):
 
 class SerializationWarning(LoopscaleWarning):
     """A loop that looked parallel runs sequentially (the reason is given)."""
+
+
+def relocated(exc: BaseException, where: str) -> BaseException:
+    """*exc* as the caller of a parallel region or task gets it: same type, same
+    arguments and attributes, saying where it was raised (``raised in WHERE``).
+
+    A copy is made by the pickle protocol (``copy.copy``), so attributes
+    (``errno``, ``filename``, a custom ``status``...) and the arguments survive.
+    When the message is the single string argument, it gets `` (raised in
+    WHERE)`` appended; otherwise (several arguments, ``OSError``, ``KeyError``,
+    a custom ``__str__``) the arguments stay as they are and the place is a
+    note (PEP 678, shown under the traceback).  An exception that cannot be
+    copied is returned itself, with the note.  The caller raises the result
+    ``from exc``, so the worker's traceback is the cause.
+    """
+    note = f"raised in {where}"
+    try:
+        new = copy.copy(exc)
+    except Exception:
+        new = exc
+    if type(new) is not type(exc):
+        new = exc
+    if new is not exc:
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list):  # not shared with the original (the cause)
+            new.__notes__ = list(notes)  # type: ignore[attr-defined]
+        args = exc.args
+        try:
+            text = str(exc)
+        except Exception:
+            text = None
+        if (len(args) == 1 and isinstance(args[0], str) and text == args[0]) or \
+                (not args and text == ""):
+            message = f"{text} ({note})" if text else note
+            new.args = (message,)
+            try:
+                if str(new) == message:
+                    return new
+            except Exception:
+                pass
+            new.args = args
+    _add_note(new, note)
+    return new
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list) and note in notes:
+        return
+    try:
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # Python 3.10: shown by tools that know PEP 678
+            exc.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
+    except Exception:
+        pass

@@ -35,10 +35,10 @@ from ..errors import (
     CompileError,
     DistributionError,
     FallbackWarning,
-    LoopExecutionError,
     LoopscaleError,
     SerializationWarning,
     UnsupportedFunctionError,
+    relocated,
 )
 from . import _analysis, _astutil, _codegen, _compile, _distributed, _lowering
 from ._callpath import (
@@ -1094,6 +1094,8 @@ class Accelerated(Generic[P, R]):
             new = self._chunk_error(comp, exc, plan)
             if new is None:
                 raise
+            if new[0] is new[1]:  # could not be copied: itself, with a note
+                raise new[0]
             raise new[0] from new[1]
         self._last_run_seconds = time.perf_counter() - t0
         if comp.gen.post_empty:  # (a Numba call saved: a stencil step returns nothing)
@@ -1202,29 +1204,27 @@ class Accelerated(Generic[P, R]):
         serial level (the same wording at every level), with its original."""
         seen: set[int] = set()
         e: BaseException | None = exc
+        found: BaseException | None = None
         while e is not None and id(e) not in seen:
             seen.add(id(e))
-            hit = getattr(e, "_loopscale_blocks", None)
-            if hit is not None:
-                c0, c1 = hit
-                if isinstance(e, LoopscaleError) or not isinstance(e, Exception):
-                    return None
-                k0, k1 = c0 * plan.block, min(c1 * plan.block, plan.n)
-                return self._located(e, k0, k1, plan.lo, plan.step), e
+            if getattr(e, "_loopscale_blocks", None) is not None:
+                found = e  # the innermost: a located copy carries the mark too
             e = e.__cause__ or e.__context__
-        return None
+        if found is None:
+            return None
+        c0, c1 = found._loopscale_blocks  # type: ignore[attr-defined]
+        if isinstance(found, LoopscaleError) or not isinstance(found, Exception):
+            return None
+        k0, k1 = c0 * plan.block, min(c1 * plan.block, plan.n)
+        return self._located(found, k0, k1, plan.lo, plan.step), found
 
     def _located(self, exc: Exception, k0: int, k1: int, lo: int, step: int) -> Exception:
         """*exc* with the iterations ``[k0, k1)`` it was raised in, in one wording."""
         a = self.analysis
         first, last = lo + k0 * step, lo + (k1 - 1) * step
         where = f"{a.filename}:{a.lineno}"
-        msg = (f"{exc} (raised in iterations {k0}..{k1 - 1} of the loop at {where}, "
-               f"{a.loop_var} from {first} to {last})")
-        try:
-            return type(exc)(msg)  # type: ignore[no-any-return]
-        except Exception:
-            return LoopExecutionError(msg)
+        return relocated(exc, f"iterations {k0}..{k1 - 1} of the loop at {where}, "  # type: ignore[return-value]
+                              f"{a.loop_var} from {first} to {last}")
 
     def _plan_types(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]
                     ) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeAlias
 
 from .. import config
+from ..errors import relocated
 from ._budget import blas_limit, init_worker, serialize_parallel_calls
 from ._chunking import validate_max_workers
 from ._graph_state import (
@@ -462,15 +463,8 @@ def _make_progress(progress: Progress) -> _Progress:
 
 
 def _task_error(key: Key, exc: BaseException) -> BaseException:
-    """An exception of *exc*'s type whose message names the task."""
-    text = str(exc)
-    msg = f"{text} (raised in task {key!r})" if text else f"raised in task {key!r}"
-    try:
-        new: BaseException = type(exc)(msg)
-    except Exception:
-        from ..errors import LoopExecutionError
-
-        new = LoopExecutionError(f"{type(exc).__name__}: {msg}")
+    """*exc* (same type, arguments and attributes) naming the task; ``task_key``."""
+    new = relocated(exc, f"task {key!r}")
     try:
         new.task_key = key  # type: ignore[attr-defined]
     except Exception:
@@ -481,7 +475,10 @@ def _task_error(key: Key, exc: BaseException) -> BaseException:
 def _raise_task_error(key: Key, exc: BaseException) -> None:
     if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit... as they are
         raise exc
-    raise _task_error(key, exc) from exc
+    new = _task_error(key, exc)
+    if new is exc:
+        raise exc
+    raise new from exc
 
 
 def _call_args(task: _Task, results: dict[Key, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -596,7 +593,10 @@ def _drive_inline(tasks: dict[Key, _Task], state: GraphState,
                 value = task.fn(*args, **kwargs)
             except Exception as exc:
                 fail_task(state, key)
-                raise _task_error(key, exc) from exc
+                new = _task_error(key, exc)
+                if new is exc:
+                    raise
+                raise new from exc
             results[key] = value
             _, release = finish_task(state, key)
             for k in release:

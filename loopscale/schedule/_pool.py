@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import relocated
 from ._budget import blas_limit, guard, init_worker, prepare_numba, serialize_parallel_calls
 from ._progress import track, untrack
 
@@ -348,7 +349,10 @@ def _run_serially(fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
                 try:
                     fn(c0, c1, *args)
                 except Exception as exc:
-                    raise _located(exc, c0, c1, describe) from exc
+                    new = _located(exc, c0, c1, describe)
+                    if new is exc:
+                        raise
+                    raise new from exc
             done[0] += 1
     finally:
         untrack(tracker)
@@ -377,25 +381,20 @@ def _raise_error(region: _Region, describe: Callable[[int, int], str] | None) ->
     if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: as they are
         raise exc
     try:
-        raise _located(exc, c0, c1, describe) from exc
+        new = _located(exc, c0, c1, describe)
+        if new is exc:
+            raise exc
+        raise new from exc
     finally:
-        exc = None
+        exc = new = None  # type: ignore[assignment]
 
 
 def _located(exc: BaseException, c0: int, c1: int,
              describe: Callable[[int, int], str] | None) -> BaseException:
-    """An exception of *exc*'s type whose message names the chunk."""
+    """*exc* (same type, arguments and attributes) saying which chunk raised it."""
     if not isinstance(exc, Exception):
         return exc
-    where = describe(c0, c1) if describe else f"chunk [{c0}, {c1})"
-    msg = f"{exc} (raised in {where})"
-    try:
-        new = type(exc)(msg)
-    except Exception:
-        from ..errors import WorkerError
-
-        new = WorkerError(f"{type(exc).__name__}: {msg}")
-    return new
+    return relocated(exc, describe(c0, c1) if describe else f"chunk [{c0}, {c1})")
 
 
 _POOL: WorkerPool | None = None

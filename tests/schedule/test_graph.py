@@ -26,7 +26,6 @@ import weakref
 import numba
 import pytest
 
-from loopscale.errors import LoopExecutionError
 from loopscale.schedule import in_worker
 from loopscale.schedule._graph import TaskGraph, TaskRef, run_graph
 from loopscale.schedule._graph_state import (
@@ -368,17 +367,49 @@ class _TwoArgError(Exception):
         super().__init__(f"{code}: {detail}")
 
 
-@pytest.mark.timeout(30)
-def test_an_exception_that_cannot_be_rebuilt_arrives_as_loop_execution_error():
-    def fail():
-        raise _TwoArgError(7, "disk full")
+class _HTTPError(Exception):
+    def __init__(self, status):
+        super().__init__(f"HTTP {status}")
+        self.status = status
 
-    graph = TaskGraph()
-    graph.add(("save", 3), fail)
-    with pytest.raises(LoopExecutionError, match=r"_TwoArgError: 7: disk full \(raised in "
-                                                 r"task \('save', 3\)\)") as info:
-        graph.run(max_workers=2)
-    assert isinstance(info.value.__cause__, _TwoArgError)
+
+@pytest.mark.timeout(30)
+def test_a_task_exception_keeps_its_type_arguments_and_attributes():
+    """The caller's exception is a copy of the task's (same type, args and
+    attributes), naming the task in its message, or in a note where the message
+    is not its one string argument; one that cannot be copied comes itself."""
+    import json
+    import subprocess
+
+    cases = [
+        (_HTTPError(503), "HTTP 503 (raised in task ('save', 3))", {"status": 503}),
+        (FileNotFoundError(2, "No such file", "x.txt"), None,
+         {"errno": 2, "filename": "x.txt"}),
+        (json.JSONDecodeError("bad", "doc", 1), "(raised in task ('save', 3))",
+         {"doc": "doc", "pos": 1}),
+        (subprocess.CalledProcessError(3, "ls"), None, {"returncode": 3, "cmd": "ls"}),
+        (KeyError("k"), None, {"args": ("k",)}),
+        (_TwoArgError(7, "disk full"), None, {"args": ("7: disk full",)}),
+    ]
+    for original, message, attributes in cases:
+        def fail(original=original):
+            raise original
+
+        graph = TaskGraph()
+        graph.add(("save", 3), fail)
+        with pytest.raises(type(original)) as info:
+            graph.run(max_workers=2)
+        got = info.value
+        for name, value in attributes.items():
+            assert getattr(got, name) == value, (original, name)
+        assert got.task_key == ("save", 3)
+        if message is not None:
+            assert message in str(got)
+            assert got.__cause__ is original
+        else:
+            assert "raised in task ('save', 3)" in getattr(got, "__notes__", []), original
+        if isinstance(original, _TwoArgError):  # cannot be rebuilt from its args
+            assert got is original
 
 
 @pytest.mark.timeout(30)

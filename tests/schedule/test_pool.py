@@ -87,6 +87,43 @@ def test_one_failing_chunk_out_of_thousands_raises_once_with_its_range():
     assert threading.active_count() <= before + 1
 
 
+class _StatusError(Exception):
+    def __init__(self, status):
+        super().__init__(f"status {status}")
+        self.status = status
+
+
+class _PairError(Exception):
+    def __init__(self, code, detail):  # cannot be rebuilt from its one-string args
+        super().__init__(f"{code}: {detail}")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("error", [_StatusError, _PairError, OSError])
+def test_a_chunk_exception_keeps_its_type_and_attributes(error):
+    """Not ``type(exc)(message)``: that turned ``status`` into the message and
+    made exceptions with two arguments a WorkerError (a broken executor)."""
+    made = {_StatusError: lambda: _StatusError(503), _PairError: lambda: _PairError(7, "x"),
+            OSError: lambda: OSError(28, "No space left on device", "out.bin")}[error]
+
+    def chunk(c0, c1):
+        if c0 <= 500 < c1:
+            raise made()
+
+    with pytest.raises(error) as info:
+        parallel_for(chunk, 1000, max_workers=2, chunksize=10)
+    got = info.value
+    located = "iterations [" in str(got) or any("iterations [" in note for note in
+                                                  getattr(got, "__notes__", []))
+    assert located, (str(got), getattr(got, "__notes__", None))
+    if error is _StatusError:
+        assert got.status == 503 and str(got).startswith("status 503 (raised in")
+    elif error is OSError:
+        assert (got.errno, got.filename) == (28, "out.bin")
+    else:
+        assert got.args == ("7: x",)
+
+
 @pytest.mark.timeout(60)
 def test_remaining_chunks_stop_after_a_failure():
     out = np.zeros(50_000)
