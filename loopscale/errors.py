@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures.thread
 import copy
+from typing import Any
 
 __all__ = [
     "LoopscaleError",
@@ -22,6 +23,7 @@ __all__ = [
     "LoopExecutionError",
     "WorkerError",
     "BrokenThreadPool",
+    "BrokenProcessPool",  # noqa: F822 - made on first use (__getattr__)
     "CudaUnavailableError",
     "CudaMemoryError",
     "DistributionError",
@@ -113,6 +115,24 @@ class FallbackWarning(LoopscaleWarning):
 
 class SerializationWarning(LoopscaleWarning):
     """A loop that looked parallel runs sequentially (the reason is given)."""
+
+
+def __getattr__(name: str) -> Any:
+    # BrokenProcessPool is made on first use: concurrent.futures.process imports
+    # multiprocessing (about 10 ms), which ``import loopscale`` does not need.
+    if name == "BrokenProcessPool":
+        import concurrent.futures.process
+
+        class BrokenProcessPool(WorkerError, concurrent.futures.process.BrokenProcessPool):
+            """A :class:`~loopscale.schedule.ProcessExecutor` worker died or its
+            initializer failed: the executor is unusable.  Also a
+            ``concurrent.futures.process.BrokenProcessPool``, so code written for
+            ``ProcessPoolExecutor`` catches it unchanged."""
+
+        BrokenProcessPool.__module__ = __name__
+        globals()[name] = BrokenProcessPool
+        return BrokenProcessPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def relocated(exc: BaseException, where: str) -> BaseException:

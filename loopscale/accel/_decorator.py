@@ -1095,7 +1095,7 @@ class Accelerated(Generic[P, R]):
             if new is None:
                 raise
             if new[0] is new[1]:  # could not be copied: itself, with a note
-                raise new[0]
+                raise new[0]  # noqa: B904 - it is the cause's own exception
             raise new[0] from new[1]
         self._last_run_seconds = time.perf_counter() - t0
         if comp.gen.post_empty:  # (a Numba call saved: a stencil step returns nothing)

@@ -52,6 +52,7 @@ futures and batches), ``idle`` (wake locks of sleeping workers), ``running``
 from __future__ import annotations
 
 import atexit
+import contextvars
 import itertools
 import os
 import threading
@@ -63,7 +64,7 @@ from concurrent import futures as cf
 from typing import Any, TypeVar
 
 from .. import config
-from ..errors import WorkerError
+from ..errors import BrokenThreadPool
 from ._budget import BLAS_BUDGET, init_worker, serialize_parallel_calls
 from ._chunking import validate_chunksize, validate_max_workers
 from ._future import LOGGER, Future
@@ -334,6 +335,10 @@ class _Core:
         self.threads: list[threading.Thread] = []
         self.closing = False
         self.broken: str | None = None
+        #: threads running a stolen task now (ident -> count), and a condition
+        #: on the mutex that ``close(wait=True)`` waits on until they are done
+        self.stealers: dict[int, int] = {}
+        self.quiet = threading.Condition(self.mutex)
         #: whether this executor is counted in the process's BLAS budget (it is
         #: from its first task to its shutdown, with more than one worker)
         self.budget_held = False
@@ -365,7 +370,7 @@ class _Core:
         start: list[threading.Thread] = []
         with self.mutex:
             if self.broken is not None:
-                raise WorkerError(self.broken)
+                raise BrokenThreadPool(self.broken)
             if self.closing:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             if _EXITING:
@@ -443,20 +448,34 @@ class _Core:
                         and not _short_task(item):
                     return  # wait instead, where Ctrl-C can reach the caller
                 tasks.remove(item)  # the head, save for a worker's nested wait
+            me = threading.get_ident()
             if not inside:
                 self.running += 1
+                self.stealers[me] = self.stealers.get(me, 0) + 1
         depth = getattr(_REGION, "depth", 0)
         _REGION.depth = depth + 1  # the caller runs a task: it is a worker meanwhile
         try:
             if isinstance(item, _Batch):
                 item.work(k)
-            else:
+            elif inside:
                 _run_future(item)
+            else:
+                # in a context of its own, as in a worker thread: what the task
+                # sets in context variables (decimal's context, NumPy's errstate,
+                # ContextVar.set) does not change the waiting caller's
+                contextvars.Context().run(_run_future, item)
         finally:
             _REGION.depth = depth
             if not inside:
                 with self.mutex:
                     self.running -= 1
+                    left = self.stealers[me] - 1
+                    if left:
+                        self.stealers[me] = left
+                    else:
+                        del self.stealers[me]
+                        if self.closing:
+                            self.quiet.notify_all()
                     wake = self.wake_locked()
                 if wake is not None:
                     wake.release()
@@ -489,6 +508,10 @@ class _Core:
             for t in threads:
                 if t is not me and t.ident is not None:
                     t.join()
+            # and for the tasks other threads are running in their result()
+            with self.mutex:
+                while any(ident != me.ident for ident in self.stealers):
+                    self.quiet.wait()
         self.release_budget()
 
     def break_(self, message: str) -> None:
@@ -502,10 +525,10 @@ class _Core:
             w.release()
         for item, unclaimed in drained:
             if type(item) is _Batch:
-                item.fail(unclaimed, lambda: WorkerError(message))
+                item.fail(unclaimed, lambda: BrokenThreadPool(message))
             elif item.set_running_or_notify_cancel():
                 item._call = None
-                item.set_exception(WorkerError(message))
+                item.set_exception(BrokenThreadPool(message))
 
     def drain_locked(self) -> list[tuple[Any, range]]:
         """Empty the queue (mutex held): each item with its batch's unclaimed chunks."""
@@ -522,6 +545,8 @@ class _Core:
         self.running = 0
         self.threads = []
         self.budget_held = False  # (the budget resets itself in a forked child)
+        self.stealers = {}
+        self.quiet = threading.Condition(self.mutex)
 
 
 def _work(core: _Core, wake: Any) -> None:
@@ -569,12 +594,15 @@ _EXITING = False
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
 
 
-class Executor(cf.Executor):
+class Executor(cf.ThreadPoolExecutor):
     """A :class:`concurrent.futures.Executor` on persistent threads, with low overhead per task.
 
     A drop-in replacement for :class:`~concurrent.futures.ThreadPoolExecutor`:
-    the same constructor arguments and methods, and its futures are
-    :class:`concurrent.futures.Future` instances.  It costs less per task: a
+    the same constructor arguments and methods, its futures are
+    :class:`concurrent.futures.Future` instances, and it is a
+    ``ThreadPoolExecutor`` to ``isinstance`` (so that, say,
+    ``asyncio``'s ``loop.set_default_executor`` takes it; it shares none of
+    that class's machinery).  It costs less per task: a
     ``submit`` + ``result`` round trip is a fraction of ``ThreadPoolExecutor``'s,
     and ``map`` hands out work in chunks of ``chunksize`` items.  Suited to
     tasks that release the GIL (compiled ``nogil`` code, NumPy, I/O); for
@@ -587,8 +615,12 @@ class Executor(cf.Executor):
     (without a timeout) on a future that no worker has started runs its task in
     the waiting thread, when that keeps at most ``max_workers`` tasks running
     and starts the tasks in submission order; with an *initializer* it never
-    does.  A task that waits on another task's future runs it itself rather
-    than deadlocking the pool.
+    does.  Such a task runs in a fresh :mod:`contextvars` context, as in a
+    worker thread (what it sets in ``decimal``'s context, NumPy's error state
+    or a ``ContextVar`` stays with it), but ``threading.current_thread()`` is
+    the caller's.  ``shutdown(wait=True)`` waits for these tasks too.  A task
+    that waits on another task's future runs it itself rather than
+    deadlocking the pool.
 
     Parameters
     ----------
@@ -600,7 +632,7 @@ class Executor(cf.Executor):
     initializer : callable, optional
         Called as ``initializer(*initargs)`` at the start of each worker
         thread.  If it raises, pending and later tasks fail with
-        :class:`~loopscale.errors.WorkerError`.
+        :class:`~loopscale.errors.BrokenThreadPool`.
     initargs : tuple, optional
         Arguments for *initializer*.
 
@@ -656,7 +688,7 @@ class Executor(cf.Executor):
         ------
         RuntimeError
             The executor was shut down.
-        loopscale.errors.WorkerError
+        loopscale.errors.BrokenThreadPool
             A worker's initializer failed.
 
         Examples

@@ -33,9 +33,10 @@ wait a round trip through the manager between tasks; longer tasks go only
 to idle workers, so that one slow task never holds back another.  A worker
 that dies (a crash, ``os._exit``, the OOM killer) breaks the executor, and the
 futures of every running and queued task fail with
-:class:`~loopscale.errors.WorkerError` at once, as ``ProcessPoolExecutor``
-does with ``BrokenProcessPool``.  Workers ignore ``SIGINT``: Ctrl-C
-interrupts the caller's wait, not the pool.
+:class:`~loopscale.errors.BrokenProcessPool` at once (a
+``concurrent.futures.process.BrokenProcessPool`` and a
+:class:`~loopscale.errors.WorkerError`), as ``ProcessPoolExecutor`` does.
+Workers ignore ``SIGINT``: Ctrl-C interrupts the caller's wait, not the pool.
 Exceptions raised by a task are re-raised in the caller with the worker's
 formatted traceback as ``__cause__``.
 """
@@ -49,6 +50,7 @@ import multiprocessing.connection as mpc
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -62,7 +64,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .. import config
-from ..errors import WorkerError
+from ..errors import BrokenProcessPool
 from . import _sharedmem as shm
 from ._budget import limit_process
 from ._chunking import validate_chunksize, validate_max_workers
@@ -96,7 +98,10 @@ def _cacheable(fn: Any) -> bool:
     """Whether *fn* is the same function every time it is pickled (no state of its
     own that may change between tasks): a plain function, a builtin, a Numba
     dispatcher."""
-    return isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)) or (
+    if isinstance(fn, types.BuiltinFunctionType):  # also bound methods of builtins
+        owner = getattr(fn, "__self__", None)    # (dict.get, arr.sum): their object's
+        return owner is None or isinstance(owner, types.ModuleType)  # state may change
+    return isinstance(fn, types.FunctionType) or (
         type(fn).__module__.startswith("numba.") and hasattr(fn, "py_func"))
 
 
@@ -264,11 +269,14 @@ class _Core:
         self.functions: dict[int, tuple[int, Any, bytes]] = {}
         self.seconds: dict[int, float] = {}
         self.numbers = itertools.count().__next__
+        # the script's path, for workers started after it has run to its end
+        # (Python then deletes ``__main__.__file__``: see start_worker)
+        self.main_path = getattr(sys.modules.get("__main__"), "__file__", None)
 
     def push(self, job: _Job) -> None:
         with self.lock:
             if self.broken is not None:
-                raise WorkerError(self.broken)
+                raise BrokenProcessPool(self.broken)
             if self.closing:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self.pending.append(job)
@@ -309,7 +317,25 @@ class _Core:
             target=_worker_main, args=(child_conn, self.space, self.initializer, self.initargs,
                                        self.max_workers),
             name=f"loopscale-ProcessExecutor-worker-{len(self.workers)}")
-        process.start()
+        # A worker started while tasks queued by a script that has ended run
+        # (``shutdown(wait=False)``, or none, as the last line) must still import
+        # the script as ``__mp_main__`` to find its functions; multiprocessing
+        # finds it by ``__main__.__file__``, which Python deletes once the
+        # script's last line has run.  Put it back for the start.
+        main = sys.modules.get("__main__")
+        restore = (self.main_path is not None and main is not None
+                   and getattr(main, "__file__", None) is None
+                   and getattr(main, "__spec__", None) is None)
+        if restore:
+            main.__file__ = self.main_path  # type: ignore[union-attr]
+        try:
+            process.start()
+        finally:
+            if restore:
+                try:
+                    del main.__file__  # type: ignore[union-attr]
+                except AttributeError:
+                    pass
         child_conn.close()
         worker = _Worker(process, parent_conn)
         self.workers.append(worker)
@@ -440,7 +466,7 @@ class _Core:
             if job.future.done():
                 continue
             if job.future.running() or job.future.set_running_or_notify_cancel():
-                job.future.set_exception(WorkerError(message))
+                job.future.set_exception(BrokenProcessPool(message))
 
     def stop_workers(self) -> None:
         for w in self.workers:
@@ -533,7 +559,7 @@ class ProcessExecutor(cf.Executor):
         ``"spawn"`` or ``"fork"`` (unsafe once threads exist), or a context.
     initializer : callable, optional
         Called as ``initializer(*initargs)`` when a worker starts.  If it
-        raises, the executor breaks (:class:`~loopscale.errors.WorkerError`).
+        raises, the executor breaks (:class:`~loopscale.errors.BrokenProcessPool`).
     initargs : tuple, optional
         Arguments for *initializer*.
     max_nbytes : int, optional
@@ -605,7 +631,7 @@ class ProcessExecutor(cf.Executor):
         ------
         RuntimeError
             The executor was shut down.
-        loopscale.errors.WorkerError
+        loopscale.errors.BrokenProcessPool
             A worker process died earlier.
         """
         fut = Future()

@@ -13,7 +13,8 @@ inside) out of the pickle:
 * an array made by :func:`share_array` already lives in a segment: it goes by
   reference whatever its size, never copied, and receivers may write into it;
 * in a worker, an array that came in through a segment (read-only) and goes
-  back out as a result is sent by reference too.
+  back out as a result is sent by reference too, and mapped copy-on-write by
+  the parent (a result is writable).
 
 Who removes a segment's file: the sender of a task's arguments once the
 task's reply is in (``Pickler.created``); the receiver of a result right
@@ -219,7 +220,11 @@ class Pickler(pickle.Pickler):
             return shared[0], address - shared[1], arr.strides, "r+", False
         mapped = _TASK_MAPS.get(id(owner)) if _TASK_MAPS is not None else None
         if mapped is not None and mapped[3] != "c":  # a private copy may have been written
-            return mapped[1], address - mapped[2], arr.strides, mapped[3], False
+            # an argument (mapped read-only here) goes back as a result: the
+            # receiver maps it copy-on-write, so that it gets a writable array,
+            # as from any other result, and the caller's data stays as it was
+            mode = "c" if mapped[3] == "r" else mapped[3]
+            return mapped[1], address - mapped[2], arr.strides, mode, False
         return None
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import concurrent.futures as cf
+import concurrent.futures.thread
+import contextvars
+import decimal
 import gc
 import os
 import signal
@@ -57,6 +61,64 @@ def test_map_returns_results_in_input_order(chunksize):
         assert got == list(range(40))
         assert list(ex.map(abs, [])) == []
         assert list(ex.map(pow, [2, 3, 4], [2, 2])) == [4, 9]  # shortest iterable ends it
+
+
+@pytest.mark.timeout(30)
+def test_it_is_a_thread_pool_executor_to_isinstance_and_to_asyncio():
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(Executor(max_workers=2))  # TypeError unless a TPE
+        got = await loop.run_in_executor(None, sum, [1, 2, 3])
+        await loop.shutdown_default_executor()
+        return got
+
+    assert isinstance(Executor(max_workers=1), cf.ThreadPoolExecutor)
+    assert asyncio.run(main()) == 6
+
+
+_TAG: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="caller")
+
+
+def _set_context_state():
+    decimal.getcontext().prec = 5
+    _TAG.set("task")
+    np.seterr(all="raise")
+    return decimal.getcontext().prec
+
+
+@pytest.mark.timeout(30)
+def test_a_task_run_in_the_waiting_thread_does_not_change_its_context():
+    # result() may run a queued task in the caller's thread (it would sleep
+    # otherwise): what the task sets in context variables stays with the task
+    before = np.geterr()
+    with Executor(max_workers=1) as ex:
+        for _ in range(3):  # the function is known to be short: then stolen
+            assert ex.submit(_set_context_state).result() == 5
+    assert decimal.getcontext().prec == 28
+    assert _TAG.get() == "caller"
+    assert np.geterr() == before
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_waits_for_a_task_another_thread_runs_in_its_result():
+    done = []
+
+    def slow():
+        time.sleep(0.5)
+        done.append(True)
+
+    ex = Executor(max_workers=2)
+    for _ in range(3):
+        ex.submit(time.sleep, 0).result()  # known to be short
+    side = threading.Thread(target=lambda: ex.submit(slow).result())
+    side.start()
+    deadline = time.monotonic() + 5
+    while not ex._core.stealers and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert ex._core.stealers, "the other thread did not run the task itself"
+    ex.shutdown(wait=True)
+    assert done == [True]  # ThreadPoolExecutor's shutdown waits for it too
+    side.join()
 
 
 @pytest.mark.timeout(30)
@@ -291,8 +353,8 @@ def test_initializer_runs_in_every_worker_and_its_failure_breaks_the_executor():
 
     ex = Executor(max_workers=1, initializer=broken_init)
     fut = ex.submit(abs, -1)
-    with pytest.raises(WorkerError, match="initializer failed"):
-        fut.result(timeout=5)
+    with pytest.raises(cf.thread.BrokenThreadPool, match="initializer failed"):
+        fut.result(timeout=5)  # as ThreadPoolExecutor's code expects it
     with pytest.raises(WorkerError):
         ex.submit(abs, -1)
     assert isinstance(fut.exception(), cf.BrokenExecutor)

@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 
 import numba
@@ -180,6 +181,23 @@ def test_argument_arrays_are_read_only_unless_copy_on_write_is_asked_for(ex):
     assert a[0] == 0.0  # the task wrote its private copy
 
 
+def tail_view(a):
+    return a[10:]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("task", [identity, tail_view])
+def test_an_argument_array_returned_as_the_result_is_writable(ex, task):
+    # it comes back by reference to the argument's segment: mapped copy-on-write,
+    # so that it is writable as any result is, and the caller's array is untouched
+    a = np.arange(2 * MB // 8, dtype=np.float64)
+    back = ex.submit(task, a).result()
+    assert back.flags.writeable
+    back[0] = -1.0
+    assert back[0] == -1.0 and a[0] == 0.0 and a[10] == 10.0
+    np.testing.assert_array_equal(back[1:], task(a)[1:])
+
+
 @pytest.mark.timeout(60)
 def test_shared_arrays_are_written_in_place_by_tasks(ex):
     out = ex.share(np.zeros((512, 256)))
@@ -235,9 +253,9 @@ def test_a_crashing_worker_raises_worker_error_promptly_and_cleans_up():
     t0 = time.monotonic()
     crash = ex.submit(os._exit, 3)
     queued = [ex.submit(sleep_then, 0.5, np.ones(2 * MB // 8)) for _ in range(4)]
-    with pytest.raises(WorkerError, match="exited with status 3") as info:
-        crash.result(timeout=30)
-    assert isinstance(info.value, cf.BrokenExecutor)
+    with pytest.raises(BrokenProcessPool, match="exited with status 3") as info:
+        crash.result(timeout=30)  # as ProcessPoolExecutor's code expects it
+    assert isinstance(info.value, WorkerError)
     assert time.monotonic() - t0 < 10
     for f in queued:
         with pytest.raises(WorkerError):
@@ -330,6 +348,32 @@ def test_a_script_s_accelerated_function_compiles_in_the_worker_processes(tmp_pa
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("ending", ["shutdown(wait=False)", "no shutdown"])
+def test_tasks_a_script_queues_at_its_end_all_run(tmp_path, ending):
+    # The workers start after the script's last line has run, when Python has
+    # deleted __main__.__file__: they must still find the script's function
+    # (ProcessPoolExecutor runs all of them too).
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = tmp_path / "script.py"
+    last = "    ex.shutdown(wait=False)\n" if ending != "no shutdown" else ""
+    script.write_text(
+        "import sys\n"
+        "from loopscale.schedule import ProcessExecutor\n"
+        "\n"
+        "def touch(i):\n"
+        "    open(f'{sys.argv[1]}/{i}', 'w').close()\n"
+        "\n"
+        "if __name__ == '__main__':\n"
+        "    ex = ProcessExecutor(max_workers=2)\n"
+        "    futures = [ex.submit(touch, i) for i in range(10)]\n" + last)
+    proc = subprocess.run([sys.executable, str(script), str(marks)], capture_output=True,
+                          text=True, timeout=100, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(int(p.name) for p in marks.iterdir()) == list(range(10)), proc.stderr[-3000:]
+
+
+@pytest.mark.timeout(120)
 def test_a_function_goes_to_each_worker_once_and_state_is_never_kept(pipe_bytes):
     # a Numba dispatcher pickles by value (about a kilobyte, tens of µs): sent to
     # each worker once, then named by number; a callable object is sent every time
@@ -345,6 +389,18 @@ def test_a_function_goes_to_each_worker_once_and_state_is_never_kept(pipe_bytes)
         scale.k = 3
         assert ex.submit(scale, 5).result() == 15
         assert [ex.submit(Scaler(k), 1).result() for k in range(6)] == list(range(6))
+
+
+@pytest.mark.timeout(120)
+def test_a_bound_builtin_method_is_pickled_with_every_task():
+    # dict.get is a builtin function bound to a dict whose state may change: it
+    # must not be kept by number like a module-level function or a builtin
+    table = {"k": 1}
+    with ProcessExecutor(max_workers=1) as ex:
+        assert ex.submit(table.get, "k").result() == 1
+        table["k"] = 2
+        assert ex.submit(table.get, "k").result() == 2
+        assert ex.submit(len, [1, 2, 3]).result() == 3
 
 
 @pytest.mark.timeout(120)
