@@ -41,6 +41,8 @@ After a run, ``graph.status`` holds each task's final status, and
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import queue
 import shutil
@@ -113,16 +115,21 @@ class _Task:
 
 
 def _find_refs(obj: Any, out: dict[Key, None]) -> None:
-    """Add the keys of every TaskRef in *obj* (through list, tuple and dict) to *out*."""
+    """Add the keys of every TaskRef in *obj* to *out*: through lists, tuples
+    (named ones too), dicts, sets and dataclass instances, as Dask does."""
     kind = type(obj)
     if kind is TaskRef:
         out[obj.key] = None
-    elif kind is list or kind is tuple:
+    elif kind is list or kind is tuple or kind is set or kind is frozenset or (
+            isinstance(obj, tuple) and hasattr(obj, "_fields")):
         for item in obj:
             _find_refs(item, out)
     elif kind is dict:
         for item in obj.values():
             _find_refs(item, out)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for field in dataclasses.fields(obj):
+            _find_refs(getattr(obj, field.name), out)
 
 
 def _substitute(obj: Any, results: dict[Key, Any]) -> Any:
@@ -136,6 +143,23 @@ def _substitute(obj: Any, results: dict[Key, Any]) -> Any:
         return tuple(_substitute(item, results) for item in obj)
     if kind is dict:
         return {k: _substitute(v, results) for k, v in obj.items()}
+    if kind is set or kind is frozenset:
+        return kind(_substitute(item, results) for item in obj)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+        return kind(*(_substitute(item, results) for item in obj))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changed = {}
+        for field in dataclasses.fields(obj):
+            value = getattr(obj, field.name)
+            got = _substitute(value, results)
+            if got is not value:
+                changed[field.name] = got
+        if not changed:
+            return obj
+        new = copy.copy(obj)
+        for name, value in changed.items():
+            object.__setattr__(new, name, value)  # frozen ones too
+        return new
     return obj
 
 
@@ -188,7 +212,8 @@ class TaskGraph:
             What the task calls, on a worker thread.
         *args, **kwargs
             Its arguments.  Each :class:`TaskRef` among them — directly or inside
-            a ``list``, ``tuple`` or ``dict`` (exactly those types) — makes this
+            a ``list``, ``tuple``, named tuple, ``dict`` (its values), ``set``,
+            ``frozenset`` or dataclass instance, at any depth — makes this
             task depend on the referenced one and is replaced by its result.
 
         Returns
@@ -612,8 +637,12 @@ def _drive_inline(tasks: dict[Key, _Task], state: GraphState,
 def _requested(graph: TaskGraph, keys: Iterable[Key] | None) -> list[Key]:
     if keys is None:
         return list(graph)
-    if isinstance(keys, (str, bytes)):
-        keys = [keys]
+    try:
+        one = keys in graph  # one key (a tuple is a key, as in Dask, when the graph has it)
+    except TypeError:  # a list or set of keys
+        one = False
+    if one or isinstance(keys, (str, bytes)):
+        keys = [keys]  # type: ignore[list-item]
     wanted = list(dict.fromkeys(keys))
     absent = [k for k in wanted if k not in graph]
     if absent:

@@ -272,6 +272,38 @@ def test_a_thousand_task_graph_gives_the_serial_answer():
 
 
 @pytest.mark.timeout(30)
+def test_refs_inside_named_tuples_sets_and_dataclasses_are_resolved():
+    import collections
+    import dataclasses
+
+    Pair = collections.namedtuple("Pair", "left right")
+
+    @dataclasses.dataclass(frozen=True)
+    class Job:
+        data: object
+        scale: int = 1
+
+    graph = TaskGraph()
+    a = graph.add("a", int, 2)
+    b = graph.add("b", int, 3)
+    graph.add("pair", lambda p: (type(p).__name__, p.left * p.right), Pair(a, b))
+    graph.add("set", sorted, {a, b})
+    graph.add("job", lambda j: (type(j).__name__, j.data["x"][0] * j.scale), Job({"x": [a]}, 5))
+    got = graph.run(keys=["pair", "set", "job"], max_workers=2)
+    assert got == {"pair": ("Pair", 6), "set": [2, 3], "job": ("Job", 10)}
+    assert graph.dependencies["job"] == frozenset({"a"})
+
+
+@pytest.mark.timeout(30)
+def test_a_tuple_key_asked_for_alone_is_one_key():
+    graph = TaskGraph()
+    graph.add(("x", 0), int, 4)
+    graph.add(("x", 1), int, 5)
+    assert graph.run(keys=("x", 1), max_workers=2) == {("x", 1): 5}
+    assert graph.run(keys=[("x", 0), ("x", 1)], max_workers=2) == {("x", 0): 4, ("x", 1): 5}
+
+
+@pytest.mark.timeout(30)
 def test_only_the_tasks_the_requested_keys_need_are_run():
     calls = []
     graph = TaskGraph()
