@@ -191,12 +191,14 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
             checker.find_reductions(defined_before)
             privates = checker.check_scalars(defined_before, read_after)
             checker.collect_accesses()
+            checker.check_accumulators(set(params))
             roles = checker.check_arrays(forced)
             results.append(LoopAnalysis(
                 name, filename, header, checker.var, True, None,
                 reductions=dict(checker.reductions), privates=tuple(privates), arrays=roles,
                 forced=forced, loop_index=idx, range_args=tuple(loop.iter.args),  # type: ignore
-                calls_blas=_calls_blas(loop, resolver)))
+                calls_blas=_calls_blas(loop, resolver),
+                reduction_forms=dict(checker.reduction_forms)))
         except _Unsafe as exc:
             reason = f"line {exc.line}: {exc.message}"
             if forced and on_loop is not None:

@@ -11,6 +11,7 @@ import inspect
 import textwrap
 import types
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = ["parse_function", "names_loaded", "target_names", "index_positions", "walk_stmts",
            "stmt_targets"]
@@ -144,27 +145,171 @@ def summary_params(func: types.FunctionType) -> list[str]:
     return list(code.co_varnames[: code.co_argcount])
 
 
-def _aliases(stmts: list[ast.stmt], arrays: set[str]) -> dict[str, set[str]]:
-    """Local names that may view the memory of other names (``b = a[1:]``, ``b = a.T``)."""
-    alias: dict[str, set[str]] = {}
+#: Methods that put their arguments into the container they are called on
+#: (``arrs.append(a)``): the container then holds those arrays.
+_CONTAINER_FILLERS = frozenset({"append", "extend", "insert", "add", "update", "setdefault"})
+
+
+@dataclass
+class _Binding:
+    """One way a local name gets a value: ``name = value`` (*kind* ``"assign"``),
+    an element of *value* (``"elem"``: ``for name in value``, ``name, b = value``),
+    or *value* put into the container *name* (``"fill"``: ``name.append(value)``,
+    ``name[k] = value``)."""
+
+    name: str
+    value: ast.expr
+    kind: str
+    stmt: ast.AST
+
+
+def _bindings(stmts: list[ast.stmt], containers: set[str] | None = None) -> list[_Binding]:
+    """Every binding of a local name in *stmts* (nested statements included)
+    that may make it refer to memory other names hold.  *containers*: names known
+    to hold arrays (``arrs[k] = a`` puts ``a`` into them)."""
+    out: list[_Binding] = []
+
+    def pairs(t: ast.expr, v: ast.expr, st: ast.AST) -> None:
+        if isinstance(t, ast.Name):
+            out.append(_Binding(t.id, v, "assign", st))
+        elif isinstance(t, (ast.Tuple, ast.List)):
+            if (isinstance(v, (ast.Tuple, ast.List)) and len(v.elts) == len(t.elts)
+                    and not any(isinstance(e, ast.Starred) for e in [*t.elts, *v.elts])):
+                for te, ve in zip(t.elts, v.elts, strict=True):
+                    pairs(te, ve, st)
+            else:
+                for name in _target_names(t):
+                    out.append(_Binding(name, v, "elem", st))
+        elif isinstance(t, ast.Starred):
+            for name in _target_names(t):
+                out.append(_Binding(name, v, "elem", st))
+        elif (isinstance(t, ast.Subscript) and containers is not None
+              and isinstance(t.value, ast.Name) and t.value.id in containers):
+            out.append(_Binding(t.value.id, v, "fill", st))
+
+    def elements(t: ast.expr, it: ast.expr, st: ast.AST) -> None:
+        # `for k, v in enumerate(x)`: `k` is a count, `v` an element of `x`;
+        # `for u, v in zip(x, y)`: elements of `x` and of `y`
+        f = it.func.id if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) else None
+        if (f == "enumerate" and isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) == 2
+                and it.args and not it.keywords):  # type: ignore[attr-defined]
+            elements(t.elts[1], it.args[0], st)  # type: ignore[attr-defined]
+            return
+        if (f == "zip" and isinstance(t, (ast.Tuple, ast.List))
+                and len(t.elts) == len(it.args)  # type: ignore[attr-defined]
+                and not any(isinstance(a, ast.Starred) for a in it.args)):  # type: ignore
+            for te, arg in zip(t.elts, it.args, strict=True):  # type: ignore[attr-defined]
+                elements(te, arg, st)
+            return
+        for name in _target_names(t):
+            out.append(_Binding(name, it, "elem", st))
+
+    local = {n for st in _walk_stmts(stmts) for n in _stmt_targets(st)}
     for st in _walk_stmts(stmts):
-        if not isinstance(st, ast.Assign):
-            continue
-        srcs = _view_sources(st.value)
-        for t in st.targets:
-            names = _target_names(t)
-            if isinstance(t, (ast.Tuple, ast.List)) and isinstance(st.value, (ast.Tuple,
-                                                                              ast.List)):
-                for tn, v in zip(t.elts, st.value.elts, strict=False):
-                    s2 = _view_sources(v)
-                    if isinstance(tn, ast.Name) and s2:
-                        alias.setdefault(tn.id, {tn.id}).update(
-                            r for s in s2 for r in alias.get(s, {s}))
+        if isinstance(st, ast.Assign):
+            for t in st.targets:
+                pairs(t, st.value, st)
+        elif isinstance(st, ast.AnnAssign) and st.value is not None:
+            pairs(st.target, st.value, st)
+        elif isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name) and isinstance(
+                st.value, (ast.Tuple, ast.List, ast.ListComp)):
+            out.append(_Binding(st.target.id, st.value, "fill", st))  # arrs += [a]
+        elif isinstance(st, (ast.For, ast.AsyncFor)):
+            elements(st.target, st.iter, st)
+        elif isinstance(st, ast.With):
+            for item in st.items:
+                if item.optional_vars is not None:
+                    for name in _target_names(item.optional_vars):
+                        out.append(_Binding(name, item.context_expr, "elem", st))
+        # walrus, comprehension variables and `c.append(a)` inside any expression
+        for fld, value in ast.iter_fields(st):
+            if fld in ("body", "orelse", "finalbody", "handlers"):
                 continue
-            for name in names:
-                if srcs:
-                    roots = {r for s in srcs for r in alias.get(s, {s})}
-                    alias.setdefault(name, {name}).update(roots)
+            for node in value if isinstance(value, list) else [value]:
+                if not isinstance(node, ast.AST):
+                    continue
+                for n in ast.walk(node):
+                    if isinstance(n, ast.NamedExpr):
+                        out.append(_Binding(n.target.id, n.value, "assign", st))
+                    elif isinstance(n, ast.comprehension):
+                        elements(n.target, n.iter, st)
+                    elif (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                          and n.func.attr in _CONTAINER_FILLERS
+                          and isinstance(n.func.value, ast.Name)
+                          and n.func.value.id in local):  # (not `np.append(...)`)
+                        for a in [*n.args, *(kw.value for kw in n.keywords)]:
+                            out.append(_Binding(n.func.value.id, a, "fill", st))
+    return out
+
+
+def _is_container_value(value: ast.expr, containers: set[str]) -> bool:
+    """Whether *value* is a tuple/list/dict/set of values (a literal, ``list(...)``,
+    a comprehension, a concatenation or copy of one, or a known container)."""
+    if isinstance(value, (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.ListComp, ast.SetComp,
+                          ast.DictComp)):
+        return True
+    if isinstance(value, ast.Name):
+        return value.id in containers
+    if isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Add, ast.Mult)):
+        return (_is_container_value(value.left, containers)
+                or _is_container_value(value.right, containers))
+    if isinstance(value, ast.Call):
+        f = value.func
+        if isinstance(f, ast.Name) and f.id in ("tuple", "list", "dict", "set"):
+            return True
+        if isinstance(f, ast.Attribute) and f.attr == "copy":
+            return _is_container_value(f.value, containers)
+    if isinstance(value, ast.Subscript) and isinstance(value.slice, ast.Slice):
+        return _is_container_value(value.value, containers)  # arrs[1:]
+    if isinstance(value, ast.IfExp):
+        return (_is_container_value(value.body, containers)
+                or _is_container_value(value.orelse, containers))
+    return False
+
+
+def _container_names(stmts: list[ast.stmt]) -> set[str]:
+    """Local names that may hold a tuple/list/dict of values (possibly arrays)."""
+    containers: set[str] = set()
+    while True:
+        found = set(containers)
+        for b in _bindings(stmts, containers):
+            if b.kind == "fill" or (b.kind == "assign"
+                                    and _is_container_value(b.value, containers)):
+                found.add(b.name)
+        if found == containers:
+            return containers
+        containers = found
+
+
+def _binding_sources(b: _Binding, containers: set[str]) -> set[str]:
+    """Names whose memory the name of binding *b* may then refer to."""
+    srcs = set(_view_sources(b.value))
+    if _is_container_value(b.value, containers):
+        srcs |= {n.id for n in ast.walk(b.value) if isinstance(n, ast.Name)
+                 and isinstance(n.ctx, ast.Load)}
+    return srcs
+
+
+def _aliases(stmts: list[ast.stmt], arrays: set[str]) -> dict[str, set[str]]:
+    """Local names that may view the memory of other names (``b = a[1:]``,
+    ``b = a.T``), or hold such names (``arrs = (a, b)``, ``for arr in arrs``).
+
+    Each name maps to every name it may refer to, through any assignment anywhere
+    in *stmts* (``c = a`` and, on some branch, ``c = b``: both)."""
+    containers = _container_names(stmts)
+    bindings = [(b.name, _binding_sources(b, containers)) for b in _bindings(stmts, containers)]
+    alias: dict[str, set[str]] = {}
+    changed = True
+    while changed:  # to a fixed point: a later assignment may feed an earlier one
+        changed = False
+        for name, srcs in bindings:
+            if not srcs:
+                continue
+            roots = {r for s in srcs for r in alias.get(s, {s})}
+            cur = alias.setdefault(name, {name})
+            if not roots <= cur:
+                cur |= roots
+                changed = True
     return alias
 
 
@@ -188,31 +333,89 @@ def _identity_view(value: ast.expr) -> bool:
     return False
 
 
-def _shifted_views(stmts: list[ast.stmt], alias: dict[str, set[str]]) -> dict[str, tuple[int, str]]:
-    """Local views that put their source's elements at other indices.
+@dataclass(frozen=True)
+class ShiftedView:
+    """A local name through which an array's elements are reached at other indices
+    than its own (a view such as ``tail = a[1:]``, or a container ``arrs = (a, b)``)."""
+
+    line: int
+    text: str
+    #: the name holds arrays (a tuple, list...): its first index picks an array
+    container: bool = False
+    #: the view's indices identify the array's elements one to one (False: two
+    #: indices of the view may reach one element, e.g. ``(a, a[1:])``)
+    exact: bool = True
+    #: for a tuple made once of plain names (``arrs = (a, b)``): those names,
+    #: so that ``arrs[0]`` is known to be ``a``; empty otherwise
+    elements: tuple[str, ...] = ()
+
+
+def _shifted_views(stmts: list[ast.stmt], alias: dict[str, set[str]]) -> dict[str, ShiftedView]:
+    """Local names that put their sources' elements at other indices.
 
     ``tail = a[1:]``, ``r = a[::-1]``, ``t = a.T``, ``row = a[0]``: an access
     ``tail[i]`` touches ``a[i + 1]``, so it cannot be compared with ``a[i]``.
+    A tuple or list of arrays (``arrs = (a, b)``; ``arrs[0][i]`` is ``a[i]``)
+    counts as such a view too, and so does anything taken from one.
     Maps each such name to the line and text of the assignment that makes it.
     """
-    out: dict[str, tuple[int, str]] = {}
-    for st in _walk_stmts(stmts):
-        if not isinstance(st, ast.Assign):
+    containers = _container_names(stmts)
+    bindings = _bindings(stmts, containers)
+    # a container whose indices do not each reach their own elements: one holding
+    # an array twice (`(a, a[1:])`), or filled in ways not followed (`.append`)
+    inexact: set[str] = set()
+    for b in bindings:
+        if b.name not in containers:
             continue
-        pairs: list[tuple[ast.expr, ast.expr]] = []
-        for t in st.targets:
-            if isinstance(t, (ast.Tuple, ast.List)) and isinstance(st.value, (ast.Tuple,
-                                                                              ast.List)):
-                pairs.extend(zip(t.elts, st.value.elts, strict=False))
-            else:
-                pairs.append((t, st.value))
-        for t, v in pairs:
-            if not isinstance(t, ast.Name) or not _view_sources(v):
+        if b.kind == "assign" and isinstance(b.value, (ast.Tuple, ast.List)) and not any(
+                isinstance(e, ast.Starred) for e in b.value.elts):
+            seen: set[str] = set()
+            for e in b.value.elts:
+                srcs = _binding_sources(_Binding(b.name, e, "assign", b.stmt), containers)
+                roots = {r for s in srcs for r in alias.get(s, {s})}
+                if roots & seen or any(r in containers for r in roots):
+                    inexact.add(b.name)
+                seen |= roots
+        else:
+            inexact.add(b.name)
+    out: dict[str, tuple[_Binding, bool]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for b in bindings:
+            srcs = _binding_sources(b, containers)
+            if not srcs or b.name in out:
                 continue
-            srcs = _view_sources(v)
-            if not _identity_view(v) or any(s in out for s in srcs):
-                out.setdefault(t.id, (st.lineno, f"{t.id} = {ast.unparse(v)}"))
-    return out
+            if (b.name in containers or b.kind != "assign" or not _identity_view(b.value)
+                    or any(s in out for s in srcs)):
+                out[b.name] = (b, b.name in containers)
+                changed = True
+    # what is taken from an inexact view is inexact
+    changed = True
+    while changed:
+        changed = False
+        for b in bindings:
+            if b.name in out and b.name not in inexact and any(
+                    s in inexact for s in _binding_sources(b, containers)):
+                inexact.add(b.name)
+                changed = True
+    count: dict[str, int] = {}
+    for b in bindings:
+        count[b.name] = count.get(b.name, 0) + 1
+    views: dict[str, ShiftedView] = {}
+    for name, (b, is_container) in out.items():
+        if b.kind == "assign":
+            text = f"{b.name} = {ast.unparse(b.value)}"
+        else:
+            text = ast.unparse(b.stmt).splitlines()[0].rstrip(":")
+        elements: tuple[str, ...] = ()
+        if (is_container and name not in inexact and count[name] == 1
+                and isinstance(b.value, ast.Tuple)  # (a list may be reordered)
+                and all(isinstance(e, ast.Name) for e in b.value.elts)):
+            elements = tuple(e.id for e in b.value.elts)  # type: ignore[attr-defined]
+        views[name] = ShiftedView(getattr(b.stmt, "lineno", 0), text, container=is_container,
+                                  exact=name not in inexact, elements=elements)
+    return views
 
 
 def _flat_chain(sub: ast.Subscript) -> bool:
@@ -238,6 +441,11 @@ _VIEW_FUNCTIONS = frozenset({
     "split", "array_split", "hsplit", "vsplit", "dsplit", "broadcast_arrays"})
 
 
+#: Builtins whose result holds (or iterates over) the objects passed to them.
+_HOLDING_BUILTINS = frozenset({"tuple", "list", "enumerate", "zip", "reversed", "sorted",
+                               "iter", "dict", "set"})
+
+
 def _view_sources(value: ast.expr) -> set[str]:
     """Names whose memory *value* may share."""
     if isinstance(value, ast.Name):
@@ -260,11 +468,24 @@ def _view_sources(value: ast.expr) -> set[str]:
             return set()
         name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(
             f, ast.Name) else None
-        if name in _VIEW_FUNCTIONS:
+        if name in _VIEW_FUNCTIONS or (isinstance(f, ast.Name) and name in _HOLDING_BUILTINS):
             return {n for a in value.args for n in _view_sources(a)}
         return set()
     if isinstance(value, ast.IfExp):
         return _view_sources(value.body) | _view_sources(value.orelse)
+    # containers hold their elements: `(a, b)`, `[a, b]`, `list(arrs)`, `(a,) + rest`
+    if isinstance(value, (ast.Tuple, ast.List, ast.Set)):
+        return {n for e in value.elts for n in _view_sources(e)}
+    if isinstance(value, ast.Dict):
+        return {n for e in value.values for n in _view_sources(e)}
+    if isinstance(value, (ast.Starred, ast.NamedExpr)):
+        return _view_sources(value.value)
+    if isinstance(value, (ast.ListComp, ast.SetComp, ast.GeneratorExp)):
+        return _view_sources(value.elt) | {n for g in value.generators
+                                           for n in _view_sources(g.iter)}
+    if isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Add, ast.Mult)) and any(
+            isinstance(side, (ast.Tuple, ast.List)) for side in (value.left, value.right)):
+        return _view_sources(value.left) | _view_sources(value.right)
     return set()
 
 

@@ -41,7 +41,66 @@ _COMBINE = {
     "min": "{s} = min({s}, {p})",
     "max": "{s} = max({s}, {p})",
 }
-_IDENTITY = {"+": "__ls_zero({s0})", "*": "__ls_one({s0})", "min": "{s0}", "max": "{s0}"}
+
+
+def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) -> str:
+    """The statement folding partial *p* into the running value *s*, in the form of
+    the loop's own reduction statement (see ``LoopAnalysis.reduction_forms``), so
+    that the combined result is the one the loop, run in order, gives: ``s = s + p``
+    leaves an array ``s`` had before the loop unchanged, as ``s = s + e`` does;
+    ``if p <= s: s = p`` keeps the later of two equal values (``-0.0``/``0.0``);
+    ``s = min(e, s)`` lets a NaN ``e`` replace ``s``, and then a block that met
+    one (*flag*) does not depend on the running value: its partial replaces it."""
+    if op in ("+", "*"):
+        return f"{s} = {s} {op} {p}" if form == "assign" else _COMBINE[op].format(s=s, p=p)
+    cmp = "<" if op == "min" else ">"
+    if form == "loose":
+        return f"if {p} {cmp}= {s}:\n    {s} = {p}"
+    if form == "last" and flag is not None:
+        return f"if {flag}:\n    {s} = {p}\nelse:\n    {s} = {op}({p}, {s})"
+    return _COMBINE[op].format(s=s, p=p)
+
+
+def _identity_src(op: str, s0: str, like: str) -> str:
+    """A block's starting partial: 0 or 1 (typed like *s0*) for ``+``/``*``; for
+    ``min``/``max``, +inf/-inf when the accumulator (typed like *like*) is a
+    float, which the first element always replaces (even a NaN, as in the loop),
+    else *s0*."""
+    if op == "+":
+        return f"__ls_zero({s0})"
+    if op == "*":
+        return f"__ls_one({s0})"
+    return f"__ls_{op}_top({like}, {s0})"
+
+
+class _FlagNaN(ast.NodeTransformer):
+    """At each ``r = min(e, r)`` (``max``) of a reduction, note whether ``e`` is NaN
+    (then ``r`` becomes NaN): from there the block's result no longer depends on
+    the value it started from."""
+
+    def __init__(self, flags: dict[str, str]) -> None:
+        self.flags = flags  # renamed accumulator -> its flag
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.AST]:
+        t = node.targets[0] if len(node.targets) == 1 else None
+        v = node.value
+        if (isinstance(t, ast.Name) and t.id in self.flags and isinstance(v, ast.Call)
+                and isinstance(v.func, ast.Name) and v.func.id in ("min", "max")
+                and len(v.args) == 2 and isinstance(v.args[1], ast.Name)
+                and v.args[1].id == t.id):
+            # the element, evaluated once as before, tested apart from the running
+            # value (which it does not delay)
+            e = f"__ls_e_{t.id}"
+            first = ast.copy_location(ast.Assign(targets=[ast.Name(id=e, ctx=ast.Store())],
+                                                 value=v.args[0]), node)
+            v.args[0] = ast.Name(id=e, ctx=ast.Load())
+            flag = _stmts(f"{self.flags[t.id]} = {self.flags[t.id]} | ({e} != {e})",
+                          node.lineno)
+            return [_fix([first], node.lineno)[0], *flag, node]
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node
 
 #: Block arithmetic, written out in the generated code (no helper functions to
 #: compile); the constants come from :mod:`._runtime` so that all levels agree.
@@ -87,6 +146,8 @@ class GeneratedCode:
     post: str | None
     state: tuple[str, ...]
     plan_reason: str | None  # why there is no plan (the loop still runs, serially)
+    #: the names of the per-block partials: one per reduction, then a flag per
+    #: `s = min(e, s)` reduction (`__ls_nan_s`: the block met a NaN)
     reductions: tuple[str, ...] = ()
     #: the names of :attr:`state` that the loop itself uses (the rest only the epilogue)
     loop_state: tuple[str, ...] = ()
@@ -146,18 +207,28 @@ class _ReturnToRaise(ast.NodeTransformer):
         return node  # nested functions keep their returns
 
 
-def _range_assign(args: tuple[ast.expr, ...], line: int) -> list[ast.stmt]:
+def _range_assign(args: tuple[ast.expr, ...], line: int, checked: bool = False
+                  ) -> list[ast.stmt]:
     if len(args) == 1:
         lo, hi, step = ast.Constant(0), args[0], ast.Constant(1)
     elif len(args) == 2:
         lo, hi, step = args[0], args[1], ast.Constant(1)
     else:
         lo, hi, step = args
+
+    def check(bound: ast.expr) -> ast.expr:
+        # a bound that is not an integer (`range(n / 2)`) fails to compile with a
+        # message naming it, not deep in the generated block arithmetic
+        if not checked or isinstance(bound, ast.Constant) and type(bound.value) is int:
+            return copy.deepcopy(bound)
+        return ast.Call(func=ast.Name(id="__ls_int", ctx=ast.Load()),
+                        args=[copy.deepcopy(bound), ast.Constant(value=ast.unparse(bound))],
+                        keywords=[])
+
     st = ast.Assign(
         targets=[ast.Tuple(elts=[ast.Name(id=n, ctx=ast.Store())
                                  for n in ("__ls_lo", "__ls_hi", "__ls_step")], ctx=ast.Store())],
-        value=ast.Tuple(elts=[copy.deepcopy(lo), copy.deepcopy(hi), copy.deepcopy(step)],
-                        ctx=ast.Load()))
+        value=ast.Tuple(elts=[check(lo), check(hi), check(step)], ctx=ast.Load()))
     return _fix([st], line)
 
 
@@ -311,7 +382,7 @@ def _sequential_with_ranges(body: list[ast.stmt], analysis: LoopAnalysis) -> lis
     loop = copy.deepcopy(loop)
     line = loop.lineno
     nargs = len(analysis.range_args)
-    pre = _range_assign(analysis.range_args, line)
+    pre = _range_assign(analysis.range_args, line, checked=True)
     pre += _stmts("""
         __ls_put(__ls_sta, 2, __ls_lo)
         __ls_put(__ls_sta, 3, __ls_step)
@@ -368,12 +439,25 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     pre, post = fdef.body[:idx], fdef.body[idx + 1:]
     var = analysis.loop_var
     reds = dict(analysis.reductions)
+    forms = dict(getattr(analysis, "reduction_forms", None) or {})
     rename = {s: f"__ls_r_{s}" for s in reds}
     has_red = bool(reds)
+    #: `s = min(e, s)` reductions: a per-block flag, set when the block met a NaN
+    flags = {s: f"__ls_nan_{s}" for s, op in reds.items()
+             if op in ("min", "max") and forms.get(s) == "last"}
+    # the per-block partials: one per reduction, then one per flag
+    partials = [*reds, *flags.values()]
 
     def body_copy() -> list[ast.stmt]:
         b = [_Rename(rename).visit(copy.deepcopy(st)) for st in loop.body]
+        if flags:
+            tr = _FlagNaN({rename[s]: f for s, f in flags.items()})
+            b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(
+                tr.visit(st))]
         return b
+
+    def combine(s: str, op: str, p: str, flag: str | None) -> list[ast.stmt]:
+        return _stmts(_combine_src(s, op, forms.get(s), p, flag), line)
 
     nargs = len(analysis.range_args)
     # an iteration that runs a loop of its own: short reduction blocks (see _runtime)
@@ -420,7 +504,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
 
     # ---- serial ------------------------------------------------------------
     s_body: list[ast.stmt] = _stmts("__ls_put(__ls_sta, 1, -1)", head) + list(pre)
-    s_body += _range_assign(analysis.range_args, line)
+    s_body += _range_assign(analysis.range_args, line, checked=True)
     s_body += _stmts(_trip_src(nargs), line)
     s_body += _stmts("""
         __ls_put(__ls_sta, 2, __ls_lo)
@@ -441,12 +525,14 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             __ls_put(__ls_sta, 1, __ls_b1)
     """, line)[0]
     for s, op in reds.items():
-        outer.body += _stmts(f"{rename[s]} = " + _IDENTITY[op].format(s0=f"__ls_s0_{s}"),  # type: ignore
-                             line)
+        outer.body += _stmts(f"{rename[s]} = " + _identity_src(  # type: ignore[attr-defined]
+            op, f"__ls_s0_{s}", f"__ls_s0_{s}"), line)
+    for f in flags.values():
+        outer.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
     outer.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
     outer.body += zdiv_check()  # type: ignore[attr-defined]
     for s, op in reds.items():
-        outer.body += _stmts(_COMBINE[op].format(s=s, p=rename[s]), line)  # type: ignore
+        outer.body += combine(s, op, rename[s], flags.get(s))  # type: ignore[attr-defined]
     s_body.append(outer)
     s_body += _stmts("__ls_put(__ls_sta, 1, -1)", line)
     s_body += list(post)
@@ -497,7 +583,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         pre_name, chunk_name, post_name = (f"{base}__ls_pre", f"{base}__ls_chunk",
                                            f"{base}__ls_post")
         pre_body = [_ReturnToRaise().visit(copy.deepcopy(st)) for st in pre]
-        pre_body += _range_assign(analysis.range_args, line)
+        pre_body += _range_assign(analysis.range_args, line, checked=True)
         pre_body += _stmts(_trip_src(nargs), line)
         pre_body += copy.deepcopy(checks)
         if has_red:
@@ -506,7 +592,9 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             pre_body += _stmts("__ls_bs = 1", line)
         pre_body += _stmts("__ls_nb = (__ls_n + __ls_bs - 1) // __ls_bs", line)
         for s, op in reds.items():
-            pre_body += _stmts(f"{rename[s]} = " + _IDENTITY[op].format(s0=s), line)
+            pre_body += _stmts(f"{rename[s]} = " + _identity_src(op, s, s), line)
+        for f in flags.values():
+            pre_body += _stmts(f"{f} = False", line)
         if has_red:
             dead = _stmts("""
                 if __ls_n < 0:
@@ -518,7 +606,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             pre_body.append(dead)
         # the identities, typed like the partials (the dead copy of the body above
         # unified their types); the caller allocates one partial per block from them
-        parts = "".join(f"{rename[s]}, " for s in reds)
+        parts = "".join(f"{rename[s]}, " for s in reds) + "".join(f"{f}, "
+                                                                 for f in flags.values())
         state_t = "".join(f"{s}, " for s in state)
         # one flat tuple of scalars and arrays: flat arguments keep Numba's
         # dispatch on its fast path (a nested tuple costs tens of microseconds)
@@ -526,7 +615,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
                            f"{state_t})", line)
         pre_fn = _func(pre_name, copy.deepcopy(fdef.args), pre_body, head)
 
-        part_params = [f"__ls_p_{s}" for s in reds]
+        part_params = [f"__ls_p_{s}" for s in partials]
         c_body: list[ast.stmt] = [copy.deepcopy(d) for d in local_defs]
         if has_red:
             for s in reds:
@@ -539,12 +628,17 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
                         __ls_b1 = __ls_n
             """, line)[0]
             for s, op in reds.items():
-                blk.body += _stmts(f"{rename[s]} = " +  # type: ignore[attr-defined]
-                                   _IDENTITY[op].format(s0=f"__ls_s0_{s}"), line)
+                # (a min/max partial takes the partials' type: the accumulator's)
+                blk.body += _stmts(f"{rename[s]} = " + _identity_src(  # type: ignore
+                    op, f"__ls_s0_{s}", f"__ls_p_{s}[__ls_b]"), line)
+            for f in flags.values():
+                blk.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
             blk.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
             blk.body += zdiv_check()  # type: ignore[attr-defined]
             for s in reds:
                 blk.body += _stmts(f"__ls_p_{s}[__ls_b] = {rename[s]}", line)  # type: ignore
+            for f in flags.values():
+                blk.body += _stmts(f"__ls_p_{f}[__ls_b] = {f}", line)  # type: ignore
             c_body.append(blk)
         else:
             c_body.append(block_loop("__ls_c0", "__ls_c1"))
@@ -561,8 +655,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             """, line)[0]
             comb.body = []  # type: ignore[attr-defined]
             for s, op in reds.items():
-                comb.body += _stmts(_COMBINE[op].format(s=s, p=f"__ls_p_{s}[__ls_b]"),  # type: ignore
-                                    line)
+                comb.body += combine(s, op, f"__ls_p_{s}[__ls_b]",  # type: ignore[attr-defined]
+                                     f"__ls_p_{flags[s]}[__ls_b]" if s in flags else None)
             p_body.append(comb)
         p_body += list(post)
         post_fn = _func(post_name, _simple_args(["__ls_nb", *part_params, *state]),
@@ -571,5 +665,5 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         names = [pre_name, chunk_name, post_name]  # type: ignore[list-item]
     module = ast.Module(body=defs, type_ignores=[])
     return GeneratedCode(module, serial_name, names[0], names[1], names[2], state, plan_reason,
-                         tuple(reds), tuple(s for s in state if s in in_loop), pre_writes,
+                         tuple(partials), tuple(s for s in state if s in in_loop), pre_writes,
                          post_empty=not reds and not post)

@@ -209,6 +209,9 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         "__ls_one": _runtime.ls_one_i,
         "__ls_put": _runtime.ls_put,
         "__ls_nonneg": _runtime.ls_nonneg,
+        "__ls_min_top": _runtime.ls_min_top,
+        "__ls_max_top": _runtime.ls_max_top,
+        "__ls_int": _runtime.ls_range_int,
         "__ls_EarlyReturn": _runtime.EarlyReturn,
         "__ls_zdiv": _lowering.ls_zdiv_pending,
     })
@@ -350,6 +353,12 @@ def cache_key(*parts: str) -> str:
 
 _LOC_RE = re.compile(r'File "([^"]+)", line (\d+)|\bat (/[^\s()]+|[\w.-]+\.py) \((\d+)\)')
 _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r"loopscale-range-bound: (the range\(\) bound `.*?` is [^\n]*?), not an "
+                r"integer"),
+     "{0}, not an integer (Python raises TypeError: 'float' object cannot be interpreted "
+     "as an integer)",
+     "make the bound an integer: use `//` (floor division) instead of `/`, or wrap it in "
+     "int(...)"),
     (re.compile(r"lowering \"\S+ = build_map\(|lowering \"\S+ = build_list\("),
      "a dict or list literal mixing value types",
      "give a container one key type and one value type (or use NumPy arrays, one per "

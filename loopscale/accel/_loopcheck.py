@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 
 from ._astutil import (
+    _ALLOCATORS,
     _MUTATING_METHODS,
+    ShiftedView,
     _aliases,
+    _bindings,
     _const_int,
     _flat_chain,
     _index_positions,
@@ -57,6 +60,18 @@ _RNG_METHODS = frozenset({
 #: NumPy functions that write into their first argument.
 _WRITES_FIRST_ARG = frozenset({"copyto", "put", "place", "putmask", "fill_diagonal",
                                "put_along_axis"})
+
+
+#: Calls that return a new value (never a view of their arguments).
+_FRESH_CALLS = frozenset({"float", "int", "complex", "bool", "abs", "len", "round", "sum",
+                          "min", "max", "float64", "float32", "int64", "int32", "complex128",
+                          "astype", "copy", "tolist"})
+
+
+def _fresh_call(call: ast.Call) -> bool:
+    f = call.func
+    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+    return name in _ALLOCATORS or name in _FRESH_CALLS
 
 
 def _bind_call(params: list[str], call: ast.Call) -> list[ast.expr | None] | None:
@@ -308,6 +323,8 @@ class _Access:
     #: the least value of the loop variable where the access runs, when a
     #: condition around it sets one (``if i > 0: u[i - 1]``)
     floor: int | None = None
+    #: the access goes through a tuple/list of arrays (``arrs[0][i]``)
+    container: bool = False
 
 
 class _Unsafe(Exception):
@@ -339,7 +356,7 @@ class _LoopChecker:
     def __init__(self, fdef: ast.FunctionDef, loop: ast.For, index: int, resolver: Resolver,
                  aliases: dict[str, set[str]], array_names: set[str], line0: int,
                  helper_cache: dict[int, _HelperSummary],
-                 shifted: dict[str, tuple[int, str]] | None = None) -> None:
+                 shifted: dict[str, ShiftedView] | None = None) -> None:
         self.fdef = fdef
         self.loop = loop
         self.index = index
@@ -351,10 +368,14 @@ class _LoopChecker:
         self.assigned_in_body: set[str] = set()
         self.accesses: list[_Access] = []
         self.reductions: dict[str, str] = {}
+        self.reduction_forms: dict[str, str] = {}  # see _reduction_form
         self.red_nodes: set[int] = set()
-        self.private_alias: dict[str, tuple[str, list[ast.expr]] | _Opaque | None] = {}
+        #: names bound inside the loop body -> what each of their bindings may view:
+        #: ``(root, leading positions)``, an :class:`_Opaque` view, or None (a fresh
+        #: value); every binding counts (``c = a`` and, on a branch, ``c = b``)
+        self.private_alias: dict[str, list[tuple[str, list[ast.expr]] | _Opaque | None]] = {}
         self.helper_cache = helper_cache
-        self.shifted = shifted or {}  # pre-loop views at other indices: name -> (line, text)
+        self.shifted = shifted or {}  # pre-loop views at other indices (and containers)
         self.floors: dict[int, int] = {}  # id(node) -> least loop variable there (guards)
         a = fdef.args
         self.local_names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
@@ -453,12 +474,21 @@ class _LoopChecker:
                     raise _Unsafe(self.line(node), "`yield` inside the loop")
 
     # -- scalars -----------------------------------------------------------
-    def _reduction_form(self, st: ast.stmt) -> tuple[str, str] | None:
-        """``(name, op)`` when *st* is a reduction statement."""
+    def _reduction_form(self, st: ast.stmt) -> tuple[str, str, str] | None:
+        """``(name, op, form)`` when *st* is a reduction statement.
+
+        *form* tells how the statement updates the accumulator, which the combine
+        of the per-block partials must repeat: ``"aug"`` (``s += e``, in place for
+        an array) or ``"assign"`` (``s = s + e``, a new value) for ``+``/``*``;
+        for ``min``/``max``, ``"strict"`` (``e`` replaces ``s`` when strictly
+        better: ``s = min(s, e)``, ``if e < s: s = e``), ``"loose"`` (when better
+        or equal: ``if e <= s: s = e``) or ``"last"`` (``s = min(e, s)``: ``e``
+        replaces ``s`` unless ``s`` is strictly better, so a NaN ``e`` does).
+        """
         if isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name):
             op = _REDUCTION_OPS.get(type(st.op))
             if op and st.target.id not in _names_loaded(st.value):
-                return st.target.id, op
+                return st.target.id, op, "aug"
             return None
         if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(
                 st.targets[0], ast.Name):
@@ -469,18 +499,18 @@ class _LoopChecker:
                 left_is = isinstance(v.left, ast.Name) and v.left.id == name
                 right_is = isinstance(v.right, ast.Name) and v.right.id == name
                 if left_is and name not in _names_loaded(v.right):
-                    return name, op
+                    return name, op, "assign"
                 if right_is and not isinstance(v.op, ast.Sub) and name not in _names_loaded(
                         v.left):
-                    return name, op
+                    return name, op, "assign"
             if (isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
                     and v.func.id in ("min", "max") and len(v.args) == 2 and not v.keywords
                     and self.resolver.value(v.func) in (min, max)):
                 a, b = v.args
                 if isinstance(a, ast.Name) and a.id == name and name not in _names_loaded(b):
-                    return name, v.func.id
+                    return name, v.func.id, "strict"
                 if isinstance(b, ast.Name) and b.id == name and name not in _names_loaded(a):
-                    return name, v.func.id
+                    return name, v.func.id, "last"
             return None
         if (isinstance(st, ast.If) and not st.orelse and len(st.body) == 1
                 and isinstance(st.body[0], ast.Assign) and len(st.body[0].targets) == 1
@@ -492,27 +522,30 @@ class _LoopChecker:
             if name in _names_loaded(e):
                 return None
             is_s = (lambda n: isinstance(n, ast.Name) and n.id == name)  # noqa: E731
+            form = "loose" if isinstance(cmp, (ast.GtE, ast.LtE)) else "strict"
             if _same(left, e) and is_s(right):
                 if isinstance(cmp, (ast.Gt, ast.GtE)):
-                    return name, "max"
+                    return name, "max", form
                 if isinstance(cmp, (ast.Lt, ast.LtE)):
-                    return name, "min"
+                    return name, "min", form
             if is_s(left) and _same(right, e):
                 if isinstance(cmp, (ast.Lt, ast.LtE)):
-                    return name, "max"
+                    return name, "max", form
                 if isinstance(cmp, (ast.Gt, ast.GtE)):
-                    return name, "min"
+                    return name, "min", form
         return None
 
     def find_reductions(self, defined_before: set[str]) -> None:
         candidates: dict[str, set[str]] = {}
+        forms: dict[str, dict[str, ast.stmt]] = {}
         nodes: dict[str, list[ast.stmt]] = {}
         bad: set[str] = set()
         for st in _walk_stmts(self.loop.body):
             form = self._reduction_form(st)
             if form:
-                name, op = form
+                name, op, how = form
                 candidates.setdefault(name, set()).add(op)
+                forms.setdefault(name, {}).setdefault(how, st)
                 nodes.setdefault(name, []).append(st)
                 if isinstance(st, ast.If):  # `if e > m: m = e`: its assignment belongs to it
                     nodes[name].append(st.body[0])
@@ -533,11 +566,88 @@ class _LoopChecker:
                            and isinstance(n.ctx, ast.Load) and id(n) not in reduction_ids]
             if other_reads:
                 continue
-            # and inside its own statements only as the accumulator
-            self.reductions[name] = ops.pop()
+            op = ops.pop()
+            how = forms[name]
+            if op in ("min", "max") and len(how) > 1:
+                (f1, st1), (f2, st2) = sorted(how.items())[:2]
+                raise _Unsafe(self.line(st2), f"`{name}` is updated with {op}() in two ways "
+                              f"that keep different values on ties and NaN (`{self.src(st1)}`, "
+                              f"line {self.line(st1)}, and `{self.src(st2)}`): the result "
+                              "depends on the order of the updates, so they run in order")
+            self.reductions[name] = op
+            self.reduction_forms[name] = (next(iter(how)) if len(how) == 1 else "mixed")
             self.red_nodes.update(id(st) for st in nodes[name] if not (
                 isinstance(st, ast.Assign) and any(isinstance(o, ast.If) and o.body[0] is st
                                                    for o in nodes[name])))
+
+    def check_accumulators(self, params: set[str]) -> None:
+        """An accumulator updated in place (``acc += e``) may be split into per-block
+        partials only when no other name in the loop reaches its memory: with
+        ``acc = A[0]`` (a view), ``acc = out`` or ``v = acc[:]``, each iteration of
+        the loop sees the running total through that other name, which block
+        partials do not reproduce."""
+        pre = self.fdef.body[:self.index]
+        for name, form in self.reduction_forms.items():
+            if form not in ("aug", "mixed"):
+                continue
+            inits = [b for b in _bindings(pre) if b.name == name]
+            fresh = name not in params and bool(inits)
+            roots: set[str] = {name} if name in params else set()
+            for b in inits:
+                srcs = self._sources(b.value)
+                if isinstance(b.value, ast.Call) and not _fresh_call(
+                        b.value) and self.resolver.helper(b.value.func) is None:
+                    srcs |= {n.id for a in [*b.value.args, *(k.value for k in b.value.keywords)]
+                             for n in ast.walk(a) if isinstance(n, ast.Name)}
+                srcs.discard(name)
+                if srcs:
+                    fresh = False
+                roots |= {r for s in srcs for r in self.roots(s)}
+            roots.discard(name)
+            # the names whose memory may be the accumulator's
+            shared = set(roots)
+            for other, its in self.aliases.items():
+                if other != name and its & (roots | {name}):
+                    shared |= its | {other}
+            shared.discard(name)
+            init = next((b for b in inits if b.kind == "assign"), None)
+            made = (f" (`{name} = {self.src(init.value)}`, line {self.line(init.stmt)})"
+                    if init is not None else " (an argument)" if name in params else "")
+            for acc in self.accesses:
+                if acc.root in shared or acc.root == name:
+                    st = self.red_stmt(name)
+                    other = acc.root
+                    if other == name:  # through another name: `v[0]` of `v = acc[:]`
+                        try:
+                            loaded = {n.id for n in ast.walk(ast.parse(acc.text))
+                                      if isinstance(n, ast.Name)}
+                        except SyntaxError:
+                            loaded = set()
+                        other = next((n for n in sorted(shared & loaded)), acc.text)
+                    maybe = (f" when `{self.src(init.value)}` is an array rather than a number"
+                             if init is not None and isinstance(init.value, ast.Subscript)
+                             else "")
+                    fix = (f"no other name may refer to `{name}`" if fresh else
+                           f"start it from a fresh value, e.g. `{name} = 0.0`, `np.zeros(...)` "
+                           f"or `.copy()`, or write `{name} = {name} + ...`")
+                    raise _Unsafe(acc.line, f"the accumulator `{name}`{made} may share memory "
+                                  f"with `{other}`{maybe}; then `{self.src(st)}` (line "
+                                  f"{self.line(st)}) updates it in place, and the loop reads or "
+                                  f"writes it here (`{acc.text}`): each iteration sees the "
+                                  "running value, which per-block partial results cannot "
+                                  f"reproduce ({fix})")
+            if form == "mixed" and not fresh:
+                st = self.red_stmt(name)
+                raise _Unsafe(self.line(st), f"the accumulator `{name}`{made} is updated both "
+                              f"in place (`{name} += ...`) and by assignment (`{name} = {name} "
+                              "+ ...`), and it may be an array the caller sees: whether that "
+                              "array is changed depends on the order of the updates")
+
+    def red_stmt(self, name: str) -> ast.stmt:
+        return next(st for st in _walk_stmts(self.loop.body)
+                    if id(st) in self.red_nodes and name in _stmt_targets(st)
+                    or isinstance(st, ast.If) and id(st) in self.red_nodes
+                    and name in _stmt_targets(st.body[0]))
 
     def check_scalars(self, defined_before: set[str], read_after: dict[str, int]) -> list[str]:
         assigned: set[str] = set()
@@ -567,11 +677,19 @@ class _LoopChecker:
     def collect_accesses(self) -> None:
         self.floors = _guard_floors(self.loop, self.var)
         body_module = ast.Module(body=self.loop.body, type_ignores=[])
-        # private views defined in the body: name -> (root, leading positions) or None (fresh)
-        for st in _walk_stmts(self.loop.body):
-            if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(
-                    st.targets[0], ast.Name):
-                self.private_alias[st.targets[0].id] = self._view_of(st.value)
+        # private views defined in the body: name -> [(root, leading positions), an
+        # opaque view or None (fresh)], one per binding
+        for b in _bindings(self.loop.body):
+            if b.kind == "assign":
+                view = self._view_of(b.value)
+            else:  # an element of a container or an array (`for arr in arrs`), unpacking
+                roots = self._sources(b.value)
+                head = self.src(b.stmt).splitlines()[0].rstrip(":") if isinstance(
+                    b.stmt, (ast.For, ast.With)) else self.src(b.value)
+                view = _Opaque(roots, f"`{head}`") if roots else None
+            self.private_alias.setdefault(b.name, []).append(view)
+        for name in self.assigned_in_body - set(self.private_alias):
+            self.private_alias[name] = [None]  # `x += 1` on a scalar, a `with` target...
         inner = {id(n.value) for n in ast.walk(body_module) if isinstance(n, ast.Subscript)}
         for node in ast.walk(body_module):
             if isinstance(node, ast.Subscript):
@@ -594,15 +712,81 @@ class _LoopChecker:
                 base, pos = _index_positions(node.target)
                 if base is not None and _flat_chain(node.target):
                     self._add_access(base.id, pos, False, node.target)  # the read half
+            elif (isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
+                  and node.target.id in self.private_alias and id(node) not in self.red_nodes
+                  and self._views_an_array(node.target.id)):
+                # `c += x` where the loop made `c` a view of an array: updates it in place
+                self._add_access_whole(node.target.id, True, node)
+                self._add_access_whole(node.target.id, False, node)
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
                 raise _Unsafe(self.line(node),
                               f"assignment to the attribute `{self.src(node)}` inside the loop")
-        # whole-array uses: a Name of an array used outside subscripts/metadata
+        # whole-array uses: a Name of an array used outside subscripts/metadata; `c = a`
+        # in the loop only names `a` (what is done through `c` counts as done to `a`)
+        bound_values: set[int] = set()
+
+        def binding_names(value: ast.expr) -> None:
+            if isinstance(value, ast.Name):
+                bound_values.add(id(value))
+            elif isinstance(value, ast.IfExp):
+                binding_names(value.body)
+                binding_names(value.orelse)
+            elif isinstance(value, (ast.Tuple, ast.List)):
+                for e in value.elts:
+                    binding_names(e)
+            elif isinstance(value, (ast.Starred, ast.NamedExpr)):
+                binding_names(value.value)
+
+        for b in _bindings(self.loop.body):
+            binding_names(b.value)
         for node in _whole_uses(body_module, self.array_names | set(self.aliases)):
-            if node.id in self.private_alias or node.id in self.assigned_in_body:
+            if id(node) in bound_values:
                 continue
-            for root in self.roots(node.id):
+            if node.id in self.private_alias:
+                self._add_access_whole(node.id, False, node)
+                continue
+            for root in sorted(self.roots(node.id)):
                 self.accesses.append(_Access(root, None, False, self.line(node), node.id))
+
+    def _least_ndim(self, name: str) -> int:
+        """The least number of dimensions the function's code shows *name* has:
+        the most indices it is subscripted with (``a[i, j]``: 2), ``a.shape[k]``."""
+        best = 0
+        for node in ast.walk(self.fdef):
+            if isinstance(node, ast.Subscript):
+                base, pos = _index_positions(node)
+                if base is not None and base.id == name and _flat_chain(node) and not any(
+                        isinstance(e, ast.Constant) and e.value is Ellipsis for e in pos):
+                    if (isinstance(node.value, ast.Attribute) and node.value.attr == "shape"):
+                        continue
+                    best = max(best, len(pos))
+                if (isinstance(node.value, ast.Attribute) and node.value.attr == "shape"
+                        and isinstance(node.value.value, ast.Name)
+                        and node.value.value.id == name):
+                    k = _const_int(node.slice)
+                    if k is not None and k >= 0:
+                        best = max(best, k + 1)
+        return best
+
+    def _views_an_array(self, name: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether a binding in the loop makes *name* a view of an array for sure
+        (``c = a`` of an indexed array, ``c = a[1:]``, ``c = a.T``), so that
+        ``c += x`` updates that array in place.  ``t = a[i]`` may be a number."""
+        for view in self.private_alias.get(name, []):
+            if isinstance(view, _Opaque):
+                return True
+            if view is None:
+                continue
+            root, lead = view
+            if any(isinstance(e, ast.Slice) or (isinstance(e, ast.Constant)
+                                                and e.value is Ellipsis) for e in lead):
+                return True
+            if lead and len(lead) < self._least_ndim(root):
+                return True  # `r = a[i]` of an `a` indexed elsewhere as `a[i, j]`: a row
+            if not lead and root not in seen and (
+                    root in self.array_names or self._views_an_array(root, seen | {name})):
+                return True
+        return False
 
     def _view_of(self, value: ast.expr) -> tuple[str, list[ast.expr]] | _Opaque | None:
         """What a name assigned *value* in the body views: ``(root, leading
@@ -631,50 +815,82 @@ class _LoopChecker:
                         out |= _view_sources(node.args[pidx])
         return out
 
-    def _add_opaque(self, names: set[str], write: bool, node: ast.AST, text: str) -> None:
+    def _add_opaque(self, names: set[str], write: bool, node: ast.AST, text: str,
+                    seen: frozenset[str] = frozenset()) -> None:
         """An access of the arrays *names* through a view the analysis does not follow."""
-        for name in names:
+        for name in sorted(names):
             if isinstance(self.resolver.value(ast.Name(id=name, ctx=ast.Load())),
                           types.ModuleType):
                 continue  # `np` of `np.ravel(a)[j]`
             if name in self.private_alias:
-                view = self.private_alias[name]
+                if name in seen:
+                    continue
+                for view in self.private_alias[name]:
+                    if view is None:
+                        continue  # a fresh array private to the iteration
+                    if isinstance(view, _Opaque):
+                        self._add_opaque(view.roots - {name}, write, node, text, seen | {name})
+                    elif view[0] != name:
+                        self._add_opaque({view[0]}, write, node, text, seen | {name})
+                    else:
+                        self._opaque_roots(name, write, node, text)
+                continue
+            self._opaque_roots(name, write, node, text)
+
+    def _opaque_roots(self, name: str, write: bool, node: ast.AST, text: str) -> None:
+        for root in sorted(self.roots(name)):
+            self.accesses.append(_Access(root, None, write, self.line(node), self.src(node),
+                                         view=text))
+
+    def _add_access(self, name: str, pos: list[ast.expr], write: bool, node: ast.AST,
+                    seen: frozenset[str] = frozenset()) -> None:
+        if name in self.private_alias:
+            if name in seen:
+                return
+            for view in self.private_alias[name]:
                 if view is None:
                     continue  # a fresh array private to the iteration
                 if isinstance(view, _Opaque):
-                    self._add_opaque(view.roots - {name}, write, node, text)
+                    self._add_opaque(view.roots - {name}, write, node, view.text, seen | {name})
                     continue
-                name = view[0]
-            elif name in self.assigned_in_body:
-                continue
-            for root in self.roots(name):
-                self.accesses.append(_Access(root, None, write, self.line(node),
-                                             self.src(node), view=text))
+                root_name, lead = view
+                if root_name in self.private_alias and root_name != name:
+                    self._add_access(root_name, lead + pos, write, node, seen | {name})
+                else:
+                    self._root_access(root_name, lead + pos, write, node)
+            return
+        self._root_access(name, pos, write, node)
 
-    def _add_access(self, name: str, pos: list[ast.expr], write: bool, node: ast.AST) -> None:
-        if name in self.private_alias:
-            view = self.private_alias[name]
-            if view is None:
-                return  # a fresh array private to the iteration
-            if isinstance(view, _Opaque):
-                return self._add_opaque(view.roots - {name}, write, node, view.text)
-            root_name, lead = view
-            if root_name in self.private_alias and root_name != name:
-                return self._add_access(root_name, lead + pos, write, node)
-            name, pos = root_name, lead + pos
-        elif name in self.assigned_in_body:
-            return  # assigned in the loop by something else (a call result): private
+    def _root_access(self, name: str, pos: list[ast.expr] | None, write: bool,
+                     node: ast.AST) -> None:
+        """An access of *name* (not bound in the loop) at *pos*, for each array it
+        may refer to."""
         shifted = self.shifted.get(name)
-        view = f"`{shifted[1]}` (line {shifted[0] + self.line0})" if shifted else None
+        if shifted is not None and shifted.elements and pos:
+            k = _const_int(pos[0])
+            n = len(shifted.elements)
+            if k is not None and -n <= k < n and shifted.elements[k] != name:
+                # `arrs[0][i]` of `arrs = (a, b)`: `a[i]`
+                return self._root_access(shifted.elements[k], pos[1:], write, node)
+        view = None
+        container = False
+        if shifted is not None:
+            container = shifted.container
+            what = "the tuple/list " if container else ""
+            view = f"{what}`{shifted.text}` (line {shifted.line + self.line0})"
+            if not shifted.exact:
+                pos = None  # its indices may reach one element twice: anywhere
         floor = self.floors.get(id(node))
-        for root in self.roots(name):
+        for root in sorted(self.roots(name)):
             self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node),
-                                         view=view, floor=floor))
+                                         view=view, floor=floor, container=container))
 
     def _call_access(self, call: ast.Call) -> None:
         func = call.func
         # method call on an array: a.fill(0), a[i].sort()
-        if isinstance(func, ast.Attribute) and func.attr in _MUTATING_METHODS:
+        if (isinstance(func, ast.Attribute) and func.attr in _MUTATING_METHODS
+                and not isinstance(self.resolver.value(func.value), types.ModuleType)):
+            # (`np.sort(a)` is a function of a module, returning a new array)
             obj = func.value
             if isinstance(obj, ast.Subscript):
                 base, pos = _index_positions(obj)
@@ -753,17 +969,21 @@ class _LoopChecker:
 
     def _add_access_whole(self, name: str, write: bool, node: ast.AST) -> None:
         if name in self.private_alias:
-            view = self.private_alias[name]
-            if view is None:
-                return
-            if isinstance(view, _Opaque):
-                return self._add_opaque(view.roots - {name}, write, node, view.text)
-            root_name, lead = view
-            self._add_access(root_name, lead + [ast.Constant(value=Ellipsis)], write, node)
+            for view in self.private_alias[name]:
+                if view is None:
+                    continue
+                if isinstance(view, _Opaque):
+                    self._add_opaque(view.roots - {name}, write, node, view.text,
+                                     frozenset({name}))
+                    continue
+                root_name, lead = view
+                if root_name == name:
+                    self._root_access(name, None, write, node)
+                else:
+                    self._add_access(root_name, lead + [ast.Constant(value=Ellipsis)], write,
+                                     node, frozenset({name}))
             return
-        if name in self.assigned_in_body:
-            return
-        for root in self.roots(name):
+        for root in sorted(self.roots(name)):
             self.accesses.append(_Access(root, None, write, self.line(node), self.src(node)))
 
     def _write_target(self, arg: ast.expr, call: ast.Call, whole: bool = False,
@@ -816,12 +1036,22 @@ class _LoopChecker:
             if not written or forced:
                 continue
             writes = [a for a in accs if a.write]
+            self._check_container(root, accs, writes, views)
             # every access through one and the same view: its own indices are exact
             viewed = None if len(views) == 1 and all(a.positions is not None for a in accs) \
                 else next((a for a in accs if a.view is not None and a.view != writes[0].view),
                           None)
             if viewed is None and len(views) > 1:
                 viewed = next(a for a in accs if a.view is not None)
+            if viewed is not None and viewed is writes[0]:
+                other = next((a for a in accs if a.view != viewed.view), None)
+                if other is not None:
+                    how = "written" if other.write else "read"
+                    raise _Unsafe(viewed.line, f"`{root}` is written here (`{viewed.text}`) "
+                                  f"through {viewed.view}, a view that holds its elements at "
+                                  "other indices (or at indices the analysis does not follow), "
+                                  f"and {how} at `{other.text}` (line {other.line}): one "
+                                  "iteration may touch what another writes")
             if viewed is not None:
                 w = writes[0]
                 how = "written" if viewed.write else "read"
@@ -834,6 +1064,10 @@ class _LoopChecker:
                 continue
             # explain the first conflict
             for w in writes:
+                if w.positions is None and w.view is not None:
+                    raise _Unsafe(w.line, f"`{w.text}` writes `{root}` through {w.view}, a "
+                                  "view whose indices the analysis does not follow: which "
+                                  "elements each iteration writes is not known")
                 if w.positions is None:
                     raise _Unsafe(w.line, f"`{root}` is written as a whole (`{w.text}`) in "
                                   "every iteration")
@@ -858,6 +1092,34 @@ class _LoopChecker:
                           "both, so one iteration touches elements another iteration writes (a "
                           "loop-carried dependence)")
         return roles
+
+    def _check_container(self, root: str, accs: list[_Access], writes: list[_Access],
+                         views: set[str | None]) -> None:
+        """Raise when the written array *root* is reached through a tuple/list of arrays
+        (``arrs[0][i]``) and also otherwise, or at indices that do not identify it."""
+        cont = next((a for a in accs if a.container), None)
+        if cont is None or (len(views) == 1 and all(a.positions is not None for a in accs)):
+            return  # reached through that one container only: its indices are exact
+        cw = next((a for a in writes if a.container), None)
+        if cw is not None:
+            other = next((a for a in accs if a is not cw and (a.view != cw.view or a.positions
+                                                              is None)), None)
+            also = (f"the loop also {'writes' if other.write else 'reads'} `{root}` at "
+                    f"`{other.text}` (line {other.line})" if other is not None else
+                    f"the container may hold `{root}` more than once (or is filled in ways the "
+                    "analysis does not follow)")
+            raise _Unsafe(cw.line, f"`{cw.text}` writes through {cw.view}, a tuple/list of "
+                          "arrays: the analysis cannot identify which array it writes, so it "
+                          "counts as a write to each array the container may hold; `{root}` is "
+                          f"one of them, and {also}: one iteration may touch what another "
+                          "writes".replace("{root}", root))
+        w = writes[0]
+        raise _Unsafe(cont.line, f"`{root}` is written in the loop (`{w.text}`, line {w.line}) "
+                      f"and may be {'written' if cont.write else 'read'} here (`{cont.text}`) "
+                      f"through {cont.view}, a tuple/list of arrays: the analysis cannot "
+                      "identify which array that access reaches, so it counts as an access of "
+                      "each array the container may hold: one iteration may touch what another "
+                      "writes")
 
     def _floors(self, accs: list[_Access], axis: int | None, offsets: tuple[int, ...]
                 ) -> tuple[int | None, ...]:

@@ -107,6 +107,10 @@ class LoopAnalysis:
     range_args: tuple[ast.expr, ...] = field(default=(), repr=False, compare=False)
     other_loops: tuple[tuple[int, str], ...] = ()  # (line, reason) of loops not chosen
     calls_blas: bool = False  # the loop calls np.dot, @, np.linalg... (BLAS via SciPy)
+    #: how each reduction updates its accumulator (see ``_LoopChecker._reduction_form``):
+    #: ``"aug"``/``"assign"``/``"mixed"`` for ``+``/``*``, ``"strict"``/``"loose"``/``"last"``
+    #: for ``min``/``max``; the combine of the per-block partials repeats it
+    reduction_forms: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def summary(self) -> str:
         """A one-line verdict."""

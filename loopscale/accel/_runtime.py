@@ -14,7 +14,8 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "block_size",
-           "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "EarlyReturn"]
+           "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_min_top",
+           "ls_max_top", "ls_range_int", "EarlyReturn"]
 
 #: A reduction loop is cut into at most this many blocks...
 MAX_BLOCKS = 1024
@@ -128,3 +129,46 @@ def _identity_intrinsic(value: int):  # type: ignore[no-untyped-def]
 
 ls_zero_i = intrinsic(_identity_intrinsic(0))
 ls_one_i = intrinsic(_identity_intrinsic(1))
+
+
+def _top_intrinsic(sign: float):  # type: ignore[no-untyped-def]
+    """The start of a block's ``min`` (*sign* +1) or ``max`` (-1) partial, typed like
+    *like* (the accumulator): +inf / -inf for a float, which every element (NaN
+    included) replaces or leaves as the loop's own statement would; *x* (the
+    accumulator's value before the loop) otherwise."""
+    def typer(typingctx, like, x):  # pragma: no cover - compiled
+        t = types.unliteral(like)
+        if not isinstance(t, (types.Number, types.Boolean)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            rt = signature.return_type
+            if isinstance(rt, types.Float):
+                return context.get_constant(rt, sign * float("inf"))
+            return context.cast(builder, args[1], signature.args[1], rt)
+
+        return t(like, x), codegen
+
+    return typer
+
+
+ls_min_top = intrinsic(_top_intrinsic(1.0))
+ls_max_top = intrinsic(_top_intrinsic(-1.0))
+
+
+@intrinsic(prefer_literal=True)
+def ls_range_int(typingctx, value, text):  # pragma: no cover - compiled
+    """*value*, a bound of the analysed ``range()``, when it is an integer; a typing
+    error naming the bound (*text*, its source) otherwise: ``range(n / 2)``."""
+    if isinstance(value, (types.Integer, types.Boolean)):
+        rt = types.unliteral(value)
+
+        def codegen(context, builder, signature, args):
+            return context.cast(builder, args[0], signature.args[0], rt)
+
+        return rt(value, text), codegen
+    from numba.core.errors import TypingError
+
+    what = getattr(text, "literal_value", "?")
+    raise TypingError(f"loopscale-range-bound: the range() bound `{what}` is {value}, not "
+                      "an integer")

@@ -243,6 +243,111 @@ def test_compiled_kernel_matches_python_for_each_dtype(name, dtype, n, seed):
 
 
 # ---------------------------------------------------------------------------
+# min/max reductions: NaN and signed zeros where the loop, run in order, keeps them
+# ---------------------------------------------------------------------------
+# Python's min(a, b) is `b if b < a else a`: `s = min(x[i], s)` takes a NaN x[i]
+# and drops it at the next element; `s = min(s, x[i])` never takes one; `if x[i]
+# <= s` keeps the later of -0.0 and 0.0. The per-block partials must give the same.
+
+
+def min_element_first(x, s):
+    for i in range(x.shape[0]):
+        s = min(x[i], s)
+    return s
+
+
+def min_accumulator_first(x, s):
+    for i in range(x.shape[0]):
+        s = min(s, x[i])
+    return s
+
+
+def max_element_first(x, s):
+    for i in range(x.shape[0]):
+        s = max(x[i], s)
+    return s
+
+
+def max_accumulator_first(x, s):
+    for i in range(x.shape[0]):
+        s = max(s, x[i])
+    return s
+
+
+def min_if_less_or_equal(x, s):
+    for i in range(x.shape[0]):
+        if x[i] <= s:
+            s = x[i]
+    return s
+
+
+def max_if_accumulator_less(x, s):
+    for i in range(x.shape[0]):
+        if s < x[i]:
+            s = x[i]
+    return s
+
+
+def min_two_updates(x, s):
+    for i in range(x.shape[0]):
+        s = min(x[i], s)
+        s = min(x[x.shape[0] - 1 - i] * 2, s)
+    return s
+
+
+MINMAX = [min_element_first, min_accumulator_first, max_element_first, max_accumulator_first,
+          min_if_less_or_equal, max_if_accumulator_less, min_two_updates]
+MINMAX_ACC = {f.__name__: accelerate(f) for f in MINMAX}
+
+
+def _same_value(got, want) -> bool:
+    """Equal as Python sees it, and NaN for NaN, -0.0 for -0.0."""
+    g, w = np.float64(got), np.float64(want)
+    if np.isnan(g) or np.isnan(w):
+        return bool(np.isnan(g) and np.isnan(w))
+    return bool(g == w and np.signbit(g) == np.signbit(w))
+
+
+def _minmax_data(n: int, where: str, dtype, rng) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(-50, 50, n).astype(dtype)
+    x = rng.choice(np.array([0.0, -0.0, 1.0, -1.0, 3.0, -3.0, np.inf, -np.inf]), n)
+    x = x.astype(dtype)
+    bs = 16  # the least block length of a reduction (loopscale.accel._runtime.MIN_BLOCK)
+    spots = {"last": [n - 1], "first": [0], "middle": [n // 2],
+             "block edges": [bs - 1, bs, 5 * bs - 1], "many": list(rng.integers(0, n, 40)),
+             "none": []}[where]
+    x[[k for k in spots if k < n]] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("where", ["last", "first", "middle", "block edges", "many", "none"])
+@pytest.mark.parametrize("name", [f.__name__ for f in MINMAX])
+def test_min_max_reductions_keep_nan_and_signed_zero_as_the_loop_does(name, where, dtype):
+    fn = MINMAX_ACC[name]
+    rng = np.random.default_rng(abs(hash((name, where))) % 2**32)
+    for n, x in [(3, np.array([3.0, 1.0, np.nan], dtype=dtype) if dtype != np.int64
+                  else np.array([3, 1, 2])),
+                 (1000, _minmax_data(1000, where, dtype, rng))]:
+        starts = ([np.inf, -np.inf, 0.0, -0.0, np.nan] if dtype != np.int64
+                  else [10**6, -10**6, 0])
+        for s0 in starts:
+            want = fn.py_func(x, s0)
+            results = []
+            with level("serial"):
+                results.append(("serial", fn(x, s0)))
+            for w in (1, 2, 3, 7):
+                with level("threads", max_workers=w):
+                    results.append((f"threads({w})", fn(x, s0)))
+            for lvl, got in results:
+                assert _same_value(got, want), (name, where, n, s0, lvl, got, want)
+    assert fn.analysis.parallel is True, fn.analysis.reason
+    assert set(fn.analysis.reductions.values()) <= {"min", "max"}
+
+
+# ---------------------------------------------------------------------------
 # pandas
 # ---------------------------------------------------------------------------
 

@@ -172,6 +172,39 @@ def test_uncompilable_construct_raises_compile_error_naming_function_file_and_li
     assert isinstance(info.value, TypeError) and isinstance(info.value, LoopscaleError)
 
 
+def half_sum_with_a_float_bound(x):
+    s = 0.0
+    for i in range(x.shape[0] / 2):  # `/` where `//` was meant
+        s += x[i]
+    return s
+
+
+def prefix_with_a_float_bound(x, out):
+    for i in range(1, x.shape[0] / 2):
+        out[i] = out[i - 1] + x[i]
+
+
+@pytest.mark.parametrize("func, make_args", [
+    (half_sum_with_a_float_bound, lambda: (np.ones(10),)),
+    (prefix_with_a_float_bound, lambda: (np.ones(10), np.zeros(10))),
+], ids=lambda f: getattr(f, "__name__", ""))
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_float_range_bound_is_a_type_error_naming_the_bound(func, make_args, lvl):
+    with pytest.raises(TypeError) as py_info:  # what Python itself says
+        func(*make_args())
+    assert "integer" in str(py_info.value)
+    fn = accelerate(func)
+    options = {"max_workers": 2} if lvl == "threads" else {}
+    with level(lvl, **options), pytest.raises(CompileError) as info:
+        fn(*make_args())
+    message = str(info.value)
+    assert isinstance(info.value, TypeError)
+    assert "range() bound `x.shape[0] / 2`" in message, message
+    assert names_location(message, THIS_FILE, line_of(func, "/ 2")), message
+    assert "`//`" in message and "int(" in message, message
+    assert "ls_put" not in message and "sequence of integers" not in message, message
+
+
 def test_compile_error_is_raised_at_every_call_not_only_the_first():
     for _ in range(2):
         with pytest.raises(CompileError):

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 
+import loopscale
 from loopscale import accelerate, prange
 
 from . import kernels as K
@@ -289,6 +290,138 @@ def test_accumulator_read_inside_the_loop_is_not_a_reduction():
     assert names_line(fn.analysis.reason, line_of(running_total, "out[i] = s")) or names_line(
         fn.analysis.reason, line_of(running_total, "s += x[i]")
     ), fn.analysis.reason
+
+
+def every_level(fn, make_args, workers=(1, 2, 3)):
+    """Python, serial and threads (each worker count) on fresh inputs: the result
+    and the arguments, exactly, and the levels bit for bit."""
+    py_args = make_args()
+    expected = fn.py_func(*py_args)
+    for lvl, options in (("serial", {}), *(("threads", {"max_workers": w}) for w in workers)):
+        args = make_args()
+        with loopscale.level(lvl, **options):
+            got = fn(*args)
+        assert_results_match(got, expected, exact=True, what=f"{lvl} {options}")
+        for g, e in zip(args, py_args, strict=True):
+            if isinstance(e, np.ndarray):
+                assert_results_match(g, e, exact=True, what=f"{lvl} {options}: an argument")
+
+
+# an array accumulator updated in place that another name reaches: not a reduction
+
+
+def accumulate_into_a_row_view(A):
+    acc = A[0]  # a view: row 0 of A
+    for i in range(1, A.shape[0]):
+        acc += A[i] * A[0, 0]  # reads A[0, 0], which `acc += ...` updates
+    return acc
+
+
+def accumulator_seen_through_a_view(A):
+    acc = np.zeros(A.shape[1])
+    v = acc[:]
+    for i in range(A.shape[0]):
+        acc += A[i] * (1 + v[0])  # the running total, through the view
+    return acc
+
+
+def accumulator_aliasing_an_argument(A, out):
+    acc = out
+    for i in range(A.shape[0]):
+        acc += A[i] * out[0]
+
+
+def _int_rows():
+    return (np.arange(1, 41, dtype=np.int64).reshape(20, 2) % 5,)
+
+
+@pytest.mark.parametrize("func, make_args", [
+    (accumulate_into_a_row_view, _int_rows),
+    (accumulator_seen_through_a_view, lambda: (np.arange(1, 41, dtype=np.int64).reshape(20, 2),)),
+    (accumulator_aliasing_an_argument,
+     lambda: (np.arange(1, 41, dtype=np.int64).reshape(20, 2) % 3, np.ones(2, np.int64))),
+], ids=lambda f: getattr(f, "__name__", ""))
+def test_an_accumulator_another_name_reaches_is_not_split_into_partials(func, make_args):
+    fn = accelerate(func)
+    assert fn.analysis.parallel is False, fn.analysis.reductions
+    assert "acc" not in fn.analysis.reductions
+    reason = fn.analysis.reason
+    assert names_line(reason, line_of(func, "acc += A[i]")), reason
+    assert "accumulator `acc`" in reason and "in place" in reason, reason
+    every_level(fn, make_args)
+
+
+def fresh_accumulator(A):
+    acc = np.zeros(A.shape[1], dtype=A.dtype)
+    for i in range(A.shape[0]):
+        acc += A[i]
+    return acc
+
+
+def accumulator_rebound_from_a_row(A):
+    acc = A[0]
+    for i in range(1, A.shape[0]):
+        acc = acc + A[i]  # a new array each time: A itself is never changed
+    return acc
+
+
+# (`acc` starts as a view of `A`: at the threads level the call checks that the two
+# share memory and runs the blocks in order, with a SerializationWarning)
+@pytest.mark.filterwarnings("ignore::loopscale.errors.SerializationWarning")
+@pytest.mark.parametrize("func", [fresh_accumulator, accumulator_rebound_from_a_row],
+                         ids=lambda f: f.__name__)
+def test_a_fresh_or_rebound_array_accumulator_stays_a_reduction(func):
+    fn = accelerate(func)
+    assert fn.analysis.parallel is True, fn.analysis.reason
+    assert fn.analysis.reductions == {"acc": "+"}
+    every_level(fn, lambda: (np.arange(4000, dtype=np.int64).reshape(2000, 2) % 7,))
+
+
+# a function of a module is not a write to the module
+
+
+def row_medians(M):
+    out = np.empty(M.shape[0])
+    for i in range(M.shape[0]):
+        r = np.sort(M[i])  # a new array; nothing shared is written
+        out[i] = r[r.shape[0] // 2]
+    return out
+
+
+def row_partitions(M, out):
+    for i in range(M.shape[0]):
+        r = np.partition(M[i], 4)
+        out[i] = r[4]
+
+
+def sort_rows_in_place(M):
+    for i in range(M.shape[0]):
+        M[i].sort()
+
+
+def sort_everything_each_time(x, out):
+    for i in range(x.shape[0]):
+        x.sort()
+        out[i] = x[i]
+
+
+@pytest.mark.parametrize("func, make_args", [
+    (row_medians, lambda: (np.random.default_rng(0).random((1000, 9)),)),
+    (row_partitions, lambda: (np.random.default_rng(1).random((1000, 9)), np.zeros(1000))),
+    (sort_rows_in_place, lambda: (np.random.default_rng(2).random((1000, 9)),)),
+], ids=lambda f: getattr(f, "__name__", ""))
+def test_numpy_sort_functions_are_not_writes_of_numpy(func, make_args):
+    fn = accelerate(func)
+    assert fn.analysis.parallel is True, fn.analysis.reason
+    assert "np" not in fn.analysis.arrays
+    every_level(fn, make_args)
+
+
+def test_an_in_place_sort_of_a_whole_array_in_the_loop_is_a_write():
+    fn = accelerate(sort_everything_each_time)
+    assert fn.analysis.parallel is False
+    assert names_line(fn.analysis.reason, line_of(sort_everything_each_time, "x.sort()"))
+    every_level(fn, lambda: (np.random.default_rng(3).random(500), np.zeros(500)), workers=(2,))
 
 
 def test_reason_uses_absolute_file_line_numbers():

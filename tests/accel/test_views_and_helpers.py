@@ -25,11 +25,11 @@ from .kernels import line_of
 pytestmark = pytest.mark.timeout(300)
 
 
-def same_at_every_level(fn, make_args, rtol: float = 0.0) -> None:
-    """Python, serial and threads (2 workers) agree on the result and the arguments:
-    the levels bit for bit, Python exactly or, for a kernel calling exp/log...
-    (glibc's vector versions, a few units in the last place from the C
-    library's), within *rtol*."""
+def same_at_every_level(fn, make_args, rtol: float = 0.0, workers=(2,)) -> None:
+    """Python, serial and threads (2 workers, or each count in *workers*) agree on
+    the result and the arguments: the levels bit for bit, Python exactly or, for a
+    kernel calling exp/log... (glibc's vector versions, a few units in the last
+    place from the C library's), within *rtol*."""
     py_args = make_args()
     expected = fn.py_func(*py_args)
 
@@ -40,7 +40,8 @@ def same_at_every_level(fn, make_args, rtol: float = 0.0) -> None:
             np.testing.assert_array_equal(got, want, err_msg=what)
 
     first = None
-    for level, options in (("serial", {}), ("threads", {"max_workers": 2})):
+    for level, options in (("serial", {}),
+                           *(("threads", {"max_workers": w}) for w in workers)):
         args = make_args()
         with loopscale.level(level, **options):
             got = fn(*args)
@@ -417,3 +418,155 @@ def test_a_comprehension_that_reuses_the_loop_variable_s_name_keeps_the_loop_seq
     assert "rename the comprehension's variable" in fn.analysis.reason
     assert f"line {line_of(comprehension_shadows, 'sum([u[i]')}" in fn.analysis.reason
     same_at_every_level(fn, lambda: (_vec(50), np.zeros(50)))
+
+
+# -- arrays written through a tuple or list of arrays, or through an alias that
+# -- may name several arrays: a write there counts as a write to each of them
+
+
+def write_through_tuple(a, b):
+    arrs = (a, b)
+    for i in range(1, a.shape[0]):
+        arrs[0][i] = a[i - 1] + b[i]  # a[i] = a[i - 1] + b[i]: a prefix sum
+
+
+def write_through_list(a, b):
+    arrs = [a, b]
+    for i in range(1, a.shape[0]):
+        arrs[0][i] = a[i - 1] + b[i]
+
+
+def write_through_appended_list(a, b):
+    arrs = [b]
+    arrs.append(a)
+    for i in range(1, a.shape[0]):
+        arrs[1][i] = a[i - 1] + b[i]
+
+
+def write_through_unpacked_tuple(a, b):
+    arrs = (a, b)
+    p, q = arrs
+    for i in range(1, a.shape[0]):
+        p[i] = a[i - 1] + q[i]
+
+
+def write_through_inner_loop_over_arrays(a, b):
+    for i in range(1, a.shape[0]):
+        for arr in (a, b):
+            arr[i] = arr[i - 1] + 1.0
+
+
+def alias_on_a_branch(x, a, b, use_b):
+    for i in range(1, x.shape[0]):
+        c = a
+        if use_b:
+            c = b
+        c[i] = a[i - 1] + x[i]  # with use_b False: a prefix sum in a
+
+
+def alias_on_odd_iterations(x, a, b):
+    for i in range(1, x.shape[0]):
+        c = a
+        if i % 2 == 0:
+            c = b
+        c[i] = a[i - 1] + x[i]
+
+
+def alias_chosen_before_the_loop(x, a, b, use_b):
+    c = b
+    if not use_b:
+        c = a
+    for i in range(1, x.shape[0]):
+        c[i] = a[i - 1] + x[i]
+
+
+def alias_unpacked_in_the_loop(x, a, b):
+    for i in range(1, x.shape[0]):
+        c, d = a, b
+        c[i] = a[i - 1] + x[i] + d[i]
+
+
+_N = 20_000
+
+
+def _two(n=_N):
+    return np.zeros(n), np.ones(n)
+
+
+def _three(n=_N):
+    return np.ones(n), np.zeros(n), np.zeros(n)
+
+
+ALIAS_UNSAFE = [
+    (write_through_tuple, "arrs[0][i] =", _two),
+    (write_through_list, "arrs[0][i] =", _two),
+    (write_through_appended_list, "arrs[1][i] =", _two),
+    (write_through_unpacked_tuple, "p[i] =", _two),
+    (write_through_inner_loop_over_arrays, "arr[i] =", _two),
+    (alias_on_a_branch, "c[i] =", lambda: (*_three(), False)),
+    (alias_on_odd_iterations, "c[i] =", _three),
+    (alias_chosen_before_the_loop, "c[i] =", lambda: (*_three(), False)),
+    (alias_unpacked_in_the_loop, "c[i] =", _three),
+]
+
+
+@pytest.mark.parametrize("case", ALIAS_UNSAFE, ids=lambda c: c[0].__name__)
+def test_a_write_through_a_container_or_an_alias_counts_for_every_array_it_may_reach(case):
+    func, at, make_args = case
+    fn = accelerate(func)
+    a = fn.analysis
+    assert a.parallel is False, f"{func.__name__} judged parallel"
+    assert f"line {line_of(func, at)}" in a.reason, a.reason
+    assert "`a`" in a.reason, a.reason  # the array really written
+    assert "SEQUENTIAL" in fn.explain() and f"line {line_of(func, at)}" in fn.explain()
+    same_at_every_level(fn, make_args, workers=(1, 2, 3, 7))
+
+
+def test_a_write_through_a_list_names_the_container_and_says_the_array_is_not_identified():
+    reason = accelerate(write_through_list).analysis.reason
+    assert "arrs = [a, b]" in reason and "cannot identify which array" in reason, reason
+
+
+def fill_through_tuple(x, o1, o2):
+    outs = (o1, o2)
+    for i in range(x.shape[0]):
+        outs[0][i] = x[i]
+        outs[1][i] = 2.0 * x[i]
+
+
+def read_through_tuple(x, y, out):
+    ins = (x, y)
+    for i in range(x.shape[0]):
+        out[i] = ins[0][i] + ins[1][i]
+
+
+def alias_of_a_row_written_in_place(a):
+    for i in range(a.shape[0]):
+        r = a[i]
+        r += 1.0  # `r` is a row of `a` (2-D: `a.shape[1]`)
+        a[i, 0] = r[a.shape[1] - 1]
+
+
+@pytest.mark.parametrize("func, make_args", [
+    (fill_through_tuple, lambda: (_vec(), np.zeros(2003), np.zeros(2003))),
+    (read_through_tuple, lambda: (_vec(), _vec(seed=8), np.zeros(2003))),
+    (alias_of_a_row_written_in_place, lambda: (_mat((500, 3)),)),
+], ids=lambda f: getattr(f, "__name__", ""))
+def test_arrays_reached_through_a_container_each_at_its_own_row_stay_parallel(func, make_args):
+    fn = accelerate(func)
+    assert fn.analysis.parallel is True, fn.analysis.reason
+    same_at_every_level(fn, make_args, workers=(1, 3))
+
+
+def rows_updated_through_an_alias(a):
+    m = a.shape[1]
+    for i in range(1, a.shape[0]):
+        r = a[i]
+        r += a[i - 1] * (1.0 / m)  # a row of `a`, updated in place from the one before
+
+
+def test_an_in_place_update_through_a_row_alias_is_a_write_of_the_array():
+    fn = accelerate(rows_updated_through_an_alias)
+    assert fn.analysis.parallel is False
+    assert f"line {line_of(rows_updated_through_an_alias, 'r += a[i - 1]')}" in fn.analysis.reason
+    same_at_every_level(fn, lambda: (np.ones((5000, 3)),), workers=(2, 3))
