@@ -136,10 +136,30 @@ class _ExceptionWithTraceback:
         return _rebuild_exception, (self.exc, self.tb)
 
 
+def _script_path() -> str | None:
+    """The path of the script ``__main__`` runs, when it is one (not ``-m``, ``-c``)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str) or getattr(main, "__spec__", None) is not None:
+        return None
+    return os.path.normpath(os.path.abspath(path))
+
+
 def _worker_main(conn: mpc.Connection, space: shm.Space,
                  initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
-                 workers: int = 1) -> None:
+                 workers: int = 1, main_path: str | None = None) -> None:
     """A worker process: run tasks from *conn* until it closes or sends b""."""
+    loaded = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_path is not None and (not isinstance(loaded, str)
+                                  or os.path.normpath(loaded) != main_path):
+        # started once the script had ended, multiprocessing did not load it
+        # (see _Core.main_path): load it as it would have, as __mp_main__
+        try:
+            from multiprocessing import spawn
+
+            spawn._fixup_main_from_path(main_path)  # type: ignore[attr-defined]
+        except BaseException:  # noqa: BLE001 - its tasks fail to unpickle, as before
+            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_process(workers)  # this process's share of the cores for BLAS and Numba
     space.prefix = f"{space.prefix}w{os.getpid()}-"
@@ -269,9 +289,11 @@ class _Core:
         self.functions: dict[int, tuple[int, Any, bytes]] = {}
         self.seconds: dict[int, float] = {}
         self.numbers = itertools.count().__next__
-        # the script's path, for workers started after it has run to its end
-        # (Python then deletes ``__main__.__file__``: see start_worker)
-        self.main_path = getattr(sys.modules.get("__main__"), "__file__", None)
+        # the script's path, for workers started after it has run to its end:
+        # Python then deletes ``__main__.__file__``, by which multiprocessing
+        # finds the script for a spawned worker, and the worker could not
+        # import the functions of tasks the script queued (see _worker_main)
+        self.main_path = _script_path() if ctx.get_start_method() != "fork" else None
 
     def push(self, job: _Job) -> None:
         with self.lock:
@@ -315,27 +337,9 @@ class _Core:
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         process = self.ctx.Process(
             target=_worker_main, args=(child_conn, self.space, self.initializer, self.initargs,
-                                       self.max_workers),
+                                       self.max_workers, self.main_path),
             name=f"loopscale-ProcessExecutor-worker-{len(self.workers)}")
-        # A worker started while tasks queued by a script that has ended run
-        # (``shutdown(wait=False)``, or none, as the last line) must still import
-        # the script as ``__mp_main__`` to find its functions; multiprocessing
-        # finds it by ``__main__.__file__``, which Python deletes once the
-        # script's last line has run.  Put it back for the start.
-        main = sys.modules.get("__main__")
-        restore = (self.main_path is not None and main is not None
-                   and getattr(main, "__file__", None) is None
-                   and getattr(main, "__spec__", None) is None)
-        if restore:
-            main.__file__ = self.main_path  # type: ignore[union-attr]
-        try:
-            process.start()
-        finally:
-            if restore:
-                try:
-                    del main.__file__  # type: ignore[union-attr]
-                except AttributeError:
-                    pass
+        process.start()
         child_conn.close()
         worker = _Worker(process, parent_conn)
         self.workers.append(worker)
