@@ -856,11 +856,13 @@ class Accelerated(Generic[P, R]):
         """A call with distributed arrays: each rank runs the iterations of its rows
         (see :mod:`._distributed`)."""
         fn = self.py_func
-        if self._python_mode or self.target == "cuda":
+        cuda_level = config.current_level().name == "cuda"
+        if self._python_mode or self.target == "cuda" or cuda_level:
             where = f"{fn.__qualname__}()"
             why = ("LOOPSCALE_DISABLE=1 runs it as plain Python" if self._disabled else
                    "it runs as plain Python after a compile error (fallback=True)"
-                   if self._python_mode else "target='cuda' runs on one GPU")
+                   if self._python_mode else "target='cuda' runs on one GPU"
+                   if self.target == "cuda" else "the 'cuda' level runs on one GPU")
             raise DistributionError(
                 f"{where} was called with the distributed array(s) "
                 f"{', '.join(map(repr, dist))}, but {why}, and only the compiled CPU code "

@@ -628,3 +628,23 @@ def test_import_and_decorate_work_with_disable_in_a_fresh_process(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "RESULT [1.0, 2.0, 3.0] True" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_distributed_arrays_at_the_cuda_level_are_refused_as_with_target_cuda():
+    # they ran on the CPU without a word, where NumPy arguments get
+    # CudaUnavailableError here and target="cuda" refuses distributed arrays
+    from loopscale import distribute
+
+    def double(u, out):
+        for i in range(u.shape[0]):
+            out[i] = 2.0 * u[i]
+
+    fn = accelerate(double)
+    u = distribute.scatter(np.arange(8.0))
+    v = distribute.zeros_like(u)
+    with level("cuda"):
+        with pytest.raises(errors.DistributionError, match="the 'cuda' level runs on one GPU"):
+            fn(u, v)
+    fn(u, v)  # at the default level: on the CPU, as before
+    assert np.array_equal(distribute.gather(v), 2.0 * np.arange(8.0))
