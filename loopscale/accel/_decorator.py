@@ -1350,15 +1350,23 @@ class Accelerated(Generic[P, R]):
             return self
         return types.MethodType(self, obj)
 
-@functools.lru_cache(maxsize=1)
 def _auto_parallel_level() -> str | None:
-    """The level ``auto`` uses for a parallel loop, or None for serial."""
+    """The level ``auto`` uses for a parallel loop, or None for serial: ``mpi``
+    under a launcher with several ranks, except inside a task of
+    ``distribute.map`` (where the other ranks are elsewhere: looked up every
+    call, not cached); else ``threads`` on several cores."""
+    levels = _auto_levels()
+    if levels[0] is not None and config.collectives_allowed():
+        return levels[0]
+    return levels[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _auto_levels() -> tuple[str | None, str | None]:
     levels = config.installed_levels()
-    if "mpi" in levels and config.launcher_world_size() > 1 and config.collectives_allowed():
-        return "mpi"
-    if "threads" in levels and config.usable_cores() > 1:
-        return "threads"
-    return None
+    mpi = "mpi" if "mpi" in levels and config.launcher_world_size() > 1 else None
+    threads = "threads" if "threads" in levels and config.usable_cores() > 1 else None
+    return mpi, threads
 
 
 @overload

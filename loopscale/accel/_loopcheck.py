@@ -377,6 +377,7 @@ class _LoopChecker:
         self.helper_cache = helper_cache
         self.shifted = shifted or {}  # pre-loop views at other indices (and containers)
         self.floors: dict[int, int] = {}  # id(node) -> least loop variable there (guards)
+        self.view_floors: dict[int, int] = {}  # id(view in private_alias) -> its guard's
         a = fdef.args
         self.local_names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
         self.local_names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
@@ -679,15 +680,28 @@ class _LoopChecker:
         body_module = ast.Module(body=self.loop.body, type_ignores=[])
         # private views defined in the body: name -> [(root, leading positions), an
         # opaque view or None (fresh)], one per binding
+        def branches(value: ast.expr) -> list[ast.expr]:  # `u[i - 2] if i >= 2 else 0.5`
+            if isinstance(value, ast.IfExp):
+                return branches(value.body) + branches(value.orelse)
+            return [value]
+
         for b in _bindings(self.loop.body):
-            if b.kind == "assign":
-                view = self._view_of(b.value)
+            if b.kind == "assign":  # one view per branch of a conditional expression
+                views = []
+                for v in branches(b.value):
+                    view = self._view_of(v)
+                    floor = self.floors.get(id(v))
+                    if isinstance(view, tuple) and floor is not None:
+                        # made under a guard (`u[i - 2] if i >= 2 else ...`): what is
+                        # done through the name happens where the guard held
+                        self.view_floors[id(view)] = floor
+                    views.append(view)
             else:  # an element of a container or an array (`for arr in arrs`), unpacking
                 roots = self._sources(b.value)
                 head = self.src(b.stmt).splitlines()[0].rstrip(":") if isinstance(
                     b.stmt, (ast.For, ast.With)) else self.src(b.value)
-                view = _Opaque(roots, f"`{head}`") if roots else None
-            self.private_alias.setdefault(b.name, []).append(view)
+                views = [_Opaque(roots, f"`{head}`") if roots else None]
+            self.private_alias.setdefault(b.name, []).extend(views)
         for name in self.assigned_in_body - set(self.private_alias):
             self.private_alias[name] = [None]  # `x += 1` on a scalar, a `with` target...
         inner = {id(n.value) for n in ast.walk(body_module) if isinstance(n, ast.Subscript)}
@@ -843,7 +857,7 @@ class _LoopChecker:
                                          view=text))
 
     def _add_access(self, name: str, pos: list[ast.expr], write: bool, node: ast.AST,
-                    seen: frozenset[str] = frozenset()) -> None:
+                    seen: frozenset[str] = frozenset(), floor: int | None = None) -> None:
         if name in self.private_alias:
             if name in seen:
                 return
@@ -854,15 +868,17 @@ class _LoopChecker:
                     self._add_opaque(view.roots - {name}, write, node, view.text, seen | {name})
                     continue
                 root_name, lead = view
+                made = self.view_floors.get(id(view))
+                at = floor if made is None else made if floor is None else max(floor, made)
                 if root_name in self.private_alias and root_name != name:
-                    self._add_access(root_name, lead + pos, write, node, seen | {name})
+                    self._add_access(root_name, lead + pos, write, node, seen | {name}, at)
                 else:
-                    self._root_access(root_name, lead + pos, write, node)
+                    self._root_access(root_name, lead + pos, write, node, at)
             return
-        self._root_access(name, pos, write, node)
+        self._root_access(name, pos, write, node, floor)
 
     def _root_access(self, name: str, pos: list[ast.expr] | None, write: bool,
-                     node: ast.AST) -> None:
+                     node: ast.AST, floor: int | None = None) -> None:
         """An access of *name* (not bound in the loop) at *pos*, for each array it
         may refer to."""
         shifted = self.shifted.get(name)
@@ -871,7 +887,7 @@ class _LoopChecker:
             n = len(shifted.elements)
             if k is not None and -n <= k < n and shifted.elements[k] != name:
                 # `arrs[0][i]` of `arrs = (a, b)`: `a[i]`
-                return self._root_access(shifted.elements[k], pos[1:], write, node)
+                return self._root_access(shifted.elements[k], pos[1:], write, node, floor)
         view = None
         container = False
         if shifted is not None:
@@ -880,7 +896,8 @@ class _LoopChecker:
             view = f"{what}`{shifted.text}` (line {shifted.line + self.line0})"
             if not shifted.exact:
                 pos = None  # its indices may reach one element twice: anywhere
-        floor = self.floors.get(id(node))
+        here = self.floors.get(id(node))
+        floor = here if floor is None else floor if here is None else max(floor, here)
         for root in sorted(self.roots(name)):
             self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node),
                                          view=view, floor=floor, container=container))
@@ -977,11 +994,12 @@ class _LoopChecker:
                                      frozenset({name}))
                     continue
                 root_name, lead = view
+                made = self.view_floors.get(id(view))
                 if root_name == name:
-                    self._root_access(name, None, write, node)
+                    self._root_access(name, None, write, node, made)
                 else:
                     self._add_access(root_name, lead + [ast.Constant(value=Ellipsis)], write,
-                                     node, frozenset({name}))
+                                     node, frozenset({name}), made)
             return
         for root in sorted(self.roots(name)):
             self.accesses.append(_Access(root, None, write, self.line(node), self.src(node)))
