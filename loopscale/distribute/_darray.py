@@ -138,10 +138,13 @@ class DistArray:
     # -- construction (internal) ----------------------------------------------------
     @classmethod
     def _allocate(cls, shape: Sequence[int], dtype: Any, bounds: np.ndarray, comm: Any,
-                  ghost: int | None = None, halo: int = HALO) -> DistArray:
+                  ghost: int | None = None, halo: int = HALO,
+                  function: str = "distribute.empty") -> DistArray:
+        """A new array (*function*: the user's call that makes it, for the watchdog)."""
         self = object.__new__(cls)
         if comm is not None:
-            _mpi.private_comm(comm)  # collective the first time: every rank makes arrays
+            # collective the first time for a communicator: every rank makes arrays
+            _mpi.private_comm(comm, function)
         self._comm = comm
         self._shape = tuple(int(s) for s in shape)
         self._dtype = np.dtype(dtype)
@@ -251,7 +254,7 @@ class DistArray:
     def copy(self) -> DistArray:
         """A new distributed array with the same rows (local copy, no communication)."""
         out = DistArray._allocate(self._shape, self._dtype, self._bounds, self._comm,
-                                  ghost=self._ghost)
+                                  ghost=self._ghost, function="DistArray.copy")
         out.local[...] = self.local
         return out
 
@@ -267,6 +270,7 @@ class DistArray:
             ``len(bounds) == ranks + 1``, ``bounds[0] == 0``, non-decreasing,
             ``bounds[-1] == len(x)``; or another DistArray's ``bounds``.
         """
+        _mpi.refuse_in_task(self._comm, "DistArray.redistribute()")
         nranks = len(self._bounds) - 1
         new = (balanced_bounds(self._shape[0], nranks) if bounds is None
                else np.asarray(bounds, dtype=np.int64))
@@ -275,7 +279,8 @@ class DistArray:
             raise ArgumentValueError(
                 f"bounds must be {nranks + 1} non-decreasing row numbers from 0 to "
                 f"{self._shape[0]}; got {list(map(int, new))!r}.")
-        out = DistArray._allocate(self._shape, self._dtype, new, self._comm)
+        out = DistArray._allocate(self._shape, self._dtype, new, self._comm,
+                                  function="DistArray.redistribute")
         moves = []
         for src in range(nranks):
             for dst in range(nranks):
@@ -293,29 +298,32 @@ class DistArray:
                 sends.append((dst, 0, self.local[a - self._bounds[me]:b - self._bounds[me]]))
             elif dst == me:
                 recvs.append((src, 0, out.local[a - new[me]:b - new[me]]))
-        transfer(self._comm, sends, recvs)
+        transfer(self._comm, sends, recvs, "DistArray.redistribute")
         return out
 
 
 # -- moving rows -----------------------------------------------------------------------
 
 def transfer(comm: Any, sends: Sequence[tuple[int, int, np.ndarray]],
-             recvs: Sequence[tuple[int, int, np.ndarray]]) -> int:
+             recvs: Sequence[tuple[int, int, np.ndarray]],
+             function: str = "DistArray.redistribute") -> int:
     """Send and receive contiguous blocks of rows; return the bytes moved by this rank.
 
     Each entry is ``(peer, tag, rows)``.  Both sides derive the same list from
     the same bounds, so sizes agree without being sent.  Runs on the private
-    duplicate of *comm*; returns when every message of this rank is complete.
+    duplicate of *comm*; returns when every message of this rank is complete
+    (watched, as a call of *function*: see ``_mpi.wait_begin``).
     """
     if not sends and not recvs:
         return 0
     mpi = _mpi.mpi_module()
-    pcomm = _mpi.private_comm(comm)
+    pcomm = _mpi.private_comm(comm, function)
     reqs = [pcomm.Irecv([as_bytes(r), mpi.BYTE], source=peer, tag=tag)
             for peer, tag, r in recvs]
     reqs += [pcomm.Isend([as_bytes(np.ascontiguousarray(s)), mpi.BYTE], dest=peer, tag=tag)
              for peer, tag, s in sends]
-    mpi.Request.Waitall(reqs)
+    with _mpi.waiting("the exchange of rows", function):
+        mpi.Request.Waitall(reqs)
     return sum(int(r.nbytes) for _, _, r in recvs) + sum(int(s.nbytes) for _, _, s in sends)
 
 
@@ -362,17 +370,15 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
     (3, 2)
     """
     comm = _resolve(comm)
+    _check_root(root, comm)
     if comm is None:
-        if root != 0:
-            raise ArgumentValueError(f"root must be 0 in a process without an MPI launcher; "
-                                     f"got {root!r}.")
         arr = _as_array(array, "the array given to scatter()")
         out = DistArray._allocate(arr.shape, arr.dtype, balanced_bounds(arr.shape[0], 1), None)
         out.local[...] = arr
         return out
+    _mpi.refuse_in_task(comm, "distribute.scatter()")
+    root = int(root)
     nranks, me = comm.Get_size(), comm.Get_rank()
-    if not (isinstance(root, int) and 0 <= root < nranks):
-        raise ArgumentValueError(f"root must be a rank from 0 to {nranks - 1}; got {root!r}.")
     meta: Any = None
     arr = None
     if me == root:
@@ -389,13 +395,28 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
     if meta[0] == "error":
         raise ArgumentError(f"{meta[1]} (on rank {root}, the root)")
     shape, dtype = tuple(meta[0]), np.dtype(meta[1])
-    out = DistArray._allocate(shape, dtype, balanced_bounds(shape[0], nranks), comm)
+    out = DistArray._allocate(shape, dtype, balanced_bounds(shape[0], nranks), comm,
+                              function="distribute.scatter")
     mpi = _mpi.mpi_module()
     rowbytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
     counts, displs = _row_counts(out._bounds, rowbytes)
     send = [as_bytes(arr), (counts, displs), mpi.BYTE] if me == root else None
-    comm.Scatterv(send, [as_bytes(out.local), mpi.BYTE], root=root)
+    with _mpi.waiting("the scattering of the rows", "distribute.scatter"):
+        comm.Scatterv(send, [as_bytes(out.local), mpi.BYTE], root=root)
     return out
+
+
+def _check_root(root: Any, comm: Any) -> None:
+    """Refuse a *root* that is not a rank of *comm* (None: this process alone), on
+    every rank and before any collective: ``ArgumentValueError`` naming the range."""
+    nranks = 1 if comm is None else int(comm.Get_size())
+    if isinstance(root, (int, np.integer)) and not isinstance(root, bool) \
+            and 0 <= root < nranks:
+        return
+    if comm is None:
+        raise ArgumentValueError(f"root must be 0 in a process without an MPI launcher; "
+                                 f"got {root!r}.")
+    raise ArgumentValueError(f"root must be a rank from 0 to {nranks - 1}; got {root!r}.")
 
 
 def _as_array(value: Any, what: str) -> np.ndarray:
@@ -431,7 +452,9 @@ def gather(x: DistArray, root: int = 0) -> np.ndarray | None:
     >>> distribute.gather(distribute.scatter(np.arange(4)))
     array([0, 1, 2, 3])
     """
-    return _collect(_check_dist(x, "the argument of gather()"), root)
+    x = _check_dist(x, "the argument of gather()")
+    _check_root(root, x._comm)
+    return _collect(x, int(root))
 
 
 def allgather(x: DistArray) -> np.ndarray:
@@ -453,6 +476,8 @@ def _collect(x: DistArray, root: int | None) -> np.ndarray | None:
     """Every rank's rows, on *root* (``Gatherv``) or, for None, everywhere (``Allgatherv``)."""
     if x._comm is None:
         return np.array(x.local)
+    _mpi.refuse_in_task(x._comm, "distribute.allgather()" if root is None
+                        else "distribute.gather()")
     mpi = _mpi.mpi_module()
     here = root is None or x._comm.Get_rank() == root
     out = np.empty(x.shape, dtype=x.dtype) if here else None
@@ -494,7 +519,9 @@ def from_local(local: Any, comm: Any = None) -> DistArray:
     if comm is None:
         rows = [(arr.shape, arr.dtype.str)]
     else:
-        rows = comm.allgather((arr.shape, arr.dtype.str))  # small tuples
+        _mpi.refuse_in_task(comm, "distribute.from_local()")
+        with _mpi.waiting("the exchange of the blocks' shapes", "distribute.from_local"):
+            rows = comm.allgather((arr.shape, arr.dtype.str))  # small tuples
     tails = {(tuple(s[1:]), d) for s, d in rows}
     if len(tails) > 1:
         shown = "; ".join(f"rank {r}: shape {tuple(s)} dtype {np.dtype(d)}"
@@ -504,12 +531,13 @@ def from_local(local: Any, comm: Any = None) -> DistArray:
             f"first and in dtype across ranks: {shown}.")
     counts = [int(s[0]) for s, _ in rows]
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    out = DistArray._allocate((int(bounds[-1]), *arr.shape[1:]), arr.dtype, bounds, comm)
+    out = DistArray._allocate((int(bounds[-1]), *arr.shape[1:]), arr.dtype, bounds, comm,
+                              function="distribute.from_local")
     out.local[...] = arr
     return out
 
 
-def _new(shape: Any, dtype: Any, comm: Any, fill: Any) -> DistArray:
+def _new(shape: Any, dtype: Any, comm: Any, fill: Any, function: str) -> DistArray:
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if not shape or any(int(s) < 0 for s in shape):
         raise ArgumentValueError(f"shape must have at least one axis and no negative length; "
@@ -517,8 +545,10 @@ def _new(shape: Any, dtype: Any, comm: Any, fill: Any) -> DistArray:
     dtype = np.dtype(dtype)
     _check_dtype(dtype, "the dtype")
     comm = _resolve(comm)
+    _mpi.refuse_in_task(comm, f"{function}()")
     nranks = 1 if comm is None else comm.Get_size()
-    out = DistArray._allocate(shape, dtype, balanced_bounds(int(shape[0]), nranks), comm)
+    out = DistArray._allocate(shape, dtype, balanced_bounds(int(shape[0]), nranks), comm,
+                              function=function)
     if fill is not None:
         out.local[...] = fill
     return out
@@ -533,7 +563,7 @@ def empty(shape: int | Sequence[int], dtype: Any = float, comm: Any = None) -> D
     >>> distribute.empty((4, 3)).shape
     (4, 3)
     """
-    return _new(shape, dtype, comm, None)
+    return _new(shape, dtype, comm, None, "distribute.empty")
 
 
 def zeros(shape: int | Sequence[int], dtype: Any = float, comm: Any = None) -> DistArray:
@@ -545,7 +575,7 @@ def zeros(shape: int | Sequence[int], dtype: Any = float, comm: Any = None) -> D
     >>> distribute.allgather(distribute.zeros(3))
     array([0., 0., 0.])
     """
-    return _new(shape, dtype, comm, 0)
+    return _new(shape, dtype, comm, 0, "distribute.zeros")
 
 
 def full(shape: int | Sequence[int], fill_value: Any, dtype: Any = None,
@@ -559,13 +589,13 @@ def full(shape: int | Sequence[int], fill_value: Any, dtype: Any = None,
     array([7, 7])
     """
     return _new(shape, np.asarray(fill_value).dtype if dtype is None else dtype, comm,
-                fill_value)
+                fill_value, "distribute.full")
 
 
-def _like(x: DistArray, dtype: Any, fill: Any) -> DistArray:
+def _like(x: DistArray, dtype: Any, fill: Any, function: str) -> DistArray:
     x = _check_dist(x, "the argument")
     out = DistArray._allocate(x.shape, x.dtype if dtype is None else dtype, x._bounds,
-                              x._comm, ghost=x._ghost)
+                              x._comm, ghost=x._ghost, function=function)
     if fill is not None:
         out.local[...] = fill
     return out
@@ -580,7 +610,7 @@ def empty_like(x: DistArray, dtype: Any = None) -> DistArray:
     >>> distribute.empty_like(distribute.zeros(5)).bounds
     (0, 5)
     """
-    return _like(x, dtype, None)
+    return _like(x, dtype, None, "distribute.empty_like")
 
 
 def zeros_like(x: DistArray, dtype: Any = None) -> DistArray:
@@ -592,7 +622,7 @@ def zeros_like(x: DistArray, dtype: Any = None) -> DistArray:
     >>> distribute.zeros_like(distribute.zeros(5)).shape
     (5,)
     """
-    return _like(x, dtype, 0)
+    return _like(x, dtype, 0, "distribute.zeros_like")
 
 
 def full_like(x: DistArray, fill_value: Any, dtype: Any = None) -> DistArray:
@@ -604,4 +634,4 @@ def full_like(x: DistArray, fill_value: Any, dtype: Any = None) -> DistArray:
     >>> distribute.allgather(distribute.full_like(distribute.zeros(2), 3.5))
     array([3.5, 3.5])
     """
-    return _like(x, dtype, fill_value)
+    return _like(x, dtype, fill_value, "distribute.full_like")

@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import collectives_allowed
 from ..errors import DistributionError, WorkerError
 from ..schedule import ThreadsExecutor
 from . import _mpi
@@ -429,7 +430,7 @@ class DistributedCall:
         """The private communicator of the arrays' (made when they were)."""
         pcomm = self._pcomm
         if pcomm is None:
-            pcomm = self._pcomm = _mpi.private_comm(self.comm)
+            pcomm = self._pcomm = _mpi.private_comm(self.comm, self.function)
         return pcomm
 
     # -- the executor ---------------------------------------------------------------------
@@ -437,10 +438,14 @@ class DistributedCall:
         """Run this rank's iterations of *plan*; see the module's description."""
         comm = self.comm
         nranks = self._nranks
+        if nranks > 1 and not collectives_allowed():  # in a task of distribute.map
+            _mpi.refuse_in_task(comm, f"{self.function}() with distributed arrays "
+                                f"({', '.join(map(repr, self.views))})")
         by_id = self._by_id
         args = plan.args
         if self._workers is None:  # collective the first time (node size): before any
-            self._workers = self._level.max_workers  # rank can take another path
+            # rank can take another path
+            self._workers = self._level._workers_for(comm, self.function)
         # (a loop, not a comprehension: see accel's _call_express on cold caches)
         described = [plan.n, plan.lo, plan.step, plan.block, plan.nblocks, plan.arg_names]
         for k in range(4, len(args)):
@@ -583,7 +588,7 @@ class DistributedCall:
 
     def _check_agreement(self, comm: Any, plan: Any, check: str) -> None:
         check_agreement(comm, plan, check, extra=self._rows_field(),
-                        no_values=tuple(self.views))
+                        no_values=tuple(self.views), distributed=True)
 
     def _slots(self, plan: Any, specs: Sequence[tuple[int, str, tuple[int, ...], bool,
                                                       tuple[int | None, ...]]]
@@ -924,7 +929,11 @@ class DistributedCall:
         counts = (np.diff(bounds) * rowbytes).astype(np.int64)
         displs = (bounds[:-1] * rowbytes).astype(np.int64)
         target = full if full.flags.c_contiguous else np.ascontiguousarray(full)
-        self.comm.Allgatherv(mpi.IN_PLACE, [as_bytes(target), (counts, displs), mpi.BYTE])
+        _mpi.wait_begin("the exchange of the rows of an array it filled", self.function)
+        try:
+            self.comm.Allgatherv(mpi.IN_PLACE, [as_bytes(target), (counts, displs), mpi.BYTE])
+        finally:
+            _mpi.wait_end()
         if target is not full:
             full[...] = target
         return int(counts.sum())
@@ -947,7 +956,8 @@ class DistributedCall:
     def _distribute_fresh(self, full: np.ndarray, offset: int) -> DistArray:
         bounds = self._fresh_bounds(full.shape[0], offset)
         me = 0 if self.comm is None else self.comm.Get_rank()
-        out = DistArray._allocate(full.shape, full.dtype, bounds, self.comm)
+        out = DistArray._allocate(full.shape, full.dtype, bounds, self.comm,
+                                  function=self.function)
         out.local[...] = full[bounds[me]:bounds[me + 1]]
         return out
 

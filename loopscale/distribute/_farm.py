@@ -15,8 +15,18 @@ lowercase mpi4py calls); *fn* itself does not travel — every rank calls
 
 Before any rank waits for work, the root pickles every chunk; an argument
 that cannot be pickled is reported on every rank as an
-:class:`~loopscale.errors.ArgumentError` through one small broadcast that the
-root always reaches.  An exception raised by *fn* stops the dealing: the
+:class:`~loopscale.errors.ArgumentError` through one small ``allgather`` that
+every rank reaches: the farm's start, where every rank learns that the others
+are in the call too.  A rank waits there for the others under the watchdog
+(``LOOPSCALE_MPI_WAIT``, see :mod:`._mpi`): one that skips the call is
+reported, not waited for in silence.  After the start no wait is watched: a
+rank waits for tasks as long as they take.
+
+Inside a task no collective call may be made (the other ranks run other
+tasks): a distributed call, ``scatter``, ``gather``, a loader, an explicit
+``level("mpi")`` or another ``map`` raises
+:class:`~loopscale.errors.DistributionError` in the task, which then fails as
+any task does.  An exception raised by *fn* stops the dealing: the
 root re-raises it (with the remote traceback attached as a note) and the
 other ranks raise :class:`~loopscale.errors.WorkerError`.
 """
@@ -29,7 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from .. import config
-from ..errors import ArgumentError, WorkerError
+from ..errors import ArgumentError, ArgumentValueError, WorkerError
 from . import _mpi
 
 __all__ = ["map", "RESULTS"]
@@ -133,9 +143,10 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     _validate(fn, chunksize, results, root, nranks)
     if comm is None or nranks == 1:
         return [fn(x) for x in (iterable if iterable is not None else ())]
+    _mpi.refuse_in_task(comm, "distribute.map()")  # a farm inside a farm's task
     # the farm's messages (any tag, any source) on loopscale's own communicator:
     # never a message the user's code sent on theirs and receives later
-    comm = _mpi.private_comm(comm)
+    comm = _mpi.private_comm(comm, "distribute.map")
     me = comm.Get_rank()
     chunks: list[bytes] = []
     problem = None
@@ -156,7 +167,19 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
                            f"{type(exc).__name__}: {exc}. Pass plain data (numbers, strings, "
                            "tuples, NumPy arrays) and build other objects inside fn.")
                 break
-    problem = comm.bcast(problem, root=root)
+    # the start: every rank learns that every rank is in the farm (an allgather: no
+    # rank leaves it before all have come), watched, so that a rank that skips the
+    # call is reported (after it, a rank waits for tasks as long as they take, and
+    # no wait is watched); the root says whether its items can travel
+    with _mpi.waiting("the start of the task farm", "distribute.map"):
+        started = comm.allgather((root, problem if me == root else None))
+    roots = [r for r, _ in started]
+    if len(set(roots)) > 1:
+        raise ArgumentValueError(
+            "distribute.map() was called with different roots on different ranks ("
+            + ", ".join(f"rank {r}: root={x}" for r, x in enumerate(roots))
+            + "): pass the same root on every rank.")
+    problem = started[root][1]
     if problem is not None:
         raise ArgumentError(problem)
     if me == root:

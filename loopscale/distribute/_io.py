@@ -26,14 +26,23 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArgumentError, ArgumentValueError
+from . import _mpi
 from ._darray import DistArray, _resolve, balanced_bounds
 
 __all__ = ["load_npy", "read_parquet"]
 
 
+def _allgather(comm: Any, value: Any, what: str) -> list[Any]:
+    """Every rank's *value* (small, pickled), the wait watched as one in *what*."""
+    if comm is None:
+        return [value]
+    with _mpi.waiting("the ranks' exchange of what they read", what.rstrip("()")):
+        return comm.allgather(value)  # type: ignore[no-any-return]
+
+
 def _agree(comm: Any, error: str | None, what: str) -> None:
     """Raise on every rank if any rank has an *error*."""
-    errors = [error] if comm is None else comm.allgather(error)
+    errors = _allgather(comm, error, what)
     bad = [(r, e) for r, e in enumerate(errors) if e is not None]
     if bad:
         shown = "; ".join(f"rank {r}: {e}" for r, e in bad[:4])
@@ -72,6 +81,7 @@ def load_npy(path: str | os.PathLike[str], comm: Any = None) -> DistArray:
     array([0., 1., 2., 3., 4., 5.])
     """
     comm = _resolve(comm)
+    _mpi.refuse_in_task(comm, "distribute.load_npy()")
     error = None
     mm = None
     try:
@@ -88,7 +98,7 @@ def load_npy(path: str | os.PathLike[str], comm: Any = None) -> DistArray:
     if error is None:
         shape, dtype = mm.shape, mm.dtype.str  # type: ignore[union-attr]
     _agree(comm, error, "distribute.load_npy()")
-    metas = [(shape, dtype)] if comm is None else comm.allgather((shape, dtype))
+    metas = _allgather(comm, (shape, dtype), "distribute.load_npy()")
     if len(set(metas)) > 1:
         raise ArgumentValueError(
             f"distribute.load_npy({os.fspath(path)!r}): the ranks see different arrays "
@@ -96,7 +106,8 @@ def load_npy(path: str | os.PathLike[str], comm: Any = None) -> DistArray:
             "file on a shared file system, and not being rewritten?")
     nranks = 1 if comm is None else comm.Get_size()
     bounds = balanced_bounds(shape[0], nranks)  # type: ignore[index]
-    out = DistArray._allocate(shape, np.dtype(dtype), bounds, comm)  # type: ignore[arg-type]
+    out = DistArray._allocate(shape, np.dtype(dtype), bounds, comm,  # type: ignore[arg-type]
+                              function="distribute.load_npy")
     r0, r1 = out.local_rows
     out.local[...] = mm[r0:r1]  # type: ignore[index]
     del mm
@@ -157,6 +168,7 @@ def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = N
         raise ArgumentError("distribute.read_parquet() needs pyarrow: pip install pyarrow "
                             "(or pip install 'loopscale[parquet]').") from exc
     comm = _resolve(comm)
+    _mpi.refuse_in_task(comm, "distribute.read_parquet()")
     path = os.fspath(path)
     error = None
     groups: list[tuple[str, int, int]] = []  # (file, row group, rows)
@@ -190,7 +202,7 @@ def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = N
         error = str(exc)
     _agree(comm, error, "distribute.read_parquet()")
     dtypes = {c: a.dtype.str for c, a in arrays.items()}
-    seen = [dtypes] if comm is None else comm.allgather(dtypes)
+    seen = _allgather(comm, dtypes, "distribute.read_parquet()")
     out = {}
     for c in wanted:
         kinds = {s[c] for s in seen}
@@ -199,7 +211,8 @@ def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = N
                 f"distribute.read_parquet(): column {c!r} reads as different dtypes on "
                 f"different ranks ({sorted(kinds)}); cast it in the file or choose columns.")
         a = arrays[c]
-        d = DistArray._allocate((nrows, *a.shape[1:]), a.dtype, bounds, comm)
+        d = DistArray._allocate((nrows, *a.shape[1:]), a.dtype, bounds, comm,
+                                function="distribute.read_parquet")
         d.local[...] = a
         out[c] = d
     return out

@@ -5,7 +5,9 @@ arrays present on every rank), so every rank builds the same plan.  The
 executor then
 
 1. checks that the ranks agree — one ``Allreduce`` of a 64-bit fingerprint of
-   the iteration space, dtypes, shapes and scalar arguments; on a mismatch
+   the iteration space, dtypes, shapes and scalar arguments, and of a sample
+   of the elements of the arrays the loop only reads (O(1); it catches
+   per-rank blocks passed where every rank needs the whole array); on a mismatch
    every rank learns every rank's description and raises the same
    :class:`~loopscale.errors.ArgumentValueError`, nobody is left waiting;
 2. deals the blocks to the ranks in chunks (:func:`._partition.deal`), and
@@ -22,6 +24,10 @@ executor then
 
 ``accel`` then combines the partials in block order and runs the epilogue on
 every rank: every rank returns what the ``serial`` level returns, to the bit.
+
+Inside a task of ``distribute.map`` (this rank alone) the executor runs the
+plan on this rank's threads when the level is ``auto``, and refuses an
+explicit ``level("mpi")`` (:func:`._mpi.refuse_in_task`).
 
 Without a launcher (one process, ``comm`` not given) MPI is not started and
 the plan runs on the ``threads`` level; a loop whose written arrays cannot be
@@ -52,7 +58,9 @@ from ._partition import (
 __all__ = ["MPIExecutor"]
 
 _HEADER = 8  # bytes of status in front of each rank's segment
-_WORKERS: dict[int | None, int] = {}  # communicator handle -> threads per rank
+#: Whether replicated mode's default check compares a sample of the elements of
+#: the arrays the loop only reads (see ``_partition.describe_inputs``).
+SAMPLED = True
 
 
 def _run_chunks(v0: int, v1: int, chunks: np.ndarray, kernel: Any, *args: Any) -> None:
@@ -121,9 +129,12 @@ class MPIExecutor:
         Blocks per dealt chunk (default: about ``nblocks / (16 * ranks)``).
     check : {"shapes", "values", "none"}
         What is verified to agree across ranks before computing: iteration
-        space, dtypes, shapes and scalar arguments (``"shapes"``, default),
-        the contents of the arrays read as well (``"values"``, hashes them),
-        or nothing (``"none"``).
+        space, dtypes, shapes, scalar arguments and up to 16 evenly spaced
+        elements of each array the loop only reads (``"shapes"``, default),
+        the whole contents of the arrays the loop only reads (``"values"``,
+        hashes them), or nothing (``"none"``).  Arrays the loop writes are
+        compared by dtype and shape only (an output buffer's old contents
+        may differ by rank).
 
     Examples
     --------
@@ -161,6 +172,10 @@ class MPIExecutor:
         self.chunksize = chunksize
         self.check = check
         self._max_workers = max_workers
+        #: (communicator, threads per rank) last worked out: the communicator object
+        #: is held, so an identity test stands for it (the node count is kept on the
+        #: communicator itself, see ``_mpi.node_size``)
+        self._workers: tuple[Any, int] | None = None
         self.bytes_moved = 0  # by this rank's last run: sent + received
 
     # -- where ------------------------------------------------------------------
@@ -174,14 +189,19 @@ class MPIExecutor:
     @property
     def max_workers(self) -> int:
         """Threads this rank runs its blocks on."""
+        return self._workers_for(self._communicator())
+
+    def _workers_for(self, comm: Any, function: str = "the 'mpi' level") -> int:
+        """Threads per rank on *comm* (collective the first time for a communicator:
+        the ranks count the ranks on their node; *function* names the call)."""
         if self._max_workers is not None:
             return self._max_workers
-        comm = self._communicator()
-        key = None if comm is None else int(comm.py2f())
-        found = _WORKERS.get(key)
-        if found is None:
-            per_node = 1 if comm is None else _mpi.node_size(comm)
-            found = _WORKERS[key] = max(1, config.usable_cores() // max(1, per_node))
+        known = self._workers
+        if known is not None and known[0] is comm:
+            return known[1]
+        per_node = 1 if comm is None else _mpi.node_size(comm, function)
+        found = max(1, config.usable_cores() // max(1, per_node))
+        self._workers = (comm, found)
         return found
 
     # -- run --------------------------------------------------------------------
@@ -190,10 +210,14 @@ class MPIExecutor:
         comm = self._communicator()
         if comm is None or comm.Get_size() == 1:
             if plan.nblocks:
-                ThreadsExecutor(max_workers=self.max_workers).run(plan)
+                ThreadsExecutor(max_workers=self._workers_for(comm, plan.function)).run(plan)
+            return
+        if not config.collectives_allowed():
+            self._alone(comm, plan)
             return
         nranks, me = comm.Get_size(), comm.Get_rank()
-        workers = self.max_workers  # collective the first time: before any rank can diverge
+        # collective the first time: before any rank can diverge
+        workers = self._workers_for(comm, plan.function)
         check_agreement(comm, plan, self.check)
         slots = self._slots(plan)
         if slots is None:  # written arrays not located along the loop axis
@@ -208,6 +232,18 @@ class MPIExecutor:
             except Exception as exc:  # every rank must still reach the exchange
                 failure = exc
         self._exchange(comm, plan, slots, dealt, me, failure)
+
+    def _alone(self, comm: Any, plan: Any) -> None:
+        """Inside a task of ``distribute.map`` (this rank alone): ``auto`` runs the
+        plan on this rank's threads; an explicit ``level("mpi")`` is refused."""
+        if config.current_level().name == "auto":
+            known = self._workers
+            workers = (self._max_workers or (known[1] if known is not None else None)
+                       or max(1, config.usable_cores() // max(1, comm.Get_size())))
+            if plan.nblocks:
+                ThreadsExecutor(max_workers=workers).run(plan)
+            return
+        _mpi.refuse_in_task(comm, f"{plan.function}() at level 'mpi'")
 
     def _slots(self, plan: Any) -> list[_Slot] | None:
         """The arrays to exchange, or None when one cannot be located by rows."""
@@ -274,21 +310,26 @@ class MPIExecutor:
 
 def check_agreement(comm: Any, plan: Any, check: str,
                     extra: Sequence[tuple[str, str]] = (),
-                    no_values: Sequence[str] = (), known: int | None = None) -> None:
+                    no_values: Sequence[str] = (), known: int | None = None,
+                    distributed: bool = False) -> None:
     """Raise the same :class:`ArgumentValueError` on every rank unless the ranks'
     inputs to *plan* agree (one ``Allreduce`` of a 64-bit fingerprint; the ranks'
     descriptions are exchanged only when they differ).
 
     *known*, when given, is the fingerprint of these fields, already computed
     (a caller that caches it by a cheaper key); the fields are then described
-    only on a mismatch.
+    only on a mismatch.  *distributed*: a call with distributed arrays (its
+    fingerprint has no sample of values, see :func:`describe_inputs`, and its
+    error says so); otherwise replicated mode, whose ``"shapes"`` check compares
+    a sample of the elements of the arrays the loop only reads as well.
     """
     if check == "none":
         return
     mpi = _mpi.mpi_module()
     fields = None
+    sample = SAMPLED and not distributed and check == "shapes"
     if known is None:
-        fields = describe_inputs(plan, check, no_values) + list(extra)
+        fields = describe_inputs(plan, check, no_values, sample) + list(extra)
         known = fingerprint(fields)
     mine = np.array([known, -known - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
     both = np.empty(2, dtype=np.int64)
@@ -300,9 +341,9 @@ def check_agreement(comm: Any, plan: Any, check: str,
     if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees
         return
     if fields is None:
-        fields = describe_inputs(plan, check, no_values) + list(extra)
+        fields = describe_inputs(plan, check, no_values, sample) + list(extra)
     per_rank = comm.allgather(fields)  # small strings; the error path only
-    raise ArgumentValueError(mismatch_message(plan.function, per_rank))
+    raise ArgumentValueError(mismatch_message(plan.function, per_rank, distributed))
 
 
 def _copy(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]],

@@ -25,22 +25,41 @@ An error that a rank raises only because *another* rank failed
 (:func:`mark_secondary`) waits a few seconds before aborting, so that the
 rank where the failure happened prints its traceback first and is the one
 that stops the job.
+
+After the script called ``MPI.Finalize()`` no MPI routine may run: an
+unhandled exception then prints its traceback with the launcher's rank and
+exits this process with a non-zero status (the launcher reports it).
+
+What loopscale keeps per communicator
+-------------------------------------
+The private duplicate of a communicator (:func:`private_comm`) and the
+number of its ranks on this node (:func:`node_size`) are kept *on the
+communicator*, as an MPI attribute (``Comm.Set_attr`` with a key of
+loopscale's), never in a table keyed by its handle: MPI reuses a freed
+communicator's handle for the next one made, which would then be given the
+freed one's duplicate (another group of ranks, or the same ranks in another
+order).  The attribute goes with its communicator: ``Free()`` deletes it, and
+the deletion frees the private duplicate; ``Dup()`` does not copy it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 from .. import config
+from ..errors import DistributionError
 
-__all__ = ["mpi_module", "comm", "rank", "size", "node_size", "is_initialized", "launched",
-           "install_abort_handler", "mark_secondary", "SECONDARY_GRACE_SECONDS"]
+__all__ = ["mpi_module", "comm", "rank", "size", "node_size", "private_comm", "is_initialized",
+           "is_finalized", "launched", "install_abort_handler", "mark_secondary",
+           "refuse_in_task", "waiting", "SECONDARY_GRACE_SECONDS"]
 
 #: How long a rank whose error only reports another rank's failure waits for
 #: that rank to abort the job before aborting it itself.
@@ -51,7 +70,6 @@ ABORT_DRAIN_SECONDS = 0.25
 
 _LOCK = threading.RLock()
 _MPI: Any = None
-_NODE_SIZES: dict[int, int] = {}
 _INSTALLED = False
 _PREVIOUS_EXCEPTHOOK = sys.excepthook
 
@@ -126,35 +144,113 @@ def size() -> int:
     return int(comm().Get_size())
 
 
-def node_size(communicator: Any) -> int:
-    """How many ranks of *communicator* share this rank's node (collective, cached)."""
-    key = int(communicator.py2f())
-    found = _NODE_SIZES.get(key)
+class _CommState:
+    """What loopscale keeps on one communicator (its MPI attribute)."""
+
+    __slots__ = ("private", "node_size")
+
+    def __init__(self) -> None:
+        self.private: Any = None
+        self.node_size: int | None = None
+
+
+#: The attribute key of :class:`_CommState` (made at first use).
+_KEYVAL: int | None = None
+#: The last communicator object asked about and its state: a repeated question
+#: (a DistArray made each step) costs an identity test, not ``Get_attr``.
+#: Cleared when that state's communicator is freed.
+_RECENT: tuple[Any, _CommState] | None = None
+
+
+def _delete_state(communicator: Any, keyval: int, state: _CommState) -> None:
+    """The attribute's delete callback: *communicator* is being freed."""
+    global _RECENT
+    recent = _RECENT
+    if recent is not None and recent[1] is state:
+        _RECENT = None
+    private, state.private = state.private, None
+    if private is None or _MPI is None:
+        return
+    try:
+        # COMM_WORLD and COMM_SELF are "freed" only inside MPI_Finalize: leave
+        # their duplicate alone there
+        if communicator == _MPI.COMM_WORLD or communicator == _MPI.COMM_SELF:
+            return
+        private.Free()  # every rank frees the communicator, so every rank frees this
+    except Exception:  # pragma: no cover - a callback must not raise into MPI
+        pass
+
+
+def _state(communicator: Any) -> _CommState:
+    """loopscale's state kept on *communicator* (made empty the first time)."""
+    global _KEYVAL, _RECENT
+    recent = _RECENT
+    if recent is not None and recent[0] is communicator:
+        return recent[1]
+    with _LOCK:
+        if _KEYVAL is None:
+            _KEYVAL = mpi_module().Comm.Create_keyval(delete_fn=_delete_state)
+        found = communicator.Get_attr(_KEYVAL)
+        if found is None:
+            found = _CommState()
+            communicator.Set_attr(_KEYVAL, found)
+        _RECENT = (communicator, found)
+        return found  # type: ignore[no-any-return]
+
+
+def node_size(communicator: Any, function: str = "the 'mpi' level") -> int:
+    """How many ranks of *communicator* share this rank's node (collective the first
+    time for a communicator; kept on it).  *function* names the call for the
+    watchdog (:func:`wait_begin`)."""
+    state = _state(communicator)
+    found = state.node_size
     if found is None:
-        local = communicator.Split_type(mpi_module().COMM_TYPE_SHARED)
+        with waiting("the ranks' count of the ranks on each node", function):
+            local = communicator.Split_type(mpi_module().COMM_TYPE_SHARED)
         try:
             found = int(local.Get_size())
         finally:
             local.Free()
-        _NODE_SIZES[key] = found
+        state.node_size = found
     return found
 
 
-_PRIVATE: dict[int, Any] = {}
-
-
-def private_comm(communicator: Any) -> Any:
-    """A duplicate of *communicator* for loopscale's own messages (collective, cached).
+def private_comm(communicator: Any, function: str = "distribute") -> Any:
+    """A duplicate of *communicator* for loopscale's own messages (collective the
+    first time for a communicator; kept on it, freed with it).
 
     Halo exchanges and the other point-to-point traffic of distributed arrays
     use it, so that their tags never match a message of the user's on the
     same communicator (the practice of PETSc and other MPI libraries).
+    *function* names the call for the watchdog (:func:`wait_begin`).
     """
-    key = int(communicator.py2f())
-    found = _PRIVATE.get(key)
+    state = _state(communicator)
+    found = state.private
     if found is None:
-        found = _PRIVATE[key] = communicator.Dup()
+        with waiting("the making of loopscale's private communicator", function):
+            found = communicator.Dup()
+        state.private = found
     return found
+
+
+def refuse_in_task(communicator: Any, what: str) -> None:
+    """Raise :class:`~loopscale.errors.DistributionError` when *what*, collective over
+    *communicator*, is asked for inside a task of ``distribute.map`` (where this
+    rank runs alone: the other ranks run other tasks, and would never join it)."""
+    if config.collectives_allowed() or communicator is None:
+        return
+    nranks = int(communicator.Get_size())
+    if nranks <= 1:
+        return
+    raise DistributionError(
+        f"{what} is collective over the {nranks} ranks of its communicator, but it was "
+        "called inside a task of distribute.map(), which runs on one rank alone while the "
+        "other ranks run other tasks: they would never join it (a hang, or data mixed "
+        "between tasks). Bring distributed data back before the farm "
+        "(distribute.allgather(u) gives every rank a NumPy array) and pass NumPy arrays "
+        "to the tasks; scatter, gather, allgather, the loaders, distributed calls and "
+        "level('mpi') belong outside map. Inside a task an accelerated function called "
+        "with NumPy arrays runs on its rank alone (level auto, threads or serial).")
 
 
 # -- failure policy --------------------------------------------------------------------
@@ -165,11 +261,23 @@ def mark_secondary(exc: BaseException) -> BaseException:
     return exc
 
 
+def is_finalized() -> bool:
+    """Whether MPI was finalized in this process (by the script's ``MPI.Finalize()``
+    or at exit): no MPI routine may be called any more."""
+    mod = _MPI if _MPI is not None else sys.modules.get("mpi4py.MPI")
+    if mod is None:
+        return False
+    try:
+        return bool(mod.Is_finalized())
+    except Exception:  # pragma: no cover - an mpi4py being torn down
+        return True
+
+
 def _world_rank() -> int:
-    if _MPI is not None:
+    if _MPI is not None and not is_finalized():
         try:
             return int(_MPI.COMM_WORLD.Get_rank())
-        except Exception:  # pragma: no cover - MPI finalized
+        except Exception:  # pragma: no cover
             pass
     found = config.launcher_rank()
     return 0 if found is None else found
@@ -189,6 +297,8 @@ def _abort(code: int) -> None:
     # the launcher forwards this rank's output through pipes; killing the job
     # the instant it is written can lose it
     time.sleep(ABORT_DRAIN_SECONDS)
+    if is_finalized():  # MPI_Abort is no longer allowed: the launcher sees the status
+        os._exit(code)
     try:
         mpi_module().COMM_WORLD.Abort(code)
     finally:  # pragma: no cover - Abort does not return
@@ -221,8 +331,12 @@ def _excepthook(etype: type[BaseException], value: BaseException,
         return
     lines = "".join(traceback.format_exception(etype, value, tb)).rstrip("\n").split("\n")
     sys.stderr.write("".join(f"[rank {who}] {line}\n" for line in lines))
-    sys.stderr.write(f"[rank {who}] aborting the MPI job (an unhandled exception on "
-                     f"rank {who})\n")
+    if is_finalized():
+        sys.stderr.write(f"[rank {who}] exiting with status 1 (an unhandled exception on "
+                         f"rank {who}, after MPI was finalized)\n")
+    else:
+        sys.stderr.write(f"[rank {who}] aborting the MPI job (an unhandled exception on "
+                         f"rank {who})\n")
     _abort(1)
 
 
@@ -230,9 +344,10 @@ def set_exit_status(code: Any) -> None:
     """Make a non-zero exit of this rank abort the whole job with that status.
 
     Called by the ``sys.exit`` wrapper and by ``python -m loopscale.distribute``.
+    After ``MPI.Finalize()`` the process's own exit status carries it.
     """
     status = _exit_status(code)
-    if status and launched():
+    if status and launched() and not is_finalized():
         from mpi4py import run as mpirun  # noqa: F401 - mpi4py's abort-at-exit status
 
         mpi_module()
@@ -275,6 +390,17 @@ def wait_begin(what: str, function: str) -> None:
 def wait_end() -> None:
     """This thread's wait (:func:`wait_begin`) is over."""
     _WAITS.pop(threading.get_ident(), None)
+
+
+@contextlib.contextmanager
+def waiting(what: str, function: str) -> Iterator[None]:
+    """:func:`wait_begin` and :func:`wait_end` around a block (for the paths that
+    are not per call: a generator's cost does not matter there)."""
+    wait_begin(what, function)
+    try:
+        yield
+    finally:
+        wait_end()
 
 
 def _start_watchdog() -> None:

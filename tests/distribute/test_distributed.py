@@ -945,3 +945,112 @@ print(f"rank {me} kept {'ok' if not results else results}", flush=True)
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_call_objects_are_reused_and_let_go_with_the_arrays(mpi_warm, ranks):
     every_rank_says(mpi_warm, KEPT, ranks, "kept ok", timeout=180)
+
+
+#: MPI reuses a freed communicator's handle for the next one made: what loopscale
+#: keeps per communicator (its private duplicate, its ranks per node) must go
+#: with the communicator, or the next one (the same ranks in another order, or
+#: other ranks) is served by the freed one's duplicate.
+HANDLE_REUSE = r'''
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.distribute import _mpi
+from mpi4py import MPI
+
+
+@accelerate
+def stencil(u, out):
+    for i in range(1, u.shape[0] - 1):
+        out[i] = u[i - 1] + 10.0 * u[i] + 100.0 * u[i + 1]
+
+
+@accelerate
+def total(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return s
+
+
+W = MPI.COMM_WORLD
+me, size = W.Get_rank(), W.Get_size()
+x = np.arange(40.0)
+want = np.zeros(40)
+stencil.py_func(x, want)
+bad = []
+
+
+def run(c, tag):
+    u = distribute.scatter(x if c.Get_rank() == 0 else None, comm=c)
+    v = distribute.zeros_like(u)
+    stencil(u, v)
+    if not np.array_equal(distribute.allgather(v), want):
+        bad.append(f"{tag}: stencil")
+    with loopscale.level("mpi", comm=c):
+        if total(x) != x.sum():
+            bad.append(f"{tag}: replicated")
+    got = distribute.map(lambda k: (k, c.Get_rank()), range(6), comm=c, results="all")
+    if [k for k, _ in got] != list(range(6)):
+        bad.append(f"{tag}: map")
+
+
+reused = []
+for tag, key in (("reversed", lambda: -me), ("other ranks", None)):
+    c1 = W.Split(0, me)
+    run(c1, "first")
+    private = _mpi.private_comm(c1)
+    handle = c1.py2f()
+    c1.Free()
+    if private != MPI.COMM_NULL:   # freed with its communicator
+        bad.append(f"{tag}: the private duplicate was not freed")
+    if key is not None:
+        c2 = W.Split(0, key())                      # the same ranks, reversed
+    else:
+        c2 = W.Split(0 if me > 0 else MPI.UNDEFINED, me)   # all ranks but 0
+    if c2 != MPI.COMM_NULL:
+        reused.append(c2.py2f() == handle)
+        run(c2, tag)
+        c2.Free()
+run(W, "world")   # COMM_WORLD keeps working
+print(f"rank {me} handles {'ok' if not bad else bad} reused={all(reused)}", flush=True)
+'''
+
+
+def test_a_freed_communicators_handle_reused_gets_nothing_of_it(mpi_warm):
+    run = mpi_warm(HANDLE_REUSE, n=3, timeout=120,
+                   env={"LOOPSCALE_MPI_WAIT": "5", "LOOPSCALE_MPI_TIMEOUT": "20"})
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("handles ok") == 3, run.describe()
+    # (the point of the test: MPICH gives the new communicator the freed one's handle)
+    assert "reused=True" in run.stdout, run.describe()
+
+
+#: A bad root for gather is named on every rank, before any collective.
+BAD_ROOT = r'''
+import numpy as np
+from loopscale import distribute
+from loopscale.errors import ArgumentValueError
+
+me, size = distribute.rank(), distribute.size()
+d = distribute.scatter(np.arange(5.0) if me == 0 else None)
+bad = []
+for root in (-1, size, 7, 1.5, True, "0"):
+    try:
+        distribute.gather(d, root=root)
+        bad.append(f"root={root!r}: no error")
+    except ArgumentValueError as exc:
+        want = (f"root must be a rank from 0 to {size - 1}; got {root!r}." if size > 1 else
+                f"root must be 0 in a process without an MPI launcher; got {root!r}.")
+        if str(exc) != want:
+            bad.append(str(exc))
+got = distribute.gather(d, root=size - 1)   # the ranks still work together
+if (me == size - 1) != (got is not None) or (got is not None and got.sum() != 10.0):
+    bad.append(f"gather to the last rank gave {got!r}")
+print(f"rank {me} roots {'ok' if not bad else bad}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_gather_names_a_bad_root_on_every_rank(mpi_warm, ranks):
+    every_rank_says(mpi_warm, BAD_ROOT, ranks, "roots ok", timeout=120)

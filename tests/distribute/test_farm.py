@@ -126,3 +126,105 @@ def test_map_farms_tasks_and_reports_bad_input_on_every_rank(mpi, tmp_path, npro
                                                    "failed: KeyError: 'thirteen'"), report
     else:
         assert root["task_error"].startswith("KeyError")
+
+
+#: Collective calls inside a task (which runs on one rank alone): each is refused
+#: at once in the task with a DistributionError that says why and what to do;
+#: an accelerated call at level auto still runs there, on that rank alone.
+IN_TASKS = r'''
+import json, os, sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.errors import DistributionError, WorkerError
+
+
+@accelerate
+def scaled_sum(x, w):
+    t = 0.0
+    for i in range(x.shape[0]):
+        t += x[i] * w[0]
+    return t
+
+
+me = distribute.rank()
+path = os.path.join(sys.argv[1], "a.npy")
+if me == 0:
+    np.save(path, np.arange(6.0))
+u = distribute.scatter(np.arange(100.0) if me == 0 else None)
+out = distribute.zeros_like(u)
+with loopscale.level("auto"):
+    first = scaled_sum(np.arange(100.0), np.ones(1))   # auto chose 'mpi' here
+report = {"first": first}
+
+
+def probe(kind):
+    try:
+        if kind == "call":
+            scaled_sum(u, np.array([2.0]))
+        elif kind == "scatter":
+            distribute.scatter(np.arange(4.0))
+        elif kind == "gather":
+            distribute.gather(u)
+        elif kind == "allgather":
+            distribute.allgather(u)
+        elif kind == "from_local":
+            distribute.from_local(np.zeros(3))
+        elif kind == "zeros":
+            distribute.zeros(4)
+        elif kind == "load_npy":
+            distribute.load_npy(path)
+        elif kind == "redistribute":
+            u.redistribute()
+        elif kind == "mpi-level":
+            with loopscale.level("mpi"):
+                scaled_sum(np.arange(10.0), np.ones(1))
+        elif kind == "map":
+            distribute.map(abs, [1, -1])
+        elif kind == "auto":   # runs on this rank alone: fine
+            with loopscale.level("auto"):
+                return scaled_sum(np.arange(100.0), np.ones(1)) == 4950.0
+    except DistributionError as exc:
+        text = str(exc)
+        return "ok" if ("inside a task of distribute.map()" in text
+                        and "allgather" in text) else text
+    return "NOT REFUSED"
+
+
+kinds = ["call", "scatter", "gather", "allgather", "from_local", "zeros", "load_npy",
+         "redistribute", "mpi-level", "map", "auto"]
+got = distribute.map(probe, kinds * 2, results="all")
+report["refused"] = [[k, g] for k, g in zip(kinds * 2, got)]
+# the reproducer: unhandled in the task, the error goes through map's error path
+try:
+    distribute.map(lambda k: scaled_sum(u, np.array([float(k)])), range(4))
+    report["unhandled"] = "NOT RAISED"
+except DistributionError as exc:
+    report["unhandled"] = "DistributionError"
+except WorkerError as exc:
+    report["unhandled"] = "WorkerError " + str(exc)
+# the ranks still work together
+scaled_sum(u, np.ones(1))
+report["after"] = float(scaled_sum(u, np.ones(1)))
+with open(os.path.join(sys.argv[1], f"rank{me}.json"), "w") as fh:
+    json.dump(report, fh)
+'''
+
+
+def test_collective_calls_inside_a_task_are_refused_at_once(mpi, tmp_path) -> None:
+    run = mpi(IN_TASKS, 3, [str(tmp_path)], timeout=120,
+              env={"LOOPSCALE_MPI_WAIT": "5", "LOOPSCALE_MPI_TIMEOUT": "20"})
+    assert run.returncode == 0, run.describe()
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    for r, report in enumerate(reports):
+        assert report["first"] == 4950.0
+        assert len(report["refused"]) == 22, report
+        for kind, outcome in report["refused"]:
+            assert outcome == (True if kind == "auto" else "ok"), (kind, outcome)
+        assert report["after"] == 4950.0
+        if r == 0:
+            assert report["unhandled"] == "DistributionError", report
+        else:
+            assert report["unhandled"].startswith("WorkerError distribute.map(): a task "
+                                                  "failed: loopscale.errors.DistributionError"
+                                                  ), report

@@ -133,7 +133,8 @@ me = distribute.rank()
 x = np.ones(1000)
 if me == who:
     x[:] = -1.0
-with loopscale.level("mpi"):
+# (the inputs differ on purpose: the default check would report that first)
+with loopscale.level("mpi", check="none"):
     if not catch:
         checked(x)
     try:
@@ -318,3 +319,221 @@ def test_a_bad_wait_setting_is_named(mpi_warm) -> None:
     run = mpi_warm(SKIPPED, 2, ["none"], timeout=120, env={"LOOPSCALE_MPI_TIMEOUT": "soon"})
     assert run.returncode != 0, run.describe()
     assert "LOOPSCALE_MPI_TIMEOUT must be a number of seconds" in run.stderr, run.describe()
+
+
+#: ``script.py CASE``: rank 1 skips a call whose first collective is not one of a
+#: distributed call's (the count of ranks per node, the private communicator's
+#: ``Dup``, a task farm's start, a loader's or ``from_local``'s exchange).
+SKIPPED_FIRST = r'''
+import os, sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def norm2(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    return s
+
+
+case, tmp = sys.argv[1], sys.argv[2]
+me = distribute.rank()
+path = os.path.join(tmp, "a.npy")
+if me == 0:
+    np.save(path, np.arange(12.0).reshape(6, 2))
+distribute.comm().Barrier()
+if case in ("map-again", "load_npy", "from_local"):
+    distribute.map(abs, [1, -2], results="all")    # the private communicator exists
+    distribute.zeros(4)
+print(f"rank {me} ready", flush=True)
+if me == 0:
+    if case == "first-call":
+        with loopscale.level("mpi"):
+            norm2(np.arange(1000.0))               # SKIPPED first-call
+    elif case == "zeros":
+        distribute.zeros(10)                       # SKIPPED zeros
+    elif case == "scatter":
+        distribute.scatter(np.arange(10.0))        # SKIPPED scatter
+    elif case in ("map", "map-again"):
+        distribute.map(abs, [1, -2, 3])            # SKIPPED map map-again
+    elif case == "load_npy":
+        distribute.load_npy(path)                  # SKIPPED load_npy
+    elif case == "from_local":
+        distribute.from_local(np.zeros((3, 2)))    # SKIPPED from_local
+print(f"rank {me} reached the end", flush=True)
+'''
+
+
+@pytest.mark.parametrize("case, name", [
+    ("first-call", "norm2()"), ("zeros", "distribute.zeros()"),
+    ("scatter", "distribute.scatter()"), ("map", "distribute.map()"),
+    ("map-again", "distribute.map()"), ("load_npy", "distribute.load_npy()"),
+    ("from_local", "distribute.from_local()")])
+def test_a_first_collective_one_rank_skips_is_reported_not_silent(mpi_warm, tmp_path,
+                                                                  case, name) -> None:
+    # The first decorated call counts the ranks on each node (Split_type), the
+    # first distributed array duplicates the communicator (Dup), a farm starts
+    # with an exchange: each waited silently for ever when one rank skipped it.
+    script = mpi_warm.write(SKIPPED_FIRST)
+    line = next(k for k, text in enumerate(SKIPPED_FIRST.splitlines(), 1)
+                if "# SKIPPED" in text and case in text.split("# SKIPPED")[1].split())
+    run = mpi_warm(script, 2, [case, str(tmp_path)], timeout=120,
+                   env={"LOOPSCALE_MPI_WAIT": "1", "LOOPSCALE_MPI_TIMEOUT": "4"})
+    assert run.returncode == 1, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert run.stdout.count("ready") == 2, run.describe()
+    warned = [t for t in run.stderr.splitlines() if t.startswith("[rank 0] loopscale: rank 0 "
+                                                                 "has waited")]
+    assert len(warned) == 2, run.describe()
+    for text in warned:
+        assert f"of {name}, called at {script}:{line}." in text, text
+    assert "LOOPSCALE_MPI_TIMEOUT=4" in warned[1], run.describe()
+
+
+#: A farm inside a farm's task: the task runs on one rank alone, so the inner
+#: collective call is refused at once (it waited for ever).
+NESTED_MAP = r'''
+from loopscale import distribute
+distribute.map(lambda v: distribute.map(abs, [v, -v]), range(4))
+print(f"rank {distribute.rank()} finished", flush=True)
+'''
+
+
+def test_a_farm_inside_a_task_fails_at_once_with_the_reason(mpi_warm) -> None:
+    run = mpi_warm(NESTED_MAP, 2, timeout=120,
+                   env={"LOOPSCALE_MPI_WAIT": "1", "LOOPSCALE_MPI_TIMEOUT": "4"})
+    assert run.returncode != 0, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert "DistributionError: distribute.map() is collective" in run.stderr, run.describe()
+    assert "inside a task of distribute.map()" in run.stderr, run.describe()
+    assert "has waited" not in run.stderr, run.describe()
+    assert "finished" not in run.stdout, run.describe()
+
+
+#: ``script.py MODE``: MPI finalized by the script, then an exception or an exit.
+AFTER_FINALIZE = r'''
+import sys
+import numpy as np
+from mpi4py import MPI
+from loopscale import distribute
+
+me = MPI.COMM_WORLD.Get_rank()
+u = distribute.scatter(np.arange(4.0) if me == 0 else None)
+MPI.Finalize()
+if sys.argv[1] == "raise":
+    raise RuntimeError("raised after MPI.Finalize")
+if sys.argv[1] == "exit" and me == 1:
+    sys.exit(3)
+'''
+
+
+@pytest.mark.parametrize("mode", ["raise", "exit"])
+def test_an_exception_after_finalize_keeps_its_traceback(mpi_warm, mode) -> None:
+    run = mpi_warm(AFTER_FINALIZE, 2, [mode], timeout=120)
+    assert run.returncode != 0, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert "after finalizing" not in run.stderr, run.describe()  # no MPI call after it
+    if mode == "raise":
+        for r in range(2):
+            assert f"[rank {r}] Traceback (most recent call last):" in run.stderr
+            assert f"[rank {r}] RuntimeError: raised after MPI.Finalize" in run.stderr
+            assert f"[rank {r}] exiting with status 1" in run.stderr, run.describe()
+
+
+#: What the agreement check compares: the arrays a loop only reads (a sample of
+#: their elements by default, all with check="values"), never an output buffer
+#: whose old contents differ by rank; and a distributed call's mismatch is
+#: explained as one.
+CONTENTS = r'''
+import json, os, sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.errors import ArgumentValueError
+
+
+@accelerate
+def twice_sum(x, out):
+    s = 0.0
+    for i in range(x.shape[0]):
+        out[i] = x[i] * 2.0
+        s += out[i]            # reads only what this iteration just wrote
+    return s
+
+
+@accelerate
+def square(x, out):
+    for i in range(x.shape[0]):
+        out[i] = x[i] * x[i]
+
+
+@accelerate
+def step(u, out, alpha):
+    for i in range(1, u.shape[0] - 1):
+        out[i] = u[i] + alpha * (u[i - 1] + u[i + 1])
+
+
+me = distribute.rank()
+report = {}
+x = np.arange(100.0)
+for check in ("values", "shapes"):
+    out = np.full(100, float(me))            # stale contents differ per rank
+    with loopscale.level("mpi", check=check):
+        try:
+            s = twice_sum(x, out)
+            report[f"out-{check}"] = bool(s == 9900.0 and np.array_equal(out, 2 * x))
+        except ArgumentValueError as exc:
+            report[f"out-{check}"] = str(exc)
+mine = np.full(8, float(me + 1))             # each rank's own block (mpi4py style)
+for check in ("shapes", "values"):
+    try:
+        with loopscale.level("mpi", check=check):
+            square(mine, np.empty(8))
+        report[f"blocks-{check}"] = "NOT DETECTED"
+    except ArgumentValueError as exc:
+        report[f"blocks-{check}"] = str(exc)
+big = np.arange(10**6, dtype=np.float64)     # a sampled element differs on one rank
+if me == 1:
+    big[62500 * 7] = -1.0
+try:
+    with loopscale.level("mpi"):
+        square(big[::2], np.empty(big[::2].shape))
+    report["strided"] = "NOT DETECTED"
+except ArgumentValueError as exc:
+    report["strided"] = str(exc)
+with loopscale.level("mpi", check="none"):
+    square(mine, np.empty(8))                # check="none" compares nothing
+u = distribute.scatter(np.arange(50.0) if me == 0 else None)
+v = distribute.zeros_like(u)
+try:
+    step(u, v, 0.1 if me == 0 else 0.2)
+    report["distributed"] = "NOT DETECTED"
+except ArgumentValueError as exc:
+    report["distributed"] = str(exc)
+distribute.comm().Barrier()
+with open(os.path.join(sys.argv[1], f"rank{me}.json"), "w") as fh:
+    json.dump(report, fh)
+'''
+
+
+def test_the_agreement_check_compares_what_the_loop_reads(mpi_warm, tmp_path) -> None:
+    run = mpi_warm(CONTENTS, 2, [str(tmp_path)], timeout=120)
+    assert run.returncode == 0, run.describe()
+    for r in range(2):
+        report = json.loads((tmp_path / f"rank{r}.json").read_text())
+        # an output buffer's stale contents are not an input
+        assert report["out-values"] is True, report
+        assert report["out-shapes"] is True, report
+        # per-rank blocks of equal shape: reported, not mixed
+        for key in ("blocks-shapes", "blocks-values", "strided"):
+            text = report[key]
+            assert text.startswith("the inputs of square() differ"), (key, text)
+            assert "x: rank 0: " in text and "out:" not in text, (key, text)
+            assert "distribute.from_local" in text, (key, text)
+        assert " ~" in report["blocks-shapes"] and " #" in report["blocks-values"]
+        text = report["distributed"]
+        assert "alpha: rank 0: float 0.1; rank 1: float 0.2" in text, text
+        assert "distributed arrays" in text and "replicated mode" not in text, text
