@@ -130,6 +130,7 @@ def __getattr__(name: str) -> Any:
             ``ProcessPoolExecutor`` catches it unchanged."""
 
         BrokenProcessPool.__module__ = __name__
+        BrokenProcessPool.__qualname__ = "BrokenProcessPool"  # pickled by name
         globals()[name] = BrokenProcessPool
         return BrokenProcessPool
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -159,6 +160,8 @@ def relocated(exc: BaseException, where: str) -> BaseException:
         notes = getattr(exc, "__notes__", None)
         if isinstance(notes, list):  # not shared with the original (the cause)
             new.__notes__ = list(notes)  # type: ignore[attr-defined]
+        for name in [k for k in getattr(new, "__dict__", {}) if k.startswith("_loopscale")]:
+            delattr(new, name)  # loopscale's own marks stay on the original
         args = exc.args
         try:
             text = str(exc)

@@ -1207,10 +1207,11 @@ class Accelerated(Generic[P, R]):
         seen: set[int] = set()
         e: BaseException | None = exc
         found: BaseException | None = None
-        while e is not None and id(e) not in seen:
-            seen.add(id(e))
+        while e is not None and id(e) not in seen:  # the first marked (a located copy
+            seen.add(id(e))                          # is not: errors.relocated)
             if getattr(e, "_loopscale_blocks", None) is not None:
-                found = e  # the innermost: a located copy carries the mark too
+                found = e
+                break
             e = e.__cause__ or e.__context__
         if found is None:
             return None

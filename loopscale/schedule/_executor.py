@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import functools
 import itertools
 import os
 import threading
@@ -123,6 +124,13 @@ def _run_future(fut: Future) -> None:
         fn = args = kwargs = None  # type: ignore[assignment]
         fut.set_result(result)
     fut = None  # type: ignore[assignment]
+
+
+def _without_collectives(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """*fn* run as the task of ``distribute.map`` that submitted it: ``auto`` never
+    picks a collective level (see :func:`config.collectives_allowed`)."""
+    with config.without_collectives():
+        return fn(*args, **kwargs)
 
 
 def _took(fn: Any, t0: float) -> None:
@@ -699,6 +707,8 @@ class Executor(cf.ThreadPoolExecutor):
         ...     fut.result()
         (3, 2)
         """
+        if not config.collectives_allowed():  # inside a task of distribute.map
+            fn = functools.partial(_without_collectives, fn)
         fut = Future()
         fut._call = (fn, args, kwargs)
         fut._core = self._core
@@ -743,6 +753,8 @@ class Executor(cf.ThreadPoolExecutor):
         items = list(zip(*iterables, strict=False))
         if not items:
             return iter(())
+        if not config.collectives_allowed():  # inside a task of distribute.map
+            fn = functools.partial(_without_collectives, fn)
         batch = _Batch(fn, items, size)
         self._core.push(batch, want=batch.nchunks)
         return _iterate(self._core, batch, end_time)

@@ -114,44 +114,54 @@ class _Task:
     has_refs: bool
 
 
-def _find_refs(obj: Any, out: dict[Key, None]) -> None:
+def _find_refs(obj: Any, out: dict[Key, None], seen: set[int] | None = None) -> None:
     """Add the keys of every TaskRef in *obj* to *out*: through lists, tuples
-    (named ones too), dicts, sets and dataclass instances, as Dask does."""
+    (named ones too), dicts, sets and dataclass instances, as Dask does (a
+    dataclass met again, a back-reference, is not walked twice)."""
     kind = type(obj)
     if kind is TaskRef:
         out[obj.key] = None
     elif kind is list or kind is tuple or kind is set or kind is frozenset or (
             isinstance(obj, tuple) and hasattr(obj, "_fields")):
         for item in obj:
-            _find_refs(item, out)
+            _find_refs(item, out, seen)
     elif kind is dict:
         for item in obj.values():
-            _find_refs(item, out)
+            _find_refs(item, out, seen)
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        seen = set() if seen is None else seen
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
         for field in dataclasses.fields(obj):
-            _find_refs(getattr(obj, field.name), out)
+            _find_refs(getattr(obj, field.name), out, seen)
 
 
-def _substitute(obj: Any, results: dict[Key, Any]) -> Any:
-    """*obj* with every TaskRef replaced by its task's result (containers rebuilt)."""
+def _substitute(obj: Any, results: dict[Key, Any], seen: set[int] | None = None) -> Any:
+    """*obj* with every TaskRef replaced by its task's result (containers rebuilt;
+    a dataclass met again on the way, a back-reference, is left as it is)."""
     kind = type(obj)
     if kind is TaskRef:
         return results[obj.key]
     if kind is list:
-        return [_substitute(item, results) for item in obj]
+        return [_substitute(item, results, seen) for item in obj]
     if kind is tuple:
-        return tuple(_substitute(item, results) for item in obj)
+        return tuple(_substitute(item, results, seen) for item in obj)
     if kind is dict:
-        return {k: _substitute(v, results) for k, v in obj.items()}
+        return {k: _substitute(v, results, seen) for k, v in obj.items()}
     if kind is set or kind is frozenset:
-        return kind(_substitute(item, results) for item in obj)
+        return kind(_substitute(item, results, seen) for item in obj)
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
-        return kind(*(_substitute(item, results) for item in obj))
+        return kind(*(_substitute(item, results, seen) for item in obj))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        seen = set() if seen is None else seen
+        if id(obj) in seen:
+            return obj
+        seen.add(id(obj))
         changed = {}
         for field in dataclasses.fields(obj):
             value = getattr(obj, field.name)
-            got = _substitute(value, results)
+            got = _substitute(value, results, seen)
             if got is not value:
                 changed[field.name] = got
         if not changed:
@@ -513,10 +523,20 @@ def _call_args(task: _Task, results: dict[Key, Any]) -> tuple[tuple[Any, ...], d
 
 
 def _worker(inbox: queue.SimpleQueue[Any], outbox: queue.SimpleQueue[Any],
-            stop: threading.Event, in_region: bool, workers: int = 1) -> None:
+            stop: threading.Event, in_region: bool, workers: int = 1,
+            collectives: bool = True) -> None:
     if in_region:
         _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
         init_worker(workers)  # this thread's share of the cores for Numba and OpenMP
+    if not collectives:  # run from a task of distribute.map: so are the graph's tasks
+        with config.without_collectives():
+            _work(inbox, outbox, stop)
+    else:
+        _work(inbox, outbox, stop)
+
+
+def _work(inbox: queue.SimpleQueue[Any], outbox: queue.SimpleQueue[Any],
+          stop: threading.Event) -> None:
     while True:
         item = inbox.get()
         if item is None:
@@ -548,6 +568,7 @@ def _drive_threads(tasks: dict[Key, _Task], state: GraphState, workers: int,
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     stop = threading.Event()
+    collectives = config.collectives_allowed()
     threads: list[threading.Thread] = []
     results: dict[Key, Any] = {}
     total = len(tasks)
@@ -562,7 +583,7 @@ def _drive_threads(tasks: dict[Key, _Task], state: GraphState, workers: int,
                     if workers > 1 and not threads:
                         serialize_parallel_calls()  # before two threads can launch
                     t = threading.Thread(target=_worker, args=(inbox, outbox, stop, workers > 1,
-                                                                        workers),
+                                                                        workers, collectives),
                                          name=f"loopscale-graph-{len(threads) + 1}",
                                          daemon=True)
                     t.start()

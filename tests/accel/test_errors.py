@@ -648,3 +648,35 @@ def test_distributed_arrays_at_the_cuda_level_are_refused_as_with_target_cuda():
             fn(u, v)
     fn(u, v)  # at the default level: on the CPU, as before
     assert np.array_equal(distribute.gather(v), 2.0 * np.arange(8.0))
+
+
+@pytest.mark.timeout(120)
+def test_an_error_raised_while_handling_another_is_located_in_its_own_loop():
+    # g's chunk raises while the caller handles f's error: g's own exception is
+    # reported (not f's, reached through __context__ of g's)
+    def f(x):
+        s = 0.0
+        for i in range(x.shape[0]):
+            if x[i] > 0.5:
+                raise ValueError("from f")
+            s += x[i]
+        return s
+
+    def g(x):
+        s = 0.0
+        for i in range(x.shape[0]):
+            if x[i] > 0.5:
+                raise KeyError("from g")
+            s += x[i]
+        return s
+
+    ff, gg = accelerate(f), accelerate(g)
+    x = np.zeros(20_000)
+    x[15_000] = 1.0
+    with level("threads", max_workers=2):
+        with pytest.raises(KeyError, match="from g") as info:
+            try:
+                ff(x)
+            except ValueError:
+                gg(x)
+    assert "from f" not in str(info.value)

@@ -100,6 +100,22 @@ def test_a_task_run_in_the_waiting_thread_does_not_change_its_context():
 
 
 @pytest.mark.timeout(30)
+def test_tasks_submitted_inside_a_farm_task_never_pick_a_collective_level():
+    # inside a task of distribute.map (this rank alone) auto must not pick the
+    # mpi level, also in the tasks an Executor runs for it, on a worker or in
+    # the waiting thread (in a fresh context)
+    from loopscale import config
+
+    with Executor(max_workers=2) as ex:
+        assert ex.submit(config.collectives_allowed).result() is True
+        with config.without_collectives():
+            for _ in range(3):  # a worker's, then stolen ones (known to be short)
+                assert ex.submit(config.collectives_allowed).result() is False
+            assert list(ex.map(lambda _: config.collectives_allowed(), range(4))) == [False] * 4
+        assert ex.submit(config.collectives_allowed).result() is True
+
+
+@pytest.mark.timeout(30)
 def test_shutdown_waits_for_a_task_another_thread_runs_in_its_result():
     done = []
 

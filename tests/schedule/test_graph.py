@@ -295,6 +295,36 @@ def test_refs_inside_named_tuples_sets_and_dataclasses_are_resolved():
 
 
 @pytest.mark.timeout(30)
+def test_a_dataclass_with_a_back_reference_is_walked_once():
+    import dataclasses
+
+    @dataclasses.dataclass(eq=False)
+    class Node:
+        value: object
+        parent: object = None
+        children: list = dataclasses.field(default_factory=list)
+
+    graph = TaskGraph()
+    a = graph.add("a", int, 7)
+    root = Node(a)
+    root.children.append(Node(1, parent=root))  # a cycle: root -> child -> root
+    graph.add("sum", lambda n: n.value + n.children[0].value, root)
+    assert graph.run(keys=["sum"], max_workers=2) == {"sum": 8}
+
+
+@pytest.mark.timeout(30)
+def test_graph_tasks_run_from_a_farm_task_never_pick_a_collective_level():
+    from loopscale import config
+
+    graph = TaskGraph()
+    for k in range(4):
+        graph.add(k, config.collectives_allowed)
+    with config.without_collectives():
+        assert set(graph.run(max_workers=2).values()) == {False}
+    assert set(graph.run(max_workers=2).values()) == {True}
+
+
+@pytest.mark.timeout(30)
 def test_a_tuple_key_asked_for_alone_is_one_key():
     graph = TaskGraph()
     graph.add(("x", 0), int, 4)

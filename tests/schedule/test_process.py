@@ -256,6 +256,8 @@ def test_a_crashing_worker_raises_worker_error_promptly_and_cleans_up():
     with pytest.raises(BrokenProcessPool, match="exited with status 3") as info:
         crash.result(timeout=30)  # as ProcessPoolExecutor's code expects it
     assert isinstance(info.value, WorkerError)
+    again = pickle.loads(pickle.dumps(info.value))  # by name: it travels between processes
+    assert type(again) is type(info.value) and str(again) == str(info.value)
     assert time.monotonic() - t0 < 10
     for f in queued:
         with pytest.raises(WorkerError):
