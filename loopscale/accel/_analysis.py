@@ -193,12 +193,33 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
             checker.collect_accesses()
             checker.check_accumulators(set(params))
             roles = checker.check_arrays(forced)
+            limits: dict[str, tuple[int, str]] = {}
+            if checker.assumed_scalar:
+                # `c = a[i]; c += x` was read as a number: check the loop again with
+                # `c` a row of `a`, as it is when `a` has more dimensions
+                again = _LoopChecker(fdef, loop, idx, resolver, aliases, subscripted, line0,
+                                     helper_cache, shifted,
+                                     {r: k + 1 for r, k in checker.assumed_scalar.items()})
+                try:
+                    again.check_control()
+                    again.find_reductions(defined_before)
+                    privates = again.check_scalars(defined_before, read_after)
+                    again.collect_accesses()
+                    again.check_accumulators(set(params))
+                    roles = again.check_arrays(forced)  # (a superset of the roles)
+                    checker = again
+                except _Unsafe as exc2:
+                    why = f"line {exc2.line}: {exc2.message}"
+                    for root, most in checker.assumed_scalar.items():
+                        if root not in defined_before:  # not known at call time
+                            raise _Unsafe(exc2.line, exc2.message) from None
+                        limits[root] = (most, why)
             results.append(LoopAnalysis(
                 name, filename, header, checker.var, True, None,
                 reductions=dict(checker.reductions), privates=tuple(privates), arrays=roles,
                 forced=forced, loop_index=idx, range_args=tuple(loop.iter.args),  # type: ignore
                 calls_blas=_calls_blas(loop, resolver),
-                reduction_forms=dict(checker.reduction_forms)))
+                reduction_forms=dict(checker.reduction_forms), ndim_limits=limits))
         except _Unsafe as exc:
             reason = f"line {exc.line}: {exc.message}"
             if forced and on_loop is not None:

@@ -753,6 +753,20 @@ def run_cuda(acc: Any, fdef: ast.FunctionDef | None, analysis: LoopAnalysis,
         marker = RunOnCpu(f"the loop runs on the CPU: {analysis.reason or 'not parallel'}")
         acc.__dict__["last_cuda_timings"] = {"on_cpu": marker.reason}
         return marker
+    if analysis.ndim_limits:
+        # `c = a[i]; c += x`: a number for the dimensions the code shows, a row
+        # updated in place (a loop-carried dependence) for more
+        try:
+            bound = acc.__signature__.bind(*args, **kwargs).arguments
+        except TypeError:
+            bound = {}
+        why = (analysis.beyond_ndim(bound) if set(analysis.ndim_limits) <= set(bound) else
+               "the loop views an array made before it (`c = a[i]; c += x`), whose "
+               "dimensions decide whether the iterations are independent")
+        if why is not None:
+            marker = RunOnCpu(f"the loop runs on the CPU: {why}")
+            acc.__dict__["last_cuda_timings"] = {"on_cpu": marker.reason}
+            return marker
     prog = _program(acc, fdef, analysis)
     timings: dict[str, Any] = {"device": "simulator" if _simulator() else "gpu"}
     prog.local.timings = timings

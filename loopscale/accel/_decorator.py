@@ -838,7 +838,8 @@ class Accelerated(Generic[P, R]):
             # never for a collective executor (MPI): every rank must take the same
             # path, and timings differ between ranks
             if (spent is not None and not getattr(executor, "collective", False)
-                    and spent * getattr(executor, "max_workers", 1) < AUTO_SECONDS):
+                    and spent * getattr(executor, "max_workers", 1) < AUTO_SECONDS
+                    and self.target != "cuda"):  # (a GPU function's next call may run there)
                 self._fast = 2 if _LEVEL_VAR.get() is None else self._fast
             return result
         if setting.options and setting.name == "serial":
@@ -1067,7 +1068,21 @@ class Accelerated(Generic[P, R]):
                     raise
                 return self._plan_failed(comp, exc, args, kwargs, rerun=True)
             comp.checked.add(key)
-        if not distributed and getattr(executor, "name", None) != "serial":
+        limits = self.analysis.ndim_limits
+        if limits and (why := self.analysis.beyond_ndim(
+                dict(zip(comp.gen.state, state, strict=True)))) is not None:
+            # the verdict read `c = a[i]; c += x` as a number; `a` has more
+            # dimensions, so `c` is a row updated in place: the loop is sequential
+            if distributed:
+                raise DistributionError(
+                    f"{self.py_func.__qualname__}() ({self.analysis.filename}:"
+                    f"{self.analysis.lineno}) cannot run on distributed arrays: {why}. "
+                    "Gather the arrays (distribute.allgather) and call it on NumPy arrays, "
+                    "where the loop runs in order.")
+            if getattr(executor, "name", None) != "serial":
+                self._note_serial("ndim", why)
+                executor = _SERIAL_EXECUTOR
+        elif not distributed and getattr(executor, "name", None) != "serial":
             # iterations run in parallel could read what other iterations write:
             # then all blocks in order on this thread, as the serial level
             why = self._overlap(comp, state)
@@ -1288,6 +1303,10 @@ class Accelerated(Generic[P, R]):
                 lines.append("  private to each iteration: " + ", ".join(a.privates))
             for name, role in a.arrays.items():
                 lines.append(f"  array {name}: {role.describe()}")
+            for name, (most, why) in a.ndim_limits.items():
+                lines.append(f"  assumes `{name}` has at most {most} dimension"
+                             f"{'s' if most != 1 else ''} (as its indexing shows); with more, "
+                             f"the loop runs sequentially: {why}")
         for line, why in a.other_loops:
             lines.append(f"  other loop at line {line}: {why}")
         if self._python_mode:

@@ -356,7 +356,8 @@ class _LoopChecker:
     def __init__(self, fdef: ast.FunctionDef, loop: ast.For, index: int, resolver: Resolver,
                  aliases: dict[str, set[str]], array_names: set[str], line0: int,
                  helper_cache: dict[int, _HelperSummary],
-                 shifted: dict[str, ShiftedView] | None = None) -> None:
+                 shifted: dict[str, ShiftedView] | None = None,
+                 ndim_hint: dict[str, int] | None = None) -> None:
         self.fdef = fdef
         self.loop = loop
         self.index = index
@@ -378,6 +379,12 @@ class _LoopChecker:
         self.shifted = shifted or {}  # pre-loop views at other indices (and containers)
         self.floors: dict[int, int] = {}  # id(node) -> least loop variable there (guards)
         self.view_floors: dict[int, int] = {}  # id(view in private_alias) -> its guard's
+        #: dimensions to assume at least for some arrays (see :attr:`assumed_scalar`)
+        self.ndim_hint = ndim_hint or {}
+        #: arrays the verdict assumes have at most this many dimensions: `c = a[i]`
+        #: then `c += x` was taken for a number (no index of `a` shows more), which
+        #: for a 2-D `a` is a row updated in place
+        self.assumed_scalar: dict[str, int] = {}
         a = fdef.args
         self.local_names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
         self.local_names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
@@ -765,7 +772,7 @@ class _LoopChecker:
     def _least_ndim(self, name: str) -> int:
         """The least number of dimensions the function's code shows *name* has:
         the most indices it is subscripted with (``a[i, j]``: 2), ``a.shape[k]``."""
-        best = 0
+        best = self.ndim_hint.get(name, 0)
         for node in ast.walk(self.fdef):
             if isinstance(node, ast.Subscript):
                 base, pos = _index_positions(node)
@@ -797,6 +804,9 @@ class _LoopChecker:
                 return True
             if lead and len(lead) < self._least_ndim(root):
                 return True  # `r = a[i]` of an `a` indexed elsewhere as `a[i, j]`: a row
+            if lead:  # taken for a number: right only while `a` has len(lead) dimensions
+                self.assumed_scalar[root] = min(len(lead),
+                                                self.assumed_scalar.get(root, len(lead)))
             if not lead and root not in seen and (
                     root in self.array_names or self._views_an_array(root, seen | {name})):
                 return True

@@ -91,6 +91,12 @@ class LoopAnalysis:
         The role of each array the loop indexes.
     forced : bool
         The loop was written with ``prange``.
+    ndim_limits : Mapping[str, tuple[int, str]]
+        Arrays for which the verdict holds only up to a number of dimensions:
+        name -> (most dimensions, why the loop is sequential beyond them).
+        ``row = out[i]; row += x`` updates a number when ``out`` is 1-D and a
+        row of ``out`` in place when it is 2-D; nothing in the code says which,
+        so a call with more dimensions runs the loop sequentially.
     """
 
     function: str
@@ -111,6 +117,17 @@ class LoopAnalysis:
     #: ``"aug"``/``"assign"``/``"mixed"`` for ``+``/``*``, ``"strict"``/``"loose"``/``"last"``
     #: for ``min``/``max``; the combine of the per-block partials repeats it
     reduction_forms: Mapping[str, str] = field(default_factory=dict, repr=False)
+    ndim_limits: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+
+    def beyond_ndim(self, values: Mapping[str, Any]) -> str | None:
+        """Why the loop must run sequentially for these arrays (name -> value) when
+        one has more dimensions than :attr:`ndim_limits` allows; None otherwise."""
+        for name, (most, why) in self.ndim_limits.items():
+            ndim = getattr(values.get(name), "ndim", None)
+            if isinstance(ndim, int) and ndim > most:
+                return (f"`{name}` has {ndim} dimensions, where the code's own indexing "
+                        f"shows at most {most}, and then {why}")
+        return None
 
     def summary(self) -> str:
         """A one-line verdict."""

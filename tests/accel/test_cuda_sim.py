@@ -307,6 +307,32 @@ def _hypot_map(a, b):
     return out
 
 
+def _running_rows(out):
+    for i in range(1, out.shape[0]):
+        row = out[i]  # a number for a 1-D `out`, a row (a chain of rows) for a 2-D one
+        row += out[i - 1]
+
+
+def check_row_view_of_more_dimensions_stays_on_cpu() -> None:
+    from loopscale import accelerate
+    from loopscale.accel import _cuda
+
+    acc = accelerate(_running_rows)
+    a = np.ones(70)
+    assert _cuda.call_cuda(acc, (a,), {}) is None  # 1-D: a private number, on the device
+    np.testing.assert_array_equal(a, np.ones(70))
+    m = np.ones((70, 3))
+    got = _cuda.call_cuda(acc, (m,), {})
+    assert isinstance(got, _cuda.RunOnCpu) and "`out` has 2 dimensions" in got.reason, got
+    np.testing.assert_array_equal(m, np.ones((70, 3)))  # nothing was run
+    gpu = accelerate(target="cuda")(_running_rows)  # through the decorator: on the CPU, in order
+    gpu(m)
+    np.testing.assert_array_equal(m, np.cumsum(np.ones((70, 3)), axis=0))
+    a = np.ones(70)
+    gpu(a)  # and the next 1-D call goes to the device again
+    assert "on_cpu" not in gpu.last_cuda_timings, gpu.last_cuda_timings
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     name[len("check_"):]: obj for name, obj in list(globals().items())
     if name.startswith("check_") and callable(obj)

@@ -570,3 +570,44 @@ def test_an_in_place_update_through_a_row_alias_is_a_write_of_the_array():
     assert fn.analysis.parallel is False
     assert f"line {line_of(rows_updated_through_an_alias, 'r += a[i - 1]')}" in fn.analysis.reason
     same_at_every_level(fn, lambda: (np.ones((5000, 3)),), workers=(2, 3))
+
+
+def running_rows(out):
+    for i in range(1, out.shape[0]):
+        row = out[i]  # a number for a 1-D `out`, a row of a 2-D one: nothing shows which
+        row += out[i - 1]
+
+
+def rows_plus(out, x):
+    for i in range(out.shape[0]):
+        row = out[i]
+        row += x[i]  # 2-D: `out[i]` updated in place, each iteration its own row
+
+
+def test_a_row_updated_in_place_where_the_code_does_not_show_the_dimensions():
+    """``row = out[i]; row += out[i - 1]`` is a private number for a 1-D ``out``
+    (the loop is parallel and leaves ``out`` alone) and a chain through the rows of
+    a 2-D one (a loop-carried dependence): the verdict holds for one dimension,
+    and a call with two runs the loop in order, saying why."""
+    fn = accelerate(running_rows)
+    a = fn.analysis
+    assert a.parallel is True
+    assert set(a.ndim_limits) == {"out"} and a.ndim_limits["out"][0] == 1
+    line = line_of(running_rows, "row += out[i - 1]")
+    assert f"line {line}" in a.ndim_limits["out"][1]
+    assert "assumes `out` has at most 1 dimension" in fn.explain()
+    same_at_every_level(fn, lambda: (_vec(),), workers=(2, 3))  # 1-D: unchanged, parallel
+    with pytest.warns(SerializationWarning, match=r"`out` has 2 dimensions.*loop-carried"):
+        same_at_every_level(fn, lambda: (np.ones((20001, 3)),), workers=(2, 3))
+    assert "out` has 2 dimensions" in fn.explain()
+
+    # written in place at its own row: parallel either way, and a 2-D `out` is
+    # known to be written (an MPI rank gathers it, the overlap check sees it)
+    fn2 = accelerate(rows_plus)
+    assert fn2.analysis.parallel is True and not fn2.analysis.ndim_limits
+    assert fn2.analysis.arrays["out"].written
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerializationWarning)
+        same_at_every_level(fn2, lambda: (np.zeros((20001, 2)), _mat((20001, 2))),
+                            workers=(2, 3))
+        same_at_every_level(fn2, lambda: (np.zeros(20001), _vec(20001)), workers=(2,))

@@ -383,6 +383,13 @@ def sweep(u, out):                            # in order when out is u (Gauss-Se
         out[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1]
 
 
+@accelerate
+def running_rows(out):                        # a chain of rows when `out` is 2-D
+    for i in range(1, out.shape[0]):
+        row = out[i]
+        row += out[i - 1]
+
+
 rank = distribute.rank()
 u = distribute.scatter(np.arange(10.0) if rank == 0 else None)
 out = distribute.zeros_like(u)
@@ -407,6 +414,9 @@ expect(sweep, u, u, words=("same distributed array", "'u' and 'out'", ".py:", "e
 expect(wraps, u, out, words=("row -1", "wrap", "if i >= 1", "allgather(u)"))
 expect(writes_before, u, out, words=("writes row -1", "'out'", "start the loop at i = 1"))
 expect(into_numpy, u, np.zeros(10), words=("'out'", "NumPy array", "empty_like"))
+m = distribute.scatter(np.ones((10, 3)) if rank == 0 else None)
+expect(running_rows, m, words=("`out` has 2 dimensions", "loop-carried", "allgather", ".py:"))
+running_rows(u)  # 1-D: a number per row, nothing to refuse
 v = distribute.from_local(np.zeros(rank + 3))
 expect(pair, u, v, out, words=("of 10 and", "rows", "'v'", "empty_like"))
 if distribute.size() == 2:  # the same rows, split otherwise: redistribute mends it

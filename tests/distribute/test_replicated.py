@@ -116,6 +116,13 @@ def cplx(z, out):                           # complex output and reduction
     return t
 
 
+@accelerate
+def running_rows(out):                      # a number per row if 1-D; a chain of rows if 2-D
+    for i in range(1, out.shape[0]):
+        row = out[i]
+        row += out[i - 1]
+
+
 def run_all(n, rng):
     pos = rng.random((n, 2))
     mass = rng.random(n) + 0.5
@@ -137,6 +144,8 @@ def run_all(n, rng):
     counts = np.zeros((n, 17), dtype=np.int32); mandel(xs, ys, 60, counts)
     res["mandel"] = counts
     out = np.zeros(n, dtype=np.complex128); res["cplx_sum"] = cplx(z, out); res["cplx"] = out
+    out = rng.random((n, 3)); running_rows(out); res["rows2d"] = out
+    out = rng.random(n); running_rows(out); res["rows1d"] = out
     return res
 
 
