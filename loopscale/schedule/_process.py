@@ -258,7 +258,7 @@ class _Job:
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "jobs", "known", "since")
+    __slots__ = ("process", "conn", "jobs", "known", "since", "sent")
 
     def __init__(self, process: Any, conn: mpc.Connection) -> None:
         self.process = process
@@ -266,14 +266,18 @@ class _Worker:
         self.jobs: deque[_Job] = deque()  # sent, in order: the first one is running
         self.known: dict[int, None] = {}  # the functions it keeps (FUNCTIONS_KEPT rule)
         self.since = 0.0                  # when the first of its jobs started (about)
+        self.sent = 0                     # jobs sent to it so far (max_tasks_per_child)
 
 
 class _Core:
     """State shared by a :class:`ProcessExecutor` and its manager thread."""
 
     def __init__(self, max_workers: int, ctx: Any, initializer: Callable[..., object] | None,
-                 initargs: tuple[Any, ...], space: shm.Space) -> None:
+                 initargs: tuple[Any, ...], space: shm.Space,
+                 max_tasks: int | None = None) -> None:
         self.max_workers = max_workers
+        self.max_tasks = max_tasks  # jobs a worker runs before it is replaced (None: no limit)
+        self.retired: list[_Worker] = []  # stopped after max_tasks jobs, not yet joined
         self.ctx = ctx
         self.initializer = initializer
         self.initargs = initargs
@@ -348,9 +352,13 @@ class _Core:
     def _short(self, key: int | None) -> bool:
         return key is not None and self.seconds.get(key, PREFETCH_SECONDS) < PREFETCH_SECONDS
 
+    def _open(self, worker: _Worker) -> bool:
+        """Whether *worker* may be sent another job (max_tasks_per_child)."""
+        return self.max_tasks is None or worker.sent < self.max_tasks
+
     def _next_worker_locked(self) -> tuple[_Worker | None, bool]:
         """An idle worker (None: start one), and whether there is one to send to."""
-        worker = next((w for w in self.workers if not w.jobs), None)
+        worker = next((w for w in self.workers if not w.jobs and self._open(w)), None)
         if worker is not None or len(self.workers) < self.max_workers:
             return worker, True
         # every worker busy: queue the next task behind a short one, if it is short too
@@ -358,8 +366,9 @@ class _Core:
         if not self._short(self._key(self.pending[0])):
             return None, False
         now = time.perf_counter()
-        worker = next((w for w in self.workers if len(w.jobs) == 1 and self._short(
-            w.jobs[0].key) and now - w.since < PREFETCH_SECONDS), None)
+        worker = next((w for w in self.workers if len(w.jobs) == 1 and self._open(w)
+                       and self._short(w.jobs[0].key) and now - w.since < PREFETCH_SECONDS),
+                      None)
         return worker, worker is not None
 
     def _key(self, job: _Job) -> int | None:
@@ -420,6 +429,7 @@ class _Core:
             if not worker.jobs:
                 worker.since = time.perf_counter()
             worker.jobs.append(job)
+            worker.sent += 1
             try:
                 worker.conn.send_bytes(data)
             except OSError:
@@ -445,6 +455,8 @@ class _Core:
             job.release()
         if job.key is not None and seconds is not None:
             self.seconds[job.key] = seconds
+        if not worker.jobs and not self._open(worker):
+            self.retire(worker)  # (before the result is set: a waiter may check workers)
         if status == "ok":
             job.future.set_result(value)
         elif status != "error":  # "init-error": the worker is exiting
@@ -455,6 +467,33 @@ class _Core:
             job.future.set_result((value[1], value[0]))
         else:
             job.future.set_exception(value[0])
+
+    def retire(self, worker: _Worker) -> None:
+        """Stop *worker*, which ran its max_tasks_per_child jobs; a new one starts
+        when the next job needs it.  It exits on its own: no longer watched, it
+        is joined later (:meth:`reap`)."""
+        with self.lock:
+            self.workers.remove(worker)
+        try:
+            worker.conn.send_bytes(b"")
+        except OSError:
+            pass
+        self.retired.append(worker)
+
+    def reap(self, wait: bool = False) -> None:
+        """Join the retired workers that have exited (all of them, with *wait*)."""
+        alive = []
+        for w in self.retired:
+            w.process.join(5.0 if wait else 0)
+            if w.process.is_alive():
+                if wait:
+                    w.process.terminate()
+                    w.process.join(1.0)
+                else:
+                    alive.append(w)
+                    continue
+            w.conn.close()
+        self.retired = alive
 
     def break_(self, message: str) -> None:
         """A worker died: fail every running and queued task; refuse new ones."""
@@ -486,6 +525,7 @@ class _Core:
                 w.process.join(1.0)
             w.conn.close()
         self.workers = []
+        self.reap(wait=True)
 
 
 def _manage(core: _Core) -> None:
@@ -505,9 +545,11 @@ def _manage(core: _Core) -> None:
                 if w.conn in ready:
                     core.receive(w)
             for sentinel, w in sentinels.items():
-                if sentinel in ready:
+                if sentinel in ready and w in core.workers:  # (not retired meanwhile)
                     core.break_(_death_message(w))
                     break
+            if core.retired:
+                core.reap()
     except BaseException as exc:  # noqa: BLE001 - never leave futures waiting
         core.break_(f"the ProcessExecutor's manager thread failed: {exc!r}")
         raise
@@ -573,15 +615,23 @@ class ProcessExecutor(cf.Executor):
         How a task sees a copied array argument: ``"r"`` read-only (the
         default), ``"c"`` copy-on-write (writes stay private to the task).
         Arrays made by :meth:`share` are always writable and shared.
+    max_tasks_per_child : int, optional
+        Tasks a worker process runs before it exits and a fresh one takes its
+        place (default: no limit), as in ``ProcessPoolExecutor`` and
+        ``multiprocessing.Pool(maxtasksperchild=...)``: memory that a leaky
+        library holds is given back.  A chunk of :meth:`map` counts as one
+        task.  A worker is never sent more than this many, so tasks are not
+        queued behind one that is about to exit.
 
     Raises
     ------
     TypeError
-        *max_workers* or *max_nbytes* is not an integer, or *initializer* is
-        not callable.
+        *max_workers*, *max_nbytes* or *max_tasks_per_child* is not an
+        integer, or *initializer* is not callable.
     ValueError
-        *max_workers* is not greater than 0, *max_nbytes* is negative, or
-        *mp_context* or *mmap_mode* is not one of the listed values.
+        *max_workers* or *max_tasks_per_child* is not greater than 0,
+        *max_nbytes* is negative, or *mp_context* or *mmap_mode* is not one of
+        the listed values.
 
     See Also
     --------
@@ -602,11 +652,12 @@ class ProcessExecutor(cf.Executor):
     def __init__(self, max_workers: int | None = None, mp_context: Any = None,
                  initializer: Callable[..., object] | None = None,
                  initargs: tuple[Any, ...] = (), *, max_nbytes: int = shm.DEFAULT_MAX_NBYTES,
-                 mmap_mode: str = "r") -> None:
+                 mmap_mode: str = "r", max_tasks_per_child: int | None = None) -> None:
         if max_workers is None:
             max_workers = config.max_workers_default()
         else:
             validate_max_workers(max_workers)
+        validate_max_workers(max_tasks_per_child, name="max_tasks_per_child")
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable; got {initializer!r}.")
         if isinstance(max_nbytes, bool) or not isinstance(max_nbytes, int):
@@ -619,7 +670,7 @@ class ProcessExecutor(cf.Executor):
         self._max_workers = max_workers
         space = shm.Space(f"loopscale-{os.getpid()}-{self._counter()}-", max_nbytes, mmap_mode)
         self._core = _Core(max_workers, _context(mp_context), initializer, tuple(initargs),
-                           space)
+                           space, max_tasks_per_child)
         _CORES.add(self._core)
         weakref.finalize(self, self._core.close, False).atexit = False
 

@@ -424,3 +424,41 @@ def test_short_tasks_are_sent_ahead_but_never_wait_behind_a_long_one():
         done, _ = cf.wait(short, timeout=2.0)
         assert len(done) == 40 and not slow.done(), time.monotonic() - t0
         assert slow.result() == "slow"
+
+
+def pid_and_double(x):
+    return os.getpid(), 2 * x
+
+
+@pytest.mark.timeout(120)
+def test_max_tasks_per_child_replaces_workers_and_loses_nothing():
+    # as ProcessPoolExecutor(max_tasks_per_child=...) / Pool(maxtasksperchild=...):
+    # a worker exits after that many tasks (a map chunk is one) and a fresh one
+    # takes its place; no result is lost, no task waits on a worker that exits,
+    # and no exited worker is reported as a crash
+    with ProcessExecutor(max_workers=2, max_tasks_per_child=3) as ex:
+        res = [f.result(timeout=60) for f in [ex.submit(pid_and_double, i) for i in range(10)]]
+        assert [r[1] for r in res] == [2 * i for i in range(10)]
+        per_pid: dict[int, int] = {}
+        for p, _ in res:
+            per_pid[p] = per_pid.get(p, 0) + 1
+        assert max(per_pid.values()) <= 3 and len(per_pid) >= 4, per_pid
+        arrays = [np.full(200_000, float(k)) for k in range(7)]  # through shared memory
+        got = list(ex.map(array_summary, arrays, timeout=60))
+        assert [g[0] for g in got] == [200_000.0 * k for k in range(7)]
+        chunked = list(ex.map(pid_and_double, range(24), chunksize=4, timeout=60))
+        assert [c[1] for c in chunked] == [2 * i for i in range(24)]
+        assert len({c[0] for c in chunked}) >= 2  # 6 chunks, at most 3 per worker
+        assert len(ex._core.workers) <= 2
+    assert not ex._core.retired  # every retired worker was joined
+    for w in [p for p in per_pid]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(w, 0)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
+                                        (True, TypeError), ("3", TypeError)])
+def test_bad_max_tasks_per_child_is_refused(bad, error):
+    with pytest.raises(error, match="max_tasks_per_child"):
+        ProcessExecutor(max_tasks_per_child=bad)
