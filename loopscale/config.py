@@ -191,10 +191,41 @@ _MPI_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID
                   "MV2_COMM_WORLD_RANK")
 
 
+#: Set by :func:`forget_launcher` in a process this one started (not an MPI rank).
+_NOT_A_RANK = False
+
+#: Prefixes of the variables by which a launcher tells a process it is a rank
+#: and how to reach the launcher (MPICH/Hydra's PMI_FD, PMIx's server URI...).
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_COMM_WORLD_", "MV2_COMM_WORLD_", "MPI_LOCAL",
+                      "HYDRA_", "I_MPI_INFO_", "PALS_")
+
+
+def forget_launcher() -> None:
+    """In a process started by an MPI rank (a ``ProcessExecutor`` worker): it is no
+    rank of the job, though it inherited the launcher's environment.
+
+    Without this, the ``auto`` level would pick ``mpi`` in it and initialising
+    MPI there would write to the launcher's connection inherited by number
+    (MPICH's ``PMI_FD``: another file in the child), then abort.  The
+    launcher's identity variables are removed, so that MPI started in it later
+    (``from mpi4py import MPI``) is a job of its own, and its children inherit
+    the clean environment.
+    """
+    global _NOT_A_RANK
+    _NOT_A_RANK = True
+    names = set(_MPI_SIZE_VARS) | set(_MPI_RANK_VARS) | set(_MPI_LOCAL_RANK_VARS) | set(
+        _MPI_LOCAL_SIZE_VARS)
+    for var in list(os.environ):
+        if var.startswith(_LAUNCHER_PREFIXES) or (var in names and not var.startswith("SLURM_")):
+            os.environ.pop(var, None)
+
+
 def launcher_world_size() -> int:
     """Ranks in the MPI job this process was launched in, read from the
     launcher's environment (without initialising MPI); 1 when not launched by
     an MPI launcher.  ``SLURM_NTASKS`` counts only with a rank variable set."""
+    if _NOT_A_RANK:
+        return 1
     for var in _MPI_SIZE_VARS:
         raw = _env(var)
         if raw.isdigit():
@@ -217,6 +248,8 @@ def launcher_local_rank() -> tuple[int, int | None] | None:
     """This process's rank among the ranks on its node, and how many there are
     (None when the launcher does not say), from the launcher's environment
     (MPI is not initialised); None when the launcher gives no local rank."""
+    if _NOT_A_RANK:
+        return None
     for var in _MPI_LOCAL_RANK_VARS:
         raw = _env(var)
         if raw.isdigit():
@@ -232,6 +265,8 @@ def launcher_local_rank() -> tuple[int, int | None] | None:
 
 def launcher_rank() -> int | None:
     """This process's rank according to the launcher's environment, or None."""
+    if _NOT_A_RANK:
+        return None
     for var in _MPI_RANK_VARS:
         raw = _env(var)
         if raw.isdigit():

@@ -149,6 +149,9 @@ def _worker_main(conn: mpc.Connection, space: shm.Space,
                  initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
                  workers: int = 1, main_path: str | None = None) -> None:
     """A worker process: run tasks from *conn* until it closes or sends b""."""
+    # started by an MPI rank, it is no rank itself (before the script is loaded
+    # again below, whose top level may call accelerated functions)
+    config.forget_launcher()
     loaded = getattr(sys.modules.get("__main__"), "__file__", None)
     if main_path is not None and (not isinstance(loaded, str)
                                   or os.path.normpath(loaded) != main_path):

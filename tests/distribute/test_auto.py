@@ -95,3 +95,46 @@ def test_last_call_stats_report_the_bytes_each_rank_moved(mpi) -> None:
     # half: 8,000 bytes of rows in all, plus a few bytes of status per segment
     for b in moved:
         assert 8_000 <= b < 8_200, run.describe()
+
+
+WORKER = r'''
+import os
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.schedule import ProcessExecutor
+
+
+@accelerate
+def squares(x, out):
+    for i in range(x.shape[0]):
+        out[i] = x[i] * x[i] + 1.0
+
+
+def task(n):
+    x = np.arange(n, dtype=np.float64)
+    out = np.empty(n)
+    with loopscale.level("auto"):
+        squares(x, out)
+    from mpi4py import MPI  # a job of its own, not a rank of the launcher's
+    return float(out.sum()), MPI.COMM_WORLD.Get_size(), "PMI_FD" in os.environ
+
+
+if __name__ == "__main__":
+    with ProcessExecutor(max_workers=1) as ex:
+        total, size, pmi = ex.submit(task, 2_000_000).result(timeout=120)
+    x = np.arange(2_000_000, dtype=np.float64)
+    ok = total == float((x * x + 1.0).sum()) and size == 1 and not pmi
+    print(f"rank {distribute.rank()}: {'OK' if ok else (total, size, pmi)}", flush=True)
+'''
+
+
+@pytest.mark.timeout(240)
+def test_a_process_executor_worker_of_a_rank_is_not_a_rank(mpi) -> None:
+    # the worker inherits the launcher's environment: taken for a rank, it picked
+    # the mpi level and its MPI_Init wrote to MPICH's PMI_FD (another file in the
+    # worker) and aborted, breaking the executor
+    run = mpi(WORKER, 2)
+    assert run.returncode == 0, run.describe()
+    for r in range(2):
+        assert f"rank {r}: OK" in run.stdout, run.describe()
