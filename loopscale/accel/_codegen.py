@@ -312,7 +312,7 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
     for (name, axis), (off, text, line, verb) in seen.items():
         if (name, axis) == own and off <= 0:
             continue
-        length = f"len({name})" if axis == 0 else f"{name}.shape[{axis}]"
+        length = f"__ls_len0({name})" if axis == 0 else f"{name}.shape[{axis}]"
         msg = (f"{_ARG_MARK} argument {name!r} of {fname}() is too short along axis {axis} for "
                f"the loop at {filename}:{loop.lineno}, which {verb} `{text}` (line {line}) for "
                f"every {var} in {ast.unparse(loop.iter)}; pass arrays of matching lengths")

@@ -68,6 +68,60 @@ _FRESH_CALLS = frozenset({"float", "int", "complex", "bool", "abs", "len", "roun
                           "astype", "copy", "tolist"})
 
 
+#: Methods of ``list``, ``dict`` and ``set`` (and of Numba's typed containers)
+#: that change the container: called on one shared by all iterations, they
+#: grow or reorder it in the order of the iterations (and, run from several
+#: threads at once, corrupt it: Numba's containers are not thread-safe).
+#: NumPy arrays have none of these methods.
+_CONTAINER_METHODS = frozenset({
+    "append", "extend", "insert", "pop", "remove", "clear", "reverse", "add", "discard",
+    "update", "setdefault", "popitem", "difference_update", "intersection_update",
+    "symmetric_difference_update",
+})
+
+
+def _root_name(node: ast.expr) -> str | None:
+    """``a`` of ``a``, ``a[k]``, ``a.b[k]``... (None when it is not a name)."""
+    while isinstance(node, (ast.Subscript, ast.Attribute)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _makes_mapping(value: ast.expr | None) -> bool:
+    """Whether *value* builds a dict or a set (``{}``, ``{k: v}``, ``{x}``,
+    ``dict()``, ``set()``, ``Dict.empty(...)``, a comprehension): storing into
+    it at a new key inserts, and may resize it."""
+    if isinstance(value, (ast.Dict, ast.DictComp, ast.Set, ast.SetComp)):
+        return True
+    if isinstance(value, ast.Call):
+        f = value.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(
+            f, ast.Attribute) else None
+        if name in ("dict", "set", "Dict", "defaultdict", "OrderedDict", "Counter"):
+            return True
+        if (isinstance(f, ast.Attribute) and f.attr in ("empty", "copy")
+                and isinstance(f.value, (ast.Name, ast.Attribute))
+                and (f.value.id if isinstance(f.value, ast.Name) else f.value.attr) == "Dict"):
+            return True
+    return False
+
+
+def _new_container(value: ast.expr) -> bool:
+    """Whether *value* builds a new list, dict or set (a display, a comprehension,
+    ``[0.0] * n``, ``list(...)``, ``List.empty_list(...)``...)."""
+    if isinstance(value, (ast.List, ast.Tuple, ast.ListComp)) or _makes_mapping(value):
+        return True
+    if isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Add, ast.Mult)):
+        return any(isinstance(side, (ast.List, ast.ListComp))
+                   for side in (value.left, value.right))
+    if isinstance(value, ast.Call):
+        f = value.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(
+            f, ast.Attribute) else None
+        return name in ("list", "List", "empty_list", "sorted")
+    return False
+
+
 def _fresh_call(call: ast.Call) -> bool:
     f = call.func
     name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
@@ -390,6 +444,12 @@ class _LoopChecker:
         self.local_names |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
         for st in _walk_stmts(fdef.body):
             self.local_names.update(_stmt_targets(st))
+        #: names the function binds to a dict or a set (``d = {}``, ``Dict.empty(...)``)
+        self.mappings: set[str] = set()
+        for st in _walk_stmts(fdef.body):
+            if isinstance(st, (ast.Assign, ast.AnnAssign)) and _makes_mapping(st.value):
+                targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+                self.mappings.update(t.id for t in targets if isinstance(t, ast.Name))
         #: functions defined inside the kernel (closures): name -> line
         self.nested: dict[str, int] = {}
         for node in ast.walk(fdef):
@@ -717,6 +777,8 @@ class _LoopChecker:
                 if id(node) in inner:
                     continue  # part of a chain `a[x][y]`: its outermost level decides
                 store = isinstance(node.ctx, (ast.Store, ast.Del))
+                if store:
+                    self._check_mapping_store(node)
                 base, pos = _index_positions(node)
                 if base is None or not _flat_chain(node):
                     # `out.T[i]`, `a[::-1][i]`, `f(a)[i]`: through a view
@@ -912,8 +974,45 @@ class _LoopChecker:
             self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node),
                                          view=view, floor=floor, container=container))
 
+    def _shared_container(self, name: str) -> bool:
+        """Whether *name* may refer to a container made outside the iteration
+        (not one each iteration builds afresh: ``tmp = []``, ``seen = set()``)."""
+        if name not in self.assigned_in_body:
+            return True
+        made = [b for b in _bindings(self.loop.body) if b.name == name and b.kind != "fill"]
+        return not made or not all(b.kind == "assign" and _new_container(b.value)
+                                   for b in made)
+
+    def _check_mapping_store(self, node: ast.Subscript) -> None:
+        """``d[k] = v`` into a dict or set made before the loop inserts a key:
+        the dict grows in the order of the iterations, and inserting from
+        several threads at once corrupts it."""
+        name = _root_name(node)
+        if name is None or not self._shared_container(name):
+            return
+        hit = self.mappings & ({name} | self.roots(name))
+        if hit:
+            raise _Unsafe(self.line(node),
+                          f"`{self.src(node)}` stores into the dict `{sorted(hit)[0]}`, "
+                          "shared by all iterations: storing at a new key inserts it, so "
+                          "the dict changes in the order of the iterations (and Numba's "
+                          "dicts are not safe to change from several threads at once); "
+                          "fill an array indexed by the loop variable instead")
+
     def _call_access(self, call: ast.Call) -> None:
         func = call.func
+        if (isinstance(func, ast.Attribute) and func.attr in _CONTAINER_METHODS
+                and not isinstance(self.resolver.value(func.value), types.ModuleType)):
+            name = _root_name(func.value)
+            if name is None or self._shared_container(name):
+                what = f"`{name}`" if name is not None else "a container"
+                raise _Unsafe(self.line(call),
+                              f"`{self.src(func)}(...)` changes {what}, a list, dict or set "
+                              "shared by all iterations: its contents would follow the order "
+                              "of the iterations (and Numba's containers are not safe to "
+                              "change from several threads at once); fill an array indexed "
+                              "by the loop variable instead, or build the container after "
+                              "the loop")
         # method call on an array: a.fill(0), a[i].sort()
         if (isinstance(func, ast.Attribute) and func.attr in _MUTATING_METHODS
                 and not isinstance(self.resolver.value(func.value), types.ModuleType)):
@@ -1029,7 +1128,7 @@ class _LoopChecker:
                     self.assigned_in_body):
                 raise _Unsafe(self.line(call),
                               f"the helper `{helper}` writes its argument `{arg.id}`, an array "
-                              "shared by all iterations")
+                              "(or a list, dict or set) shared by all iterations")
             self._add_access_whole(arg.id, True, call)
 
     def _aligned(self, expr: ast.expr) -> int | None:
@@ -1350,6 +1449,20 @@ def _summarise_helper(func: types.FunctionType, parent: Resolver,
             if isinstance(f, ast.Attribute) and f.attr in _MUTATING_METHODS and isinstance(
                     f.value, ast.Name):
                 note(f.value.id, None)
+            if (isinstance(f, ast.Attribute) and f.attr in _CONTAINER_METHODS
+                    and not isinstance(resolver.value(f.value), types.ModuleType)):
+                # `lst.append(v)`: a change of the container (a parameter: the
+                # caller's argument, written whole; anything else not made here:
+                # shared by every call)
+                cname = _root_name(f.value)
+                if cname is not None:
+                    note(cname, None)
+                made_here = cname is not None and cname not in params and any(
+                    cname in _stmt_targets(st) for st in _walk_stmts(fdef.body))
+                if cname is None or (cname not in params and cname not in local_alias
+                                     and not made_here):
+                    unsafe = (f"changes the container `{ast.unparse(f.value)}` "
+                              f"(`{ast.unparse(f)}(...)`), shared by all iterations")
             outs = [kw.value for kw in node.keywords if kw.arg == "out"]
             for out in outs + _positional_outs(resolver.value(f), node):
                 for name in _view_sources(out):

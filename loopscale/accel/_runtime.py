@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "block_size",
            "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_min_top",
@@ -172,3 +172,17 @@ def ls_range_int(typingctx, value, text):  # pragma: no cover - compiled
     what = getattr(text, "literal_value", "?")
     raise TypingError(f"loopscale-range-bound: the range() bound `{what}` is {value}, not "
                       "an integer")
+
+
+def ls_len0(x: object) -> int:
+    """The length along axis 0 that the generated length checks compare with: an
+    array's, or no limit for what is not an array (a typed ``Dict`` written at
+    the loop variable grows; a list raises its own IndexError)."""
+    return len(x) if hasattr(x, "shape") else 1 << 62  # (run as Python by the CUDA host)
+
+
+@overload(ls_len0)
+def _ls_len0(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if isinstance(x, types.Array):
+        return lambda x: len(x)
+    return lambda x: 1 << 62
