@@ -825,7 +825,11 @@ class Accelerated(Generic[P, R]):
             args, kwargs = self._convert_args(args, kwargs)
         setting = config.current_level()
         name = self._resolve_level(setting)
-        self._fast = self._fast_mode()
+        # the fast path is chosen for calls outside distribute.map tasks: inside
+        # one, auto cannot pick mpi, and a mode chosen there would make this rank
+        # alone skip the collectives of later calls (the others wait for ever)
+        in_task = not config.collectives_allowed()
+        self._fast = 0 if in_task else self._fast_mode()
         if name != "serial":
             executor = get_executor(name, setting.options)
             if setting.name != "auto":
@@ -839,7 +843,8 @@ class Accelerated(Generic[P, R]):
             # path, and timings differ between ranks
             if (spent is not None and not getattr(executor, "collective", False)
                     and spent * getattr(executor, "max_workers", 1) < AUTO_SECONDS
-                    and self.target != "cuda"):  # (a GPU function's next call may run there)
+                    and self.target != "cuda"  # (a GPU function's next call may run there)
+                    and not in_task):
                 self._fast = 2 if _LEVEL_VAR.get() is None else self._fast
             return result
         if setting.options and setting.name == "serial":
@@ -1090,6 +1095,9 @@ class Accelerated(Generic[P, R]):
                 self._note_serial("overlap", f"{why} (pass arrays that do not overlap, "
                                   "e.g. a copy, to run it in parallel)")
                 executor = _SERIAL_EXECUTOR
+            elif (why := self._not_arrays(comp, state)) is not None:
+                self._note_serial("not arrays", why)
+                executor = _SERIAL_EXECUTOR
             elif (why := self._wraps(lo, step, n)) is not None:
                 self._note_serial("wraps", why)
                 executor = _SERIAL_EXECUTOR
@@ -1155,6 +1163,18 @@ class Accelerated(Generic[P, R]):
             warnings.warn(f"{self.py_func.__qualname__}(): this call ran on one core, as at "
                           f"the serial level: {why}.", SerializationWarning,
                           stacklevel=_user_stacklevel())
+
+    def _not_arrays(self, comp: _Compiled, state: tuple[Any, ...]) -> str | None:
+        """Why the loop may not be split: what it writes at the loop variable is not
+        an array (a typed ``Dict`` or ``List``: threads would insert into it at
+        once); None when every such value is an array."""
+        roles = self.analysis.arrays
+        for nm, v in zip(comp.gen.state, state, strict=True):
+            role = roles.get(nm)
+            if role is not None and role.written and not isinstance(v, np.ndarray):
+                return (f"`{nm}` is a {type(v).__name__}, not an array, and the loop writes "
+                        "its items: they cannot be shared out among workers (pass an array)")
+        return None
 
     def _overlap(self, comp: _Compiled, state: tuple[Any, ...]) -> str | None:
         """Why the arrays the loop uses may not be split among workers: one it writes

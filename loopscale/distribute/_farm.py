@@ -38,7 +38,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .. import config
 from ..errors import ArgumentError, ArgumentValueError, WorkerError
 from . import _mpi
 
@@ -74,7 +73,7 @@ def _run_chunk(fn: Callable[..., T], items: list[Any]) -> tuple[bool, Any]:
     try:
         # the other ranks are busy with other items: an accelerated call in a task
         # at level auto must not become a collective call (it would wait for them)
-        with config.without_collectives():
+        with _mpi.in_task():
             return True, [fn(x) for x in items]
     except Exception as exc:
         return False, (exc, "".join(traceback.format_exception(exc)))

@@ -234,9 +234,13 @@ class MPIExecutor:
         self._exchange(comm, plan, slots, dealt, me, failure)
 
     def _alone(self, comm: Any, plan: Any) -> None:
-        """Inside a task of ``distribute.map`` (this rank alone): ``auto`` runs the
-        plan on this rank's threads; an explicit ``level("mpi")`` is refused."""
-        if config.current_level().name == "auto":
+        """Inside a task of ``distribute.map`` (this rank alone): ``auto``, or the
+        ``mpi`` level in force around the farm (``LOOPSCALE_LEVEL=mpi``, a
+        ``level("mpi")`` block around the call), runs the plan on this rank's
+        threads; a ``level("mpi")`` asked for inside the task is refused."""
+        setting = config.current_level()
+        if (setting.name == "auto" or setting.source != "level()"
+                or setting is _mpi.task_level()):
             known = self._workers
             workers = (self._max_workers or (known[1] if known is not None else None)
                        or max(1, config.usable_cores() // max(1, comm.Get_size())))

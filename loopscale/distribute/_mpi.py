@@ -45,6 +45,7 @@ the deletion frees the private duplicate; ``Dup()`` does not copy it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -59,7 +60,7 @@ from ..errors import DistributionError
 
 __all__ = ["mpi_module", "comm", "rank", "size", "node_size", "private_comm", "is_initialized",
            "is_finalized", "launched", "install_abort_handler", "mark_secondary",
-           "refuse_in_task", "waiting", "SECONDARY_GRACE_SECONDS"]
+           "refuse_in_task", "in_task", "task_level", "waiting", "SECONDARY_GRACE_SECONDS"]
 
 #: How long a rank whose error only reports another rank's failure waits for
 #: that rank to abort the job before aborting it itself.
@@ -231,6 +232,36 @@ def private_comm(communicator: Any, function: str = "distribute") -> Any:
             found = communicator.Dup()
         state.private = found
     return found
+
+
+#: The level in force when this rank began running a task of ``distribute.map``
+#: (see :func:`task_level`); None outside a task.
+_TASK_LEVEL: contextvars.ContextVar[Any] = contextvars.ContextVar("loopscale_task_level",
+                                                                 default=None)
+
+
+@contextlib.contextmanager
+def in_task() -> Iterator[None]:
+    """Run a task of ``distribute.map`` on this rank alone (see :mod:`._farm`).
+
+    Inside the block ``auto`` never picks a collective level, and the level in
+    force is remembered (:func:`task_level`): a ``level("mpi")`` block around
+    the farm, or ``LOOPSCALE_LEVEL=mpi``, was not asked for inside the task, so
+    the task's accelerated calls run on this rank alone rather than being
+    refused (see ``MPIExecutor._alone``).
+    """
+    token = _TASK_LEVEL.set(config.current_level())
+    try:
+        with config.without_collectives():
+            yield
+    finally:
+        _TASK_LEVEL.reset(token)
+
+
+def task_level() -> Any:
+    """The level setting in force when this task of ``distribute.map`` began
+    (None outside a task)."""
+    return _TASK_LEVEL.get()
 
 
 def refuse_in_task(communicator: Any, what: str) -> None:
