@@ -151,6 +151,18 @@ def _loop_depth(node: ast.AST) -> int:
     return best
 
 
+def _check(checker: _LoopChecker, defined_before: set[str], read_after: dict[str, int],
+           params: set[str], forced: bool) -> tuple[list[str], dict[str, ArrayRole]]:
+    """Run every check of *checker* in order: the loop's privates and array roles,
+    or :class:`_Unsafe`."""
+    checker.check_control()
+    checker.find_reductions(defined_before)
+    privates = checker.check_scalars(defined_before, read_after)
+    checker.collect_accesses()
+    checker.check_accumulators(params)
+    return privates, checker.check_arrays(forced)
+
+
 def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int,
                      prange_objects: Iterable[Any] = (),
                      on_loop: Callable[[int, str], None] | None = None) -> LoopAnalysis:
@@ -187,12 +199,7 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
         read_after = _reads_before_rebinding(fdef.body[idx + 1:], line0)
         header = loop.lineno + line0
         try:
-            checker.check_control()
-            checker.find_reductions(defined_before)
-            privates = checker.check_scalars(defined_before, read_after)
-            checker.collect_accesses()
-            checker.check_accumulators(set(params))
-            roles = checker.check_arrays(forced)
+            privates, roles = _check(checker, defined_before, read_after, set(params), forced)
             limits: dict[str, tuple[int, str]] = {}
             if checker.assumed_scalar:
                 # `c = a[i]; c += x` was read as a number: check the loop again with
@@ -201,12 +208,8 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
                                      helper_cache, shifted,
                                      {r: k + 1 for r, k in checker.assumed_scalar.items()})
                 try:
-                    again.check_control()
-                    again.find_reductions(defined_before)
-                    privates = again.check_scalars(defined_before, read_after)
-                    again.collect_accesses()
-                    again.check_accumulators(set(params))
-                    roles = again.check_arrays(forced)  # (a superset of the roles)
+                    privates, roles = _check(again, defined_before, read_after, set(params),
+                                             forced)  # (roles: a superset of the first's)
                     checker = again
                 except _Unsafe as exc2:
                     why = f"line {exc2.line}: {exc2.message}"
