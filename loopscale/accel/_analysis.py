@@ -19,8 +19,18 @@ the loop sequential.
 it is read in each iteration, and not read after the loop) or a reduction
 (``s += e``, ``s -= e``, ``s *= e``, ``s = s + e``, ``s = min(s, e)``,
 ``s = max(s, e)``, ``if e > s: s = e``), and a reduction variable is read
-nowhere else in the loop.  Anything else carries a value from one iteration
-to the next.
+nowhere else in the loop.  A min/max reduction may carry payloads, names
+assigned only with it (``if d < best: best = d; idx = i``, the position of the
+minimum): each block keeps the payloads of its own best value, and the combine
+takes them from the block whose value it takes, so ties resolve as the loop
+resolves them (the first with ``<``, the last with ``<=``).  A flag
+assigned one constant in the loop and read nowhere in it (``found = True``
+under a test) is a reduction too: any block that set it sets it.  So is an
+array made before the loop by ``np.zeros`` (``ones``, ``empty``, ``full`` and
+their ``_like`` forms) that the loop only adds into at any index (``h[b] +=
+w``, a histogram): each block adds into an array of its own, and the blocks'
+arrays are added in block order.  Anything else
+carries a value from one iteration to the next.
 
 *Control flow.*  ``return``, ``yield`` or a ``break`` out of the loop make it
 sequential (``break`` in an inner loop is fine).
@@ -222,7 +232,10 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
                 reductions=dict(checker.reductions), privates=tuple(privates), arrays=roles,
                 forced=forced, loop_index=idx, range_args=tuple(loop.iter.args),  # type: ignore
                 calls_blas=_calls_blas(loop, resolver),
-                reduction_forms=dict(checker.reduction_forms), ndim_limits=limits))
+                reduction_forms=dict(checker.reduction_forms), ndim_limits=limits,
+                reduction_payloads=dict(checker.payloads),
+                reduction_sets=dict(checker.flag_sets),
+                reduction_scatters=tuple(sorted(checker.scatter_sums))))
         except _Unsafe as exc:
             reason = f"line {exc.line}: {exc.message}"
             if forced and on_loop is not None:

@@ -53,12 +53,62 @@ def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) ->
     one (*flag*) does not depend on the running value: its partial replaces it."""
     if op in ("+", "*"):
         return f"{s} = {s} {op} {p}" if form == "assign" else _COMBINE[op].format(s=s, p=p)
+    if op == "set":  # *form*: the constant's source
+        return f"if {p}:\n    {s} = {form}"
     cmp = "<" if op == "min" else ">"
     if form == "loose":
         return f"if {p} {cmp}= {s}:\n    {s} = {p}"
     if form == "last" and flag is not None:
         return f"if {flag}:\n    {s} = {p}\nelse:\n    {s} = {op}({p}, {s})"
     return _COMBINE[op].format(s=s, p=p)
+
+
+def _payload_combine_src(s: str, op: str, form: str | None, p: str, hit: str,
+                         pays: list[tuple[str, str]]) -> str:
+    """The combine of a min/max reduction with payloads (``if d < best: best = d;
+    idx = i``): the running value and its payloads are taken from a block whose
+    value replaces it, by the loop's own comparison (``<`` keeps the first of
+    equal values, ``<=`` the last), and only from a block where the update ran
+    (*hit*): one that did not holds its identity, not a position."""
+    cmp = ("<" if op == "min" else ">") + ("=" if form == "loose" else "")
+    body = "".join(f"\n    {a} = {b}" for a, b in [(s, p), *pays])
+    return f"if {hit} and {p} {cmp} {s}:{body}"
+
+
+class _SetHit(ast.NodeTransformer):
+    """In a block's copy of the body, mark where a reduction with payloads is
+    updated: ``if d < best: best = d; idx = i; __ls_hit_best = True``."""
+
+    def __init__(self, hits: dict[str, str]) -> None:
+        self.hits = hits  # renamed accumulator -> its flag
+
+    def visit_If(self, node: ast.If) -> ast.AST:
+        self.generic_visit(node)
+        for b in list(node.body):
+            t = b.targets[0] if isinstance(b, ast.Assign) and len(b.targets) == 1 else None
+            if isinstance(t, ast.Name) and t.id in self.hits:
+                node.body += _stmts(f"{self.hits[t.id]} = True", b.lineno)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node
+
+
+class _SetFlag(ast.NodeTransformer):
+    """``found = True`` (any one constant) becomes ``__ls_r_found = True``: the
+    block set the flag (the combine assigns the constant)."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names  # renamed flags
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        t = node.targets[0] if len(node.targets) == 1 else None
+        if isinstance(t, ast.Name) and t.id in self.names:
+            node.value = ast.copy_location(ast.Constant(value=True), node.value)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node
 
 
 def _identity_src(op: str, s0: str, like: str) -> str:
@@ -70,6 +120,8 @@ def _identity_src(op: str, s0: str, like: str) -> str:
         return f"__ls_zero({s0})"
     if op == "*":
         return f"__ls_one({s0})"
+    if op == "set":  # a flag: whether the block set it
+        return "False"
     return f"__ls_{op}_top({like}, {s0})"
 
 
@@ -104,7 +156,14 @@ class _FlagNaN(ast.NodeTransformer):
 
 #: Block arithmetic, written out in the generated code (no helper functions to
 #: compile); the constants come from :mod:`._runtime` so that all levels agree.
-from ._runtime import MAX_BLOCKS, MIN_BLOCK, NESTED_MIN_BLOCK, PLAIN_BLOCK  # noqa: E402
+from ._runtime import (  # noqa: E402
+    MAX_BLOCKS,
+    MIN_BLOCK,
+    NESTED_MIN_BLOCK,
+    PLAIN_BLOCK,
+    SCATTER_SHARE,
+    SCATTER_SLACK,
+)
 
 
 def _trip_src(nargs: int) -> str:
@@ -126,13 +185,28 @@ def _trip_src(nargs: int) -> str:
     """
 
 
-def _block_src(has_red: bool, nested: bool = False) -> str:
+def _block_src(has_red: bool, nested: bool = False, scatters: tuple[str, ...] = ()) -> str:
     floor = (NESTED_MIN_BLOCK if nested else MIN_BLOCK) if has_red else PLAIN_BLOCK
-    return f"""
+    src = textwrap.dedent(f"""
         __ls_bs = (__ls_n + {MAX_BLOCKS - 1}) // {MAX_BLOCKS}
         if __ls_bs < {floor}:
             __ls_bs = {floor}
-    """
+    """)
+    if scatters:
+        # `h[b] += w`: every block zeroes, fills and hands over an array like `h`;
+        # blocks long enough that all of them together hold at most about a
+        # quarter of the iterations' count of elements (plus 64 Ki), so that
+        # this stays small beside the loop's own work (a function of the sizes
+        # alone: every level cuts the same blocks)
+        size = " + ".join(f"{h}.size" for h in scatters)
+        src += textwrap.dedent(f"""
+            __ls_sz = {size}
+            __ls_cap = __ls_n // {SCATTER_SHARE} + {SCATTER_SLACK}
+            __ls_bz = (__ls_n * __ls_sz + __ls_cap - 1) // __ls_cap
+            if __ls_bs < __ls_bz:
+                __ls_bs = __ls_bz
+        """)
+    return src
 
 
 @dataclass
@@ -440,13 +514,20 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     var = analysis.loop_var
     reds = dict(analysis.reductions)
     forms = dict(getattr(analysis, "reduction_forms", None) or {})
-    rename = {s: f"__ls_r_{s}" for s in reds}
+    #: `if d < best: best = d; idx = i`: the payloads of each such reduction
+    pays = {s: tuple(ps) for s, ps in (getattr(analysis, "reduction_payloads", None)
+                                       or {}).items() if ps and s in reds}
+    pay_names = [p for ps in pays.values() for p in ps]
+    rename = {s: f"__ls_r_{s}" for s in [*reds, *pay_names]}
     has_red = bool(reds)
     #: `s = min(e, s)` reductions: a per-block flag, set when the block met a NaN
     flags = {s: f"__ls_nan_{s}" for s, op in reds.items()
              if op in ("min", "max") and forms.get(s) == "last"}
-    # the per-block partials: one per reduction, then one per flag
-    partials = [*reds, *flags.values()]
+    #: reductions with payloads: a per-block flag, set when the block updated it
+    hits = {s: f"__ls_hit_{s}" for s in pays}
+    # the per-block partials: one per reduction, one per flag, then the payloads
+    # and their flags
+    partials = [*reds, *flags.values(), *pay_names, *hits.values()]
 
     def body_copy() -> list[ast.stmt]:
         b = [_Rename(rename).visit(copy.deepcopy(st)) for st in loop.body]
@@ -454,10 +535,37 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             tr = _FlagNaN({rename[s]: f for s, f in flags.items()})
             b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(
                 tr.visit(st))]
+        if hits:
+            mark = _SetHit({rename[s]: f for s, f in hits.items()})
+            b = [mark.visit(st) for st in b]
+        if sets:  # a flag's block partial: whether the block set it
+            mark_set = _SetFlag({rename[s] for s in sets})
+            b = [mark_set.visit(st) for st in b]
         return b
 
-    def combine(s: str, op: str, p: str, flag: str | None) -> list[ast.stmt]:
+    scatters = tuple(getattr(analysis, "reduction_scatters", None) or ())
+    sets = dict(getattr(analysis, "reduction_sets", None) or {})
+    for s, value in sets.items():
+        forms[s] = value  # (the combine of a flag sets its constant)
+
+    def combine(s: str, op: str, p: str, flag: str | None,
+                part: object = None) -> list[ast.stmt]:
+        if s in pays:
+            # *part*: how a partial is named (a local in serial, an array in post)
+            name = part if callable(part) else (lambda x: rename.get(x, x))
+            return _stmts(_payload_combine_src(s, op, forms.get(s), p, name(hits[s]),
+                                               [(x, name(x)) for x in pays[s]]), line)
         return _stmts(_combine_src(s, op, forms.get(s), p, flag), line)
+
+    def block_start(like: object) -> list[ast.stmt]:
+        """A block's payloads and hit flags before its first iteration (*like*:
+        the source of a value typed as each payload's partial)."""
+        out: list[ast.stmt] = []
+        for x in pay_names:
+            out += _stmts(f"{rename[x]} = {like(x)}", line)  # type: ignore[operator]
+        for h in hits.values():
+            out += _stmts(f"{h} = False", line)
+        return out
 
     nargs = len(analysis.range_args)
     # an iteration that runs a loop of its own: short reduction blocks (see _runtime)
@@ -513,7 +621,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     params = [a.arg for a in fdef.args.posonlyargs + fdef.args.args + fdef.args.kwonlyargs]
     checks = _bound_checks(loop, var, params, pre, filename, fname)  # type: ignore[arg-type]
     s_body += copy.deepcopy(checks)
-    s_body += _stmts(_block_src(has_red, nested), line)
+    s_body += _stmts(_block_src(has_red, nested, scatters), line)
     for s in reds:
         s_body += _stmts(f"__ls_s0_{s} = {s}", line)
     outer = _stmts("""
@@ -529,6 +637,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             op, f"__ls_s0_{s}", f"__ls_s0_{s}"), line)
     for f in flags.values():
         outer.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
+    outer.body += block_start(lambda x: x)  # type: ignore[attr-defined]
     outer.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
     outer.body += zdiv_check()  # type: ignore[attr-defined]
     for s, op in reds.items():
@@ -555,7 +664,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         used |= _names_loaded(d)
         in_loop |= _names_loaded(d)
     assigned_in_loop = {n for st in _walk_stmts(loop.body) for n in _stmt_targets(st)} | {var}
-    state = tuple(sorted((bound & used) - (assigned_in_loop - set(reds))
+    state = tuple(sorted((bound & used) - (assigned_in_loop - set(reds) - set(pay_names))
                          - local_names))
     plan_reason = None
     has_return = any(isinstance(n, ast.Return) for st in pre for n in ast.walk(st))
@@ -587,7 +696,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         pre_body += _stmts(_trip_src(nargs), line)
         pre_body += copy.deepcopy(checks)
         if has_red:
-            pre_body += _stmts(_block_src(True, nested), line)
+            pre_body += _stmts(_block_src(True, nested, scatters), line)
         else:
             pre_body += _stmts("__ls_bs = 1", line)
         pre_body += _stmts("__ls_nb = (__ls_n + __ls_bs - 1) // __ls_bs", line)
@@ -595,6 +704,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             pre_body += _stmts(f"{rename[s]} = " + _identity_src(op, s, s), line)
         for f in flags.values():
             pre_body += _stmts(f"{f} = False", line)
+        pre_body += block_start(lambda x: x)
         if has_red:
             dead = _stmts("""
                 if __ls_n < 0:
@@ -606,8 +716,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             pre_body.append(dead)
         # the identities, typed like the partials (the dead copy of the body above
         # unified their types); the caller allocates one partial per block from them
-        parts = "".join(f"{rename[s]}, " for s in reds) + "".join(f"{f}, "
-                                                                 for f in flags.values())
+        parts = "".join(f"{rename.get(s, s)}, " for s in partials)
         state_t = "".join(f"{s}, " for s in state)
         # one flat tuple of scalars and arrays: flat arguments keep Numba's
         # dispatch on its fast path (a nested tuple costs tens of microseconds)
@@ -633,12 +742,12 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
                     op, f"__ls_s0_{s}", f"__ls_p_{s}[__ls_b]"), line)
             for f in flags.values():
                 blk.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
+            blk.body += block_start(lambda x: f"__ls_p_{x}[__ls_b]")  # type: ignore
             blk.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
             blk.body += zdiv_check()  # type: ignore[attr-defined]
-            for s in reds:
-                blk.body += _stmts(f"__ls_p_{s}[__ls_b] = {rename[s]}", line)  # type: ignore
-            for f in flags.values():
-                blk.body += _stmts(f"__ls_p_{f}[__ls_b] = {f}", line)  # type: ignore
+            for s in [*reds, *flags.values(), *pay_names, *hits.values()]:
+                blk.body += _stmts(f"__ls_p_{s}[__ls_b] = {rename.get(s, s)}",  # type: ignore
+                                   line)
             c_body.append(blk)
         else:
             c_body.append(block_loop("__ls_c0", "__ls_c1"))
@@ -656,7 +765,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             comb.body = []  # type: ignore[attr-defined]
             for s, op in reds.items():
                 comb.body += combine(s, op, f"__ls_p_{s}[__ls_b]",  # type: ignore[attr-defined]
-                                     f"__ls_p_{flags[s]}[__ls_b]" if s in flags else None)
+                                     f"__ls_p_{flags[s]}[__ls_b]" if s in flags else None,
+                                     lambda x: f"__ls_p_{x}[__ls_b]")
             p_body.append(comb)
         p_body += list(post)
         post_fn = _func(post_name, _simple_args(["__ls_nb", *part_params, *state]),

@@ -103,6 +103,23 @@ _ARG_MARK = "loopscale-argument:"
 DeviceMemoryError: type[BaseException] = errors.CudaMemoryError
 
 
+def _cpu_only(analysis: LoopAnalysis) -> str | None:
+    """Why a parallel loop has no device form, or None."""
+    for key in analysis.reduction_scatters:
+        return (f"`{key}` is added into at any index (`{key}[...] += ...`): the device "
+                "reduction combines numbers, not arrays")
+    for key, value in analysis.reduction_sets.items():
+        return (f"`{key}` is set to {value} when any iteration sets it: the device "
+                "reduction combines sums, products, minima and maxima only")
+    for key, pays in analysis.reduction_payloads.items():
+        if pays:
+            names = ", ".join(f"`{p}`" for p in pays)
+            return (f"{names} follow{'s' if len(pays) == 1 else ''} the {analysis.reductions[key]}"
+                    f" of `{key}` (the position of the best value): the device reduction "
+                    "keeps values, not positions")
+    return None
+
+
 class RunOnCpu:
     """Returned by :func:`run_cuda` when the loop stays on the CPU; :attr:`reason` says why."""
 
@@ -754,6 +771,11 @@ def run_cuda(acc: Any, fdef: ast.FunctionDef | None, analysis: LoopAnalysis,
         marker = RunOnCpu(f"the loop runs on the CPU: {analysis.reason or 'not parallel'}")
         acc.__dict__["last_cuda_timings"] = {"on_cpu": marker.reason}
         return marker
+    why_cpu = _cpu_only(analysis)
+    if why_cpu is not None:
+        marker = RunOnCpu(f"the loop runs on the CPU: {why_cpu}")
+        acc.__dict__["last_cuda_timings"] = {"on_cpu": marker.reason}
+        return marker
     if analysis.ndim_limits:
         # `c = a[i]; c += x`: a number for the dimensions the code shows, a row
         # updated in place (a loop-carried dependence) for more
@@ -797,6 +819,9 @@ def compile_ptx(acc: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None =
     analysis = acc.analysis
     if not analysis.parallel or analysis.loop_index is None:
         return RunOnCpu(f"the loop runs on the CPU: {analysis.reason or 'not parallel'}")
+    why_cpu = _cpu_only(analysis)
+    if why_cpu is not None:
+        return RunOnCpu(f"the loop runs on the CPU: {why_cpu}")
     prog = _program(acc, acc.__dict__.get("_tree"), analysis)
     prog.local.timings = {}
     prog.local.options = {}

@@ -1318,7 +1318,7 @@ class Accelerated(Generic[P, R]):
                 lines.append(f"  reason: {a.reason}")
             if a.reductions:
                 lines.append("  reductions: " + ", ".join(
-                    f"{k} ({v})" for k, v in a.reductions.items()))
+                    a.reduction_text(k) for k in a.reductions))
             if a.privates:
                 lines.append("  private to each iteration: " + ", ".join(a.privates))
             for name, role in a.arrays.items():

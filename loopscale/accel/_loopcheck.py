@@ -68,6 +68,11 @@ _FRESH_CALLS = frozenset({"float", "int", "complex", "bool", "abs", "len", "roun
                           "astype", "copy", "tolist"})
 
 
+#: NumPy functions that make the array a scatter sum (``h[b] += w``) may add into.
+_SCATTER_ALLOCATORS = frozenset({"zeros", "ones", "empty", "full", "zeros_like", "ones_like",
+                                 "empty_like", "full_like"})
+
+
 #: Methods of ``list``, ``dict`` and ``set`` (and of Numba's typed containers)
 #: that change the container: called on one shared by all iterations, they
 #: grow or reorder it in the order of the iterations (and, run from several
@@ -425,6 +430,13 @@ class _LoopChecker:
         self.reductions: dict[str, str] = {}
         self.reduction_forms: dict[str, str] = {}  # see _reduction_form
         self.red_nodes: set[int] = set()
+        #: `if d < best: best = d; idx = i`: the key of a min/max reduction -> the
+        #: names that follow it (assigned only with it, at its position)
+        self.payloads: dict[str, tuple[str, ...]] = {}
+        #: `if x[i] < 0: found = True`: a flag set to one constant -> that constant's source
+        self.flag_sets: dict[str, str] = {}
+        #: `h[b] += w` into an array made before the loop: summed per block
+        self.scatter_sums: set[str] = set()
         #: names bound inside the loop body -> what each of their bindings may view:
         #: ``(root, leading positions)``, an :class:`_Opaque` view, or None (a fresh
         #: value); every binding counts (``c = a`` and, on a branch, ``c = b``)
@@ -603,20 +615,131 @@ class _LoopChecker:
                     return name, "min", form
         return None
 
+    def _guarded_update(self, st: ast.stmt) -> tuple[
+            str, str, str, ast.Assign, list[ast.Assign], tuple[int, str] | None] | None:
+        """``(key, op, form, its assignment, payload assignments)`` when *st* is
+        ``if e < key: key = e; p = ...`` (any of ``<``, ``<=``, ``>``, ``>=``, either
+        side; the test may also be ``c and e < key`` with ``c`` not reading them):
+        the position of a minimum or maximum, carried by the payloads.  The last
+        item, when not None, is ``(line, why)`` the payloads cannot follow it."""
+        if not (isinstance(st, ast.If) and not st.orelse and st.body
+                and all(isinstance(b, ast.Assign) and len(b.targets) == 1
+                        and isinstance(b.targets[0], ast.Name) for b in st.body)):
+            return None
+        body: list[ast.Assign] = st.body  # type: ignore[assignment]
+        targets = [b.targets[0].id for b in body]  # type: ignore[attr-defined]
+        if len(set(targets)) != len(targets):
+            return None
+        tests = st.test.values if (isinstance(st.test, ast.BoolOp)
+                                   and isinstance(st.test.op, ast.And)) else [st.test]
+        for t in tests:
+            if not (isinstance(t, ast.Compare) and len(t.ops) == 1
+                    and isinstance(t.ops[0], (ast.Lt, ast.LtE, ast.Gt, ast.GtE))):
+                continue
+            left, right, cmp = t.left, t.comparators[0], t.ops[0]
+            for key_node, e, flip in ((right, left, False), (left, right, True)):
+                if not (isinstance(key_node, ast.Name) and key_node.id in targets):
+                    continue
+                key = key_node.id
+                assign = body[targets.index(key)]
+                if not _same(assign.value, e):
+                    continue
+                small = isinstance(cmp, (ast.Lt, ast.LtE)) != flip
+                op = "min" if small else "max"
+                form = "loose" if isinstance(cmp, (ast.GtE, ast.LtE)) else "strict"
+                pays = [b for b in body if b is not assign]
+                if any(isinstance(n, (ast.NamedExpr, ast.Yield, ast.Await))
+                       for n in ast.walk(st.test)):
+                    return None
+                # nothing the update computes may read what it updates
+                for x in [e, *(o for o in tests if o is not t), *pays]:
+                    seen = set(targets) & _names_loaded(x)
+                    if seen:
+                        if x is e or not pays:
+                            return None
+                        what = sorted(seen)[0]
+                        why = (self.line(x),
+                               f"`{self.src(x)}` reads `{what}`, which the update of the "
+                               f"{op} `{key}` (line {self.line(st)}) changes: its value "
+                               "comes from the iteration before, so the loop runs in order")
+                        return key, op, form, assign, pays, why
+                return key, op, form, assign, pays, None
+        return None
+
     def find_reductions(self, defined_before: set[str]) -> None:
         candidates: dict[str, set[str]] = {}
         forms: dict[str, dict[str, ast.stmt]] = {}
         nodes: dict[str, list[ast.stmt]] = {}
+        pays_of: dict[str, list[tuple[ast.stmt, frozenset[str]]]] = {}
+        pay_nodes: dict[str, list[ast.Assign]] = {}
+        pay_why: dict[str, tuple[int, str]] = {}
         bad: set[str] = set()
         for st in _walk_stmts(self.loop.body):
             form = self._reduction_form(st)
+            guarded = self._guarded_update(st) if form is None else None
+            if guarded is not None:
+                name, op, how, assign, pays, why = guarded
+                form = (name, op, how)
+                pays_of.setdefault(name, []).append((st, frozenset(
+                    b.targets[0].id for b in pays)))  # type: ignore[attr-defined]
+                pay_nodes.setdefault(name, []).extend(pays)
+                if why is not None:
+                    pay_why.setdefault(name, why)
+            elif form is not None:
+                pays_of.setdefault(form[0], []).append((st, frozenset()))
             if form:
                 name, op, how = form
                 candidates.setdefault(name, set()).add(op)
                 forms.setdefault(name, {}).setdefault(how, st)
                 nodes.setdefault(name, []).append(st)
                 if isinstance(st, ast.If):  # `if e > m: m = e`: its assignment belongs to it
-                    nodes[name].append(st.body[0])
+                    nodes[name].extend(st.body)
+        # the payloads of a key: the same names at each of its updates, assigned
+        # nowhere else, read nowhere in the loop, known before it
+        loads = [n for n in ast.walk(self.loop)
+                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+        for name, updates in pays_of.items():
+            names = frozenset().union(*(ps for _, ps in updates))
+            if not names or name in pay_why:
+                continue
+            (st1, ps1), *rest = updates
+            where = f"the {next(iter(candidates[name]))} of `{name}` (line {self.line(st1)})"
+            lone = sorted(names)[0]
+            for st2, ps2 in rest:
+                if ps2 != ps1:
+                    pay_why[name] = (self.line(st2), (
+                        f"this update of `{name}` sets {_listing(ps2)} where line "
+                        f"{self.line(st1)} sets {_listing(ps1)}: which names hold the "
+                        "position of the best value depends on the order of the updates"))
+                    break
+            else:
+                own = {id(b) for b in pay_nodes[name]}
+                other = next((st for st in _walk_stmts(self.loop.body)
+                              if id(st) not in own and names & set(_stmt_targets(st))), None)
+                read = next((n for n in loads if n.id in names), None)
+                if other is not None:
+                    p = sorted(names & set(_stmt_targets(other)))[0]
+                    pay_why[name] = (self.line(other), (
+                        f"`{p}` follows {where} and is also assigned here: its final value "
+                        "depends on which assignment ran last, so the loop runs in order"))
+                elif read is not None:
+                    pay_why[name] = (self.line(read), (
+                        f"`{read.id}` follows {where} and is read here, in the loop: each "
+                        "iteration sees the position found so far, which depends on the "
+                        "order of the iterations"))
+                elif not names <= defined_before:
+                    p = sorted(names - defined_before)[0]
+                    pay_why[name] = (self.line(st1), (
+                        f"`{p}` follows {where} but has no value before the loop; give it "
+                        f"one (e.g. `{p} = -1`), the result when no iteration updates it"))
+                elif self.var in names or names & set(candidates):
+                    pay_why[name] = (self.line(st1), (
+                        f"`{lone}` follows {where} and is also the loop variable or a "
+                        "reduction of its own"))
+        for name, why in pay_why.items():
+            if name in defined_before:
+                raise _Unsafe(*why)
+            bad.add(name)  # a private of the iteration: the usual checks apply
         # every assignment of a reduction variable must be one of its reduction statements
         for st in _walk_stmts(self.loop.body):
             for name in _stmt_targets(st):
@@ -645,8 +768,87 @@ class _LoopChecker:
             self.reductions[name] = op
             self.reduction_forms[name] = (next(iter(how)) if len(how) == 1 else "mixed")
             self.red_nodes.update(id(st) for st in nodes[name] if not (
-                isinstance(st, ast.Assign) and any(isinstance(o, ast.If) and o.body[0] is st
+                isinstance(st, ast.Assign) and any(isinstance(o, ast.If) and st in o.body
                                                    for o in nodes[name])))
+            pays = frozenset().union(*(ps for _, ps in pays_of[name]))
+            if pays:
+                self.payloads[name] = tuple(sorted(pays))
+        self._find_scatter_sums(defined_before, loads)
+        self._find_flags(defined_before, loads)
+
+    def _find_scatter_sums(self, defined_before: set[str], loads: list[ast.Name]) -> None:
+        """``h = np.zeros(m)`` before the loop, ``h[b] += w`` in it at any index, and
+        ``h`` used nowhere else in the loop: a histogram, or a gradient summed over
+        the rows.  Each block sums into an array of its own, and the blocks' arrays
+        are added to ``h`` in block order, as ``s += x[i]`` is."""
+        made: dict[str, list[ast.stmt]] = {}
+        for st in _walk_stmts(self.fdef.body[:self.index]):
+            for name in _stmt_targets(st):
+                made.setdefault(name, []).append(st)
+        targets: dict[str, list[ast.AugAssign]] = {}
+        for st in _walk_stmts(self.loop.body):
+            if (isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Subscript)
+                    and isinstance(st.target.value, ast.Name)):
+                targets.setdefault(st.target.value.id, []).append(st)
+        taken = {self.var, *self.reductions, *(p for ps in self.payloads.values() for p in ps)}
+        for name, stmts in targets.items():
+            if name in taken or name not in defined_before or name not in made:
+                continue
+            ops = {_REDUCTION_OPS.get(type(st.op)) for st in stmts}
+            if len(ops) != 1 or None in ops:
+                continue
+            # made by a NumPy allocation, each time: an array of the function's own
+            if not all(isinstance(b, ast.Assign) and len(b.targets) == 1
+                       and isinstance(b.targets[0], ast.Name) and isinstance(b.value, ast.Call)
+                       and getattr(self.resolver.value(b.value.func), "__name__", None)
+                       in _SCATTER_ALLOCATORS
+                       and getattr(self.resolver.value(b.value.func), "__module__", "")
+                       .startswith("numpy") for b in made[name]):
+                continue
+            # every use of the name in the loop is the base of one of these targets
+            own = {id(st.target.value) for st in stmts}
+            uses = [n for n in ast.walk(self.loop) if isinstance(n, ast.Name) and n.id == name]
+            if any(id(n) not in own for n in uses):
+                continue
+            if any(name in _names_loaded(st.value) or name in _names_loaded(st.target.slice)
+                   for st in stmts):
+                continue
+            if any(name in its and other != name for other, its in self.aliases.items()):
+                continue  # another name may view it
+            self.reductions[name] = ops.pop()  # type: ignore[assignment]
+            self.reduction_forms[name] = "aug"
+            self.scatter_sums.add(name)
+
+    def _find_flags(self, defined_before: set[str], loads: list[ast.Name]) -> None:
+        """``found = False`` before the loop, ``found = True`` in it (under a test),
+        and ``found`` read nowhere in the loop: its final value is the constant when
+        any iteration set it, the start value otherwise, whatever the order."""
+        sets: dict[str, list[ast.Assign]] = {}
+        other: set[str] = {self.var, *self.reductions,
+                           *(p for ps in self.payloads.values() for p in ps)}
+        for st in _walk_stmts(self.loop.body):
+            names = _stmt_targets(st)
+            if (isinstance(st, ast.Assign) and len(st.targets) == 1
+                    and isinstance(st.targets[0], ast.Name)
+                    and isinstance(st.value, ast.Constant)
+                    and isinstance(st.value.value, (bool, int, float))):
+                sets.setdefault(names[0], []).append(st)
+            else:
+                other.update(names)
+        for n in ast.walk(self.loop):
+            if isinstance(n, ast.NamedExpr):
+                other.add(n.target.id)
+        read = {n.id for n in loads}
+        for name, stmts in sets.items():
+            values = {(type(st.value.value), st.value.value)  # type: ignore[attr-defined]
+                      for st in stmts}
+            if (name in other or name in read or name not in defined_before
+                    or len(values) != 1):
+                continue
+            self.flag_sets[name] = repr(stmts[0].value.value)  # type: ignore[attr-defined]
+            self.reductions[name] = "set"
+            self.reduction_forms[name] = "set"
+            self.red_nodes.update(id(st) for st in stmts)
 
     def check_accumulators(self, params: set[str]) -> None:
         """An accumulator updated in place (``acc += e``) may be split into per-block
@@ -726,9 +928,10 @@ class _LoopChecker:
                 assigned.add(node.target.id)
         assigned.add(self.var)
         self.assigned_in_body = assigned
-        privates = sorted(assigned - set(self.reductions))
+        kept = set(self.reductions) | {p for ps in self.payloads.values() for p in ps}
+        privates = sorted(assigned - kept)
         # flow: each non-reduction name must be written before it is read in an iteration
-        _DefinedFlow(self, set(self.reductions)).run(self.loop.body, {self.var})
+        _DefinedFlow(self, kept).run(self.loop.body, {self.var})
         for name in privates:
             if name in read_after:
                 what = "the loop variable" if name == self.var else f"`{name}`"
@@ -776,6 +979,8 @@ class _LoopChecker:
             if isinstance(node, ast.Subscript):
                 if id(node) in inner:
                     continue  # part of a chain `a[x][y]`: its outermost level decides
+                if isinstance(node.value, ast.Name) and node.value.id in self.scatter_sums:
+                    continue  # `h[b] += w`: summed per block (see _find_scatter_sums)
                 store = isinstance(node.ctx, (ast.Store, ast.Del))
                 if store:
                     self._check_mapping_store(node)
@@ -791,7 +996,9 @@ class _LoopChecker:
                 self._add_access(base.id, pos, store, node)
             elif isinstance(node, ast.Call):
                 self._call_access(node)
-            elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
+            elif (isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript)
+                  and not (isinstance(node.target.value, ast.Name)
+                           and node.target.value.id in self.scatter_sums)):
                 base, pos = _index_positions(node.target)
                 if base is not None and _flat_chain(node.target):
                     self._add_access(base.id, pos, False, node.target)  # the read half
@@ -1290,6 +1497,10 @@ class _LoopChecker:
         return None, set()
 
 
+def _listing(names: frozenset[str]) -> str:
+    return ", ".join(f"`{n}`" for n in sorted(names)) or "nothing else"
+
+
 class _DefinedFlow:
     """Definite assignment inside one iteration: a name the loop assigns must be
     assigned before it is read, on every path."""
@@ -1324,6 +1535,10 @@ class _DefinedFlow:
 
     def stmt(self, st: ast.stmt, defined: set[str]) -> set[str]:
         if id(st) in self.c.red_nodes:
+            if isinstance(st, ast.If):  # `if d < best: best = d; idx = j`: what it reads
+                self.reads(st.test, defined)
+                for b in st.body:
+                    self.reads(b.value if isinstance(b, ast.Assign) else b, defined)
             return defined
         if isinstance(st, ast.Assign):
             self.reads(st.value, defined)

@@ -84,7 +84,7 @@ class LoopAnalysis:
         Why the loop runs sequentially, naming the line; None when parallel.
     reductions : Mapping[str, str]
         Reduction variables and their operator (``"+"``, ``"*"``, ``"min"``,
-        ``"max"``).
+        ``"max"``, or ``"set"`` for a flag, see :attr:`reduction_sets`).
     privates : tuple of str
         Names private to each iteration.
     arrays : Mapping[str, ArrayRole]
@@ -118,6 +118,26 @@ class LoopAnalysis:
     #: for ``min``/``max``; the combine of the per-block partials repeats it
     reduction_forms: Mapping[str, str] = field(default_factory=dict, repr=False)
     ndim_limits: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    #: ``if d < best: best = d; idx = i``: a min/max reduction -> the names that
+    #: follow it (its position); combined with it, from the block that holds it
+    reduction_payloads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: ``if x[i] < 0: found = True``: a flag (operator ``"set"``) -> the source of
+    #: the one constant the loop assigns it; set when any iteration assigned it
+    reduction_sets: Mapping[str, str] = field(default_factory=dict)
+    #: ``h[b] += w`` into an array made before the loop, at any index: each block
+    #: sums into an array of its own (blocks long enough that these stay small
+    #: beside the loop's work)
+    reduction_scatters: tuple[str, ...] = ()
+
+    def reduction_text(self, name: str) -> str:
+        """``best (min, with idx)``: a reduction for :meth:`summary` and ``explain()``."""
+        if name in self.reduction_sets:
+            return f"{name} (set to {self.reduction_sets[name]} by any iteration)"
+        if name in self.reduction_scatters:
+            return f"{name} ({self.reductions[name]}, at any index: an array per block)"
+        pays = self.reduction_payloads.get(name, ())
+        with_ = (", with " + ", ".join(pays)) if pays else ""
+        return f"{name} ({self.reductions[name]}{with_})"
 
     def beyond_ndim(self, values: Mapping[str, Any]) -> str | None:
         """Why the loop must run sequentially for these arrays (name -> value) when
@@ -133,7 +153,7 @@ class LoopAnalysis:
         """A one-line verdict."""
         where = f"{self.filename}:{self.lineno}" if self.lineno else self.filename
         if self.parallel:
-            red = ", ".join(f"{k} ({v})" for k, v in self.reductions.items())
+            red = ", ".join(self.reduction_text(k) for k in self.reductions)
             return (f"loop over {self.loop_var!r} at {where} is parallel"
                     + (f"; reductions: {red}" if red else ""))
         return f"runs sequentially: {self.reason}"

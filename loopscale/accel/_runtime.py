@@ -13,7 +13,8 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "block_size",
+__all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "SCATTER_SHARE",
+           "SCATTER_SLACK", "block_size",
            "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_min_top",
            "ls_max_top", "ls_range_int", "EarlyReturn"]
 
@@ -25,6 +26,11 @@ MIN_BLOCK = 16
 #: stencil, a body's force sum): such an iteration outweighs a block's cost,
 #: and short blocks keep the rows an MPI rank runs past its own to a minimum.
 NESTED_MIN_BLOCK = 1
+#: A loop that adds into an array at any index (``h[b] += w``) gives each block
+#: an array like ``h``: blocks are made long enough that all of them together
+#: hold at most ``n // SCATTER_SHARE + SCATTER_SLACK`` elements.
+SCATTER_SHARE = 4
+SCATTER_SLACK = 65536
 #: Loops without reductions are cut into blocks of at least this many
 #: iterations in the fused serial code (only error messages see them).
 PLAIN_BLOCK = 1024

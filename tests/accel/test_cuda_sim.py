@@ -333,6 +333,55 @@ def check_row_view_of_more_dimensions_stays_on_cpu() -> None:
     assert "on_cpu" not in gpu.last_cuda_timings, gpu.last_cuda_timings
 
 
+def _argmin(x):
+    best = np.inf
+    idx = -1
+    for i in range(x.shape[0]):
+        if x[i] < best:
+            best = x[i]
+            idx = i
+    return best, idx
+
+
+def _any_negative(x):
+    found = False
+    for i in range(x.shape[0]):
+        if x[i] < 0:
+            found = True
+    return found
+
+
+def _histogram(x):
+    h = np.zeros(5, np.int64)
+    for i in range(x.shape[0]):
+        h[int(x[i]) % 5] += 1
+    return h
+
+
+def check_positions_flags_and_scatter_sums_stay_on_cpu() -> None:
+    # `if x[i] < best: best = x[i]; idx = i`, `found = True`, `h[b] += 1`: the
+    # device reduction combines numbers, not positions, flags or arrays; the
+    # call runs on the CPU, correctly, and says why
+    from loopscale import accelerate
+    from loopscale.accel import _cuda
+
+    x = np.array([3.0, 1.0, 2.0, 1.0, np.nan] * 20)
+    for fn, words, want in [
+            (_argmin, "`idx` follows the min of `best`", (1.0, 1)),
+            (_any_negative, "`found` is set to True", False),
+            (_histogram, "`h` is added into at any index", np.full(5, 20))]:
+        if fn is _histogram:
+            x = np.arange(100.0)
+        got = _cuda.call_cuda(accelerate(fn), (x,), {})
+        assert isinstance(got, _cuda.RunOnCpu) and words in got.reason, got
+        gpu = accelerate(target="cuda")(fn)
+        if isinstance(want, np.ndarray):
+            np.testing.assert_array_equal(gpu(x), want)
+        else:
+            assert gpu(x) == want
+        assert words in gpu.last_cuda_timings["on_cpu"], gpu.last_cuda_timings
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     name[len("check_"):]: obj for name, obj in list(globals().items())
     if name.startswith("check_") and callable(obj)

@@ -79,6 +79,32 @@ def stats(x, y):                             # sum, max, min, product: partials 
 
 
 @accelerate
+def nearest(x, y):                           # the position of a min, with ties: the first
+    best = np.inf
+    at = -1
+    for i in range(x.shape[0]):
+        d = abs(x[i] - y[i])
+        if d < best:
+            best = d
+            at = i
+    return best, at
+
+
+@accelerate
+def histogram(x):                            # adds into an array at any index; a flag
+    h = np.zeros(13, np.int64)
+    w = np.zeros(13)
+    big = False
+    for i in range(x.shape[0]):
+        b = int(x[i] * 13) % 13
+        h[b] += 1
+        w[b] += x[i]
+        if x[i] > 0.999:
+            big = True
+    return h, w, big
+
+
+@accelerate
 def int_total(k):                            # integers: exact
     t = 0
     for i in range(k.shape[0]):
@@ -161,6 +187,12 @@ for n in [0, 1, 2, 3, 5, 13, 97, 1000, 4099]:
         checked += 1
     assert stats(u, v) == serial(stats, x, y), ("stats", n)
     assert int_total(ki) == serial(int_total, k), ("int", n)
+    xr, yr = np.round(x, 1), np.round(y, 1)  # many equal distances
+    ur = distribute.scatter(xr if rank == 0 else None)
+    vr = distribute.scatter(yr if rank == 0 else None)
+    assert nearest(ur, vr) == serial(nearest, xr, yr), ("nearest", n)
+    (h, w, big), (h0, w0, big0) = histogram(u), serial(histogram, x)
+    assert np.array_equal(h, h0) and np.array_equal(w, w0) and big == big0, ("hist", n)
     total, last, whole = filled_then_read(u)
     s_total, s_last, s_whole = serial(filled_then_read, x)
     assert total == s_total and last == s_last, ("read after loop", n)

@@ -117,6 +117,30 @@ def cplx(z, out):                           # complex output and reduction
 
 
 @accelerate
+def argmax_last(k):                         # the position of a max, ties: the last
+    best = -1000
+    at = -1
+    for i in range(k.shape[0]):
+        if k[i] >= best:
+            best = k[i]
+            at = i
+    return best, at
+
+
+@accelerate
+def histogram(k):                           # adds into an array at any index; a flag
+    h = np.zeros(7, np.int64)
+    w = np.zeros(7)
+    neg = False
+    for i in range(k.shape[0]):
+        h[k[i] % 7] += 1
+        w[k[i] % 7] += 0.1 * k[i]
+        if k[i] < -45:
+            neg = True
+    return h, w, neg
+
+
+@accelerate
 def running_rows(out):                      # a number per row if 1-D; a chain of rows if 2-D
     for i in range(1, out.shape[0]):
         row = out[i]
@@ -136,6 +160,8 @@ def run_all(n, rng):
     res["nbody"] = nbody(pos, mass)
     res["stats"] = stats(x)
     res["int_total"] = int_total(k)
+    res["argmax_last"] = argmax_last(k)
+    res["histogram"] = histogram(k)
     out = np.full((3, n), -1.0); columns(a, out); res["columns"] = out
     out = np.full(n, -1.0); stencil(x, out); res["stencil"] = out
     out = np.full(n, -1.0); backwards(x, out); res["backwards"] = out

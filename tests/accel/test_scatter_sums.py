@@ -1,0 +1,201 @@
+"""Sums into an array at any index: ``h = np.zeros(m)``, then ``h[b] += w``.
+
+A histogram, a bincount, a gradient summed over rows: the loop adds into an
+array made before it, at indices that do not follow the loop variable.  Each
+block adds into an array of its own (zeros like ``h``), and the blocks'
+arrays are added into ``h`` in block order, as ``s += x[i]`` is: integers are
+exact, floats equal the ``serial`` level to the bit and Python to rounding.
+Blocks are long enough that all blocks' arrays together stay small beside the
+iterations (``_runtime.SCATTER_SHARE``), whatever the worker count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import loopscale
+from loopscale import accelerate
+from loopscale.accel import _runtime
+
+from .kernels import line_of
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@accelerate
+def histogram(x, nbins):
+    h = np.zeros(nbins, np.int64)
+    for i in range(x.shape[0]):
+        b = int(x[i] * nbins)
+        if b >= nbins:
+            b = nbins - 1
+        h[b] += 1
+    return h
+
+
+@accelerate
+def weighted_histogram(x, w, nbins):
+    h = np.zeros(nbins)
+    for i in range(x.shape[0]):
+        h[min(int(x[i] * nbins), nbins - 1)] += w[i]
+    return h
+
+
+@accelerate
+def least_squares_gradient(X, y, w):
+    n, m = X.shape
+    g = np.zeros(m)
+    for i in range(n):
+        r = -y[i]
+        for j in range(m):
+            r += X[i, j] * w[j]
+        for j in range(m):
+            g[j] += r * X[i, j]
+    return g
+
+
+@accelerate
+def joint_counts(a, b, k):
+    # a 2-D histogram, with a subtraction (the same reduction, `+`)
+    H = np.zeros((k, k), np.int32)
+    for i in range(a.shape[0]):
+        H[a[i], b[i]] += 2
+        H[b[i], a[i]] -= 1
+    return H
+
+
+@accelerate
+def centroid_sums(X, labels, k):
+    # the update step of k-means: per-cluster sums and counts
+    sums = np.zeros((k, X.shape[1]))
+    counts = np.zeros(k, np.int64)
+    for i in range(X.shape[0]):
+        c = labels[i]
+        counts[c] += 1
+        for j in range(X.shape[1]):
+            sums[c, j] += X[i, j]
+    return sums, counts
+
+
+# -- sequential -------------------------------------------------------------------
+
+
+@accelerate
+def running_counts(x, nbins, out):
+    h = np.zeros(nbins, np.int64)
+    for i in range(x.shape[0]):
+        b = int(x[i] * nbins) % nbins
+        h[b] += 1
+        out[i] = h[b]  # the count so far: depends on the order
+    return h
+
+
+@accelerate
+def into_an_argument(x, h):
+    # `h` is the caller's: it may be anything indexable (a typed Dict...), and
+    # may share memory with `x`; the loop stays in order
+    for i in range(x.shape[0]):
+        h[int(x[i] * 4) % 4] += 1
+    return h
+
+
+@accelerate
+def through_another_name(x, nbins):
+    h = np.zeros(nbins)
+    g = h
+    for i in range(x.shape[0]):
+        h[int(x[i] * nbins) % nbins] += x[i]
+        g[0] += 1.0
+    return h
+
+
+def _levels():
+    yield "serial", {}
+    for w in (1, 2, 3):
+        yield "threads", {"max_workers": w}
+    yield "threads", {"max_workers": 2, "policy": "dynamic"}
+
+
+def _check(fn, args, exact: bool):
+    want = fn.py_func(*args)
+    first = None
+    for level, options in _levels():
+        with loopscale.level(level, **options):
+            got = fn(*args)
+        for g, e in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,), strict=True):
+            if exact:
+                np.testing.assert_array_equal(g, e)
+            else:
+                np.testing.assert_allclose(g, e, rtol=1e-11, atol=1e-11)
+        if first is None:
+            first = got
+        else:  # the levels: to the bit
+            for g, f in zip(got if isinstance(got, tuple) else (got,),
+                            first if isinstance(first, tuple) else (first,), strict=True):
+                np.testing.assert_array_equal(g, f)
+
+
+@pytest.mark.parametrize("n", [0, 1, 100, 20_011, 300_007])
+def test_histograms_equal_the_loop(n):
+    rng = np.random.default_rng(n)
+    x = rng.random(n)
+    w = rng.random(n)
+    _check(histogram, (x, 37), exact=True)
+    _check(weighted_histogram, (x, w, 50), exact=False)
+    a = rng.integers(0, 9, n)
+    b = rng.integers(0, 9, n)
+    _check(joint_counts, (a, b, 9), exact=True)
+    for fn in (histogram, weighted_histogram, joint_counts):
+        assert fn.analysis.parallel is True, fn.analysis.reason
+
+
+def test_gradient_and_centroid_sums_equal_the_loop():
+    rng = np.random.default_rng(1)
+    X = rng.random((5003, 6))
+    _check(least_squares_gradient, (X, rng.random(5003), rng.random(6)), exact=False)
+    _check(centroid_sums, (X, rng.integers(0, 5, 5003), 5), exact=False)
+    assert least_squares_gradient.analysis.reductions == {"g": "+"}
+    assert centroid_sums.analysis.reduction_scatters == ("counts", "sums")
+    assert "g (+, at any index: an array per block)" in least_squares_gradient.explain()
+
+
+@pytest.mark.parametrize("n, nbins", [(1000, 10), (100_000, 37), (100_000, 50_000),
+                                      (2_000_000, 100_000), (50_000, 1_000_000)])
+def test_blocks_keep_the_per_block_arrays_small(n, nbins):
+    x = np.random.default_rng(2).random(n)
+    with loopscale.level("threads", max_workers=2):
+        got = histogram(x, nbins)
+    np.testing.assert_array_equal(got, histogram.py_func(x, nbins))
+    plan = histogram._last_plan
+    assert plan is not None and plan.n == n
+    held = plan.nblocks * nbins
+    assert held <= n // _runtime.SCATTER_SHARE + _runtime.SCATTER_SLACK + nbins, (
+        plan.nblocks, plan.block)
+    if n >= 256 * nbins:
+        assert plan.nblocks >= 8  # still enough blocks to share among workers
+
+
+@pytest.mark.parametrize("fn, text, words", [
+    (running_counts, "h[b] += 1", "`h[b]` writes `h` at an index"),
+    (into_an_argument, "h[int(x[i] * 4) % 4] += 1", "writes `h` at an index"),
+    (through_another_name, "h[int(x[i] * nbins) % nbins] += x[i]", "writes `h` at an index"),
+], ids=["read in the loop", "an argument", "another name"])
+def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
+    a = fn.analysis
+    assert a.parallel is False
+    assert words in a.reason, a.reason
+    assert a.reason.startswith(f"line {line_of(fn, text)}: "), a.reason
+    x = np.random.default_rng(3).random(3000)
+    if fn is running_counts:
+        args = lambda: (x, 7, np.zeros(3000, np.int64))  # noqa: E731
+    elif fn is into_an_argument:
+        args = lambda: (x, np.zeros(4, np.int64))  # noqa: E731
+    else:
+        args = lambda: (x, 7)  # noqa: E731
+    want = fn.py_func(*args())
+    for level, options in _levels():
+        with loopscale.level(level, **options):
+            got = fn(*args())
+        np.testing.assert_array_equal(got, want)
