@@ -437,6 +437,8 @@ class _LoopChecker:
         self.flag_sets: dict[str, str] = {}
         #: `h[b] += w` into an array made before the loop: summed per block
         self.scatter_sums: set[str] = set()
+        #: why an array added into at any index is not such a sum (for the reason)
+        self.scatter_hints: dict[str, str] = {}
         #: names bound inside the loop body -> what each of their bindings may view:
         #: ``(root, leading positions)``, an :class:`_Opaque` view, or None (a fresh
         #: value); every binding counts (``c = a`` and, on a branch, ``c = b``)
@@ -805,6 +807,16 @@ class _LoopChecker:
                        and getattr(self.resolver.value(b.value.func), "__module__", "")
                        .startswith("numpy") for b in made[name]):
                 continue
+            # an integer array truncates each addition of a float (`h[b] += 0.5`), which
+            # per-block sums would not repeat: floats only into a float array
+            if not all(self._makes_float_array(b.value) for b in made[name]  # type: ignore
+                       ) and not all(_const_int(st.value) is not None for st in stmts):
+                self.scatter_hints[name] = (
+                    f"; `{name}` is not surely a float array (`{self.src(made[name][0].value)}`"
+                    f", line {self.line(made[name][0])}), and an integer array truncates each "
+                    "addition of a float, which per-block sums would not repeat: give it a "
+                    "float dtype, e.g. `np.zeros(m)`, to run the loop in parallel")
+                continue
             # every use of the name in the loop is the base of one of these targets
             own = {id(st.target.value) for st in stmts}
             uses = [n for n in ast.walk(self.loop) if isinstance(n, ast.Name) and n.id == name]
@@ -818,6 +830,32 @@ class _LoopChecker:
             self.reductions[name] = ops.pop()  # type: ignore[assignment]
             self.reduction_forms[name] = "aug"
             self.scatter_sums.add(name)
+
+    def _makes_float_array(self, call: ast.Call) -> bool:
+        """Whether the NumPy allocation *call* surely makes a float or complex array:
+        ``np.zeros(m)`` (the default dtype), ``np.full(m, 0.0)``, or a float or
+        complex ``dtype`` (``np.float32``, ``float``, ``"f8"``...)."""
+        fn = getattr(self.resolver.value(call.func), "__name__", "")
+        dtype = next((k.value for k in call.keywords if k.arg == "dtype"), None)
+        if dtype is None:
+            pos = {"zeros": 1, "ones": 1, "empty": 1, "full": 2}.get(fn)
+            if pos is not None and len(call.args) > pos:
+                dtype = call.args[pos]
+        if dtype is None:
+            if fn in ("zeros", "ones", "empty"):
+                return True  # float64
+            if fn == "full" and len(call.args) > 1:
+                fill = call.args[1]
+                return isinstance(fill, ast.Constant) and isinstance(fill.value, (float,
+                                                                                 complex))
+            return False  # `_like`: the other array's dtype
+        value = self.resolver.value(dtype) if not isinstance(dtype, ast.Constant) else dtype.value
+        if value is None:  # (np.dtype(None) is float64)
+            return False
+        try:
+            return bool(np.dtype(value).kind in "fc")  # type: ignore[arg-type]
+        except TypeError:
+            return False
 
     def _find_flags(self, defined_before: set[str], loads: list[ast.Name]) -> None:
         """``found = False`` before the loop, ``found = True`` in it (under a test),
@@ -1410,7 +1448,8 @@ class _LoopChecker:
                            else f"`{w.text}` writes `{root}` ")
                     raise _Unsafe(w.line, f"{who}at an index that does not follow the loop "
                                   f"variable `{self.var}`: different iterations may write the same "
-                                  "element (a scatter or a shared slot)")
+                                  "element (a scatter or a shared slot)"
+                                  + self.scatter_hints.get(root, ""))
             for a in accs:
                 if a.positions is None:
                     raise _Unsafe(a.line, f"`{root}` is written in the loop (line "

@@ -110,6 +110,32 @@ def through_another_name(x, nbins):
     return h
 
 
+@accelerate
+def integer_bins_float_weights(x, w):
+    # an integer array truncates each addition of a float: per-block sums would
+    # truncate differently (1 + -0.5 -> 0 in order; 1 + trunc(-0.5) -> 1 by block)
+    h = np.zeros(4, np.int64)
+    for i in range(x.shape[0]):
+        h[int(x[i] * 4) % 4] += w[i]
+    return h
+
+
+@accelerate
+def like_its_input(x):
+    h = np.zeros_like(x[:4])  # the dtype of `x`: not known here
+    for i in range(x.shape[0]):
+        h[int(x[i] * 4) % 4] += x[i]
+    return h
+
+
+@accelerate
+def float32_bins(x):
+    h = np.zeros(4, dtype="float32")
+    for i in range(x.shape[0]):
+        h[int(x[i] * 4) % 4] += x[i]
+    return h
+
+
 def _levels():
     yield "serial", {}
     for w in (1, 2, 3):
@@ -117,7 +143,7 @@ def _levels():
     yield "threads", {"max_workers": 2, "policy": "dynamic"}
 
 
-def _check(fn, args, exact: bool):
+def _check(fn, args, exact: bool, rtol: float = 1e-11):
     want = fn.py_func(*args)
     first = None
     for level, options in _levels():
@@ -128,7 +154,7 @@ def _check(fn, args, exact: bool):
             if exact:
                 np.testing.assert_array_equal(g, e)
             else:
-                np.testing.assert_allclose(g, e, rtol=1e-11, atol=1e-11)
+                np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol)
         if first is None:
             first = got
         else:  # the levels: to the bit
@@ -149,6 +175,12 @@ def test_histograms_equal_the_loop(n):
     _check(joint_counts, (a, b, 9), exact=True)
     for fn in (histogram, weighted_histogram, joint_counts):
         assert fn.analysis.parallel is True, fn.analysis.reason
+
+
+def test_a_float32_array_is_a_float_array():
+    x = np.random.default_rng(4).random(20_000).astype(np.float32)
+    _check(float32_bins, (x,), exact=False, rtol=1e-4)  # (float32 sums: by block here)
+    assert float32_bins.analysis.parallel is True, float32_bins.analysis.reason
 
 
 def test_gradient_and_centroid_sums_equal_the_loop():
@@ -181,7 +213,11 @@ def test_blocks_keep_the_per_block_arrays_small(n, nbins):
     (running_counts, "h[b] += 1", "`h[b]` writes `h` at an index"),
     (into_an_argument, "h[int(x[i] * 4) % 4] += 1", "writes `h` at an index"),
     (through_another_name, "h[int(x[i] * nbins) % nbins] += x[i]", "writes `h` at an index"),
-], ids=["read in the loop", "an argument", "another name"])
+    (integer_bins_float_weights, "h[int(x[i] * 4) % 4] += w[i]",
+     "`h` is not surely a float array (`np.zeros(4, np.int64)`"),
+    (like_its_input, "h[int(x[i] * 4) % 4] += x[i]", "`h` is not surely a float array"),
+], ids=["read in the loop", "an argument", "another name", "integer bins, float weights",
+        "dtype unknown"])
 def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
     a = fn.analysis
     assert a.parallel is False
@@ -192,6 +228,10 @@ def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
         args = lambda: (x, 7, np.zeros(3000, np.int64))  # noqa: E731
     elif fn is into_an_argument:
         args = lambda: (x, np.zeros(4, np.int64))  # noqa: E731
+    elif fn is integer_bins_float_weights:
+        args = lambda: (x, x - 0.5)  # noqa: E731
+    elif fn is like_its_input:
+        args = lambda: (x,)  # noqa: E731
     else:
         args = lambda: (x, 7)  # noqa: E731
     want = fn.py_func(*args())
