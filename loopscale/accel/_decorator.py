@@ -239,6 +239,9 @@ class _Compiled:
         #: why the outlined plan cannot run (it could not be compiled): the fused
         #: serial code runs every call instead
         self.no_plan: str | None = None
+        #: prologue signature -> why the payloads of a min/max reduction cannot be
+        #: held per block for it (not numbers: None, a tuple, an array view), or None
+        self.payload_why: dict[tuple[Any, ...], str | None] = {}
 
         def run_blocks(c0: int, c1: int, *args: Any) -> None:
             """The chunk kernel, noting on an exception the blocks that raised it (read
@@ -1035,6 +1038,18 @@ class Accelerated(Generic[P, R]):
             return self._run_serial(args, kwargs)
         if comp.no_plan is not None and not distributed:
             return self._run_serial(args, kwargs)
+        if self.analysis.reduction_payloads:
+            why = self._payload_types(comp, args, kwargs)
+            if why is not None:
+                if distributed:
+                    raise DistributionError(
+                        f"{self.py_func.__qualname__}() ({self.analysis.filename}:"
+                        f"{self.analysis.lineno}) cannot run on distributed arrays: {why}. "
+                        "Gather the arrays (distribute.allgather) and call it on NumPy "
+                        "arrays, where the loop runs in order.")
+                if getattr(executor, "name", None) != "serial":
+                    self._note_serial("payload", why)
+                return self._run_serial(args, kwargs)
         try:
             res = comp.pre(*args, **kwargs)
         except _NeedsConversion:
@@ -1139,6 +1154,47 @@ class Accelerated(Generic[P, R]):
             if new is exc:
                 raise
             raise new from exc
+
+    def _payload_types(self, comp: _Compiled, args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> str | None:
+        """Why the payloads of a min/max reduction (``if d < best: best = d; idx =
+        i``) cannot be held in per-block arrays for these arguments: one is not a
+        number (``idx = None``, a tuple, a string) or is an array (``row = X[i]``,
+        a view the loop's result would share, and whose shape may change); None
+        when all are numbers.  Found from the prologue's types, before it runs."""
+        from numba import types as nbt
+
+        pre = comp.pre
+        try:
+            bound = self.__signature__.bind(*args, **kwargs)
+            bound.apply_defaults()
+            sig = tuple(pre.typeof_pyval(v) for v in bound.arguments.values())
+        except Exception:  # noqa: BLE001 - (converted arguments: the plan decides)
+            return None
+        if sig in comp.payload_why:
+            return comp.payload_why[sig]
+        try:
+            pre.compile(sig)
+            rtype = list(pre.overloads[sig].signature.return_type)
+        except Exception:  # noqa: BLE001 - the prologue's own error comes with its call
+            return None
+        slots = {name: k for k, name in enumerate(comp.gen.reductions)}
+        why = None
+        for key, pays in self.analysis.reduction_payloads.items():
+            for p in pays:
+                t = rtype[5 + slots[p]] if p in slots else None
+                if t is not None and not isinstance(t, (nbt.Number, nbt.Boolean)):
+                    what = ("an array (a view the result would share)"
+                            if isinstance(t, nbt.Array) else f"a {t}")
+                    why = (f"`{p}`, which follows the {self.analysis.reductions[key]} of "
+                           f"`{key}`, holds {what}, not a number: blocks cannot keep "
+                           f"their own copy of it (keep the position, e.g. `{p} = i`, and "
+                           "index after the loop)")
+                    break
+            if why:
+                break
+        comp.payload_why[sig] = why
+        return why
 
     def _plan_failed(self, comp: _Compiled, exc: CompileError, args: tuple[Any, ...],
                      kwargs: dict[str, Any], rerun: bool) -> R:

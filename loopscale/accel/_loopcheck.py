@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import inspect
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -653,6 +654,20 @@ class _LoopChecker:
                 if any(isinstance(n, (ast.NamedExpr, ast.Yield, ast.Await))
                        for n in ast.walk(st.test)):
                     return None
+                # what runs only when the update runs (the payloads, a filter after the
+                # comparison) runs at other iterations in a block than in the loop
+                # (each block finds its own improvements): it must not raise or write
+                for x in [*tests[tests.index(t) + 1:], *(b.value for b in pays)]:
+                    bad = _may_raise_or_write(x)
+                    if bad is not None:
+                        why = (self.line(x),
+                               f"`{self.src(bad)}` runs only when `{key}` improves, and the "
+                               "blocks of a parallel loop each find their own improvements, "
+                               "other iterations than the loop in order: a call, division "
+                               "or power there may raise or write where the loop would not "
+                               f"(keep the position, e.g. `idx = {self.var}`, and compute it "
+                               "after the loop)")
+                        return key, op, form, assign, pays, why
                 # nothing the update computes may read what it updates
                 for x in [e, *(o for o in tests if o is not t), *pays]:
                     seen = set(targets) & _names_loaded(x)
@@ -783,10 +798,21 @@ class _LoopChecker:
         ``h`` used nowhere else in the loop: a histogram, or a gradient summed over
         the rows.  Each block sums into an array of its own, and the blocks' arrays
         are added to ``h`` in block order, as ``s += x[i]`` is."""
+        a = self.fdef.args
+        params = {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+                  if x is not None}
+        pre = list(_own_stmts(self.fdef.body[:self.index]))
         made: dict[str, list[ast.stmt]] = {}
-        for st in _walk_stmts(self.fdef.body[:self.index]):
+        for st in pre:
             for name in _stmt_targets(st):
                 made.setdefault(name, []).append(st)
+            if isinstance(st, ast.Try):  # `except E as h`
+                for h in st.handlers:
+                    if h.name:
+                        made.setdefault(h.name, []).append(st)
+        # before the loop, the array may be filled and measured, nothing else: any
+        # other use could leave another name for it (`g = h`, `g = helper(h)`)
+        plain = _plain_uses(pre)
         targets: dict[str, list[ast.AugAssign]] = {}
         for st in _walk_stmts(self.loop.body):
             if (isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Subscript)
@@ -794,7 +820,8 @@ class _LoopChecker:
                 targets.setdefault(st.target.value.id, []).append(st)
         taken = {self.var, *self.reductions, *(p for ps in self.payloads.values() for p in ps)}
         for name, stmts in targets.items():
-            if name in taken or name not in defined_before or name not in made:
+            if (name in taken or name not in defined_before or name not in made
+                    or name in params or name in plain):
                 continue
             ops = {_REDUCTION_OPS.get(type(st.op)) for st in stmts}
             if len(ops) != 1 or None in ops:
@@ -809,8 +836,14 @@ class _LoopChecker:
                 continue
             # an integer array truncates each addition of a float (`h[b] += 0.5`), which
             # per-block sums would not repeat: floats only into a float array
-            if not all(self._makes_float_array(b.value) for b in made[name]  # type: ignore
-                       ) and not all(_const_int(st.value) is not None for st in stmts):
+            kinds = {self._array_kind(b.value) for b in made[name]}  # type: ignore[arg-type]
+            consts = [_const_int(st.value) for st in stmts]
+            # an integer constant adds exactly into an integer array, and `+= k` (k > 0)
+            # into a bool one too (True stays True); `-=`/`*=` toggle or clear bools
+            by_consts = None not in consts and (
+                kinds <= {"i"} or all(isinstance(st.op, ast.Add) and c is not None and c > 0
+                                      for st, c in zip(stmts, consts, strict=True)))
+            if not kinds <= {"f"} and not by_consts:
                 self.scatter_hints[name] = (
                     f"; `{name}` is not surely a float array (`{self.src(made[name][0].value)}`"
                     f", line {self.line(made[name][0])}), and an integer array truncates each "
@@ -831,10 +864,12 @@ class _LoopChecker:
             self.reduction_forms[name] = "aug"
             self.scatter_sums.add(name)
 
-    def _makes_float_array(self, call: ast.Call) -> bool:
-        """Whether the NumPy allocation *call* surely makes a float or complex array:
-        ``np.zeros(m)`` (the default dtype), ``np.full(m, 0.0)``, or a float or
-        complex ``dtype`` (``np.float32``, ``float``, ``"f8"``...)."""
+    def _array_kind(self, call: ast.Call) -> str | None:
+        """``"f"`` when the NumPy allocation *call* surely makes a float or complex
+        array (``np.zeros(m)``, the default dtype; ``np.full(m, 0.0)``; a float or
+        complex ``dtype``: ``np.float32``, ``float``, ``"f8"``...), ``"i"`` a
+        (non-bool) integer one, ``"b"`` a bool one, None when the code does not
+        show it (``np.zeros_like(x)``, ``dtype=dt``)."""
         fn = getattr(self.resolver.value(call.func), "__name__", "")
         dtype = next((k.value for k in call.keywords if k.arg == "dtype"), None)
         if dtype is None:
@@ -843,19 +878,22 @@ class _LoopChecker:
                 dtype = call.args[pos]
         if dtype is None:
             if fn in ("zeros", "ones", "empty"):
-                return True  # float64
+                return "f"  # float64
             if fn == "full" and len(call.args) > 1:
                 fill = call.args[1]
-                return isinstance(fill, ast.Constant) and isinstance(fill.value, (float,
-                                                                                 complex))
-            return False  # `_like`: the other array's dtype
+                if isinstance(fill, ast.Constant) and type(fill.value) in (float, complex):
+                    return "f"
+                if isinstance(fill, ast.Constant) and type(fill.value) is int:
+                    return "i"
+            return None  # `_like`: the other array's dtype
         value = self.resolver.value(dtype) if not isinstance(dtype, ast.Constant) else dtype.value
         if value is None:  # (np.dtype(None) is float64)
-            return False
+            return None
         try:
-            return bool(np.dtype(value).kind in "fc")  # type: ignore[arg-type]
+            kind = np.dtype(value).kind  # type: ignore[arg-type]
         except TypeError:
-            return False
+            return None
+        return "f" if kind in "fc" else "i" if kind in "iu" else "b" if kind == "b" else None
 
     def _find_flags(self, defined_before: set[str], loads: list[ast.Name]) -> None:
         """``found = False`` before the loop, ``found = True`` in it (under a test),
@@ -883,7 +921,8 @@ class _LoopChecker:
             if (name in other or name in read or name not in defined_before
                     or len(values) != 1):
                 continue
-            self.flag_sets[name] = repr(stmts[0].value.value)  # type: ignore[attr-defined]
+            # (the constant as Python writes it: `1e400` is `1e309`, not `inf`)
+            self.flag_sets[name] = ast.unparse(stmts[0].value)  # type: ignore[attr-defined]
             self.reductions[name] = "set"
             self.reduction_forms[name] = "set"
             self.red_nodes.update(id(st) for st in stmts)
@@ -921,6 +960,20 @@ class _LoopChecker:
             init = next((b for b in inits if b.kind == "assign"), None)
             made = (f" (`{name} = {self.src(init.value)}`, line {self.line(init.stmt)})"
                     if init is not None else " (an argument)" if name in params else "")
+            if inits and all(b.kind == "assign" and isinstance(b.value, ast.Call)
+                             and getattr(self.resolver.value(b.value.func), "__name__", None)
+                             in _SCATTER_ALLOCATORS for b in inits):
+                # an array for sure: before the loop it may be filled and measured, but
+                # anything else (`g = h`, `g = helper(h)`) may leave another name for it
+                other_use = _plain_uses(list(_own_stmts(pre))).get(name)
+                if other_use is not None:
+                    st = self.red_stmt(name)
+                    raise _Unsafe(self.line(other_use), (
+                        f"the accumulator `{name}`{made} is used here before the loop "
+                        "in a way that may give it another name; then `"
+                        f"{self.src(st)}` (line {self.line(st)}) updates it in place, "
+                        "which that name would see in order, and per-block partial "
+                        f"results cannot reproduce (use `{name}` only by its own name)"))
             for acc in self.accesses:
                 if acc.root in shared or acc.root == name:
                     st = self.red_stmt(name)
@@ -1534,6 +1587,102 @@ class _LoopChecker:
                     continue
                 return d, set(offs)  # type: ignore[arg-type]
         return None, set()
+
+
+def _own_stmts(stmts: list[ast.stmt]) -> Iterable[ast.stmt]:
+    """The statements of a body, nested blocks included, but not the bodies of the
+    functions and classes defined in it (their names are their own)."""
+    for st in stmts:
+        yield st
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for fld in ("body", "orelse", "finalbody"):
+            sub = getattr(st, fld, None)
+            if isinstance(sub, list):
+                yield from _own_stmts(sub)
+        if isinstance(st, ast.Try):
+            for h in st.handlers:
+                yield from _own_stmts(h.body)
+
+
+#: what may be asked of an array without making another name for it
+_MEASURES = frozenset({"shape", "size", "ndim", "dtype", "itemsize", "nbytes", "fill"})
+
+
+def _fresh_of_args(call: ast.Call) -> bool:
+    """``len(h)``, ``np.zeros_like(h)``, ``np.copy(h)``: a call whose result is never
+    its argument's memory."""
+    f = call.func
+    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+    return name in ("len", "zeros_like", "ones_like", "empty_like", "full_like", "copy")
+
+
+def _plain_uses(stmts: list[ast.stmt]) -> dict[str, ast.Name]:
+    """name -> its first use in *stmts* other than by storing into an
+    element (``h[k] = v``, ``h[k] += v``), measuring (``h.shape``, ``len(h)``) or
+    filling (``h.fill(0)``); nested functions count as using every name they read."""
+    ok: set[int] = set()
+    every: list[ast.Name] = []
+    for st in stmts:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            every += [n for n in ast.walk(st) if isinstance(n, ast.Name)]
+            continue
+        nodes = [st] if not hasattr(st, "body") else [
+            getattr(st, f) for f in ("test", "iter", "target", "items", "subject")
+            if getattr(st, f, None) is not None]
+        for top in nodes:
+            for node in (ast.walk(top) if isinstance(top, ast.AST) else
+                         (n for t in top for n in ast.walk(t))):
+                if isinstance(node, ast.Name):
+                    every.append(node)
+                elif (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)
+                      and isinstance(node.value, ast.Name)):
+                    ok.add(id(node.value))
+                elif (isinstance(node, ast.Attribute) and node.attr in _MEASURES
+                      and isinstance(node.value, ast.Name)):
+                    ok.add(id(node.value))
+                elif isinstance(node, ast.Call) and _fresh_of_args(node):
+                    ok.update(id(a) for a in node.args if isinstance(a, ast.Name))
+                elif isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Compare)):
+                    # arithmetic makes a new array (`h * 2`, `-h`, `h > 0`)
+                    ok.update(id(o) for o in (
+                        [node.left, node.right] if isinstance(node, ast.BinOp)
+                        else [node.operand] if isinstance(node, ast.UnaryOp)
+                        else [node.left, *node.comparators]) if isinstance(o, ast.Name))
+                elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and node.func.attr == "copy" and isinstance(node.func.value, ast.Name)):
+                    ok.add(id(node.func.value))
+                elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript) \
+                        and isinstance(node.target.value, ast.Name):
+                    ok.add(id(node.target.value))
+    first: dict[str, ast.Name] = {}
+    for n in every:
+        if id(n) not in ok and isinstance(n.ctx, ast.Load):
+            first.setdefault(n.id, n)
+    return first
+
+
+#: calls that neither raise nor write, whatever their (numeric) arguments
+_QUIET_CALLS = frozenset({"abs", "min", "max", "float", "complex", "bool"})
+
+
+def _may_raise_or_write(expr: ast.expr) -> ast.expr | None:
+    """The first part of *expr* that may raise or write (a call other than
+    ``abs``/``min``/``max``/``float``..., a division or modulo by anything but a
+    non-zero constant, a power, a walrus), or None."""
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Call):
+            if not (isinstance(n.func, ast.Name) and n.func.id in _QUIET_CALLS):
+                return n
+        elif isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Div, ast.FloorDiv, ast.Mod)):
+            if not (isinstance(n.right, ast.Constant) and isinstance(n.right.value, (int, float))
+                    and n.right.value != 0):
+                return n
+        elif isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow):
+            return n
+        elif isinstance(n, (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)):
+            return n
+    return None
 
 
 def _listing(names: frozenset[str]) -> str:

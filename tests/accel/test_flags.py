@@ -65,6 +65,15 @@ def any_pair_close(p, tol):
 
 
 @accelerate
+def cap_at_infinity(x):
+    cap = 0.0
+    for i in range(x.shape[0]):
+        if x[i] > 0.5:
+            cap = 1e400  # infinity, as Python reads it (the generated code must too)
+    return cap
+
+
+@accelerate
 def two_constants(x):
     level = 0
     for i in range(x.shape[0]):
@@ -139,6 +148,13 @@ def test_an_inner_loop_may_set_the_outer_loops_flag():
     _check(any_pair_close, lambda: (p, 1e-3))
     _check(any_pair_close, lambda: (p, 0.5))
     assert any_pair_close.analysis.parallel is True
+
+
+def test_a_flag_set_to_infinity():
+    x = np.random.default_rng(5).random(3000)
+    _check(cap_at_infinity, lambda: (x,))
+    _check(cap_at_infinity, lambda: (x * 0.5,))
+    assert cap_at_infinity.analysis.parallel is True
 
 
 def test_explain_names_the_flag_and_its_constant():

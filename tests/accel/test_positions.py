@@ -13,11 +13,14 @@ zeros and infinities, from several start values.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 import loopscale
 from loopscale import accelerate
+from loopscale.errors import SerializationWarning
 
 from .kernels import line_of
 
@@ -218,6 +221,69 @@ def payload_without_a_start(x):
     return best
 
 
+@accelerate
+def position_from_none(x):
+    best = np.inf
+    idx = None  # (Numba: an optional integer; no per-block array can hold it)
+    for i in range(x.shape[0]):
+        if x[i] < best:
+            best = x[i]
+            idx = i
+    return best, idx
+
+
+@accelerate
+def position_as_tuple(x):
+    best = np.inf
+    at = (-1, -1)
+    for i in range(x.shape[0]):
+        if x[i] < best:
+            best = x[i]
+            at = (i, i + 1)
+    return best, at
+
+
+@accelerate
+def zero_the_nearest_row(X):
+    # `row` is a view of X: zeroing it after the loop zeroes X's row
+    best = np.inf
+    row = X[0]
+    for i in range(X.shape[0]):
+        d = X[i, 0] * X[i, 0] + X[i, 1] * X[i, 1]
+        if d < best:
+            best = d
+            row = X[i]
+    row[:] = 0.0
+    return best
+
+
+def mark(seen, i):
+    seen[i] = True
+    return True
+
+
+@accelerate
+def filter_with_a_write(x, seen):
+    best = np.inf
+    idx = -1
+    for i in range(x.shape[0]):
+        if x[i] < best and mark(seen, i):  # runs only where the comparison holds
+            best = x[i]
+            idx = i
+    return best, idx
+
+
+@accelerate
+def payload_divides(s, c):
+    best = np.inf
+    ratio = 0.0
+    for i in range(s.shape[0]):
+        if s[i] < best:
+            best = s[i]
+            ratio = s[i] / c[i]  # runs at the loop's improvements only
+    return best, ratio
+
+
 # -- data -----------------------------------------------------------------------
 
 
@@ -316,14 +382,21 @@ def test_two_updates_of_one_minimum_each_with_its_position():
     (payload_reads_later_value, "idx = k", "`k` is read before"),
     (updates_with_different_payloads, "if y[i] < best", "this update of `best` sets `src`"),
     (payload_without_a_start, "if x[i] < best", "`idx` follows the min of `best` (line"),
+    (filter_with_a_write, "and mark(seen, i)", "`mark(seen, i)` runs only when `best` improves"),
+    (payload_divides, "ratio = s[i] / c[i]", "`s[i] / c[i]` runs only when `best` improves"),
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_what_depends_on_the_order_stays_sequential(kernel, line_text, words):
     a = kernel.analysis
     assert a.parallel is False
     assert words in a.reason, a.reason
     x = np.random.default_rng(9).integers(0, 9, 2000).astype(np.float64)
+    # zeros where the loop, run in order, never divides (not at its improvements)
+    improves = x < np.concatenate([[np.inf], np.minimum.accumulate(x)[:-1]])
+    c = np.where(improves | (np.arange(2000) % 5 != 3), 1.0, 0.0)
     args = ((x, np.zeros(2000)) if kernel is payload_read_in_loop
-            else (x, x[::-1].copy()) if kernel is updates_with_different_payloads else (x,))
+            else (x, x[::-1].copy()) if kernel is updates_with_different_payloads
+            else (x, np.zeros(2000, np.bool_)) if kernel is filter_with_a_write
+            else (x, c) if kernel is payload_divides else (x,))
     want = kernel.py_func(*[np.copy(v) for v in args])
     for level, options in _levels():
         with loopscale.level(level, **options):
@@ -334,3 +407,31 @@ def test_what_depends_on_the_order_stays_sequential(kernel, line_text, words):
 
 # (the cuda target keeps these loops on the CPU: check_position_reduction_stays_on_cpu
 # in test_cuda_sim.py, shared with the GPU twin)
+
+
+@pytest.mark.parametrize("kernel", [position_from_none, position_as_tuple],
+                         ids=lambda k: k.__name__)
+def test_payloads_that_are_not_numbers_run_in_order_at_parallel_levels(kernel):
+    x = np.random.default_rng(11).integers(0, 50, 3001).astype(np.float64)
+    want = kernel.py_func(x)
+    with loopscale.level("serial"):
+        assert kernel(x) == want
+    with pytest.warns(SerializationWarning, match="not a number"):
+        with loopscale.level("threads", max_workers=2):
+            assert kernel(x) == want
+    assert kernel.analysis.parallel is True  # (numbers would be held per block)
+
+
+def test_a_row_view_payload_stays_a_view():
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((3001, 2))
+    want_X = X.copy()
+    want = zero_the_nearest_row.py_func(want_X)
+    for level, options in _levels():
+        Y = X.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SerializationWarning)
+            with loopscale.level(level, **options):
+                got = zero_the_nearest_row(Y)
+        assert got == want
+        np.testing.assert_array_equal(Y, want_X)  # the nearest row of Y itself is zero

@@ -136,6 +136,50 @@ def float32_bins(x):
     return h
 
 
+@accelerate
+def remade_on_one_branch(x, h, fresh):
+    if fresh:
+        h = np.zeros(x.shape[0])  # else: the caller's array, which may be `x`
+    n = x.shape[0]
+    for i in range(n):
+        h[(i + 1) % n] += x[i]
+    return h
+
+
+@accelerate
+def parameter_with_a_local_namesake(x, h):
+    def fresh(m):  # (its `h` is its own)
+        h = np.zeros(m)
+        return h
+
+    n = x.shape[0]
+    for i in range(n):
+        h[(i + 1) % n] += x[i]
+    return h
+
+
+def same(a):
+    return a
+
+
+@accelerate
+def aliased_through_a_helper(b, w, m, out):
+    h = np.zeros(m)
+    g = same(h)  # another name for h
+    for i in range(b.shape[0]):
+        h[b[i]] += w[i]
+        out[i] = g[0]  # the running sum
+    return out
+
+
+@accelerate
+def bool_toggles(b, m):
+    h = np.zeros(m, np.bool_)
+    for i in range(b.shape[0]):
+        h[b[i]] -= 1  # True - 1 is False: a toggle, not a sum
+    return h
+
+
 def _levels():
     yield "serial", {}
     for w in (1, 2, 3):
@@ -216,8 +260,13 @@ def test_blocks_keep_the_per_block_arrays_small(n, nbins):
     (integer_bins_float_weights, "h[int(x[i] * 4) % 4] += w[i]",
      "`h` is not surely a float array (`np.zeros(4, np.int64)`"),
     (like_its_input, "h[int(x[i] * 4) % 4] += x[i]", "`h` is not surely a float array"),
+    (remade_on_one_branch, "h[(i + 1) % n] += x[i]", "writes `h` at an index"),
+    (parameter_with_a_local_namesake, "h[(i + 1) % n] += x[i]", "writes `h` at an index"),
+    (aliased_through_a_helper, "h[b[i]] += w[i]", "writes `h` at an index"),
+    (bool_toggles, "h[b[i]] -= 1", "`h` is not surely a float array"),
 ], ids=["read in the loop", "an argument", "another name", "integer bins, float weights",
-        "dtype unknown"])
+        "dtype unknown", "a parameter remade on a branch", "a parameter, a local namesake",
+        "another name through a helper", "bool toggles"])
 def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
     a = fn.analysis
     assert a.parallel is False
@@ -232,6 +281,18 @@ def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
         args = lambda: (x, x - 0.5)  # noqa: E731
     elif fn is like_its_input:
         args = lambda: (x,)  # noqa: E731
+    elif fn is remade_on_one_branch:
+        def args():
+            v = x.copy()
+            return (v, v, False)  # h is x itself
+    elif fn is parameter_with_a_local_namesake:
+        def args():
+            v = x.copy()
+            return (v, v)
+    elif fn is aliased_through_a_helper:
+        args = lambda: (np.zeros(3000, np.int64), x, 3, np.zeros(3000))  # noqa: E731
+    elif fn is bool_toggles:
+        args = lambda: (np.zeros(30, np.int64), 2)  # noqa: E731
     else:
         args = lambda: (x, 7)  # noqa: E731
     want = fn.py_func(*args())
@@ -239,3 +300,39 @@ def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
         with loopscale.level(level, **options):
             got = fn(*args())
         np.testing.assert_array_equal(got, want)
+
+
+@accelerate
+def whole_accumulator_aliased_through_a_helper(X, out):
+    acc = np.zeros(X.shape[1])
+    g = same(acc)  # another name for the accumulator
+    for i in range(X.shape[0]):
+        acc += X[i]
+        out[i] = g[0]  # the running sum
+    return acc
+
+
+@accelerate
+def whole_accumulator_measured_and_copied(X):
+    acc = np.zeros(X.shape[1])
+    other = np.zeros_like(acc)  # a new array: no other name for `acc`
+    scale = acc * 2 + len(acc)
+    for i in range(X.shape[0]):
+        acc += X[i]
+    return acc, other, scale
+
+
+def test_an_in_place_accumulator_with_another_name_made_by_a_helper_runs_in_order():
+    fn = whole_accumulator_aliased_through_a_helper
+    a = fn.analysis
+    assert a.parallel is False
+    assert a.reason.startswith(f"line {line_of(fn, 'g = same(acc)')}: the accumulator `acc`")
+    X = np.ones((500, 2))
+    want = np.zeros(500)
+    fn.py_func(X, want)
+    for level, options in _levels():
+        out = np.zeros(500)
+        with loopscale.level(level, **options):
+            fn(X, out)
+        np.testing.assert_array_equal(out, want)  # 1, 2, 3, ...
+    assert whole_accumulator_measured_and_copied.analysis.parallel is True
