@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/threads_vs_serial.py                # full sizes, ~1-2 minutes
+    python benchmarks/threads_vs_serial.py                # full sizes, ~2-3 minutes
     python benchmarks/threads_vs_serial.py --quick        # tiny sizes (a smoke test)
     python benchmarks/threads_vs_serial.py --workers 1 2 4 8 16 --output table.md
 
@@ -121,6 +121,30 @@ def pair_energy(x):
     return e
 
 
+def histogram(x, w, nbins):
+    h = np.zeros(nbins)
+    for i in range(x.shape[0]):
+        b = int(x[i] * nbins)
+        if b >= nbins:
+            b = nbins - 1
+        h[b] += w[i]
+    return h
+
+
+def nearest(X, q):
+    best = np.inf
+    at = -1
+    for i in range(X.shape[0]):
+        s = 0.0
+        for k in range(X.shape[1]):
+            t = X[i, k] - q[k]
+            s += t * t
+        if s < best:
+            best = s
+            at = i
+    return at, best
+
+
 _cnd_nb = numba.njit(nogil=True)(cnd)
 
 
@@ -197,6 +221,51 @@ def pair_energy_prange(x):
     return e
 
 
+@numba.njit(parallel=True, nogil=True)
+def histogram_prange(x, w, nbins):
+    # Numba's prange has no reduction into an array at any index (`h[b] += ...`
+    # in a prange races): the usual hand-written form, a histogram per chunk
+    chunks = numba.get_num_threads()
+    n = x.shape[0]
+    local = np.zeros((chunks, nbins))
+    for c in numba.prange(chunks):
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            b = int(x[i] * nbins)
+            if b >= nbins:
+                b = nbins - 1
+            local[c, b] += w[i]
+    return local.sum(axis=0)
+
+
+@numba.njit(parallel=True, nogil=True)
+def nearest_prange(X, q):
+    # no argmin reduction in prange either: a best per chunk, then the first best
+    chunks = numba.get_num_threads()
+    n = X.shape[0]
+    bests = np.full(chunks, np.inf)
+    ats = np.full(chunks, -1)
+    for c in numba.prange(chunks):
+        best = np.inf
+        at = -1
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            s = 0.0
+            for k in range(X.shape[1]):
+                t = X[i, k] - q[k]
+                s += t * t
+            if s < best:
+                best = s
+                at = i
+        bests[c] = best
+        ats[c] = at
+    best = np.inf
+    at = -1
+    for c in range(chunks):
+        if bests[c] < best:
+            best = bests[c]
+            at = ats[c]
+    return at, best
+
+
 def cases(quick: bool) -> list[tuple[str, object, object, tuple]]:
     rng = np.random.default_rng(42)
     s = 0.05 if quick else 1.0
@@ -213,6 +282,10 @@ def cases(quick: bool) -> list[tuple[str, object, object, tuple]]:
         ("Gaussian KDE", kde, kde_prange, (rng.random(m_kde), rng.random(m_kde), 0.1)),
         ("Mandelbrot", mandelbrot, mandelbrot_prange, (h, w, 200)),
         ("triangular pair energy", pair_energy, pair_energy_prange, (rng.random(n_tri),)),
+        ("weighted histogram", histogram, histogram_prange,
+         (rng.random(n_bs * 2), rng.random(n_bs * 2), 64)),
+        ("nearest point (argmin)", nearest, nearest_prange,
+         (rng.random((n_bs, 4)), np.full(4, 0.5))),
     ]
 
 
