@@ -77,16 +77,20 @@ def _terminates(body: list[ast.stmt]) -> bool:
     return bool(body) and isinstance(body[-1], (ast.Continue, ast.Raise, ast.Return, ast.Break))
 
 
-def _walk_stmts(stmts: list[ast.stmt]) -> Iterable[ast.stmt]:
+def _walk_stmts(stmts: list[ast.stmt], own: bool = False) -> Iterable[ast.stmt]:
+    """The statements of *stmts* and of the blocks nested in them; with *own*, not
+    those of the functions and classes defined there (their names are their own)."""
     for st in stmts:
         yield st
+        if own and isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
         for fld in ("body", "orelse", "finalbody"):
             sub = getattr(st, fld, None)
             if isinstance(sub, list):
-                yield from _walk_stmts(sub)
+                yield from _walk_stmts(sub, own)
         if isinstance(st, ast.Try):
             for h in st.handlers:
-                yield from _walk_stmts(h.body)
+                yield from _walk_stmts(h.body, own)
 
 
 def _stmt_targets(st: ast.stmt) -> list[str]:

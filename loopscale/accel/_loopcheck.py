@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import inspect
 import types
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -801,7 +800,7 @@ class _LoopChecker:
         a = self.fdef.args
         params = {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
                   if x is not None}
-        pre = list(_own_stmts(self.fdef.body[:self.index]))
+        pre = list(_walk_stmts(self.fdef.body[:self.index], own=True))
         made: dict[str, list[ast.stmt]] = {}
         for st in pre:
             for name in _stmt_targets(st):
@@ -965,7 +964,7 @@ class _LoopChecker:
                              in _SCATTER_ALLOCATORS for b in inits):
                 # an array for sure: before the loop it may be filled and measured, but
                 # anything else (`g = h`, `g = helper(h)`) may leave another name for it
-                other_use = _plain_uses(list(_own_stmts(pre))).get(name)
+                other_use = _plain_uses(list(_walk_stmts(pre, own=True))).get(name)
                 if other_use is not None:
                     st = self.red_stmt(name)
                     raise _Unsafe(self.line(other_use), (
@@ -1587,22 +1586,6 @@ class _LoopChecker:
                     continue
                 return d, set(offs)  # type: ignore[arg-type]
         return None, set()
-
-
-def _own_stmts(stmts: list[ast.stmt]) -> Iterable[ast.stmt]:
-    """The statements of a body, nested blocks included, but not the bodies of the
-    functions and classes defined in it (their names are their own)."""
-    for st in stmts:
-        yield st
-        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        for fld in ("body", "orelse", "finalbody"):
-            sub = getattr(st, fld, None)
-            if isinstance(sub, list):
-                yield from _own_stmts(sub)
-        if isinstance(st, ast.Try):
-            for h in st.handlers:
-                yield from _own_stmts(h.body)
 
 
 #: what may be asked of an array without making another name for it
