@@ -238,7 +238,7 @@ def check_call(function: str, filename: str, fdef: ast.FunctionDef | None, analy
     var = analysis.loop_var
     for name in dist:
         role = analysis.arrays.get(name)
-        located = role is not None and role.access not in ("anywhere", "through a view")
+        located = role is not None and role.access not in ("anywhere", "through a view", "mirrored")
         helpers_ok = located
         bad = (_first_bad_loop_use(loop, name, var, helpers_ok) if isinstance(loop, ast.For)
                else None)

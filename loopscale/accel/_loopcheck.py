@@ -384,6 +384,9 @@ class _Access:
     floor: int | None = None
     #: the access goes through a tuple/list of arrays (``arrs[0][i]``)
     container: bool = False
+    #: the subscript of the access as written in the loop, when its positions are
+    #: that subscript's own (not reached through a name bound in the loop)
+    node: ast.AST | None = None
 
 
 class _Unsafe(Exception):
@@ -1242,12 +1245,12 @@ class _LoopChecker:
                 if root_name in self.private_alias and root_name != name:
                     self._add_access(root_name, lead + pos, write, node, seen | {name}, at)
                 else:
-                    self._root_access(root_name, lead + pos, write, node, at)
+                    self._root_access(root_name, lead + pos, write, node, at, own=False)
             return
         self._root_access(name, pos, write, node, floor)
 
     def _root_access(self, name: str, pos: list[ast.expr] | None, write: bool,
-                     node: ast.AST, floor: int | None = None) -> None:
+                     node: ast.AST, floor: int | None = None, own: bool = True) -> None:
         """An access of *name* (not bound in the loop) at *pos*, for each array it
         may refer to."""
         shifted = self.shifted.get(name)
@@ -1256,7 +1259,8 @@ class _LoopChecker:
             n = len(shifted.elements)
             if k is not None and -n <= k < n and shifted.elements[k] != name:
                 # `arrs[0][i]` of `arrs = (a, b)`: `a[i]`
-                return self._root_access(shifted.elements[k], pos[1:], write, node, floor)
+                return self._root_access(shifted.elements[k], pos[1:], write, node, floor,
+                                         own=False)
         view = None
         container = False
         if shifted is not None:
@@ -1269,7 +1273,8 @@ class _LoopChecker:
         floor = here if floor is None else floor if here is None else max(floor, here)
         for root in sorted(self.roots(name)):
             self.accesses.append(_Access(root, pos, write, self.line(node), self.src(node),
-                                         view=view, floor=floor, container=container))
+                                         view=view, floor=floor, container=container,
+                                         node=node if own and shifted is None else None))
 
     def _shared_container(self, name: str) -> bool:
         """Whether *name* may refer to a container made outside the iteration
@@ -1486,6 +1491,11 @@ class _LoopChecker:
                               "another writes")
             if axis is not None and len(offsets) == 1:
                 continue
+            mirror = self._mirrored(accs) if axis is None else None
+            if mirror is not None:  # `D[i, j] = D[j, i] = d` for j > i: each its own elements
+                roles[root] = ArrayRole(read=read, written=written, access="mirrored",
+                                        axis=mirror[0], offsets=(0,), mirror_axis=mirror[1])
+                continue
             # explain the first conflict
             for w in writes:
                 if w.positions is None and w.view is not None:
@@ -1517,6 +1527,98 @@ class _LoopChecker:
                           "both, so one iteration touches elements another iteration writes (a "
                           "loop-carried dependence)")
         return roles
+
+    def _mirrored(self, accs: list[_Access]) -> tuple[int, int] | None:
+        """Axes ``(a, b)`` when the array is used only at ``[.., i, .., x, ..]`` (the loop
+        variable on axis *a*) and at ``[.., y, .., i, ..]`` (on axis *b*), where every
+        ``y`` is surely above ``i`` and every ``x`` at or above it — or every ``y`` below
+        and every ``x`` at or below: the elements of a triangle and its mirror image,
+        ``D[i, j] = D[j, i] = d`` for ``j`` in ``range(i + 1, n)``.  Iteration ``i`` then
+        touches only its own elements (element ``(p, q)`` with ``p < q`` is iteration
+        ``p``'s, at ``(q, p)`` too); None otherwise."""
+        if any(a.positions is None or a.node is None or a.helper is not None
+               or a.view is not None or a.container for a in accs):
+            return None
+        if any(self.var in _stmt_targets(st) for st in _walk_stmts(self.loop.body)) or any(
+                isinstance(n, ast.NamedExpr) and n.target.id == self.var
+                for st in self.loop.body for n in ast.walk(st)):
+            return None
+        ndim = min(len(a.positions) for a in accs)  # type: ignore[arg-type]
+        if any(isinstance(e, (ast.Slice, ast.Starred)) or (isinstance(e, ast.Constant)
+                                                            and e.value is Ellipsis)
+               for a in accs for e in a.positions):  # type: ignore[union-attr]
+            return None
+        for ax in range(ndim):
+            for bx in range(ndim):
+                if ax == bx:
+                    continue
+                ok = True
+                needs: set[str] = set()  # what the mirror accesses need: ">" or "<"
+                owns: list[str | None] = []  # the side of the owner's axis-b index
+                for a in accs:
+                    pa, pb = a.positions[ax], a.positions[bx]  # type: ignore[index]
+                    if self._aligned(pa) == 0 and isinstance(pa, ast.Name):
+                        owns.append(self._side(pb, a.node))  # type: ignore[arg-type]
+                    elif self._aligned(pb) == 0 and isinstance(pb, ast.Name):
+                        side = self._side(pa, a.node)  # type: ignore[arg-type]
+                        if side not in (">", "<"):
+                            ok = False
+                            break
+                        needs.add(side)
+                    else:
+                        ok = False
+                        break
+                if not ok or len(needs) != 1:
+                    continue
+                allowed = {">": (">", ">=", "="), "<": ("<", "<=", "=")}[needs.pop()]
+                if all(s in allowed for s in owns):
+                    return ax, bx
+        return None
+
+    def _side(self, expr: ast.expr, node: ast.AST) -> str | None:
+        """How *expr*, an index at *node*, surely compares with the loop variable
+        (``">"``, ``">="``, ``"="``, ``"<="``, ``"<"``), and is never negative
+        where the loop variable is not: ``i + 1``, or the variable of an inner
+        ``for j in range(i + 1, n)`` (``range(i)``: below) around *node*, not
+        assigned in that loop; None when not known."""
+        k = self._aligned(expr)
+        if k is not None:
+            return ">" if k > 0 else "=" if k == 0 else None  # `i - 1` may be -1
+        if not isinstance(expr, ast.Name) or expr.id == self.var:
+            return None
+        loop = _enclosing_for(self.loop, node, expr.id)
+        if loop is None or not isinstance(loop.iter, ast.Call) or loop.iter.keywords:
+            return None
+        f = loop.iter.func
+        if not (isinstance(f, ast.Name) and f.id in ("range", "prange")
+                or isinstance(f, ast.Attribute) and f.attr == "prange"):
+            return None
+        if any(expr.id in _stmt_targets(st) for st in _walk_stmts(loop.body)) or any(
+                isinstance(n, ast.NamedExpr) and n.target.id == expr.id
+                for st in loop.body for n in ast.walk(st)):
+            return None
+        args = loop.iter.args
+        if not 1 <= len(args) <= 3 or any(isinstance(x, ast.Starred) for x in args):
+            return None
+        step = 1 if len(args) < 3 else _const_int(args[2])
+        if step is None or step == 0:
+            return None
+        start, stop = (ast.Constant(0), args[0]) if len(args) == 1 else (args[0], args[1])
+        if step < 0:  # j in (stop, start]: above i when stop is i + c, c >= 0
+            k = self._aligned(stop)
+            if k is not None and k >= 0:
+                return ">"
+            lo, k = _const_int(stop), self._aligned(start)
+            if lo is not None and lo >= -1 and k is not None and k <= 0:
+                return "<" if k < 0 else "<="
+            return None
+        k = self._aligned(start)  # j in [start, stop)
+        if k is not None and k >= 0:
+            return ">" if k > 0 else ">="
+        lo, k = _const_int(start), self._aligned(stop)
+        if lo is not None and lo >= 0 and k is not None and k <= 1:
+            return "<" if k <= 0 else "<="
+        return None
 
     def _check_container(self, root: str, accs: list[_Access], writes: list[_Access],
                          views: set[str | None]) -> None:
@@ -1590,6 +1692,43 @@ class _LoopChecker:
 
 #: what may be asked of an array without making another name for it
 _MEASURES = frozenset({"shape", "size", "ndim", "dtype", "itemsize", "nbytes", "fill"})
+
+
+def _enclosing_for(loop: ast.For, node: ast.AST, var: str) -> ast.For | None:
+    """The innermost ``for var in ...`` loop in *loop*'s body whose body holds
+    *node* (None when *node* is not in such a loop)."""
+    found: ast.For | None = None
+
+    def visit(stmts: list[ast.stmt], inner: ast.For | None) -> bool:
+        nonlocal found
+        for st in stmts:
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            here = inner
+            if isinstance(st, ast.For) and isinstance(st.target, ast.Name) \
+                    and st.target.id == var:
+                here = st
+            for fld, value in ast.iter_fields(st):
+                if fld in ("body", "orelse", "finalbody", "handlers"):
+                    continue
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, ast.AST) and any(n is node for n in ast.walk(v)):
+                        # in the loop's own header (`for j in range(a[j])`) or a statement's
+                        found = inner
+                        return True
+            if visit(st.body if isinstance(getattr(st, "body", None), list) else [], here):
+                return True
+            for fld in ("orelse", "finalbody"):
+                sub = getattr(st, fld, None)
+                if isinstance(sub, list) and visit(sub, inner):
+                    return True
+            for h in getattr(st, "handlers", []):
+                if visit(h.body, inner):
+                    return True
+        return False
+
+    visit(loop.body, None)
+    return found
 
 
 def _fresh_of_args(call: ast.Call) -> bool:

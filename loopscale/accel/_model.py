@@ -30,8 +30,12 @@ class ArrayRole:
     access : str
         ``"aligned"``: every access uses the loop variable in position ``axis``
         (no offset); ``"offset"``: the loop variable plus constant offsets
-        (``u[i - 1]``); ``"anywhere"``: some access is at an index that does
-        not follow the loop variable, or the whole array is used.
+        (``u[i - 1]``); ``"mirrored"``: a triangle and its mirror image,
+        ``D[i, j]`` and ``D[j, i]`` with ``j`` on one side of ``i`` (the loop
+        variable on ``axis`` and on ``mirror_axis``: each iteration has its own
+        elements, but not a slab along one axis); ``"anywhere"``: some access
+        is at an index that does not follow the loop variable, or the whole
+        array is used.
     axis : int or None
         The position indexed by the loop variable, when there is one.
     offsets : tuple of int
@@ -41,6 +45,8 @@ class ArrayRole:
         that offset runs, where the conditions around every such access set one
         (``if i > 0: u[i - 1]`` gives 1 for offset -1); None where an access
         runs without such a condition; empty when not known.
+    mirror_axis : int or None
+        For ``"mirrored"``: the other axis the loop variable indexes.
     """
 
     read: bool
@@ -49,11 +55,16 @@ class ArrayRole:
     axis: int | None = None
     offsets: tuple[int, ...] = ()
     floors: tuple[int | None, ...] = ()
+    mirror_axis: int | None = None
 
     def describe(self) -> str:
         what = "+".join(w for w, on in (("read", self.read), ("written", self.written)) if on)
         if self.access == "anywhere":
             return f"{what or 'used'}, accessed anywhere"
+        if self.access == "mirrored":
+            return (f"{what or 'used'}, a triangle and its mirror image (the loop variable "
+                    f"on axis {self.axis} and, for the mirror, on axis {self.mirror_axis}): "
+                    "each iteration its own elements")
         if self.access == "through a view":
             return (f"{what or 'used'}, through a local view of it (`b = a[1:]`, `a.T`...): "
                     "independent in the view's indices")

@@ -256,7 +256,7 @@ class MPIExecutor:
         for name, role in plan.arrays.items():
             if not role.written:
                 continue
-            if role.axis is None or name not in names:
+            if role.axis is None or role.access == "mirrored" or name not in names:
                 return None
             arr = plan.arg(name)
             if not isinstance(arr, np.ndarray) or arr.ndim <= role.axis:

@@ -139,10 +139,11 @@ def copy_rows(out, x):
 
 
 def symmetric_fill(p, D):
+    # over the whole square (a triangle and its mirror is parallel: test_mirrored.py)
     n = p.shape[0]
     for i in range(n):
         D[i, i] = 0.0
-        for j in range(i + 1, n):
+        for j in range(n):
             d = abs(p[i] - p[j])
             D[i, j] = d
             D[j, i] = d

@@ -141,6 +141,16 @@ def histogram(k):                           # adds into an array at any index; a
 
 
 @accelerate
+def symmetric(x):                           # a triangle and its mirror image
+    n = x.shape[0]
+    D = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            D[i, j] = D[j, i] = abs(x[i] - x[j]) * (1.0 + x[j])
+    return D
+
+
+@accelerate
 def running_rows(out):                      # a number per row if 1-D; a chain of rows if 2-D
     for i in range(1, out.shape[0]):
         row = out[i]
@@ -162,6 +172,7 @@ def run_all(n, rng):
     res["int_total"] = int_total(k)
     res["argmax_last"] = argmax_last(k)
     res["histogram"] = histogram(k)
+    res["symmetric"] = symmetric(x[:200])
     out = np.full((3, n), -1.0); columns(a, out); res["columns"] = out
     out = np.full(n, -1.0); stencil(x, out); res["stencil"] = out
     out = np.full(n, -1.0); backwards(x, out); res["backwards"] = out
