@@ -296,12 +296,17 @@ def _binding_sources(b: _Binding, containers: set[str]) -> set[str]:
 
 def _aliases(stmts: list[ast.stmt], arrays: set[str]) -> dict[str, set[str]]:
     """Local names that may view the memory of other names (``b = a[1:]``,
-    ``b = a.T``), or hold such names (``arrs = (a, b)``, ``for arr in arrs``).
+    ``b = a.T``, ``u = st.u`` of a namedtuple ``st``), or hold such names
+    (``arrs = (a, b)``, ``for arr in arrs``).  *arrays*: the parameters.
 
     Each name maps to every name it may refer to, through any assignment anywhere
     in *stmts* (``c = a`` and, on some branch, ``c = b``: both)."""
     containers = _container_names(stmts)
     bindings = [(b.name, _binding_sources(b, containers)) for b in _bindings(stmts, containers)]
+    # a name may view only what the function holds (parameters and its own names):
+    # `c = np.pi` does not make `c` a view of a module
+    local = set(arrays) | {n for st in _walk_stmts(stmts) for n in _stmt_targets(st)}
+    bindings = [(name, {s for s in srcs if s in local}) for name, srcs in bindings]
     alias: dict[str, set[str]] = {}
     changed = True
     while changed:  # to a fixed point: a later assignment may feed an earlier one
@@ -319,8 +324,12 @@ def _aliases(stmts: list[ast.stmt], arrays: set[str]) -> dict[str, set[str]]:
 
 def _identity_view(value: ast.expr) -> bool:
     """Whether *value* holds its source's elements at the same indices: ``a``,
-    ``a[:]``, ``a[...]``, ``a[:, :]``, ``np.asarray(a)``."""
+    ``a[:]``, ``a[...]``, ``a[:, :]``, ``np.asarray(a)``, and a field ``st.u``
+    of a namedtuple ``st`` (whose fields the analysis counts as one array)."""
     if isinstance(value, ast.Name):
+        return True
+    if isinstance(value, ast.Attribute) and _field_owner(
+            ast.Subscript(value=value, slice=ast.Constant(0), ctx=ast.Load())) is not None:
         return True
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name):
         sl = value.slice
@@ -422,6 +431,22 @@ def _shifted_views(stmts: list[ast.stmt], alias: dict[str, set[str]]) -> dict[st
     return views
 
 
+def _field_owner(sub: ast.Subscript) -> ast.Name | None:
+    """``st`` of ``st.u[i]`` / ``st.a.b[i, j]``: the name whose field (of a
+    namedtuple, record or jitclass) is subscripted; None for other subscripts
+    (``a[i]``, ``a.T[i]``, ``f(a)[i]``)."""
+    node: ast.expr = sub
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    if not isinstance(node, ast.Attribute):
+        return None
+    while isinstance(node, ast.Attribute):
+        if node.attr in ("T", "real", "imag", "flat") or node.attr in _META_ATTRS:
+            return None
+        node = node.value
+    return node if isinstance(node, ast.Name) else None
+
+
 def _flat_chain(sub: ast.Subscript) -> bool:
     """Whether ``a[x][y]`` may be read as ``a[x, y]``: no inner level slices."""
     node: ast.expr = sub.value
@@ -458,9 +483,13 @@ def _view_sources(value: ast.expr) -> set[str]:
         base, _ = _index_positions(value)
         return {base.id} if base is not None else set()
     if isinstance(value, ast.Attribute):
-        if value.attr in ("T", "real", "imag", "flat"):
-            return _view_sources(value.value)
-        return set()
+        if value.attr in _META_ATTRS or value.attr in ("flags", "ctypes"):
+            return set()
+        # `a.T`, `a.real`, and a field of a namedtuple, record or jitclass
+        # (`st.u`): its memory is part of what the name holds (a module's
+        # attribute, `np.pi`, names the module: callers drop names that are not
+        # local or are modules)
+        return _view_sources(value.value)
     if isinstance(value, ast.Call):
         f = value.func
         if isinstance(f, ast.Attribute) and f.attr in ("reshape", "view", "ravel", "transpose",

@@ -22,7 +22,7 @@ import time
 import types
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import numpy as np
@@ -115,6 +115,52 @@ def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether *a* and *b* are the same elements (the same start, shape and strides)."""
     return a is b or (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
                       and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _apart(a: np.ndarray) -> bool:
+    """Whether every index of *a* reaches its own element (no stride 0, no
+    ``as_strided`` window over itself): checked on the axes sorted by stride,
+    each stride at least the extent of the axes below it."""
+    flags = a.flags
+    if flags.c_contiguous or flags.f_contiguous:
+        return True
+    reach = a.itemsize
+    for st, sh in sorted((abs(st), sh) for st, sh in zip(a.strides, a.shape, strict=True)
+                         if sh > 1):
+        if st < reach:
+            return False
+        reach = st * sh
+    return True
+
+
+def _holds_arrays(value: tuple[Any, ...]) -> bool:
+    """Whether the tuple (or namedtuple) *value* holds a NumPy array."""
+    return any(isinstance(v, np.ndarray) or (isinstance(v, tuple) and _holds_arrays(v))
+               for v in value)
+
+
+def _state_arrays(names: Sequence[str], state: tuple[Any, ...], loop_state: Container[str]
+                  ) -> list[tuple[str, str, np.ndarray]]:
+    """``(name, root, array)`` for each array of the loop's state, those held in a
+    tuple or namedtuple too (``st.u``, named after their field, with the tuple's
+    name as root)."""
+    out = []
+    for nm, v in zip(names, state, strict=True):
+        if nm not in loop_state:
+            continue
+        if isinstance(v, np.ndarray):
+            out.append((nm, nm, v))
+        elif isinstance(v, tuple):
+            fields = getattr(v, "_fields", None)
+            stack = [(f"{nm}.{fields[k]}" if fields and k < len(fields) else f"{nm}[{k}]", e)
+                     for k, e in enumerate(v)]
+            while stack:
+                label, e = stack.pop(0)
+                if isinstance(e, np.ndarray):
+                    out.append((label, nm, e))
+                elif isinstance(e, tuple):
+                    stack.extend((f"{label}[{k}]", x) for k, x in enumerate(e))
+    return out
 
 
 def _outer_subscripts(tree: ast.AST) -> list[ast.Subscript]:
@@ -591,7 +637,9 @@ class Accelerated(Generic[P, R]):
         where = f"{self.py_func.__qualname__}()"
         convert = False
         for name, value in zip(self._params, args, strict=False):
-            if isinstance(value, (list, tuple)) and name in written:
+            if isinstance(value, (list, tuple)) and name in written and not (
+                    isinstance(value, tuple) and _holds_arrays(value)):
+                # (a tuple or namedtuple of arrays is written through its arrays)
                 raise ArgumentError(
                     f"argument {name!r} of {where} is a {type(value).__name__}, but the function "
                     f"writes to it (line {written[name]}): pass a NumPy array, e.g. "
@@ -654,7 +702,9 @@ class Accelerated(Generic[P, R]):
         written = self._written_params()
         named = list(zip(self._params, args, strict=False)) + list(kwargs.items())
         for name, value in named:
-            if isinstance(value, (list, tuple)) and name in written:
+            if isinstance(value, (list, tuple)) and name in written and not (
+                    isinstance(value, tuple) and _holds_arrays(value)):
+                # (a tuple or namedtuple of arrays is written through its arrays)
                 raise ArgumentError(
                     f"argument {name!r} of {self.py_func.__qualname__}() is a "
                     f"{type(value).__name__}, but the function writes to it (line "
@@ -1227,7 +1277,8 @@ class Accelerated(Generic[P, R]):
         roles = self.analysis.arrays
         for nm, v in zip(comp.gen.state, state, strict=True):
             role = roles.get(nm)
-            if role is not None and role.written and not isinstance(v, np.ndarray):
+            if role is not None and role.written and not isinstance(v, np.ndarray) and not (
+                    isinstance(v, tuple) and _holds_arrays(v)):
                 return (f"`{nm}` is a {type(v).__name__}, not an array, and the loop writes "
                         "its items: they cannot be shared out among workers (pass an array)")
         return None
@@ -1236,21 +1287,20 @@ class Accelerated(Generic[P, R]):
         """Why the arrays the loop uses may not be split among workers: one it writes
         shares memory with another one it uses (None when they are apart)."""
         names = comp.gen.loop_state
-        if len(names) < 2:
-            return None
-        arrays = [(nm, v) for nm, v in zip(comp.gen.state, state, strict=True)
-                  if isinstance(v, np.ndarray) and nm in names]
-        if len(arrays) < 2:
-            return None
+        arrays = _state_arrays(comp.gen.state, state, names)
         roles = self.analysis.arrays
-        for nm, a in arrays:
-            ra = roles.get(nm)
+        for nm, root, a in arrays:
+            ra = roles.get(root)
             if ra is not None and not ra.written:
                 continue
-            for other, b in arrays:
+            if ra is not None and not _apart(a):
+                return (f"`{nm}` holds some of its elements more than once (its strides "
+                        f"{a.strides} for its shape {a.shape} make different indices reach "
+                        "one element), and the loop writes it")
+            for other, root_b, b in arrays:
                 if other == nm or not np.may_share_memory(a, b):
                     continue
-                rb = roles.get(other)
+                rb = roles.get(root_b)
                 # the same elements under two names, each touched only at [i]: safe
                 if (ra is not None and rb is not None and ra.access == rb.access == "aligned"
                         and ra.axis == rb.axis and _same_view(a, b)):

@@ -25,6 +25,7 @@ from ._astutil import (
     _aliases,
     _bindings,
     _const_int,
+    _field_owner,
     _flat_chain,
     _index_positions,
     _names_loaded,
@@ -1078,6 +1079,13 @@ class _LoopChecker:
                 if store:
                     self._check_mapping_store(node)
                 base, pos = _index_positions(node)
+                owner = _field_owner(node) if base is None and _flat_chain(node) else None
+                if owner is not None and not isinstance(
+                        self.resolver.value(owner), types.ModuleType):
+                    # `st.u[i]`, a field of a namedtuple (record, jitclass): counted as
+                    # an access of `st` at [i], every field as one array
+                    self._add_access(owner.id, pos, store, node)
+                    continue
                 if base is None or not _flat_chain(node):
                     # `out.T[i]`, `a[::-1][i]`, `f(a)[i]`: through a view
                     inner_value = node.value
@@ -1093,6 +1101,8 @@ class _LoopChecker:
                   and not (isinstance(node.target.value, ast.Name)
                            and node.target.value.id in self.scatter_sums)):
                 base, pos = _index_positions(node.target)
+                if base is None and _flat_chain(node.target):
+                    base = _field_owner(node.target)  # `st.h[k] += 1`
                 if base is not None and _flat_chain(node.target):
                     self._add_access(base.id, pos, False, node.target)  # the read half
             elif (isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
@@ -1187,9 +1197,11 @@ class _LoopChecker:
         return _Opaque(roots, self.src(value)) if roots else None
 
     def _sources(self, value: ast.expr) -> set[str]:
-        """Names whose memory *value* may view: slices, ``.T``, ``reshape``...,
-        and the array arguments of a helper whose result may be a view of them."""
-        out = set(_view_sources(value))
+        """Names whose memory *value* may view: slices, ``.T``, ``reshape``..., a
+        field (``st.u``), and the array arguments of a helper whose result may be a
+        view of them (never a module: ``np`` of ``np.pi``)."""
+        out = {n for n in _view_sources(value) if not isinstance(
+            self.resolver.value(ast.Name(id=n, ctx=ast.Load())), types.ModuleType)}
         for node in ast.walk(value):
             if isinstance(node, ast.Call):
                 helper = self.resolver.helper(node.func)
@@ -1353,6 +1365,13 @@ class _LoopChecker:
                 self._add_opaque(self._sources(a), False, call, self.src(a))
             return
         mapping = {p: a for p, a in zip(params, bound, strict=True) if a is not None}
+        # a field passed (`helper(st.u, i)`) counts as its owner, `st`, at the same indices
+        shown = list(bound)
+        bound = [ast.Name(id=owner.id, ctx=ast.Load()) if isinstance(a, ast.Attribute) and (
+            owner := _field_owner(ast.Subscript(value=a, slice=ast.Constant(0),
+                                                ctx=ast.Load()))) is not None
+            and not isinstance(self.resolver.value(owner), types.ModuleType) else a
+            for a in bound]
         for pidx, idx_list in summary.reads.items():
             arg = bound[pidx] if pidx < len(bound) else None
             if arg is None:
@@ -1392,8 +1411,9 @@ class _LoopChecker:
                         self._add_access(base.id, pos + sub_idx, True, call)
                 for acc in self.accesses[n_before:]:
                     acc.helper = self.src(func)
-                    acc.text = (f"{self.src(arg)}[{', '.join(self.src(e) for e in sub_idx)}]"
-                                if sub_idx else self.src(arg))
+                    arg_text = self.src(shown[pidx])  # type: ignore[arg-type]
+                    acc.text = (f"{arg_text}[{', '.join(self.src(e) for e in sub_idx)}]"
+                                if sub_idx else arg_text)
 
     def _add_access_whole(self, name: str, write: bool, node: ast.AST) -> None:
         if name in self.private_alias:
