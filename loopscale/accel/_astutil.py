@@ -48,13 +48,17 @@ def _target_names(target: ast.AST) -> list[str]:
 
 
 def _index_positions(sub: ast.Subscript) -> tuple[ast.Name | None, list[ast.expr]]:
-    """Base name and flattened index expressions of ``a[i][j, k]``."""
+    """Base name and flattened index expressions of ``a[i][j, k]``.
+
+    A field of a structured array (``x["a"][i]``, ``x[i]["a"]``) selects no
+    axis: it is left out of the positions (``[i]``)."""
     chain: list[ast.expr] = []
     node: ast.expr = sub
     while isinstance(node, ast.Subscript):
         sl = node.slice
         elts = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-        chain[:0] = elts
+        chain[:0] = [e for e in elts
+                     if not (isinstance(e, ast.Constant) and isinstance(e.value, str))]
         node = node.value
     return (node if isinstance(node, ast.Name) else None), chain
 

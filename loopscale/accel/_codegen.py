@@ -28,7 +28,9 @@ from __future__ import annotations
 import ast
 import copy
 import textwrap
+import types
 from dataclasses import dataclass
+from typing import Any
 
 from ._astutil import _names_loaded, _stmt_targets, _walk_stmts, defined_before
 from ._model import LoopAnalysis
@@ -230,6 +232,27 @@ class GeneratedCode:
     #: the epilogue does nothing and returns None (no reduction, no code after the
     #: loop): a caller may skip calling it
     post_empty: bool = False
+
+
+#: the names under which the generated module finds the function's default values
+DEFAULT = "__ls_default_"
+KWDEFAULT = "__ls_kwdefault_"
+
+
+def defaults(func: types.FunctionType) -> dict[str, Any]:
+    """The namespace entries for *func*'s default values (see :data:`DEFAULT`)."""
+    out = {f"{DEFAULT}{k}": v for k, v in enumerate(func.__defaults__ or ())}
+    out.update({f"{KWDEFAULT}{k}": v for k, v in (func.__kwdefaults__ or {}).items()})
+    return out
+
+
+def name_defaults(a: ast.arguments) -> None:
+    """Make the default values of *a* the function's own (evaluated once, where it
+    was defined), not its source evaluated again in the generated module: names
+    that :func:`defaults` binds."""
+    a.defaults = [ast.Name(id=f"{DEFAULT}{k}", ctx=ast.Load()) for k in range(len(a.defaults))]
+    a.kw_defaults = [None if d is None else ast.Name(id=f"{KWDEFAULT}{p.arg}", ctx=ast.Load())
+                     for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)]
 
 
 def _stmts(src: str, line: int) -> list[ast.stmt]:
@@ -490,6 +513,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     fdef = copy.deepcopy(fdef)
     fdef.decorator_list = []
     fdef = _PrangeToRange(is_prange).visit(fdef)
+    name_defaults(fdef.args)
     head = fdef.lineno
     serial_name = f"{base}__ls_serial"
 

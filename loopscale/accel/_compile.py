@@ -36,7 +36,7 @@ from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLoca
 
 from .. import config
 from ..errors import CompileError
-from . import _lowering, _runtime
+from . import _codegen, _lowering, _runtime
 from ._astutil import closure_values
 
 __all__ = ["build_namespace", "fingerprint", "make_dispatcher", "compile_error"]
@@ -216,6 +216,7 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         "__ls_EarlyReturn": _runtime.EarlyReturn,
         "__ls_zdiv": _lowering.ls_zdiv_pending,
     })
+    ns.update(_codegen.defaults(func))
     return ns, "\n".join(prints)
 
 

@@ -69,7 +69,7 @@ import numpy as np
 
 from .. import config, errors
 from ..errors import ArgumentError, ArgumentValueError, CompileError, CudaUnavailableError
-from . import _compile, _runtime
+from . import _codegen, _compile, _runtime
 from ._astutil import closure_values
 from ._cuda_codegen import CudaCode, generate_cuda
 from ._model import LoopAnalysis, Resolver
@@ -416,6 +416,7 @@ class _Program:
         ns.update(_lookup(func, self.code.loaded))
         ns["__ls_launch"] = self.launch
         ns["__ls_len0"] = _runtime.ls_len0
+        ns.update(_codegen.defaults(func))
         exec(compile(self.code.host_module, filename, "exec"), ns)
         self.host = ns[self.code.host]
         # kernel: the loop's names, helpers as device functions

@@ -50,6 +50,7 @@ from ._codegen import (
     _Rename,
     _simple_args,
     _stmts,
+    name_defaults,
 )
 from ._model import LoopAnalysis
 
@@ -112,6 +113,7 @@ def generate_cuda(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange,  # t
     fdef = copy.deepcopy(fdef)
     fdef.decorator_list = []
     fdef = _PrangeToRange(is_prange).visit(fdef)
+    name_defaults(fdef.args)
     head = fdef.lineno
     idx = analysis.loop_index
     loop: ast.For = fdef.body[idx]  # type: ignore[assignment]

@@ -459,3 +459,44 @@ def test_a_keyword_numba_lacks_is_named_not_blamed_on_a_row_index(fn, keyword):
     msg = str(info.value)
     assert not isinstance(info.value, ArgumentError)
     assert f"the keyword `{keyword}`" in msg and _where(fn).split(":")[0] in msg, msg
+
+
+def _scaled_by(k):
+    def scaled(x, out, scale=k, *, shift=k + 1):
+        for i in range(x.shape[0]):
+            out[i] = x[i] * scale + shift
+    return scaled
+
+
+_FACTOR = 3.0
+
+
+def _scaled_by_global(x, out, scale=_FACTOR * 2):
+    for i in range(x.shape[0]):
+        out[i] = x[i] * scale
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_default_values_are_the_ones_python_evaluated_at_def(lvl):
+    # from the enclosing scope (the generated code cannot see `k`), and from a
+    # global since rebound: the value at `def`, as Python has it
+    global _FACTOR
+    x = np.arange(5000.0)
+    f = accelerate(_scaled_by(2.0))
+    for args, kwargs, want in [((), {}, x * 2.0 + 3.0), ((0.5,), {"shift": 1.0}, x * 0.5 + 1.0)]:
+        out = np.zeros_like(x)
+        with level(lvl):
+            f(x, out, *args, **kwargs)
+        np.testing.assert_array_equal(out, want)
+    saved, _FACTOR = _FACTOR, -1.0
+    try:
+        g = accelerate(_scaled_by_global)
+        out = np.zeros_like(x)
+        with level(lvl):
+            g(x, out)
+        ref = np.zeros_like(x)
+        _scaled_by_global(x, ref)
+        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(out, x * 6.0)
+    finally:
+        _FACTOR = saved

@@ -382,6 +382,27 @@ def check_positions_flags_and_scatter_sums_stay_on_cpu() -> None:
         assert words in gpu.last_cuda_timings["on_cpu"], gpu.last_cuda_timings
 
 
+def _scaled_by(k: float) -> Callable[..., None]:
+    def scaled(x, out, scale=k, *, shift=k + 1):  # noqa: ANN001, ANN202
+        for i in range(x.shape[0]):
+            out[i] = x[i] * scale + shift
+    return scaled
+
+
+def check_default_values_are_the_functions_own() -> None:
+    # defaults made from the enclosing scope (`scale=k`) are the values Python
+    # evaluated at `def`, not the source evaluated again (a NameError there)
+    from loopscale import accelerate
+
+    gpu = accelerate(target="cuda")(_scaled_by(2.0))
+    x = np.arange(64.0)
+    out = np.zeros(64)
+    gpu(x, out)
+    np.testing.assert_array_equal(out, x * 2.0 + 3.0)
+    gpu(x, out, 0.5, shift=1.0)
+    np.testing.assert_array_equal(out, x * 0.5 + 1.0)
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     name[len("check_"):]: obj for name, obj in list(globals().items())
     if name.startswith("check_") and callable(obj)

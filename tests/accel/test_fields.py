@@ -179,3 +179,46 @@ def test_an_output_whose_elements_repeat_runs_in_order(layout):
     _run(accumulate, make)  # (warns once per function and kind: see explain())
     assert "last call ran on one core: `out` holds some of its elements more than once" \
         in accumulate.explain(), accumulate.explain()
+
+
+# -- fields of a structured array: `x["a"][i]` and `x[i]["a"]` select no axis ------------
+
+@accelerate
+def field_sum(x, out):
+    for i in range(x.shape[0]):
+        out[i] = x["a"][i] + x["b"][i]
+
+
+@accelerate
+def record_write(x):
+    for i in range(x.shape[0]):
+        x[i]["b"] = x[i]["a"] * 2.0
+
+
+@accelerate
+def record_carried(x):
+    for i in range(1, x.shape[0]):
+        x["b"][i] = x["b"][i - 1] * 0.5 + x["a"][i]
+
+
+def _records():
+    x = np.zeros(N, dtype=[("a", "f8"), ("b", "f8")])
+    x["a"] = np.random.default_rng(8).random(N)
+    x["b"] = 1.0
+    return x
+
+
+def test_structured_array_fields_index_like_the_array():
+    assert field_sum.analysis.parallel is True, field_sum.analysis.reason
+    assert record_write.analysis.parallel is True, record_write.analysis.reason
+    for workers in (2, 3):
+        assert _run(field_sum, lambda: (_records(), np.zeros(N)), workers) == []
+        assert _run(record_write, lambda: (_records(),), workers) == []
+
+
+def test_a_dependence_through_a_structured_field_keeps_the_order():
+    a = record_carried.analysis
+    assert a.parallel is False
+    line = line_of(record_carried, 'x["b"][i - 1]')
+    assert a.reason.startswith(f"line {line}: "), a.reason
+    _run(record_carried, lambda: (_records(),), 3)
