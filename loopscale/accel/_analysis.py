@@ -55,6 +55,7 @@ from typing import Any
 
 from ._astutil import (
     _aliases,
+    _const_int,
     _index_positions,
     _shifted_views,
     _stmt_targets,
@@ -151,6 +152,16 @@ def _reads_before_rebinding(stmts: list[ast.stmt], line0: int) -> dict[str, int]
     return first
 
 
+def _short_range(loop: ast.For) -> int | None:
+    """The trip count of ``range(...)`` with literal bounds of at most 64
+    iterations (a set-up loop, ``for k in range(3)``); None otherwise."""
+    args = [_const_int(a) for a in getattr(loop.iter, "args", [])]
+    if not args or None in args or len(args) > 3:
+        return None
+    count = len(range(*args))  # type: ignore[arg-type]
+    return count if count <= 64 else None
+
+
 def _loop_depth(node: ast.AST) -> int:
     best = 0
     for child in ast.iter_child_nodes(node):
@@ -245,10 +256,30 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
                                         range_args=tuple(loop.iter.args)))  # type: ignore
     parallel = [r for r in results if r.parallel]
     if parallel:
+        # the loop with the most work: not a short literal range (`range(3)`), then
+        # the most nested loops, then the first
         depth = {c[0]: _loop_depth(c[1]) for c in candidates}
-        chosen = max(parallel, key=lambda r: (depth[r.loop_index], -r.loop_index))  # type: ignore
+        short = {c[0]: _short_range(c[1]) for c in candidates}
+
+        def work(r: LoopAnalysis) -> tuple[bool, int, int]:
+            k = r.loop_index
+            return (not short[k], depth[k], -k)  # type: ignore[index]
+
+        chosen = max(parallel, key=work)
     else:
         chosen = results[0]
-    others = tuple((r.lineno, r.reason or "parallel, not chosen (another loop has more work)")
-                   for r in results if r is not chosen)
+
+    def not_chosen(r: LoopAnalysis) -> str:
+        k, c = r.loop_index, chosen.loop_index
+        if short[k] is not None and short[c] is None:  # type: ignore[index]
+            what = f"this one runs only {short[k]} iterations"  # type: ignore[index]
+        elif depth[k] < depth[c]:  # type: ignore[index]
+            what = "that loop has more nested loops"
+        else:
+            what = "that loop comes first"
+        return (f"parallel, but one loop per function runs in parallel, and the loop at line "
+                f"{chosen.lineno} was chosen ({what}); to run this one in parallel too, put "
+                "it in a function of its own")
+
+    others = tuple((r.lineno, r.reason or not_chosen(r)) for r in results if r is not chosen)
     return LoopAnalysis(**{**chosen.__dict__, "other_loops": others})  # type: ignore[arg-type]

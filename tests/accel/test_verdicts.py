@@ -443,3 +443,60 @@ def test_no_loop_gives_no_line():
     np.testing.assert_array_equal(fn(np.arange(3.0)), np.arange(3.0) * 2.0)
     assert fn.analysis.lineno is None
     assert isinstance(fn.explain(), str) and fn.explain().strip()
+
+
+def _setup_then_work(x, out):
+    acc = 0.0
+    for k in range(3):  # a set-up loop: three iterations
+        acc += x[k]
+    for i in range(x.shape[0]):  # the work
+        out[i] = x[i] + acc
+
+
+def _reduce_then_map(x, out):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    m = s / x.shape[0]
+    for i in range(x.shape[0]):
+        out[i] = x[i] - m
+
+
+def _flat_then_nested(x, out):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    for i in range(x.shape[0]):
+        t = 0.0
+        for j in range(8):
+            t += x[(i + j) % x.shape[0]]
+        out[i] = t - s
+
+
+@pytest.mark.parametrize("fn, work_text, other_text, words", [
+    (_setup_then_work, "for i in range", "for k in range(3)", "this one runs only 3 iterations"),
+    (_reduce_then_map, "out[i] = x[i] - m", "s += x[i]", None),
+    (_flat_then_nested, "for j in range(8)", "s += x[i]", "that loop has more nested loops"),
+], ids=["short set-up loop", "two loops alike", "nested"])
+def test_of_several_parallel_loops_the_one_with_the_most_work_is_chosen(fn, work_text,
+                                                                         other_text, words):
+    a = accelerate(fn).analysis
+    lines, start = inspect.getsourcelines(fn)
+    at = {t: start + next(k for k, line in enumerate(lines) if t in line)
+          for t in (work_text, other_text)}
+    if fn is _reduce_then_map:  # the first of loops alike
+        assert a.lineno == at[other_text] - 1
+        (line, why), = a.other_loops
+        assert "that loop comes first" in why and "a function of its own" in why, why
+        return
+    header = at[work_text] if fn is _setup_then_work else at[work_text] - 2
+    assert a.parallel and a.lineno == header, (a.lineno, header)
+    (line, why), = a.other_loops
+    assert line == (at[other_text] if fn is _setup_then_work else at[other_text] - 1)
+    assert words in why and f"the loop at line {header} was chosen" in why, why
+    x = np.random.default_rng(0).random(1000)
+    want, got = np.zeros(1000), np.zeros(1000)
+    fn(x, want)
+    with loopscale.level("threads", max_workers=2):
+        accelerate(fn)(x, got)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
