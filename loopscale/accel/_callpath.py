@@ -70,7 +70,7 @@ def _is_pandas(value: Any) -> bool:
 def _to_array(value: Any) -> Any:
     if _is_pandas(value):
         return value.to_numpy()
-    if isinstance(value, list):
+    if isinstance(value, (list, memoryview)):
         return np.asarray(value)
     return value
 

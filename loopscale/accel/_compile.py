@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numba
@@ -425,8 +425,10 @@ def _user_location(text: str, func: types.FunctionType) -> tuple[str, int | None
     return fallback
 
 
-def compile_error(exc: BaseException, func: types.FunctionType) -> CompileError:
-    """A :class:`CompileError` for Numba's *exc* raised compiling *func*."""
+def compile_error(exc: BaseException, func: types.FunctionType,
+                  called_with: str = "") -> CompileError:
+    """A :class:`CompileError` for Numba's *exc* raised compiling *func*;
+    *called_with* describes the arguments of the call (see :func:`describe_args`)."""
     text = str(exc)
     filename, lineno = _user_location(text, func)
     what, fix = "a construct Numba cannot compile in nopython mode", (
@@ -447,9 +449,28 @@ def compile_error(exc: BaseException, func: types.FunctionType) -> CompileError:
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()
                   and not ln.startswith(("Failed in", "During:"))), "")
     msg = (f"cannot compile {func.__qualname__!s}() — {filename}:{lineno}: {what}.{snippet}\n"
-           f"  Numba said: {first[:300]}\n"
+           + (f"  Called with: {called_with}\n" if called_with else "")
+           + f"  Numba said: {first[:300]}\n"
            f"  What to do: {fix}.")
     return CompileError(msg, function=func.__qualname__, filename=filename, lineno=lineno)
+
+
+def describe_args(names: Sequence[str], values: Sequence[Any]) -> str:
+    """``x: 3-D float64 array, n: None``: each argument and what it is, as the
+    compiled code sees it (so that a wrong one shows)."""
+    parts = []
+    for name, v in zip(names, values, strict=False):
+        if isinstance(v, np.ndarray):
+            what = f"{v.ndim}-D {v.dtype} array"
+        elif v is None or isinstance(v, (bool, int, float, complex, np.generic)):
+            what = f"{type(v).__name__} {v!r}"[:60] if v is not None else "None"
+        else:
+            try:
+                what = str(numba.typeof(v))
+            except Exception:  # noqa: BLE001 - what Numba cannot type
+                what = type(v).__name__
+        parts.append(f"{name}: {what}")
+    return ", ".join(parts)
 
 
 def is_numba_compile_error(exc: BaseException) -> bool:

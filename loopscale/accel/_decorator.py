@@ -524,7 +524,11 @@ class Accelerated(Generic[P, R]):
                     # (NotImplementedError: Numba's IR inliner refusing a helper)
                     comp = self._without_deferral(exc)
                     return getattr(comp, stage)._compile_for_args(*args, **kws)
-                raise _compile.compile_error(exc, self.py_func) from exc  # type: ignore
+                shown = ""
+                if stage in ("serial", "pre"):
+                    shown = _compile.describe_args(self._params,
+                                                   args[1:] if stage == "serial" else args)
+                raise _compile.compile_error(exc, self.py_func, shown) from exc  # type: ignore
 
         return compile_for_args
 
@@ -653,7 +657,7 @@ class Accelerated(Generic[P, R]):
                         "read-only or copied array for it: pass a NumPy array and build the "
                         "Series from it afterwards.")
         for name, value in zip(self._params, args, strict=False):
-            if _is_pandas(value) or isinstance(value, list):
+            if _is_pandas(value) or isinstance(value, (list, memoryview)):
                 convert = True
                 continue
             if isinstance(value, np.ndarray) and name in written and not value.flags.writeable:
@@ -713,6 +717,15 @@ class Accelerated(Generic[P, R]):
         for name, value in named:
             if _is_pandas(value):
                 self._check_labels(name, value)
+            if isinstance(value, list):
+                try:
+                    np.asarray(value)
+                except (ValueError, TypeError) as exc:
+                    raise ArgumentError(
+                        f"argument {name!r} of {self.py_func.__qualname__}() is a list that "
+                        "does not make an array (rows of different lengths, or values that "
+                        f"are not numbers: {exc}); pass a NumPy array of numbers, with "
+                        "rows of one length.") from None
         # what each converted argument was, for messages about it
         self._converted_from = {
             name: (f"{type(value).__name__}" + (
@@ -830,6 +843,11 @@ class Accelerated(Generic[P, R]):
     def _after_error(self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         """Handle an exception from the fast path."""
         if isinstance(exc, (_NeedsConversion, CompileError)):
+            return self._call_slow(args, kwargs)
+        if not isinstance(exc, LoopscaleError) and any(
+                isinstance(v, (list, memoryview)) for v in (*args, *kwargs.values())):
+            # Numba could not even type it (an empty list, a memoryview): as arrays
+            args, kwargs = self._convert_args(args, kwargs)
             return self._call_slow(args, kwargs)
         new = self._translate(exc, 0)
         if new is exc:

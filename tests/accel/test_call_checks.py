@@ -500,3 +500,51 @@ def test_default_values_are_the_ones_python_evaluated_at_def(lvl):
         np.testing.assert_array_equal(out, x * 6.0)
     finally:
         _FACTOR = saved
+
+
+def _total(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i]
+    return s
+
+
+def _double_into(x, out):
+    for i in range(len(x)):
+        out[i] = 2.0 * x[i]
+
+
+def _group_sum(keys, vals, ngroups):
+    out = np.zeros(ngroups)
+    for i in range(keys.shape[0]):
+        out[keys[i]] += vals[i]
+    return out
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_memoryview_or_an_empty_list_is_taken_as_an_array(lvl):
+    total, double_into = accelerate(_total), accelerate(_double_into)
+    x = np.arange(5000.0)
+    with level(lvl):
+        assert total(memoryview(x)) == _total(x)
+        assert total([]) == 0.0
+        out = np.zeros_like(x)
+        double_into(memoryview(x), memoryview(out))  # written through the view
+    np.testing.assert_array_equal(out, 2.0 * x)
+
+
+def test_a_ragged_list_is_named_with_what_to_pass():
+    total = accelerate(_total)
+    with pytest.raises(ArgumentError, match=r"argument 'x' of _total\(\) is a list that does "
+                       r"not make an array .*rows of one length"):
+        total([[1.0, 2.0], [3.0]])
+
+
+def test_a_compile_error_shows_what_each_argument_was():
+    group_sum = accelerate(_group_sum)
+    with pytest.raises(CompileError) as info:
+        group_sum(np.ones(5), np.ones(5), 3)  # float keys used as an index
+    msg = str(info.value)
+    assert "Called with: keys: 1-D float64 array, vals: 1-D float64 array, ngroups: int 3" \
+        in msg, msg
+    assert "out[keys[i]] += vals[i]" in msg, msg
