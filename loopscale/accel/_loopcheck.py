@@ -1339,7 +1339,9 @@ class _LoopChecker:
             elif isinstance(obj, ast.Name):
                 self._add_access_whole(obj.id, True, call)
         for kw in call.keywords:
-            if kw.arg == "out":
+            # a NumPy function's `out=`; a helper's own parameter named `out` is
+            # followed below, at the indices the helper writes
+            if kw.arg == "out" and self.resolver.helper(func) is None:
                 self._write_target(kw.value, call)
         target = self.resolver.value(func)
         if (call.args and getattr(target, "__name__", None) in _WRITES_FIRST_ARG

@@ -612,3 +612,36 @@ def test_a_row_updated_in_place_where_the_code_does_not_show_the_dimensions():
         same_at_every_level(fn2, lambda: (np.zeros((20001, 2)), _mat((20001, 2))),
                             workers=(2, 3))
         same_at_every_level(fn2, lambda: (np.zeros(20001), _vec(20001)), workers=(2,))
+
+
+def _put(out, i, v):
+    out[i] = v
+
+
+def kw_helper_aligned(x, out):
+    for i in range(x.shape[0]):
+        _put(out=out, i=i, v=x[i] * 2.0)
+
+
+def kw_helper_carried(out):
+    for i in range(out.shape[0] - 1):
+        _put(v=out[i] * 0.5 + 1.0, i=i + 1, out=out)
+
+
+def test_a_helper_given_its_output_by_keyword_is_followed_at_its_indices():
+    # `out=` of a helper of one's own is its parameter, not NumPy's whole-array `out=`
+    fn = accelerate(kw_helper_aligned)
+    assert fn.analysis.parallel is True, fn.analysis.reason
+    x = np.random.default_rng(1).random(10_000)
+    out = np.zeros_like(x)
+    with loopscale.level("threads", max_workers=2):
+        fn(x, out)
+    np.testing.assert_array_equal(out, 2.0 * x)
+    carried = accelerate(kw_helper_carried)
+    assert carried.analysis.parallel is False
+    assert f"line {line_of(kw_helper_carried, '_put(v=')}" in carried.analysis.reason
+    got, want = np.ones(10_000), np.ones(10_000)
+    kw_helper_carried(want)
+    with loopscale.level("threads", max_workers=2):
+        carried(got)
+    np.testing.assert_array_equal(got, want)
