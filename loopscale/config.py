@@ -274,6 +274,30 @@ def launcher_rank() -> int | None:
     return None
 
 
+#: A rank writes its process id here, in its environment: a process that finds
+#: another process's id there was started by a rank (a subprocess or a fork of
+#: the script) and is no rank of the job, although it inherited the launcher's
+#: variables (taking itself for one, it would initialise MPI on the launcher's
+#: connection and die in MPICH's PMI_Init).
+_RANK_PID_VAR = "LOOPSCALE_RANK_PID"
+
+
+def _mark_rank() -> None:
+    marker = os.environ.get(_RANK_PID_VAR)
+    me = str(os.getpid())
+    if marker is None:
+        if launcher_world_size() > 1:
+            os.environ[_RANK_PID_VAR] = me
+    elif marker != me:
+        forget_launcher()
+        os.environ.pop(_RANK_PID_VAR, None)
+
+
+_mark_rank()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_rank)
+
+
 def _parse_max_workers(value: Any, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         try:

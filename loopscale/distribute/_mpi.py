@@ -328,7 +328,10 @@ def _abort(code: int) -> None:
     # the launcher forwards this rank's output through pipes; killing the job
     # the instant it is written can lose it
     time.sleep(ABORT_DRAIN_SECONDS)
-    if is_finalized():  # MPI_Abort is no longer allowed: the launcher sees the status
+    if is_finalized() or not is_initialized():
+        # MPI_Abort is no longer allowed, or would first need MPI_Init, which waits
+        # for ranks that may never call it: the launcher sees the status and ends
+        # the job (MPICH's Hydra, Open MPI's mpirun, srun all do on a non-zero exit)
         os._exit(code)
     try:
         mpi_module().COMM_WORLD.Abort(code)
@@ -378,7 +381,9 @@ def set_exit_status(code: Any) -> None:
     After ``MPI.Finalize()`` the process's own exit status carries it.
     """
     status = _exit_status(code)
-    if status and launched() and not is_finalized():
+    # (without MPI initialised, the process's own status reaches the launcher,
+    # which ends the job: initialising MPI here could wait for ranks that never do)
+    if status and launched() and is_initialized() and not is_finalized():
         from mpi4py import run as mpirun  # noqa: F401 - mpi4py's abort-at-exit status
 
         mpi_module()
@@ -392,6 +397,27 @@ def _exit(code: Any = None) -> None:
 
 _exit.__doc__ = sys.exit.__doc__
 _exit._loopscale_wrapper = True  # type: ignore[attr-defined]
+
+
+class _Quitter:
+    """``exit(5)`` / ``quit(5)`` of the interactive builtins, with the status set
+    for the job as :func:`_exit` does (``site``'s own only raise SystemExit)."""
+
+    _loopscale_wrapper = True
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+
+    def __repr__(self) -> str:
+        return repr(self.original)
+
+    def __call__(self, code: Any = None) -> None:
+        try:
+            sys.stdin.close()  # as site's Quitter does
+        except Exception:  # noqa: BLE001 - pragma: no cover
+            pass
+        set_exit_status(code)
+        raise SystemExit(code)
 
 
 # -- a rank left waiting -------------------------------------------------------------
@@ -506,3 +532,9 @@ def install_abort_handler() -> None:
             sys.excepthook = _excepthook
         if not getattr(sys.exit, "_loopscale_wrapper", False):
             sys.exit = _exit  # type: ignore[assignment]
+        import builtins
+
+        for name in ("exit", "quit"):
+            current = getattr(builtins, name, None)
+            if current is not None and not getattr(current, "_loopscale_wrapper", False):
+                setattr(builtins, name, _Quitter(current))

@@ -96,6 +96,97 @@ def test_raise_systemexit_on_one_rank_gives_its_status_under_loopscale_run(mpi_w
     assert run.returncode == 9, run.describe()
 
 
+#: ``script.py MODE RANK``: the named rank fails before any rank has used MPI,
+#: and the others never do (they finish): the failing rank must not wait in an
+#: MPI_Init the others never join (it did, for ever, to call MPI_Abort).
+NEVER_MPI = r'''
+import os, sys, time
+import numpy as np
+import loopscale
+from loopscale import accelerate
+
+
+@accelerate
+def running(x):  # in order: never a collective
+    for i in range(1, x.shape[0]):
+        x[i] += x[i - 1]
+
+
+me = int(os.environ.get("PMI_RANK", "0"))
+mode, who = sys.argv[1], int(sys.argv[2])
+running(np.ones(10))
+if me == who:
+    if mode == "raise":
+        raise RuntimeError(f"failure on rank {who} before MPI")
+    if mode == "exit":
+        sys.exit(7)
+    if mode == "builtin-exit":
+        exit(5)
+time.sleep(2.0)
+print(f"rank {me} done", flush=True)
+'''
+
+
+@pytest.mark.parametrize("mode, status", [("raise", None), ("exit", 7), ("builtin-exit", 5)])
+@pytest.mark.parametrize("how", ["mpiexec", "loopscale"])
+def test_a_failure_before_any_rank_uses_mpi_stops_promptly(mpi_warm, how, mode, status) -> None:
+    for who in (0, 1):
+        run = mpi_warm(NEVER_MPI, 2, [mode, str(who)], how=how, timeout=90)
+        assert run.seconds < PROMPT, run.describe()
+        if status is None:
+            assert run.returncode != 0, run.describe()
+            assert f"RuntimeError: failure on rank {who} before MPI" in run.stderr
+            assert _tracebacks(run.stderr) == [str(who)], run.describe()
+        else:
+            assert run.returncode == status, run.describe()
+
+
+def test_builtin_exit_on_one_rank_after_mpi_gives_its_status(mpi_warm) -> None:
+    # `exit(5)` (the interactive builtin, common in scripts) as `sys.exit(5)`
+    run = mpi_warm(FAULTS.replace("sys.exit(7)", "exit(7)"), 2, ["exit", "1"])
+    assert run.returncode == 7, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+
+
+#: A rank starts a plain Python child that imports loopscale and calls a kernel:
+#: the child inherited the launcher's variables, but is no rank.
+CHILD = r'''
+import os, subprocess, sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+child = """
+import numpy as np, loopscale, sys
+from loopscale import accelerate, config
+
+@accelerate
+def total(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return s
+
+print("child", total(np.arange(100.0)), config.launcher_world_size(),
+      "mpi4py.MPI" in sys.modules, flush=True)
+"""
+me = distribute.rank()
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"child_{me}.py")
+with open(path, "w") as f:
+    f.write(child)
+out = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=60)
+print(f"rank {me}:", out.returncode, out.stdout.strip(), out.stderr.strip()[-300:], flush=True)
+distribute.comm().Barrier()
+'''
+
+
+def test_a_python_child_of_a_rank_runs_as_one_process(mpi_warm) -> None:
+    run = mpi_warm(CHILD, 2)
+    assert run.returncode == 0, run.describe()
+    for r in (0, 1):
+        assert f"rank {r}: 0 child 4950.0 1 False" in run.stdout, run.describe()
+
+
 def test_sys_exit_false_on_every_rank_is_status_zero(mpi_warm) -> None:
     run = mpi_warm(FAULTS, 2, ["exit-false", "0"])
     assert run.returncode == 0, run.describe()
