@@ -332,8 +332,7 @@ def _identity_view(value: ast.expr) -> bool:
     of a namedtuple ``st`` (whose fields the analysis counts as one array)."""
     if isinstance(value, ast.Name):
         return True
-    if isinstance(value, ast.Attribute) and _field_owner(
-            ast.Subscript(value=value, slice=ast.Constant(0), ctx=ast.Load())) is not None:
+    if isinstance(value, ast.Attribute) and _field_owner(value) is not None:
         return True
     if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name):
         sl = value.slice
@@ -435,11 +434,11 @@ def _shifted_views(stmts: list[ast.stmt], alias: dict[str, set[str]]) -> dict[st
     return views
 
 
-def _field_owner(sub: ast.Subscript) -> ast.Name | None:
-    """``st`` of ``st.u[i]`` / ``st.a.b[i, j]``: the name whose field (of a
-    namedtuple, record or jitclass) is subscripted; None for other subscripts
-    (``a[i]``, ``a.T[i]``, ``f(a)[i]``)."""
-    node: ast.expr = sub
+def _field_owner(expr: ast.expr) -> ast.Name | None:
+    """``st`` of ``st.u``, ``st.u[i]``, ``st.a.b[i, j]``: the name whose field (of a
+    namedtuple, record or jitclass) *expr* is or subscripts; None for anything
+    else (``a[i]``, ``a.T[i]``, ``f(a)[i]``, ``a.shape``)."""
+    node: ast.expr = expr
     while isinstance(node, ast.Subscript):
         node = node.value
     if not isinstance(node, ast.Attribute):

@@ -641,13 +641,7 @@ class Accelerated(Generic[P, R]):
         where = f"{self.py_func.__qualname__}()"
         convert = False
         for name, value in zip(self._params, args, strict=False):
-            if isinstance(value, (list, tuple)) and name in written and not (
-                    isinstance(value, tuple) and _holds_arrays(value)):
-                # (a tuple or namedtuple of arrays is written through its arrays)
-                raise ArgumentError(
-                    f"argument {name!r} of {where} is a {type(value).__name__}, but the function "
-                    f"writes to it (line {written[name]}): pass a NumPy array, e.g. "
-                    f"np.asarray({name}), and read the result from that array.")
+            self._refuse_written_container(name, value, written)
             if _is_pandas(value) and name in written:
                 arr = value.to_numpy()
                 if not arr.flags.writeable or not np.shares_memory(arr, value.to_numpy()):
@@ -700,20 +694,25 @@ class Accelerated(Generic[P, R]):
         if convert:
             raise _NeedsConversion
 
+    def _refuse_written_container(self, name: str, value: Any, written: dict[str, int]) -> None:
+        """A list (or a tuple of numbers) the function writes: converting it to an
+        array would lose the writes.  A tuple or namedtuple of arrays is written
+        through its arrays, and is fine."""
+        if isinstance(value, (list, tuple)) and name in written and not (
+                isinstance(value, tuple) and _holds_arrays(value)):
+            raise ArgumentError(
+                f"argument {name!r} of {self.py_func.__qualname__}() is a "
+                f"{type(value).__name__}, but the function writes to it (line "
+                f"{written[name]}): pass a NumPy array, e.g. np.asarray({name}), and read "
+                "the result from that array.")
+
     def _convert_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]
                       ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """pandas objects and lists of numbers become arrays; written lists are refused."""
         written = self._written_params()
         named = list(zip(self._params, args, strict=False)) + list(kwargs.items())
         for name, value in named:
-            if isinstance(value, (list, tuple)) and name in written and not (
-                    isinstance(value, tuple) and _holds_arrays(value)):
-                # (a tuple or namedtuple of arrays is written through its arrays)
-                raise ArgumentError(
-                    f"argument {name!r} of {self.py_func.__qualname__}() is a "
-                    f"{type(value).__name__}, but the function writes to it (line "
-                    f"{written[name]}): pass a NumPy array, e.g. np.asarray({name}), and read "
-                    "the result from that array.")
+            self._refuse_written_container(name, value, written)
         for name, value in named:
             if _is_pandas(value):
                 self._check_labels(name, value)

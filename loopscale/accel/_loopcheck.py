@@ -286,6 +286,13 @@ def _shifted_var(expr: ast.expr, var: str) -> int | None:
     return None
 
 
+def _rebinds(stmts: list[ast.stmt], var: str) -> bool:
+    """Whether *stmts* assign *var* (a statement, a nested loop's target, ``:=``)."""
+    return any(var in _stmt_targets(st) for st in _walk_stmts(stmts)) or any(
+        isinstance(n, ast.NamedExpr) and n.target.id == var
+        for st in stmts for n in ast.walk(st))
+
+
 def _guard_floors(loop: ast.For, var: str) -> dict[int, int]:
     """The least value of the loop variable wherever a condition sets one.
 
@@ -295,9 +302,7 @@ def _guard_floors(loop: ast.For, var: str) -> dict[int, int]:
     continue``, the ``else`` of ``if i == 0 or i == n - 1``); only nodes under
     such a condition are listed.  Empty when the body assigns the variable.
     """
-    if any(var in _stmt_targets(st) for st in _walk_stmts(loop.body)) or any(
-            isinstance(n, ast.NamedExpr) and n.target.id == var
-            for st in loop.body for n in ast.walk(st)):
+    if _rebinds(loop.body, var):
         return {}
     base = _loop_floor(loop)
     out: dict[int, int] = {}
@@ -1370,8 +1375,7 @@ class _LoopChecker:
         # a field passed (`helper(st.u, i)`) counts as its owner, `st`, at the same indices
         shown = list(bound)
         bound = [ast.Name(id=owner.id, ctx=ast.Load()) if isinstance(a, ast.Attribute) and (
-            owner := _field_owner(ast.Subscript(value=a, slice=ast.Constant(0),
-                                                ctx=ast.Load()))) is not None
+            owner := _field_owner(a)) is not None
             and not isinstance(self.resolver.value(owner), types.ModuleType) else a
             for a in bound]
         for pidx, idx_list in summary.reads.items():
@@ -1561,9 +1565,7 @@ class _LoopChecker:
         if any(a.positions is None or a.node is None or a.helper is not None
                or a.view is not None or a.container for a in accs):
             return None
-        if any(self.var in _stmt_targets(st) for st in _walk_stmts(self.loop.body)) or any(
-                isinstance(n, ast.NamedExpr) and n.target.id == self.var
-                for st in self.loop.body for n in ast.walk(st)):
+        if _rebinds(self.loop.body, self.var):
             return None
         ndim = min(len(a.positions) for a in accs)  # type: ignore[arg-type]
         if any(isinstance(e, (ast.Slice, ast.Starred)) or (isinstance(e, ast.Constant)
@@ -1615,9 +1617,7 @@ class _LoopChecker:
         if not (isinstance(f, ast.Name) and f.id in ("range", "prange")
                 or isinstance(f, ast.Attribute) and f.attr == "prange"):
             return None
-        if any(expr.id in _stmt_targets(st) for st in _walk_stmts(loop.body)) or any(
-                isinstance(n, ast.NamedExpr) and n.target.id == expr.id
-                for st in loop.body for n in ast.walk(st)):
+        if _rebinds(loop.body, expr.id):
             return None
         args = loop.iter.args
         if not 1 <= len(args) <= 3 or any(isinstance(x, ast.Starred) for x in args):
