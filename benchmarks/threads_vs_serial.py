@@ -4,7 +4,7 @@ Run from the repository root::
 
     python benchmarks/threads_vs_serial.py                # full sizes, ~2-3 minutes
     python benchmarks/threads_vs_serial.py --quick        # tiny sizes (a smoke test)
-    python benchmarks/threads_vs_serial.py --workers 1 2 4 8 16 --output table.md
+    python benchmarks/threads_vs_serial.py --workers 1 2 4 8 16 --scale 8 --output table.md
 
 For each kernel, the same plain-Python source runs as
 
@@ -266,9 +266,11 @@ def nearest_prange(X, q):
     return at, best
 
 
-def cases(quick: bool) -> list[tuple[str, object, object, tuple]]:
+def cases(scale: float) -> list[tuple[str, object, object, tuple]]:
+    """The kernels and their inputs; *scale* multiplies the work of each
+    (linear sizes by *scale*, the pairwise and 2-D ones by its square root)."""
     rng = np.random.default_rng(42)
-    s = 0.05 if quick else 1.0
+    s = scale
     n_bs = int(2_000_000 * s)
     n_nb = int(2000 * math.sqrt(s))
     m_kde = int(3000 * math.sqrt(s))
@@ -301,9 +303,9 @@ def _timed(fn, args) -> float:
     return time.perf_counter() - t0
 
 
-def measure(workers_list: list[int], repeats: int, quick: bool) -> list[dict[str, object]]:
+def measure(workers_list: list[int], repeats: int, scale: float) -> list[dict[str, object]]:
     rows = []
-    for label, py, twin, args in cases(quick):
+    for label, py, twin, args in cases(scale):
         f = accelerate(py)
         with loopscale.level("serial"):
             ref = f(*args)
@@ -374,12 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, nargs="+", default=None)
     p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="--scale 0.05 and 3 repeats")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply each kernel's work by this (8 or 16 for a many-core host)")
     p.add_argument("--output", default=None)
     a = p.parse_args(argv)
     workers = a.workers or [loopscale.config.usable_cores()]
     repeats = 3 if a.quick else a.repeats
-    rows = measure(workers, repeats, a.quick)
+    rows = measure(workers, repeats, 0.05 if a.quick else a.scale)
     head = (f"threads level vs serial vs Numba prange — {datetime.date.today()}, "
             f"{platform.node()}, {loopscale.config.usable_cores()} usable cores, "
             f"numba {numba.__version__}, layer {numba.threading_layer()}, median of {repeats}\n"

@@ -20,7 +20,7 @@ import numpy as np
 from .. import config
 from ..errors import SerializationWarning
 from ._chunking import plan_chunks, validate_chunksize, validate_max_workers, validate_policy
-from ._pool import get_pool
+from ._pool import get_pool, useful_workers
 
 __all__ = ["parallel_for", "ThreadsExecutor"]
 
@@ -144,7 +144,10 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
     if n == 0:
         return
     key = _cost_key(getattr(fn, "py_func", fn), args)
-    chunks = plan_chunks(n, workers, policy, chunksize, _COST.get(key))
+    cost = _COST.get(key)
+    if policy == "auto" and chunksize is None:
+        workers = useful_workers(workers, cost and cost * n)
+    chunks = plan_chunks(n, workers, policy, chunksize, cost)
     t0 = time.perf_counter()
     label = f"loopscale {getattr(fn, '__name__', 'parallel_for')}()"
     get_pool(workers).run(fn, chunks, args, workers,
@@ -192,7 +195,10 @@ class ThreadsExecutor:
             return
         workers = self.max_workers
         key = _cost_key(plan.kernel, plan.args)
-        chunks = plan_chunks(nb, workers, self.policy, self.chunksize, _COST.get(key))
+        cost = _COST.get(key)
+        if self.policy == "auto" and self.chunksize is None:
+            workers = useful_workers(workers, cost and cost * nb)
+        chunks = plan_chunks(nb, workers, self.policy, self.chunksize, cost)
         kernel = plan.kernel
 
         def describe(c0: int, c1: int) -> str:
