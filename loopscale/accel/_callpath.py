@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import config
 
-__all__ = ["make_call", "AUTO_SECONDS", "state_address"]
+__all__ = ["make_call", "AUTO_SECONDS", "PROBE_SECONDS", "PROBE_SHAPES", "state_address"]
 
 _TLS = threading.local()
 _ARG_MARK = "loopscale-argument:"
@@ -82,6 +82,12 @@ _LEVEL_VAR = config._LEVEL
 #: At level ``auto``, a parallel loop whose serial run takes less than this runs
 #: serially: below it, waking threads costs more than it saves.
 AUTO_SECONDS = 200e-6
+
+#: ... and a parallel run shorter than this, whose time x workers says nothing
+#: (mostly waking the workers), is followed by one timed serial run of the same
+#: shape, for up to :data:`PROBE_SHAPES` shapes per function.
+PROBE_SECONDS = 2e-3
+PROBE_SHAPES = 8
 
 
 def make_call(func: types.FunctionType, owner: Any) -> Callable[..., Any]:

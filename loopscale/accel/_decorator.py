@@ -46,6 +46,8 @@ from ._callpath import (
     _LEVEL_VAR,
     _TLS,
     AUTO_SECONDS,
+    PROBE_SECONDS,
+    PROBE_SHAPES,
     _is_pandas,
     _lookup_accelerated,
     _NeedsConversion,
@@ -352,6 +354,8 @@ class Accelerated(Generic[P, R]):
         self._why_serial: str | None = None  # why the last parallel call ran serially
         self._warned_serial: set[str] = set()
         self._last_run_seconds: float | None = None
+        #: the plan shapes whose serial run was timed at level auto (see __call__)
+        self._probed: dict[tuple[int, int, int, int, int] | None, int] = {}
         #: Numba's warnings while compiling (performance hints, type-safety casts).
         self.compile_warnings: list[str] = []
 
@@ -912,10 +916,24 @@ class Accelerated(Generic[P, R]):
             # never for a collective executor (MPI): every rank must take the same
             # path, and timings differ between ranks
             if (spent is not None and not getattr(executor, "collective", False)
-                    and spent * getattr(executor, "max_workers", 1) < AUTO_SECONDS
                     and self.target != "cuda"  # (a GPU function's next call may run there)
                     and not in_task):
-                self._fast = 2 if _LEVEL_VAR.get() is None else self._fast
+                workers = getattr(executor, "max_workers", 1)
+                short = spent * workers < AUTO_SECONDS
+                # time x workers overstates a short parallel run, which is mostly
+                # the workers' wake-up (0.4 ms for 16 workers on a VM, whatever the
+                # loop): the next call of the same shape is timed serially (up to
+                # three times a shape, for a few shapes: one slow serial run may be
+                # noise), and the function stays serial while that is short (the
+                # timed fast path comes back here when it is not)
+                shape = self._last_shape
+                tries = self._probed.get(shape, 0)
+                probe = (not short and workers > 1 and spent < PROBE_SECONDS
+                         and tries < 3 and (tries or len(self._probed) < PROBE_SHAPES))
+                if short or probe:
+                    if probe:
+                        self._probed[shape] = tries + 1
+                    self._fast = 2 if _LEVEL_VAR.get() is None else self._fast
             return result
         if setting.options and setting.name == "serial":
             get_executor("serial", setting.options)  # validates (rejects) options

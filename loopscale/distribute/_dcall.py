@@ -189,7 +189,8 @@ class _Prepared:
     byte view of a buffer, made here once.
     """
 
-    __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch", "write_back", "seconds")
+    __slots__ = ("specs", "fresh", "known", "sched", "fixed", "fetch", "write_back", "seconds",
+                 "probed")
 
     specs: list[tuple[int, str, tuple[int, ...], bool, tuple[int | None, ...]]]  # _Slot args
     fresh: list[tuple[int, int, bool]]   # arrays the loop fills: index, offset, read after
@@ -199,6 +200,7 @@ class _Prepared:
     fetch: _Messages | None                # the halo messages, when fixed
     write_back: _Messages | None           # rows computed for other ranks, when fixed
     seconds: float                       # the last run's iterations on one thread (est.)
+    probed: bool                         # run once on one thread to measure it
 
 
 class _Messages:
@@ -523,6 +525,7 @@ class DistributedCall:
         prep.fixed = False
         prep.fetch = prep.write_back = None
         prep.seconds = float("inf")  # unknown: the first call uses the workers
+        prep.probed = False
         return prep
 
     def _schedule_for(self, plan: Any, prep: _Prepared) -> _Schedule:
@@ -847,7 +850,16 @@ class DistributedCall:
             ThreadsExecutor(max_workers=workers).run(_LocalPlan(sub, chunks))
             used = max(used, min(workers, len(chunks)))
         if workers > 1:
-            prep.seconds = (time.perf_counter() - t0) * used
+            took = time.perf_counter() - t0
+            if inline:
+                prep.seconds, prep.probed = took, True  # measured on one thread: exact
+            elif took * used < 4 * INLINE_SECONDS and not prep.probed:
+                # time x workers overstates a short run, which is mostly the
+                # workers' wake-up (about 100-400 us on a VM): measure it once on
+                # this thread, or it would never be found short enough
+                prep.seconds = 0.0
+            else:
+                prep.seconds = took * used
 
     def _combine(self, plan: Any, sched: _Schedule, parts: list[np.ndarray], me: int,
                  failure: BaseException | None) -> int:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -160,3 +163,54 @@ def test_a_loop_calling_blas_runs_on_threads_with_blas_limited_and_equals_serial
         got = row_dots(A, v)
     assert _bits(got) == _bits(ref)
     assert [lib.num_threads for lib in ThreadpoolController().lib_controllers] == before
+
+
+_MANY_WORKERS = r"""
+import numpy as np
+from loopscale import accelerate
+from loopscale.schedule import ThreadsExecutor
+
+
+@accelerate
+def axpy(a, x, y, out):
+    for i in range(x.shape[0]):
+        out[i] = a * x[i] + y[i]
+
+
+x, y, out = np.ones(20_000), np.arange(20_000.0), np.empty(20_000)
+handed = [0]
+run = ThreadsExecutor.run
+
+
+def counted(self, plan):
+    handed[0] += 1
+    return run(self, plan)
+
+
+ThreadsExecutor.run = counted
+for _ in range(10):
+    axpy(2.0, x, y, out)
+handed[0] = 0
+for _ in range(50):
+    axpy(2.0, x, y, out)
+assert np.array_equal(out, 2.0 + y)
+print("handed", handed[0])
+"""
+
+
+@pytest.mark.timeout(180)
+def test_auto_runs_a_short_loop_serially_however_many_workers(tmp_path):
+    # With 16 workers a 20,000-element axpy (about 10 us on one core) looks long
+    # in parallel: waking the workers takes hundreds of microseconds (on a 16-core
+    # VM as on these 2 oversubscribed cores), and time x workers said "long" for
+    # ever (the 50 calls all went to the threads, 40-100x the serial time).  A
+    # short parallel run is now followed by a timed serial run of its shape.
+    script = tmp_path / "many_workers.py"
+    script.write_text(_MANY_WORKERS)
+    env = {**os.environ, "LOOPSCALE_MAX_WORKERS": "16"}
+    env.pop("LOOPSCALE_LEVEL", None)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    handed = int(proc.stdout.split("handed")[1])
+    assert handed <= 10, proc.stdout
