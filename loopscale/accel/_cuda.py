@@ -183,7 +183,8 @@ def _explain_reason(raw: str) -> str:
     if "driver library cannot be found" in low or "libcuda" in low:
         return ("no CUDA driver: the NVIDIA driver library (libcuda) cannot be found on this "
                 "machine; install the NVIDIA driver or run on a machine with a GPU")
-    if "no cuda-capable device" in low or "reports no devices" in low or "no device" in low:
+    if ("no cuda-capable device" in low or "reports no devices" in low or "no device" in low
+            or "no_device" in low):  # CUDA_ERROR_NO_DEVICE (CUDA_VISIBLE_DEVICES="")
         return "no CUDA device: the driver is installed but reports no GPU"
     return text
 
