@@ -241,6 +241,37 @@ def cuda_status() -> tuple[bool, str]:
         return False, f"probing CUDA failed: {type(exc).__name__}: {exc}"
 
 
+def broken_install(exc: BaseException) -> str | None:
+    """The reason, when *exc* is numba-cuda failing inside its own code against
+    this NumPy (an ``AttributeError`` on the ``numpy`` module raised from
+    numba-cuda's files), else None.
+
+    Seen on 2026-11-22: numba-cuda 0.30.4 registers an overload for
+    ``np.row_stack``, which NumPy 2.5 removed, so the first CUDA compilation
+    failed deep inside numba-cuda although the driver and device were fine.
+    """
+    if not isinstance(exc, AttributeError) or "module 'numpy' has no attribute" not in str(exc):
+        return None
+    tb, inside = exc.__traceback__, False
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename.replace(os.sep, "/")
+        inside = inside or "numba_cuda/" in name or "numba/cuda/" in name
+        tb = tb.tb_next
+    if not inside:
+        return None
+    try:
+        from importlib.metadata import version
+
+        ver = version("numba-cuda")
+    except Exception:  # noqa: BLE001 - the name only
+        ver = "(version unknown)"
+    major, minor = (np.__version__.split(".") + ["0"])[:2]
+    return (f"numba-cuda {ver} does not work with NumPy {np.__version__}: compiling the "
+            f"kernel failed inside numba-cuda ({exc}); install a NumPy it supports "
+            f"(pip install 'numpy<{major}.{minor}') or a numba-cuda release made for NumPy "
+            f"{major}.{minor}")
+
+
 def unavailable_message(reason: str, function: str = "") -> str:
     """The message of :class:`CudaUnavailableError` for *reason*."""
     who = f"{function}(): " if function else ""
@@ -596,6 +627,10 @@ class _Program:
                 raise CompileError(f"{err} (compiling the loop as a CUDA kernel)",
                                    function=err.function, filename=err.filename,
                                    lineno=err.lineno) from exc
+            broken = broken_install(exc)
+            if broken is not None:
+                raise CudaUnavailableError(unavailable_message(
+                    broken, getattr(self.func, "__qualname__", ""))) from exc
             raise
         timings["kernel_s"] = time.perf_counter() - t0
         # back to the host: written arrays, then the partials

@@ -693,3 +693,27 @@ except CudaUnavailableError as exc:
     assert "MSG" in proc.stdout
     assert "not implemented" not in proc.stdout
     assert "pip install" in proc.stdout
+
+
+def _raised_in(filename: str) -> AttributeError:
+    """An AttributeError on the numpy module raised from code in *filename*."""
+    code = compile("import numpy as np\nnp.row_stack_removed_in_this_test", filename, "exec")
+    try:
+        exec(code, {})
+    except AttributeError as exc:
+        return exc
+    raise AssertionError("no AttributeError")
+
+
+def test_numba_cuda_failing_against_numpy_is_named_with_the_fix() -> None:
+    from loopscale.accel._cuda import broken_install, unavailable_message
+
+    exc = _raised_in("/site-packages/numba_cuda/numba/cuda/np/arrayobj.py")
+    reason = broken_install(exc)
+    assert reason is not None
+    assert f"NumPy {np.__version__}" in reason and "pip install 'numpy<" in reason
+    assert "row_stack_removed_in_this_test" in reason
+    assert "pip install" in unavailable_message(reason, "f")
+    # the same error from the user's own code, or another error, is not numba-cuda's
+    assert broken_install(_raised_in("/home/user/script.py")) is None
+    assert broken_install(ValueError("module 'numpy' has no attribute 'x'")) is None
