@@ -86,7 +86,7 @@ class _Region:
 
     __slots__ = ("fn", "chunks", "args", "claim", "n", "lock", "finished", "running", "done",
                  "stop", "exhausted", "error", "error_chunk", "owner", "split", "piece",
-                 "queued", "helpers", "arrived")
+                 "queued", "helpers", "arrived", "woken", "queues", "first", "sample")
 
     def __init__(self, fn: Callable[..., Any], chunks: Sequence[tuple[int, int]],
                  args: tuple[Any, ...], split: bool = False,
@@ -107,9 +107,30 @@ class _Region:
         self.owner = threading.get_ident()  # the thread that started the region
         self.split = split
         self.piece = _first_piece(seconds_per_item)
-        self.queued = 0.0  # when the helpers were asked (perf_counter)
-        self.helpers = 0
+        self.queued = 0.0  # when the first helpers were asked (perf_counter)
+        self.helpers = 0  # pool threads that may join
         self.arrived = 0
+        self.woken = 0  # pool threads asked so far
+        self.queues: Sequence[queue.SimpleQueue[Any]] = ()
+        self.first = 0  # the queue of the first helper
+        self.sample = False  # whether arrivals measure the wake time
+
+    def wake(self, count: int) -> None:
+        """Ask up to *count* more pool threads to join, while chunks are left.
+
+        Helpers are woken on demand: the caller wakes :data:`FANOUT`, and each
+        helper that arrives wakes as many more, so a region whose chunks are
+        all taken before the helpers arrive wakes no more of them (each wake-up
+        costs the woken thread a turn with the GIL, after the region too).
+        """
+        with self.lock:
+            if self.stop or self.exhausted or self.woken >= self.helpers:
+                return
+            first = self.woken
+            self.woken = last = min(self.helpers, first + count)
+        queues = self.queues
+        for h in range(first, last):
+            queues[(self.first + h) % len(queues)].put(self)
 
     def work(self) -> None:
         """Claim and run chunks until none is left or the region stops.
@@ -125,6 +146,7 @@ class _Region:
         if helper:
             WORKING_FOR[me] = self.owner
             _note_arrival(self)
+            self.wake(FANOUT)
         try:
             while True:
                 with lock:
@@ -218,17 +240,20 @@ class _Region:
 _WAKE: list[float | None] = [None]
 
 
+#: Helpers each arriving helper (and the caller) wakes: see :meth:`_Region.wake`.
+FANOUT = 2
+
+
 def _note_arrival(region: _Region) -> None:
-    """Record, from the last helper to arrive, how long each one took."""
-    if not region.helpers:
+    """Record how long this helper took to arrive, per helper arrived so far."""
+    if not region.sample:
         return
     with region.lock:
         region.arrived += 1
-        last = region.arrived == region.helpers
-    if last:
-        sample = (time.perf_counter() - region.queued) / region.helpers
-        old = _WAKE[0]
-        _WAKE[0] = sample if old is None else 0.75 * old + 0.25 * sample
+        rank = region.arrived
+    sample = (time.perf_counter() - region.queued) / rank
+    old = _WAKE[0]
+    _WAKE[0] = sample if old is None else 0.9 * old + 0.1 * sample
 
 
 def useful_workers(workers: int, seconds: float | None) -> int:
@@ -341,12 +366,12 @@ class WorkerPool:
         budget = blas_limit(workers) if blas else None
         if budget is not None:
             budget.__enter__()
-        start = next(self._rr)
-        queues = self._queues
-        region.helpers = 0 if fresh else helpers  # new threads' start is no wake time
+        region.first = next(self._rr)
+        region.queues = self._queues
+        region.helpers = helpers
+        region.sample = not fresh  # new threads' start is no wake time
         region.queued = time.perf_counter()
-        for h in range(helpers):
-            queues[(start + h) % len(queues)].put(region)
+        region.wake(FANOUT)
         try:
             region.work()
             _wait_helpers(region)
