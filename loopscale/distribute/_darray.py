@@ -272,13 +272,34 @@ class DistArray:
         """
         _mpi.refuse_in_task(self._comm, "DistArray.redistribute()")
         nranks = len(self._bounds) - 1
-        new = (balanced_bounds(self._shape[0], nranks) if bounds is None
-               else np.asarray(bounds, dtype=np.int64))
-        if (new.ndim != 1 or len(new) != nranks + 1 or new[0] != 0
-                or new[-1] != self._shape[0] or np.any(np.diff(new) < 0)):
-            raise ArgumentValueError(
-                f"bounds must be {nranks + 1} non-decreasing row numbers from 0 to "
-                f"{self._shape[0]}; got {list(map(int, new))!r}.")
+        problem = None
+        try:
+            new = (balanced_bounds(self._shape[0], nranks) if bounds is None
+                   else np.asarray(bounds, dtype=np.int64))
+            if (new.ndim != 1 or len(new) != nranks + 1 or new[0] != 0
+                    or new[-1] != self._shape[0] or np.any(np.diff(new) < 0)):
+                problem = (f"bounds must be {nranks + 1} non-decreasing row numbers from 0 to "
+                           f"{self._shape[0]}; got {np.asarray(new).tolist()!r}")
+        except (TypeError, ValueError, OverflowError) as exc:
+            new, problem = np.zeros(0, np.int64), f"bounds must be a sequence of integers ({exc})"
+        # every rank must move rows by the same bounds (or none may move any): a
+        # rank that computed other bounds would wait for rows nobody sends
+        if nranks > 1:
+            with _mpi.waiting("the other ranks' bounds", "DistArray.redistribute"):
+                seen = self._comm.allgather((problem, None if problem else new.tolist()))
+            bad = [(r, p) for r, (p, _) in enumerate(seen) if p is not None]
+            if bad:
+                r, p = bad[0]
+                raise ArgumentValueError(f"DistArray.redistribute(): {p} (on rank {r}); no rows "
+                                         "were moved on any rank.")
+            if any(b != seen[0][1] for _, b in seen):
+                listed = "; ".join(f"rank {r}: {b}" for r, (_, b) in enumerate(seen))
+                raise ArgumentValueError(
+                    "DistArray.redistribute(): the ranks passed different bounds (" + listed
+                    + "); pass the same bounds on every rank (another DistArray's .bounds, or "
+                    "bounds computed from values every rank holds); no rows were moved.")
+        elif problem is not None:
+            raise ArgumentValueError(f"DistArray.redistribute(): {problem}.")
         out = DistArray._allocate(self._shape, self._dtype, new, self._comm,
                                   function="DistArray.redistribute")
         moves = []

@@ -149,12 +149,14 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     me = comm.Get_rank()
     chunks: list[bytes] = []
     problem = None
+    reading: Exception | None = None  # what reading the iterable raised, on the root
     if me == root:
         try:
             items = list(iterable) if iterable is not None else []
         except Exception as exc:
-            problem = f"reading the iterable on the root raised {type(exc).__name__}: {exc}"
-            items = []
+            problem = (f"distribute.map(): reading the iterable on the root (rank {root}) "
+                       f"raised {type(exc).__name__}: {exc}")
+            reading, items = exc, []
         for start in range(0, len(items), chunksize):
             part = items[start:start + chunksize]
             try:
@@ -180,7 +182,12 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
             + "): pass the same root on every rank.")
     problem = started[root][1]
     if problem is not None:
-        raise ArgumentError(problem)
+        if reading is not None:  # the root raises the iterable's own exception
+            reading.add_note(f"{problem.split(': reading')[0]}: raised while reading the "
+                             "iterable on the root; no task ran, and the other ranks raise "
+                             "ArgumentError")
+            raise reading
+        raise ArgumentError(problem + "; no task ran.")
     if me == root:
         ok, payload = _deal(fn, comm, root, chunks)
         if ok:

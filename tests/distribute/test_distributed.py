@@ -482,6 +482,31 @@ if distribute.size() > 1:
         results.append("comm=COMM_SELF: no error")
     except DistributionError as exc:
         results.append("ok" if "another communicator" in str(exc) else str(exc))
+# redistribute with bounds the ranks do not agree on: refused on every rank,
+# before any rank waits for rows that nobody sends
+from loopscale.errors import ArgumentValueError
+
+
+def expect_value(fn, words):
+    try:
+        fn()
+    except ArgumentValueError as exc:
+        missing = [w for w in words if w not in str(exc)]
+        results.append("ok" if not missing else f"missing {missing} in: {exc}")
+    else:
+        results.append("redistribute: no error")
+
+
+size = distribute.size()
+if size == 2:
+    expect_value(lambda: u.redistribute([0, 4 + rank, 10]),
+                 ("different bounds", "rank 0: [0, 4, 10]", "rank 1: [0, 5, 10]",
+                  "no rows were moved"))
+if size > 1:  # a wrong bound on the last rank alone is named on every rank
+    expect_value(lambda: u.redistribute(list(u.bounds) if rank < size - 1 else [0, 10]),
+                 (f"(on rank {size - 1})", "non-decreasing", "no rows were moved"))
+expect_value(lambda: u.redistribute(["a", "b"]), ("bounds must be", "integers"))
+assert distribute.allgather(u.redistribute(list(u.bounds))).tolist() == list(range(10))
 # the ranks still work together after every refusal
 pair(u, u, out)
 assert np.array_equal(distribute.allgather(out), 2 * np.arange(10.0))

@@ -90,6 +90,23 @@ try:
 except (ArgumentError, WorkerError) as exc:
     report["unpicklable_result"] = str(exc)
 
+# reading the iterable fails on the root: the root gets the iterable's own
+# exception, the other ranks an ArgumentError that names it; nobody waits
+
+
+def lines():
+    yield "a"
+    raise OSError(5, "the disk went away")
+
+
+try:
+    distribute.map(len, lines() if me == 0 else None)
+    report["iterable_error"] = "NOT RAISED"
+except OSError as exc:
+    report["iterable_error"] = f"OSError {exc.errno} " + " ".join(getattr(exc, "__notes__", []))
+except ArgumentError as exc:
+    report["iterable_error"] = "ArgumentError " + str(exc)
+
 report["after"] = distribute.map(str, range(3), results="all")
 with open(os.path.join(sys.argv[1], f"rank{me}.json"), "w") as fh:
     json.dump(report, fh)
@@ -119,6 +136,13 @@ def test_map_farms_tasks_and_reports_bad_input_on_every_rank(mpi, tmp_path, npro
             assert report["unpicklable"].startswith(
                 "distribute.map(): item 2 of the iterable (<unlocked _thread.lock"), report
             assert "cannot be pickled" in report["unpicklable"]
+    # (one process reads the iterable as a list comprehension would: no note)
+    assert root["iterable_error"].startswith(
+        "OSError 5" + (" distribute.map()" if nprocs > 1 else "")), root
+    for report in reports[1:]:
+        assert report["iterable_error"].startswith(
+            "ArgumentError distribute.map(): reading the iterable on the root (rank 0) raised "
+            "OSError: [Errno 5] the disk went away"), report
     if nprocs > 1:
         assert root["task_error"].startswith("KeyError")
         for report in reports[1:]:
