@@ -87,6 +87,9 @@ _CACHE_LIMIT = 256
 #: A rank's iterations that took less than this on one thread run on the calling
 #: thread alone (as accel's ``AUTO_SECONDS`` for the ``auto`` level).
 INLINE_SECONDS = 200e-6
+#: A run on the workers shorter than this (wall time) is measured once on the
+#: calling thread: its time x workers says nothing (as accel's ``PROBE_SECONDS``).
+PROBE_SECONDS = 2e-3
 #: Call objects, by function, level, options and the identity of the arrays.
 _CALLS: dict[tuple[Any, ...], DistributedCall] = {}
 
@@ -853,10 +856,10 @@ class DistributedCall:
             took = time.perf_counter() - t0
             if inline:
                 prep.seconds, prep.probed = took, True  # measured on one thread: exact
-            elif took * used < 4 * INLINE_SECONDS and not prep.probed:
+            elif took < PROBE_SECONDS and not prep.probed:
                 # time x workers overstates a short run, which is mostly the
-                # workers' wake-up (about 100-400 us on a VM): measure it once on
-                # this thread, or it would never be found short enough
+                # workers' wake-up (0.4 ms for 16 workers on a VM): measure it
+                # once on this thread, or it would never be found short enough
                 prep.seconds = 0.0
             else:
                 prep.seconds = took * used
