@@ -16,9 +16,10 @@ the first use of MPI) makes the job behave like ``python -m mpi4py``:
 * an unhandled exception on any rank prints its traceback once, every line
   prefixed with ``[rank r]``, and calls ``MPI.COMM_WORLD.Abort(1)``, so every
   rank stops at once and the launcher exits with a non-zero status;
-* ``sys.exit(n)`` with ``n != 0`` on one rank aborts the job with status ``n``
-  (through mpi4py's abort-at-exit status; ``python -m loopscale.distribute``
-  covers ``raise SystemExit(n)`` as well);
+* ``sys.exit(n)``, ``exit(n)`` or ``raise SystemExit(n)`` with ``n != 0`` on
+  one rank aborts the job with status ``n`` (through mpi4py's abort-at-exit
+  status; ``builtins.SystemExit`` becomes a subclass that sets it, because
+  Python tells no hook the status a script exits with);
 * Ctrl-C (``KeyboardInterrupt``) aborts with status 130.
 
 An error that a rank raises only because *another* rank failed
@@ -73,6 +74,7 @@ _LOCK = threading.RLock()
 _MPI: Any = None
 _INSTALLED = False
 _PREVIOUS_EXCEPTHOOK = sys.excepthook
+_EXIT_PENDING = False  # a SystemExit set the job's abort status (see set_exit_status)
 
 
 def mpi_module() -> Any:
@@ -377,17 +379,33 @@ def _excepthook(etype: type[BaseException], value: BaseException,
 def set_exit_status(code: Any) -> None:
     """Make a non-zero exit of this rank abort the whole job with that status.
 
-    Called by the ``sys.exit`` wrapper and by ``python -m loopscale.distribute``.
-    After ``MPI.Finalize()`` the process's own exit status carries it.
+    Called by the ``sys.exit`` wrapper, by ``SystemExit`` (see
+    :class:`_SystemExit`) and by ``python -m loopscale.distribute``; only in
+    the main thread.  After ``MPI.Finalize()`` the process's own exit status
+    carries it.  The rank's next collective clears it (the script caught the
+    exit and went on).
     """
+    global _EXIT_PENDING
     status = _exit_status(code)
     # (without MPI initialised, the process's own status reaches the launcher,
-    # which ends the job: initialising MPI here could wait for ranks that never do)
-    if status and launched() and is_initialized() and not is_finalized():
+    # which ends the job: initialising MPI here could wait for ranks that never do;
+    # a SystemExit in another thread ends only that thread, as in Python)
+    if (status and launched() and is_initialized() and not is_finalized()
+            and threading.current_thread() is threading.main_thread()):
         from mpi4py import run as mpirun  # noqa: F401 - mpi4py's abort-at-exit status
 
         mpi_module()
         mpirun.set_abort_status(status)
+        _EXIT_PENDING = True
+
+
+def _exit_caught() -> None:
+    """The rank went on to another collective after a ``SystemExit``: the script
+    caught it, and the status it set is not the job's any more."""
+    global _EXIT_PENDING
+    if _EXIT_PENDING and threading.current_thread() is threading.main_thread():
+        _EXIT_PENDING = False
+        mpi_module()._set_abort_status(0)
 
 
 def _exit(code: Any = None) -> None:
@@ -397,6 +415,28 @@ def _exit(code: Any = None) -> None:
 
 _exit.__doc__ = sys.exit.__doc__
 _exit._loopscale_wrapper = True  # type: ignore[attr-defined]
+
+
+class _SystemExit(SystemExit):
+    """``SystemExit`` as the script's ``raise SystemExit(n)`` makes it (installed in
+    ``builtins``): it sets the status for the job as :func:`_exit` does.
+
+    Python ends a script on a ``SystemExit`` without calling ``sys.excepthook``
+    or telling any hook its status, so a rank that raised one on its own went
+    into ``MPI_Finalize`` while the others waited for it in a collective: the
+    job hung.  A subclass, so that ``except SystemExit`` catches it and Python
+    exits with its code; named as the built-in in tracebacks.
+    """
+
+    _loopscale_wrapper = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        set_exit_status(self.code)
+
+
+_SystemExit.__name__ = _SystemExit.__qualname__ = "SystemExit"
+_SystemExit.__module__ = "builtins"
 
 
 class _Quitter:
@@ -440,6 +480,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def wait_begin(what: str, function: str) -> None:
     """This thread is about to wait for the other ranks in *what* of *function*."""
     _WAITS[threading.get_ident()] = (time.monotonic(), what, function)
+    if _EXIT_PENDING:
+        _exit_caught()
     if _WATCHDOG is None:
         _start_watchdog()
 
@@ -534,6 +576,8 @@ def install_abort_handler() -> None:
             sys.exit = _exit  # type: ignore[assignment]
         import builtins
 
+        if not getattr(builtins.SystemExit, "_loopscale_wrapper", False):
+            builtins.SystemExit = _SystemExit  # type: ignore[misc]
         for name in ("exit", "quit"):
             current = getattr(builtins, name, None)
             if current is not None and not getattr(current, "_loopscale_wrapper", False):

@@ -91,9 +91,62 @@ def test_sys_exit_on_one_rank_gives_its_status(mpi_warm, how: str) -> None:
     assert _tracebacks(run.stderr) == [], run.describe()
 
 
-def test_raise_systemexit_on_one_rank_gives_its_status_under_loopscale_run(mpi_warm) -> None:
-    run = mpi_warm(FAULTS, 2, ["raise-exit", "0"], how="loopscale")
-    assert run.returncode == 9, run.describe()
+@pytest.mark.parametrize("how", ["mpiexec", "loopscale"])
+def test_raise_systemexit_on_one_rank_gives_its_status(mpi_warm, how: str) -> None:
+    # Python tells no hook the status of `raise SystemExit(9)`: under a plain
+    # mpiexec the rank went into MPI_Finalize while the other waited at the
+    # barrier, and the job hung
+    for who in (0, 1):
+        run = mpi_warm(FAULTS, 2, ["raise-exit", str(who)], how=how)
+        assert run.returncode == 9, run.describe()
+        assert run.seconds < PROMPT, run.describe()
+        assert "passed the barrier" not in run.stdout, run.describe()
+
+
+def test_raise_systemexit_with_a_message_on_one_rank_is_status_one(mpi_warm) -> None:
+    script = FAULTS.replace("raise SystemExit(9)",
+                            "raise SystemExit(f'no input file on rank {who}')")
+    run = mpi_warm(script, 2, ["raise-exit", "1"])
+    assert run.returncode == 1, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert "no input file on rank 1" in run.stderr, run.describe()
+
+
+SYSTEMEXIT_CAUGHT = r'''
+import sys
+import numpy as np
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def total(x):
+    s = 0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return s
+
+
+me = distribute.rank()
+distribute.comm().Barrier()
+for how in sys.argv[1:]:
+    try:
+        if how == "raise":
+            raise SystemExit(4)
+        sys.exit(6)
+    except SystemExit as exc:  # still the built-in's behaviour, name and code
+        print(f"rank {me} caught {type(exc).__name__}({exc.code})", isinstance(exc, SystemExit),
+              flush=True)
+    # the script goes on: the status the SystemExit set is not the job's
+    print(f"rank {me} total", total(np.arange(1000)), flush=True)
+'''
+
+
+def test_a_caught_systemexit_is_still_a_systemexit(mpi_warm) -> None:
+    run = mpi_warm(SYSTEMEXIT_CAUGHT, 2, ["raise", "exit"])
+    assert run.returncode == 0, run.describe()
+    assert run.stdout.count("caught SystemExit(4) True") == 2, run.describe()
+    assert run.stdout.count("caught SystemExit(6) True") == 2, run.describe()
+    assert run.stdout.count("total 499500") == 4, run.describe()
 
 
 #: ``script.py MODE RANK``: the named rank fails before any rank has used MPI,
