@@ -27,7 +27,7 @@ _MUTATING_METHODS = frozenset({"fill", "sort", "put", "itemset", "resize", "part
                                "byteswap", "setflags"})
 #: Array attributes that read only metadata.
 _META_ATTRS = frozenset({"shape", "size", "ndim", "dtype", "itemsize", "nbytes", "strides"})
-_META_FUNCS = frozenset({"len", "range", "prange", "shape", "isinstance"})
+_META_FUNCS = frozenset({"len", "range", "prange", "shape", "isinstance", "__ls_seqlen"})
 
 
 def _names_loaded(node: ast.AST) -> set[str]:

@@ -40,7 +40,7 @@ from ..errors import (
     UnsupportedFunctionError,
     relocated,
 )
-from . import _analysis, _astutil, _codegen, _compile, _distributed, _lowering
+from . import _analysis, _astutil, _codegen, _compile, _distributed, _iteration, _lowering
 from ._callpath import (
     _ARG_MARK,
     _LEVEL_VAR,
@@ -59,6 +59,7 @@ from ._callpath import (
 from ._distributed import PROTOCOL as _PROTOCOL
 from ._executor import LoopPlan, SerialExecutor, get_executor
 from ._intake import prange, prange_objects, refuse
+from ._runtime import NOT_A_SEQUENCE as _NOT_A_SEQUENCE
 from ._runtime import EarlyReturn as _EarlyReturnType
 
 __all__ = ["accelerate", "Accelerated", "prange", "TARGETS"]
@@ -75,6 +76,11 @@ _PKG_DIR = __file__.rsplit("/", 2)[0] if "/" in __file__ else ""
 
 _MISS = object()
 _EXPRESS_KEPT = 4
+
+
+class _Unrewritten(Exception):
+    """A loop over a sequence, read as a range loop (:mod:`._iteration`), met a
+    type that does not iterate as an array: build the function as written."""
 
 
 class _Express:
@@ -341,6 +347,10 @@ class Accelerated(Generic[P, R]):
         self._serial: Any = None  # the fused dispatcher, once built
         self._deferral: str | None = None  # why divisions raise at once (None: deferred)
         self._no_deferral = False  # a deferring build failed to compile
+        #: lines of the loops over sequences read as range loops (see _iteration);
+        #: _no_rewrite after one was compiled for something else than an array
+        self._rewritten: list[int] = []
+        self._no_rewrite = False
         self._python_mode = self._disabled
         self._convert = False
         self._fast = 0  # fast-path mode of the generated __call__ (see _fast_mode)
@@ -387,6 +397,12 @@ class Accelerated(Generic[P, R]):
                 raise UnsupportedFunctionError(
                     f"{self.py_func.__qualname__}() uses names starting with '__ls_', which "
                     "loopscale reserves for generated code; rename them.")
+
+        if not self._no_rewrite:
+            code = self.py_func.__code__
+            shadowed = {n for n in ("range", "min", "enumerate", "zip")
+                        if n in self.py_func.__globals__ or n in code.co_freevars}
+            fdef, self._rewritten = _iteration.rewrite_loops(fdef, shadowed)
 
         def warn_forced(line: int, reason: str) -> None:
             warnings.warn(f"{self.py_func.__qualname__}(): the prange loop at line {line} runs "
@@ -516,6 +532,9 @@ class Accelerated(Generic[P, R]):
             except LoopscaleError:
                 raise
             except Exception as exc:
+                if self._rewritten and _NOT_A_SEQUENCE in str(exc):
+                    # a rewritten `for v in x` over what is not an array: the code as written
+                    raise _Unrewritten from exc
                 # a bad argument is named (None, an array of the wrong dimension...);
                 # anything else that fails while compiling -- Numba's own errors and
                 # the odd TypeError from its lowering -- is a CompileError, so
@@ -829,6 +848,9 @@ class Accelerated(Generic[P, R]):
                *(numba.typeof(v, Purpose.argument) for v in values))
         try:
             self._serial.compile(sig)
+        except _Unrewritten:
+            self._unrewrite()
+            self.compile_for(*args, **kwargs)
         except LoopscaleError:
             raise
         except Exception as exc:
@@ -845,7 +867,7 @@ class Accelerated(Generic[P, R]):
 
     def _after_error(self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         """Handle an exception from the fast path."""
-        if isinstance(exc, (_NeedsConversion, CompileError)):
+        if isinstance(exc, (_NeedsConversion, CompileError, _Unrewritten)):
             return self._call_slow(args, kwargs)
         if not isinstance(exc, LoopscaleError) and any(
                 isinstance(v, (list, memoryview)) for v in (*args, *kwargs.values())):
@@ -858,6 +880,30 @@ class Accelerated(Generic[P, R]):
         raise new from exc
 
     def _call_slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        try:
+            return self._call_slow_once(args, kwargs)
+        except _Unrewritten:
+            self._unrewrite()
+            return self._call_slow_once(args, kwargs)
+
+    def _unrewrite(self) -> None:
+        """Analyse and build the function again from its loops as written: a loop
+        over a sequence read as a range loop (see :mod:`._iteration`) was compiled
+        for what does not iterate as an array does."""
+        with self._lock:
+            self._no_rewrite = True
+            self._rewritten = []
+            self._analysis = None
+            self._tree = None
+            self._compiled = None
+            self._serial = None
+            self._fast = 0
+            self._indexed_cache = None
+            self._dist_checked.clear()
+            self._express = []
+            self._probed.clear()
+
+    def _call_slow_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self._express and not kwargs:
             out = self._call_express(args)
             if out is not _MISS:
@@ -1402,8 +1448,9 @@ class Accelerated(Generic[P, R]):
         a = self.analysis
         first, last = lo + k0 * step, lo + (k1 - 1) * step
         where = f"{a.filename}:{a.lineno}"
+        var = a.loop_var if a.loop_var != _iteration.INDEX else "the items at positions"
         return relocated(exc, f"iterations {k0}..{k1 - 1} of the loop at {where}, "  # type: ignore[return-value]
-                              f"{a.loop_var} from {first} to {last}")
+                              f"{var} from {first} to {last}")
 
     def _plan_types(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]
                     ) -> tuple[Any, tuple[Any, ...], tuple[Any, ...]]:
@@ -1454,14 +1501,20 @@ class Accelerated(Generic[P, R]):
         else:
             state = "PARALLEL" if a.parallel else "SEQUENTIAL"
             forced = " (prange)" if a.forced else ""
-            lines.append(f"  loop over `{a.loop_var}` at line {a.lineno}{forced}: {state}")
+            what = (f"`{a.loop_var}`" if a.loop_var != _iteration.INDEX else
+                    "the positions of what it iterates")
+            lines.append(f"  loop over {what} at line {a.lineno}{forced}: {state}")
+            if a.lineno in self._rewritten:
+                lines.append("  (its items are read as x[i] for each position i: what it "
+                             "iterates is an array)")
             if a.reason:
                 lines.append(f"  reason: {a.reason}")
             if a.reductions:
                 lines.append("  reductions: " + ", ".join(
                     a.reduction_text(k) for k in a.reductions))
-            if a.privates:
-                lines.append("  private to each iteration: " + ", ".join(a.privates))
+            privates = [p for p in a.privates if p != _iteration.INDEX]
+            if privates:
+                lines.append("  private to each iteration: " + ", ".join(privates))
             for name, role in a.arrays.items():
                 lines.append(f"  array {name}: {role.describe()}")
             for name, (most, why) in a.ndim_limits.items():

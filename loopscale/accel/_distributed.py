@@ -52,7 +52,8 @@ PROTOCOL = "__loopscale_distributed__"
 
 #: What the code before and after the loop may do with a distributed argument.
 _META_ATTRS = frozenset({"shape", "ndim", "size", "dtype"})
-_LIKE_FUNCS = frozenset({"len", "empty_like", "zeros_like", "ones_like", "full_like"})
+_LIKE_FUNCS = frozenset({"len", "empty_like", "zeros_like", "ones_like", "full_like",
+                         "__ls_seqlen"})  # (the length of a rewritten `for v in u`)
 
 
 def is_distributed(value: Any) -> bool:

@@ -192,3 +192,28 @@ def _ls_len0(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     if isinstance(x, types.Array):
         return lambda x: len(x)
     return lambda x: 1 << 62
+
+
+#: The marker of the typing error :func:`ls_seqlen` raises: the decorator then
+#: builds the function again without rewriting its loops (see :mod:`._iteration`).
+NOT_A_SEQUENCE = "loopscale-not-a-sequence"
+
+
+def ls_seqlen(x: object) -> int:
+    """``len(x)`` for what a rewritten ``for v in x`` loop iterates: an array of at
+    least one dimension or a tuple, whose iteration gives ``x[0], x[1], ...``;
+    anything else is refused (see :mod:`._iteration`)."""
+    # (run as Python by the CUDA host, where an array may be a device array)
+    if len(getattr(x, "shape", ())) >= 1 or isinstance(x, tuple):
+        return len(x)
+    raise TypeError(f"{NOT_A_SEQUENCE}: a loop `for v in x` on the GPU iterates an array "
+                    f"or a tuple, not a {type(x).__name__}")
+
+
+@overload(ls_seqlen)
+def _ls_seqlen(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if (isinstance(x, types.Array) and x.ndim >= 1) or isinstance(x, types.UniTuple):
+        return lambda x: len(x)
+    from numba.core.errors import TypingError
+
+    raise TypingError(f"{NOT_A_SEQUENCE}: {x}")

@@ -236,6 +236,33 @@ def dot(x, y):
     return s
 
 
+def dot_zip(x, y):
+    s = 0.0
+    for a, b in zip(x, y):  # noqa: B905 - read by position (x[i], y[i]): what it iterates is an array
+        s += a * b
+    return s
+
+
+def total_items(x):
+    s = 0.0
+    for v in x:
+        s += v
+    return s
+
+
+def axpy_enumerate(a, x, y, out):
+    for i, (u, v) in enumerate(zip(x, y)):  # noqa: B905 - as users write it
+        out[i] = a * u + v
+
+
+def row_norms_enumerate(m, out):
+    for i, row in enumerate(m):
+        t = 0.0
+        for v in row:
+            t += v * v
+        out[i] = math.sqrt(t)
+
+
 def product(x):
     p = 1.0
     for i in range(x.shape[0]):
@@ -620,6 +647,11 @@ def _args_matvec(n, rng):
     return (rng.standard_normal((s, s + 1)), rng.standard_normal(s + 1), np.zeros(s))
 
 
+def _args_matvec_rows(n, rng):
+    s = _side2(n)
+    return (rng.standard_normal((s, s + 1)), np.zeros(s))
+
+
 def _args_matmul(n, rng):
     s = _side3(n)
     return (
@@ -732,12 +764,15 @@ KERNELS: list[Kernel] = [
     _k(saxpy32, _args_saxpy32, True, "map", {}),
     _k(int_ops, _args_int_ops, True, "map", {}),
     _k(permute_prange, _args_permute, True, "map"),
+    _k(axpy_enumerate, _args_axpy, True, "map", {}),
     # reductions: rounding may differ for floats
     _k(total, _args_x, True, "reduction", _PLUS, exact=False),
     _k(total_explicit, _args_x, True, "reduction", _PLUS, exact=False),
     _k(negative_total, _args_x, True, "reduction", _PLUS, exact=False),
     _k(sum_of_squares, _args_x, True, "reduction", _PLUS, exact=False),
     _k(dot, _args_dot, True, "reduction", _PLUS, exact=False),
+    _k(dot_zip, _args_dot, True, "reduction", _PLUS, exact=False),
+    _k(total_items, _args_x, True, "reduction", _PLUS, exact=False),
     _k(product, _args_product, True, "reduction", {"p": "*"}, exact=False),
     _k(count_above, _args_count, True, "reduction", {"c": "+"}),
     _k(int_total, _args_int_total, True, "reduction", _PLUS),
@@ -759,6 +794,7 @@ KERNELS: list[Kernel] = [
     _k(pairwise_potential, _args_pairwise, True, "nested"),
     _k(nbody, _args_nbody, True, "nested"),
     _k(mandelbrot, _args_mandelbrot, True, "nested"),
+    _k(row_norms_enumerate, _args_matvec_rows, True, "nested"),
     # sequential: carried dependences, scatters, early exits
     _k(prefix_sum, _args_x_out, False, "sequential"),
     _k(scalar_recurrence, _args_x_out, False, "sequential"),
