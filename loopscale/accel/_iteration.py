@@ -111,8 +111,11 @@ def _rewrite(loop: ast.For) -> ast.For | None:
     if leaves is None:
         return None
     seqs = _sequences(it)
-    if set(seqs) & _assigned(loop.body):
-        return None  # a sequence rebound in the loop: its iterator would keep the old one
+    bound = _assigned(loop.body) | {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    if set(seqs) & bound:
+        # a sequence rebound in the loop (`for x in x`, or in the body): its
+        # iterator would keep the old one
+        return None
     if index != INDEX:
         leaves = leaves[1:]  # (not `i = i`)
     lengths: list[ast.expr] = [ast.Call(ast.Name(SEQLEN, ast.Load()), [ast.Name(s, ast.Load())],

@@ -148,6 +148,14 @@ def keyed(d):
 
 
 @accelerate
+def shadowing(x):
+    s = 0
+    for x in x:  # noqa: B020 - the item takes the sequence's name
+        s += x
+    return s
+
+
+@accelerate
 def list_total(lst):
     s = 0
     for v in lst:
@@ -218,6 +226,7 @@ def test_explain_says_the_items_are_read_by_position() -> None:
 @pytest.mark.parametrize("fn, text", [
     (running, "out[i - 1]"),
     (last_item, "return s, i, v"),
+    (shadowing, "for x in x"),
     (start_at_one, "enumerate(x, 1)"),
     (rebinds, "for v in x"),
     (with_else, "for v in x"),
@@ -230,7 +239,8 @@ def test_a_loop_that_cannot_be_read_by_position_keeps_its_order(fn, text) -> Non
     args = {running: lambda: (x, np.zeros(1000, np.int64)),
             start_at_one: lambda: (x, np.zeros(1000, np.int64)),
             rebinds: lambda: (x.copy(),), with_else: lambda: (x,),
-            pairs_whole: lambda: (x, x[::-1].copy()), last_item: lambda: (x,)}[fn]
+            pairs_whole: lambda: (x, x[::-1].copy()), last_item: lambda: (x,),
+            shadowing: lambda: (x,)}[fn]
     same_at_every_level(fn, args)
 
 
