@@ -16,10 +16,9 @@ the first use of MPI) makes the job behave like ``python -m mpi4py``:
 * an unhandled exception on any rank prints its traceback once, every line
   prefixed with ``[rank r]``, and calls ``MPI.COMM_WORLD.Abort(1)``, so every
   rank stops at once and the launcher exits with a non-zero status;
-* ``sys.exit(n)``, ``exit(n)`` or ``raise SystemExit(n)`` with ``n != 0`` on
-  one rank aborts the job with status ``n`` (through mpi4py's abort-at-exit
-  status; ``builtins.SystemExit`` becomes a subclass that sets it, because
-  Python tells no hook the status a script exits with);
+* ``sys.exit(n)`` or ``exit(n)`` with ``n != 0`` on one rank aborts the job
+  with status ``n`` (through mpi4py's abort-at-exit status; ``python -m
+  loopscale.distribute`` covers ``raise SystemExit(n)`` as well);
 * Ctrl-C (``KeyboardInterrupt``) aborts with status 130.
 
 An error that a rank raises only because *another* rank failed
@@ -379,8 +378,8 @@ def _excepthook(etype: type[BaseException], value: BaseException,
 def set_exit_status(code: Any) -> None:
     """Make a non-zero exit of this rank abort the whole job with that status.
 
-    Called by the ``sys.exit`` wrapper, by ``SystemExit`` (see
-    :class:`_SystemExit`) and by ``python -m loopscale.distribute``; only in
+    Called by the ``sys.exit`` wrapper and by ``python -m
+    loopscale.distribute``; only in
     the main thread.  After ``MPI.Finalize()`` the process's own exit status
     carries it.  The rank's next collective clears it (the script caught the
     exit and went on).
@@ -415,28 +414,6 @@ def _exit(code: Any = None) -> None:
 
 _exit.__doc__ = sys.exit.__doc__
 _exit._loopscale_wrapper = True  # type: ignore[attr-defined]
-
-
-class _SystemExit(SystemExit):
-    """``SystemExit`` as the script's ``raise SystemExit(n)`` makes it (installed in
-    ``builtins``): it sets the status for the job as :func:`_exit` does.
-
-    Python ends a script on a ``SystemExit`` without calling ``sys.excepthook``
-    or telling any hook its status, so a rank that raised one on its own went
-    into ``MPI_Finalize`` while the others waited for it in a collective: the
-    job hung.  A subclass, so that ``except SystemExit`` catches it and Python
-    exits with its code; named as the built-in in tracebacks.
-    """
-
-    _loopscale_wrapper = True
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        set_exit_status(self.code)
-
-
-_SystemExit.__name__ = _SystemExit.__qualname__ = "SystemExit"
-_SystemExit.__module__ = "builtins"
 
 
 class _Quitter:
@@ -576,8 +553,6 @@ def install_abort_handler() -> None:
             sys.exit = _exit  # type: ignore[assignment]
         import builtins
 
-        if not getattr(builtins.SystemExit, "_loopscale_wrapper", False):
-            builtins.SystemExit = _SystemExit  # type: ignore[misc]
         for name in ("exit", "quit"):
             current = getattr(builtins, name, None)
             if current is not None and not getattr(current, "_loopscale_wrapper", False):
