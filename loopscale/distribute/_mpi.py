@@ -378,11 +378,11 @@ def _excepthook(etype: type[BaseException], value: BaseException,
 def set_exit_status(code: Any) -> None:
     """Make a non-zero exit of this rank abort the whole job with that status.
 
-    Called by the ``sys.exit`` wrapper and by ``python -m
-    loopscale.distribute``; only in
-    the main thread.  After ``MPI.Finalize()`` the process's own exit status
-    carries it.  The rank's next collective clears it (the script caught the
-    exit and went on).
+    Called by the ``sys.exit`` wrapper and by ``python -m loopscale.distribute``,
+    in the main thread only (a ``SystemExit`` in another thread ends that thread
+    alone).  After ``MPI.Finalize()`` the process's own exit status carries it.
+    The rank's next watched collective clears it: the script caught the exit and
+    went on.
     """
     global _EXIT_PENDING
     status = _exit_status(code)
