@@ -120,10 +120,11 @@ for how in sys.argv[1:]:
             raise SystemExit(4)
         sys.exit(6)
     except SystemExit as exc:  # still the built-in's behaviour, name and code
-        print(f"rank {me} caught {type(exc).__name__}({exc.code})", isinstance(exc, SystemExit),
-              flush=True)
+        # (one string: two ranks' output pieces interleave in the launcher's stdout)
+        print(f"rank {me} caught {type(exc).__name__}({exc.code}) "
+              f"{isinstance(exc, SystemExit)}", flush=True)
     # the script goes on: the status the SystemExit set is not the job's
-    print(f"rank {me} total", total(np.arange(1000)), flush=True)
+    print(f"rank {me} total {total(np.arange(1000))}", flush=True)
 '''
 
 
