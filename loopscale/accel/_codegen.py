@@ -353,13 +353,17 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
     the rest of the iteration (a ``continue``, ``break``, ``return`` or
     ``raise``, directly or under an ``if``/``try``...), outside conditional
     expressions, and of parameters that the prologue does not rebind.  So a
-    guarded access (``if i + 1 < n: ...``, ``if i == n - 1: continue``) never
-    raises a false alarm; an unchecked access that does overrun raises
+    guarded access (``if i + 1 < n: ...``, ``if i == n - 1: continue``) or an
+    access to a parameter the loop binds again (``row = M[i]``) never raises a
+    false alarm; an unchecked access that does overrun raises
     ``IndexError`` with ``boundscheck=True``.
     """
     from ._astutil import _index_positions
 
-    rebound = {n for st in _walk_stmts(pre) for n in _stmt_targets(st)}
+    # (a parameter bound again in the prologue or anywhere in the loop's body,
+    # `row = M[i]`, is another array by the time it is read)
+    rebound = {n for st in (*_walk_stmts(pre), *_walk_stmts(loop.body))
+               for n in _stmt_targets(st)}
     seen: dict[tuple[str, int], tuple[int, str, int]] = {}
     for st in loop.body:
         if _may_skip_rest(st):

@@ -43,6 +43,7 @@ from ..errors import (
 from . import _analysis, _astutil, _codegen, _compile, _distributed, _iteration, _lowering
 from ._callpath import (
     _ARG_MARK,
+    _BUFFERS,
     _LEVEL_VAR,
     _TLS,
     AUTO_SECONDS,
@@ -55,6 +56,7 @@ from ._callpath import (
     _state,
     _to_array,
     make_call,
+    screen_args,
 )
 from ._distributed import PROTOCOL as _PROTOCOL
 from ._executor import LoopPlan, SerialExecutor, get_executor
@@ -398,10 +400,11 @@ class Accelerated(Generic[P, R]):
                     f"{self.py_func.__qualname__}() uses names starting with '__ls_', which "
                     "loopscale reserves for generated code; rename them.")
 
+        code = self.py_func.__code__
+        shadowed = {n for n in ("range", "min", "enumerate", "zip", "reversed")
+                    if n in self.py_func.__globals__ or n in code.co_freevars}
+        fdef = _iteration.reverse_ranges(fdef, shadowed)
         if not self._no_rewrite:
-            code = self.py_func.__code__
-            shadowed = {n for n in ("range", "min", "enumerate", "zip")
-                        if n in self.py_func.__globals__ or n in code.co_freevars}
             fdef, self._rewritten = _iteration.rewrite_loops(fdef, shadowed)
 
         def warn_forced(line: int, reason: str) -> None:
@@ -674,7 +677,7 @@ class Accelerated(Generic[P, R]):
                         "read-only or copied array for it: pass a NumPy array and build the "
                         "Series from it afterwards.")
         for name, value in zip(self._params, args, strict=False):
-            if _is_pandas(value) or isinstance(value, (list, memoryview)):
+            if _is_pandas(value) or isinstance(value, _BUFFERS):
                 convert = True
                 continue
             if isinstance(value, np.ndarray) and name in written and not value.flags.writeable:
@@ -739,6 +742,7 @@ class Accelerated(Generic[P, R]):
         for name, value in named:
             if _is_pandas(value):
                 self._check_labels(name, value)
+                self._check_missing(name, value)
             if isinstance(value, list):
                 try:
                     np.asarray(value)
@@ -778,6 +782,41 @@ class Accelerated(Generic[P, R]):
                             found.setdefault(arg.id, node.lineno)
         self._indexed_cache = found
         return found
+
+    def _check_missing(self, name: str, value: Any) -> None:
+        """Refuse a pandas nullable column (``Int64``, ``Float64``, ``boolean``...)
+        that holds missing values: compiled code has no ``pd.NA``, and pandas would
+        turn the column into floats with NaN (or objects), where Python's loop
+        computes with ``<NA>``."""
+        columns = ([value[c] for c in value.columns] if hasattr(value, "columns")
+                   else [value])
+        for col in columns:
+            dtype = getattr(col, "dtype", None)
+            if dtype is None or isinstance(dtype, np.dtype) or not hasattr(col, "isna"):
+                continue
+            try:
+                import pandas as pd
+
+                if getattr(dtype, "na_value", None) is not pd.NA:
+                    continue
+            except ImportError:  # pragma: no cover - a pandas object without pandas
+                return
+            missing = int(col.isna().sum())
+            if not missing:
+                continue
+            code = self.py_func.__code__
+            label = f" (column {col.name!r})" if col is not value else ""
+            numeric = dtype.kind in "iuf"
+            raise ArgumentValueError(
+                f"argument {name!r} of {self.py_func.__qualname__}() ({code.co_filename}:"
+                f"{code.co_firstlineno}) is a pandas {type(value).__name__}{label} of "
+                f"nullable dtype {dtype} holding {missing} missing value"
+                f"{'s' if missing != 1 else ''} (<NA>), which compiled code has no value "
+                "for: pass " + (
+                    f"{name}.to_numpy(dtype=np.float64, na_value=np.nan) to compute with NaN, "
+                    f"or {name}.fillna(<value>).to_numpy() to give them a value."
+                    if numeric else
+                    f"{name}.fillna(<value>).to_numpy() to give them a value."))
 
     def _check_labels(self, name: str, value: Any) -> None:
         """Refuse a pandas argument whose ``x[i]`` in Python is not position *i*.
@@ -839,6 +878,7 @@ class Accelerated(Generic[P, R]):
         self._build()
         if self._python_mode or self._serial is None:
             return
+        screen_args(self._params, args, kwargs, self.py_func)
         args, kwargs = self._convert_args(args, kwargs)
         bound = self.__signature__.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -870,7 +910,7 @@ class Accelerated(Generic[P, R]):
         if isinstance(exc, (_NeedsConversion, CompileError, _Unrewritten)):
             return self._call_slow(args, kwargs)
         if not isinstance(exc, LoopscaleError) and any(
-                isinstance(v, (list, memoryview)) for v in (*args, *kwargs.values())):
+                isinstance(v, _BUFFERS) for v in (*args, *kwargs.values())):
             # Numba could not even type it (an empty list, a memoryview): as arrays
             args, kwargs = self._convert_args(args, kwargs)
             return self._call_slow(args, kwargs)
@@ -904,6 +944,7 @@ class Accelerated(Generic[P, R]):
             self._probed.clear()
 
     def _call_slow_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        screen_args(self._params, args, kwargs, self.py_func)
         if self._express and not kwargs:
             out = self._call_express(args)
             if out is not _MISS:

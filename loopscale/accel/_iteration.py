@@ -32,7 +32,9 @@ import ast
 import copy
 from collections.abc import Container
 
-__all__ = ["SEQLEN", "INDEX", "rewrite_loops"]
+from ._astutil import _const_int
+
+__all__ = ["SEQLEN", "INDEX", "rewrite_loops", "reverse_ranges"]
 
 #: The name of the length guard in generated code (:func:`._runtime.ls_seqlen`).
 SEQLEN = "__ls_seqlen"
@@ -133,6 +135,95 @@ def _rewrite(loop: ast.For) -> ast.For | None:
         ast.copy_location(node, loop.iter)
     ast.copy_location(new.target, loop.target)
     return ast.copy_location(new, loop)
+
+
+def _reversed_range(it: ast.expr) -> ast.Call | None:
+    """``range(...)`` going the other way for ``reversed(range(...))`` or
+    ``range(...)[::-1]`` (Numba compiles neither), or None: ``range(n)`` gives
+    ``range(n - 1, -1, -1)``, ``range(a, b)`` ``range(b - 1, a - 1, -1)``, and
+    ``range(a, b, s)`` with a literal step ``s`` starts from its last value,
+    ``a + (b - a - 1) // s * s`` (``a - (a - b - 1) // k * k`` for ``s = -k``).
+    Each bound is evaluated once, as in Python, and the values are the same."""
+    if (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "reversed"
+            and len(it.args) == 1 and not it.keywords):
+        inner = it.args[0]
+    elif (isinstance(it, ast.Subscript) and isinstance(it.slice, ast.Slice)
+          and it.slice.lower is None and it.slice.upper is None
+          and it.slice.step is not None and _const_int(it.slice.step) == -1):
+        inner = it.value
+    else:
+        return None
+    if not (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
+            and inner.func.id == "range" and not inner.keywords and 1 <= len(inner.args) <= 3
+            and not any(isinstance(a, ast.Starred) for a in inner.args)):
+        return None
+    args = inner.args
+    step = 1
+    if len(args) == 3:
+        lit = _const_int(args[2])
+        if not lit:
+            return None
+        step = lit
+
+    def num(v: int) -> ast.expr:
+        return ast.Constant(v) if v >= 0 else ast.UnaryOp(ast.USub(), ast.Constant(-v))
+
+    def minus(e: ast.expr, v: int) -> ast.expr:
+        return ast.BinOp(copy.deepcopy(e), ast.Sub() if v > 0 else ast.Add(), num(abs(v)))
+
+    if len(args) == 1:
+        new = [minus(args[0], 1), num(-1), num(-1)]
+    elif step == 1:
+        new = [minus(args[1], 1), minus(args[0], 1), num(-1)]
+    elif step == -1:
+        new = [minus(args[1], -1), minus(args[0], -1), num(1)]
+    else:
+        a, b, k = args[0], args[1], abs(step)
+        hi, lo = (b, a) if step > 0 else (a, b)
+        # the last value: a + (b - a - 1) // s * s, or a - (a - b - 1) // k * k
+        span = ast.BinOp(minus(ast.BinOp(copy.deepcopy(hi), ast.Sub(), copy.deepcopy(lo)), 1),
+                         ast.FloorDiv(), num(k))
+        last = ast.BinOp(copy.deepcopy(a), ast.Add() if step > 0 else ast.Sub(),
+                         ast.BinOp(span, ast.Mult(), num(k)))
+        new = [last, minus(a, 1 if step > 0 else -1), num(-step)]
+    call = ast.Call(ast.Name("range", ast.Load()), new, [])
+    for node in ast.walk(call):
+        ast.copy_location(node, it)
+    return call
+
+
+class _Reverser(ast.NodeTransformer):
+    def __init__(self) -> None:
+        self.changed = False
+
+    def visit_For(self, node: ast.For) -> ast.AST:
+        self.generic_visit(node)
+        new = _reversed_range(node.iter)
+        if new is not None:
+            node.iter = new
+            self.changed = True
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node  # (a nested function's loops are its own)
+
+
+def reverse_ranges(fdef: ast.FunctionDef, shadowed: Container[str] = ()) -> ast.FunctionDef:
+    """*fdef* with its loops over ``reversed(range(...))`` and ``range(...)[::-1]``
+    (at any depth) over the descending ``range`` of the same values (a copy; the
+    original when there is none, or when ``range`` or ``reversed`` is
+    rebound)."""
+    params = {a.arg for a in fdef.args.posonlyargs + fdef.args.args + fdef.args.kwonlyargs}
+    taken = _assigned(fdef.body) | params | set(shadowed)
+    if taken & {"range", "reversed"}:
+        return fdef
+    if not any(isinstance(n, ast.For) and _reversed_range(n.iter) is not None
+               for n in ast.walk(fdef)):
+        return fdef
+    out = copy.deepcopy(fdef)
+    rev = _Reverser()
+    out.body = [rev.visit(st) for st in out.body]
+    return out
 
 
 def rewrite_loops(fdef: ast.FunctionDef, shadowed: Container[str] = ()

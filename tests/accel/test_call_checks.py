@@ -548,3 +548,111 @@ def test_a_compile_error_shows_what_each_argument_was():
     assert "Called with: keys: 1-D float64 array, vals: 1-D float64 array, ngroups: int 3" \
         in msg, msg
     assert "out[keys[i]] += vals[i]" in msg, msg
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads", None])
+def test_a_python_buffer_is_taken_as_the_array_it_views(lvl):
+    """array.array and bytearray: read, and written through, at every level (the
+    threads level once raised SystemError for them)."""
+    import array
+    import contextlib
+
+    total, double_into = accelerate(_total), accelerate(_double_into)
+    ctx = level(lvl) if lvl else contextlib.nullcontext()
+    with ctx:
+        x = array.array("d", range(3000))
+        assert total(x) == _total(np.asarray(x))
+        b = bytearray(range(200))
+        assert total(b) == float(sum(b))
+        out = array.array("d", [0.0] * 3000)
+        double_into(x, out)
+    np.testing.assert_array_equal(np.asarray(out), 2.0 * np.arange(3000.0))
+
+
+def _double_rows(M, out):
+    for i in range(M.shape[0]):
+        out[i] = 2.0 * M[i, 0]
+    return out
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads", None])
+def test_a_masked_array_or_a_matrix_is_refused_after_a_plain_call(lvl):
+    """Numba's dispatcher takes any ndarray subclass as a plain array once a
+    signature is compiled: a masked array then ran with its mask ignored."""
+    import contextlib
+
+    total, double_rows = accelerate(_total), accelerate(_double_rows)
+    x = np.arange(10.0)
+    masked = np.ma.masked_array(x, mask=x > 4)
+    ctx = level(lvl) if lvl else contextlib.nullcontext()
+    with ctx:
+        for _ in range(3):  # (the default level's fast path after a few calls)
+            assert total(x) == 45.0
+        with pytest.raises(ArgumentError) as info:
+            total(masked)
+        msg = str(info.value)
+        assert "argument 'x' of _total()" in msg and THIS_FILE in msg, msg
+        assert "MaskedArray" in msg and "x.filled(" in msg, msg
+        out = np.zeros(3)
+        double_rows(np.ones((3, 2)), out)
+        with pytest.raises(ArgumentError, match=r"argument 'M' .* numpy\.matrix.*"
+                           r"np\.asarray\(M\)"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PendingDeprecationWarning)
+                mat = np.matrix(np.ones((3, 2)))
+            double_rows(mat, out)
+        with pytest.raises(ArgumentError, match=r"argument 'out' .*MaskedArray"):
+            double_rows(np.ones((3, 2)), np.ma.masked_array(out))
+    assert masked.sum() == 10.0  # untouched
+
+
+class _Tagged(np.ndarray):
+    """An ndarray subclass carrying metadata, as units libraries do."""
+
+
+def test_another_ndarray_subclass_is_refused_and_memmap_is_not(tmp_path):
+    total = accelerate(_total)
+    x = np.arange(100.0)
+    assert total(x) == _total(x)
+    with pytest.raises(ArgumentError, match=r"argument 'x' .*_Tagged, a subclass of "
+                       r"numpy\.ndarray.*np\.asarray\(x\)"):
+        total(x.view(_Tagged))
+    mm = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="w+", shape=(100,))
+    mm[:] = x
+    assert total(mm) == _total(x)
+    with pytest.raises(ArgumentError, match="MaskedArray"):
+        total.compile_for(np.ma.masked_array(x))
+
+
+def test_a_nullable_pandas_column_with_missing_values_is_refused():
+    pd = pytest.importorskip("pandas")
+    total = accelerate(_total)
+    full = pd.Series([1, 2, 3], dtype="Int64")
+    assert total(full) == 6.0
+    for s, hint in [(pd.Series([1, None, 3], dtype="Int64"), "na_value=np.nan"),
+                    (pd.Series([1.5, None], dtype="Float64"), "na_value=np.nan"),
+                    (pd.Series([True, None], dtype="boolean"), "fillna")]:
+        with pytest.raises(ArgumentValueError) as info:
+            total(s)
+        msg = str(info.value)
+        assert "argument 'x' of _total()" in msg and THIS_FILE in msg, msg
+        assert f"nullable dtype {s.dtype} holding 1 missing value" in msg and hint in msg, msg
+    assert total(pd.Series([1.0, np.nan])) != total(pd.Series([1.0, np.nan]))  # NaN: numpy
+
+
+def _diagonal(M, row, out):
+    for i in range(M.shape[0]):
+        row = M[i]
+        out[i] = row[i]
+    return out
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_parameter_bound_again_in_the_loop_is_not_checked_as_passed(lvl):
+    """`row` is a parameter, but the loop reads the row it binds: the length
+    check of the argument passed (one element) was a false refusal."""
+    diagonal = accelerate(_diagonal)
+    M = np.arange(36.0).reshape(6, 6)
+    with level(lvl):
+        got = diagonal(M, np.zeros(1), np.zeros(6))
+    np.testing.assert_array_equal(got, _diagonal(M, np.zeros(1), np.zeros(6)))
