@@ -369,6 +369,15 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"unhashable type: 'list'"),
      "a list literal mixing value types, which compiled code cannot return or hand on",
      "give the list one element type, or use a tuple"),
+    (re.compile(r"NameError: name '([^']+)' is not defined"),
+     "the name `{0}` is not defined (not an argument, a local, nor a name of the function's "
+     "module when it compiled)",
+     "define it at module level (or import it) before the first call, or pass it in as an "
+     "argument"),
+    (re.compile(r"failed to unpack ([^\n]+)"),
+     "unpacking a {0} into several names, which only a tuple or a row of an array can be",
+     "check the value unpacked (`a, b = x[i]` needs `x` 2-D, or a tuple), or index it "
+     "instead (`a = v[0]`)"),
     (re.compile(r"Untyped global name '([^']+)'"),
      "the name `{0}` refers to an object Numba cannot compile",
      "call only NumPy/math functions and plain Python helpers on numbers and arrays, or pass "
@@ -426,6 +435,22 @@ def _user_location(text: str, func: types.FunctionType) -> tuple[str, int | None
     return fallback
 
 
+def _name_line(func: types.FunctionType, name: str) -> int | None:
+    """The first line of *func* that reads the name *name* (None: not found)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        lines, start = inspect.getsourcelines(func)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    found = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name
+             and isinstance(n.ctx, ast.Load)]
+    return min(found) + start - 1 if found else None
+
+
 def compile_error(exc: BaseException, func: types.FunctionType,
                   called_with: str = "") -> CompileError:
     """A :class:`CompileError` for Numba's *exc* raised compiling *func*;
@@ -439,6 +464,9 @@ def compile_error(exc: BaseException, func: types.FunctionType,
         m = pattern.search(text)
         if m:
             what, fix = w.format(*[g for g in m.groups() if g is not None]), f
+            if "name `" in w and lineno == func.__code__.co_firstlineno:
+                # Numba placed it at the function: the line that uses the name
+                lineno = _name_line(func, m.group(1)) or lineno
             break
     snippet = ""
     if lineno:

@@ -239,7 +239,8 @@ def check_call(function: str, filename: str, fdef: ast.FunctionDef | None, analy
     var = analysis.loop_var
     for name in dist:
         role = analysis.arrays.get(name)
-        located = role is not None and role.access not in ("anywhere", "through a view", "mirrored")
+        located = role is not None and role.access not in (
+            "anywhere", "through a view", "mirrored", "owned")
         helpers_ok = located
         bad = (_first_bad_loop_use(loop, name, var, helpers_ok) if isinstance(loop, ast.For)
                else None)

@@ -286,6 +286,58 @@ def _shifted_var(expr: ast.expr, var: str) -> int | None:
     return None
 
 
+def _is_len(call: ast.Call) -> bool:
+    return (isinstance(call.func, ast.Name) and call.func.id == "len" and len(call.args) == 1
+            and not call.keywords and isinstance(call.args[0], ast.Name))
+
+
+def _linear_terms(expr: ast.expr, var: str) -> tuple[
+        int, int, list[ast.expr], list[ast.expr]] | None:
+    """*expr* as ``coef * var + const + sum(K * var) + sum(others)``: the literal
+    coefficient of *var*, the literal constant, the factors ``K`` of the terms
+    ``K * var`` (K not a literal) and the other terms, each added (a term
+    subtracted, other than *var* and literals, gives None); None when *var*
+    appears otherwise."""
+    coef = const = 0
+    scaled: list[ast.expr] = []
+    others: list[ast.expr] = []
+
+    def uses_var(node: ast.AST) -> bool:
+        return any(isinstance(n, ast.Name) and n.id == var for n in ast.walk(node))
+
+    def add(node: ast.expr, sign: int) -> bool:
+        nonlocal coef, const
+        k = _const_int(node)
+        if k is not None:
+            const += sign * k
+            return True
+        if isinstance(node, ast.Name) and node.id == var:
+            coef += sign
+            return True
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            return add(node.left, sign) and add(
+                node.right, sign if isinstance(node.op, ast.Add) else -sign)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            for a, b in ((node.left, node.right), (node.right, node.left)):
+                if isinstance(a, ast.Name) and a.id == var and not uses_var(b):
+                    c = _const_int(b)
+                    if c is not None:
+                        coef += sign * c
+                        return True
+                    if sign < 0:
+                        return False
+                    scaled.append(b)
+                    return True
+        if uses_var(node) or sign < 0:
+            return False
+        others.append(node)
+        return True
+
+    if not add(expr, 1):
+        return None
+    return coef, const, scaled, others
+
+
 def _rebinds(stmts: list[ast.stmt], var: str) -> bool:
     """Whether *stmts* assign *var* (a statement, a nested loop's target, ``:=``)."""
     return any(var in _stmt_targets(st) for st in _walk_stmts(stmts)) or any(
@@ -1522,6 +1574,11 @@ class _LoopChecker:
                 roles[root] = ArrayRole(read=read, written=written, access="mirrored",
                                         axis=mirror[0], offsets=(0,), mirror_axis=mirror[1])
                 continue
+            owned = self._owned(accs) if axis is None else None
+            if owned is not None:  # `out[n - 1 - i] = x[i]`: each its own elements
+                roles[root] = ArrayRole(read=read, written=written, access="owned",
+                                        index=owned)
+                continue
             # explain the first conflict
             for w in writes:
                 if w.positions is None and w.view is not None:
@@ -1598,6 +1655,131 @@ class _LoopChecker:
                 if all(s in allowed for s in owns):
                     return ax, bx
         return None
+
+    def _owned(self, accs: list[_Access]) -> tuple[str, ...] | None:
+        """The indices, as written, when every access to the array has one and the
+        same expression in one position, and that expression takes another value
+        for each iteration and is never negative (so it never wraps around to
+        the end): ``2 * i + 1``, ``n - 1 - i`` for ``i`` in ``range(n)``,
+        ``i * m + j`` for ``j`` in ``range(m)``.  Each iteration then touches
+        only its own elements.  None otherwise."""
+        if any(a.positions is None or a.node is None or a.helper is not None
+               or a.view is not None or a.container for a in accs):
+            return None
+        if _rebinds(self.loop.body, self.var):
+            return None
+        ndim = min(len(a.positions) for a in accs)  # type: ignore[arg-type]
+        defs = self._index_names()
+        for ax in range(ndim):
+            exprs = [a.positions[ax] for a in accs]  # type: ignore[index]
+            # `j = n - 1 - i` at the top of the body, then `out[j]`: its value
+            subst = [_substitute(e, defs) if isinstance(e, (ast.Name, ast.BinOp)) and any(
+                isinstance(n, ast.Name) and n.id in defs for n in ast.walk(e)) else e
+                for e in exprs]
+            written = {ast.unparse(e): ast.unparse(e) + (
+                f" = {ast.unparse(x)}" if ast.dump(x) != ast.dump(e) else "")
+                for e, x in zip(exprs, subst, strict=True)}
+            exprs = subst
+            if len({ast.dump(e) for e in exprs}) != 1:
+                if self._strided(exprs):
+                    return tuple(written.values())
+                continue
+            if self._distinct_per_iteration(exprs[0], [a.node for a in accs]):  # type: ignore
+                return tuple(written.values())
+        return None
+
+    def _index_names(self) -> dict[str, ast.expr]:
+        """Names the loop body binds once, first thing for them (``j = n - 1 - i``
+        as a statement of the body itself, no use of ``j`` before it, no other
+        binding), to an expression of the loop variable and names the loop does
+        not bind: name -> that expression."""
+        body = self.loop.body
+        out: dict[str, ast.expr] = {}
+        for k, st in enumerate(body):
+            if not (isinstance(st, ast.Assign) and len(st.targets) == 1
+                    and isinstance(st.targets[0], ast.Name)):
+                continue
+            name = st.targets[0].id
+            if name == self.var or sum(name in _stmt_targets(t) for t in _walk_stmts(body)) != 1 \
+                    or any(isinstance(n, ast.NamedExpr) and n.target.id == name
+                           for t in body for n in ast.walk(t)):
+                continue
+            if any(isinstance(n, ast.Name) and n.id == name for t in body[:k]
+                   for n in ast.walk(t)):
+                continue  # read before it is bound: the previous iteration's value
+            names = {n.id for n in ast.walk(st.value) if isinstance(n, ast.Name)}
+            if any(n != self.var and _rebinds(body, n) for n in names) or any(
+                    isinstance(n, ast.NamedExpr)
+                    or isinstance(n, ast.Call) and not _is_len(n)
+                    or isinstance(n, ast.Subscript) and not (
+                        isinstance(n.value, ast.Attribute) and n.value.attr == "shape")
+                    for n in ast.walk(st.value)):
+                continue  # (a length is the same in every iteration; a call need not be)
+            out[name] = st.value
+        return out
+
+    def _strided(self, exprs: list[ast.expr]) -> bool:
+        """Whether *exprs* are ``c * i + d`` (``out[2 * i]`` and ``out[2 * i + 1]``)
+        with one literal ``c > 0`` and literals ``d`` that differ by no multiple
+        of ``c`` (iteration ``i`` alone reaches each), never negative."""
+        if _rebinds(self.loop.body, self.var):
+            return False
+        floor = _loop_floor(self.loop)
+        forms = set()
+        for e in exprs:
+            terms = _linear_terms(e, self.var)
+            if terms is None or terms[2] or terms[3] or floor is None:
+                return False
+            coef, const = terms[0], terms[1]
+            if coef <= 0 or coef * floor + const < 0:
+                return False
+            forms.add((coef, const))
+        if len({c for c, _ in forms}) != 1:
+            return False
+        c = next(iter(forms))[0]
+        return len({d % c for _, d in forms}) == len(forms)
+
+    def _distinct_per_iteration(self, expr: ast.expr, nodes: list[ast.AST]) -> bool:
+        """Whether *expr* (an index at each of *nodes*) is, for the loop variable
+        ``i``, ``c * i + d`` (``c > 0``, ``d`` literal, never negative from the
+        loop's first value), ``S + d - i`` (``S`` the loop's stop, step > 0,
+        ``d >= -1``) or ``i * K + j`` (``j`` an inner ``for j in range(K)``
+        around every node), with every other name not bound in the loop."""
+        terms = _linear_terms(expr, self.var)
+        if terms is None:
+            return False
+        coef, const, scaled, others = terms
+        used = {n.id for t in [*scaled, *others] for n in ast.walk(t)
+                if isinstance(n, ast.Name)}
+        inner = others[0].id if (len(others) == 1 and isinstance(others[0], ast.Name)
+                                 and scaled) else None
+        if any(_rebinds(self.loop.body, n) for n in used - {inner}):
+            return False
+        floor = _loop_floor(self.loop)
+        args = getattr(self.loop.iter, "args", [])
+        step = 1 if len(args) < 3 else _const_int(args[2])
+        if not scaled and not others:  # c * i + d
+            return coef > 0 and floor is not None and coef * floor + const >= 0
+        if not scaled and coef == -1 and len(others) == 1 and args and step is not None \
+                and step > 0:  # S + d - i, i < S
+            stop = args[0] if len(args) == 1 else args[1]
+            return ast.dump(others[0]) == ast.dump(stop) and const >= -1
+        if coef == 0 and const == 0 and len(scaled) == 1 and inner is not None \
+                and floor is not None and floor >= 0:  # i * K + j, j in range(K)
+            k = ast.dump(scaled[0])
+            for node in nodes:
+                loop = _enclosing_for(self.loop, node, inner)
+                if loop is None or _rebinds(loop.body, inner):
+                    return False
+                it = loop.iter
+                if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name)
+                        and it.func.id in ("range", "prange") and not it.keywords
+                        and (len(it.args) == 1 or (len(it.args) == 2
+                                                   and _const_int(it.args[0]) == 0))
+                        and ast.dump(it.args[-1]) == k):
+                    return False
+            return True
+        return False
 
     def _side(self, expr: ast.expr, node: ast.AST) -> str | None:
         """How *expr*, an index at *node*, surely compares with the loop variable

@@ -33,7 +33,11 @@ class ArrayRole:
         (``u[i - 1]``); ``"mirrored"``: a triangle and its mirror image,
         ``D[i, j]`` and ``D[j, i]`` with ``j`` on one side of ``i`` (the loop
         variable on ``axis`` and on ``mirror_axis``: each iteration has its own
-        elements, but not a slab along one axis); ``"anywhere"``: some access
+        elements, but not a slab along one axis); ``"owned"``: every access is
+        at one and the same index, distinct for each iteration and never
+        negative, in one position (``out[2 * i]``, ``out[n - 1 - i]``,
+        ``out[i * m + j]`` for ``j`` in ``range(m)``: each iteration its own
+        elements, not a slab); ``"anywhere"``: some access
         is at an index that does not follow the loop variable, or the whole
         array is used.
     axis : int or None
@@ -47,6 +51,9 @@ class ArrayRole:
         runs without such a condition; empty when not known.
     mirror_axis : int or None
         For ``"mirrored"``: the other axis the loop variable indexes.
+    index : tuple of str
+        For ``"owned"``: the indices the accesses use in that position, as
+        written (``("2 * i", "2 * i + 1")``).
     """
 
     read: bool
@@ -56,6 +63,7 @@ class ArrayRole:
     offsets: tuple[int, ...] = ()
     floors: tuple[int | None, ...] = ()
     mirror_axis: int | None = None
+    index: tuple[str, ...] = ()
 
     def describe(self) -> str:
         what = "+".join(w for w, on in (("read", self.read), ("written", self.written)) if on)
@@ -65,6 +73,12 @@ class ArrayRole:
             return (f"{what or 'used'}, a triangle and its mirror image (the loop variable "
                     f"on axis {self.axis} and, for the mirror, on axis {self.mirror_axis}): "
                     "each iteration its own elements")
+        if self.access == "owned":
+            at = ", ".join(f"`{t}`" for t in self.index)
+            one = len(self.index) == 1
+            return (f"{what or 'used'}, at the {'index' if one else 'indices'} {at}, which "
+                    f"{'differs' if one else 'differ'} from one iteration to the next: each "
+                    "iteration its own elements")
         if self.access == "through a view":
             return (f"{what or 'used'}, through a local view of it (`b = a[1:]`, `a.T`...): "
                     "independent in the view's indices")

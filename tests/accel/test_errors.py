@@ -680,3 +680,39 @@ def test_an_error_raised_while_handling_another_is_located_in_its_own_loop():
             except ValueError:
                 gg(x)
     assert "from f" not in str(info.value)
+
+
+def _uses_an_undefined_name(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * SCALE_NEVER_DEFINED  # noqa: F821 - the user's mistake
+    return s
+
+
+def _unpacks_a_number(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        a, b = x[i]
+        s += a * b
+    return s
+
+
+def test_an_undefined_name_is_named_at_the_line_that_uses_it():
+    f = accelerate(_uses_an_undefined_name)
+    with pytest.raises(CompileError) as info:
+        f(np.ones(4))
+    msg = str(info.value)
+    line = line_of(_uses_an_undefined_name, "SCALE_NEVER_DEFINED")
+    assert names_location(msg, THIS_FILE, line), msg
+    assert "the name `SCALE_NEVER_DEFINED` is not defined" in msg, msg
+    assert "pass it in as an argument" in msg, msg
+
+
+def test_unpacking_a_number_says_what_was_unpacked():
+    f = accelerate(_unpacks_a_number)
+    with pytest.raises(CompileError) as info:
+        f(np.ones(4))
+    msg = str(info.value)
+    assert names_location(msg, THIS_FILE, line_of(_unpacks_a_number, "a, b = x[i]")), msg
+    assert "unpacking a float64 into several names" in msg, msg
+    np.testing.assert_allclose(f(np.ones((4, 2)) * 2.0), _unpacks_a_number(np.ones((4, 2)) * 2.0))
