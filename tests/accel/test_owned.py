@@ -183,3 +183,18 @@ def test_indices_that_may_collide_or_wrap_keep_the_loop_sequential(kernel, make)
     assert not f.analysis.parallel, f.explain()
     assert "different iterations may write the same element" in f.explain() or \
         "loop-carried" in f.explain() or "written at" in f.explain(), f.explain()
+
+
+def test_an_owned_array_is_not_a_slab_of_rows_for_distributed_arrays():
+    """`out[n - 1 - i]` is iteration i's own element but lives on another rank's
+    rows: a DistArray for it is refused (as for a mirrored fill), while the
+    replicated call at the mpi level keeps the serial answer."""
+    from loopscale import distribute
+    from loopscale.errors import DistributionError
+
+    f = accelerate(_reverse)
+    x = np.arange(8.0)
+    with pytest.raises(DistributionError, match=r"argument 'out' .* `out\[n - 1 - i\]`"):
+        f(distribute.scatter(x), distribute.scatter(np.zeros(8)))
+    with level("mpi"):
+        np.testing.assert_array_equal(f(x, np.zeros(8)), _reverse(x, np.zeros(8)))
