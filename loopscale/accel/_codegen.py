@@ -805,3 +805,47 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     return GeneratedCode(module, serial_name, names[0], names[1], names[2], state, plan_reason,
                          tuple(partials), tuple(s for s in state if s in in_loop), pre_writes,
                          post_empty=not reds and not post)
+
+
+#: The formatting function compiled code calls for ``str(x)`` and f-strings
+#: (:func:`._runtime.ls_fmt`).
+FMT = "__ls_fmt"
+
+
+class _PythonStrings(ast.NodeTransformer):
+    def __init__(self, rewrite_str: bool) -> None:
+        self.rewrite_str = rewrite_str
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
+        self.generic_visit(node)
+        spec = node.format_spec if node.format_spec is not None else ast.Constant("")
+        call = ast.Call(ast.Name(FMT, ast.Load()),
+                        [node.value, spec, ast.Constant(node.conversion)], [])
+        new = ast.FormattedValue(value=call, conversion=-1, format_spec=None)
+        for n in ast.walk(new):
+            ast.copy_location(n, node)
+        return new
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if (self.rewrite_str and isinstance(node.func, ast.Name) and node.func.id == "str"
+                and len(node.args) == 1 and not node.keywords
+                and not isinstance(node.args[0], ast.Starred)):
+            new = ast.Call(ast.Name(FMT, ast.Load()),
+                           [node.args[0], ast.Constant(""), ast.Constant(-1)], [])
+            for n in ast.walk(new):
+                ast.copy_location(n, node)
+            return new
+        return node
+
+
+def python_strings(module: ast.Module, str_rebound: bool) -> ast.Module:
+    """*module* with ``str(x)`` and the fields of f-strings formatted as Python
+    formats them (through :data:`FMT`): Numba's ``str(1.5)`` is
+    ``'<object type:float64>'``.  ``str(...)`` is left alone where the user's
+    code rebinds ``str`` (*str_rebound*).  In place; returns *module*."""
+    if not any(isinstance(n, ast.FormattedValue) or (
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "str")
+            for n in ast.walk(module)):
+        return module
+    return _PythonStrings(not str_rebound).visit(module)  # type: ignore[no-any-return]

@@ -435,6 +435,9 @@ class Accelerated(Generic[P, R]):
                                     lambda node: resolver.is_range(node) == "prange", base,
                                     self.py_func.__code__.co_filename,
                                     self.py_func.__qualname__, deferred=deferred)
+            _codegen.python_strings(gen.module, "str" in self.py_func.__globals__
+                                    or "str" in self._params or any(
+                "str" in _astutil._stmt_targets(st) for st in _astutil._walk_stmts(fdef.body)))
             options = _compile.numba_options(self.fastmath, self.boundscheck)
             options["pipeline_class"] = _lowering.Pipeline
             # a deferring loop's helpers are inlined into it (Numba IR), so that

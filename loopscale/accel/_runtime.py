@@ -217,3 +217,39 @@ def _ls_seqlen(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compile
     from numba.core.errors import TypingError
 
     raise TypingError(f"{NOT_A_SEQUENCE}: {x}")
+
+
+def ls_fmt(value: object, spec: str, conversion: int) -> str:
+    """``str(value)`` / the ``{value!c:spec}`` of an f-string, as Python gives it.
+
+    Numba's own ``str()`` and ``format()`` of a float (or a tuple, a bool...)
+    give ``'<object type:float64>'``; compiled code calls this instead (see
+    :func:`._codegen.python_strings`), which formats an integer or a string
+    itself and anything else through Python (an object-mode block: it takes
+    the GIL, for the time of the formatting only).  *conversion* is the
+    f-string's ``!s``/``!r``/``!a`` (``ord`` of the letter) or -1.
+    """
+    if conversion == ord("r"):
+        value = repr(value)
+    elif conversion == ord("a"):
+        value = ascii(value)
+    elif conversion == ord("s"):
+        value = str(value)
+    return format(value, spec)
+
+
+@overload(ls_fmt)
+def _ls_fmt(value, spec, conversion):  # type: ignore[no-untyped-def]  # pragma: no cover
+    import numba
+
+    native = (isinstance(value, types.UnicodeType)
+              or (isinstance(value, types.Integer) and not isinstance(value, types.Boolean)))
+
+    def impl(value, spec, conversion):  # type: ignore[no-untyped-def]
+        if native and len(spec) == 0 and (conversion == -1 or conversion == 115):
+            return str(value)
+        with numba.objmode(out="unicode_type"):
+            out = ls_fmt(value, spec, conversion)
+        return out
+
+    return impl

@@ -716,3 +716,33 @@ def test_unpacking_a_number_says_what_was_unpacked():
     assert names_location(msg, THIS_FILE, line_of(_unpacks_a_number, "a, b = x[i]")), msg
     assert "unpacking a float64 into several names" in msg, msg
     np.testing.assert_allclose(f(np.ones((4, 2)) * 2.0), _unpacks_a_number(np.ones((4, 2)) * 2.0))
+
+
+def _formats(x, w):
+    return (f"{x[0]:.3f}|{int(x[2]):05d}|{x[0]:{w}.2f}|{x[0] > 1}|{str(x[1])}|{'s'}|"
+            f"{(1, 2.5)}|{x[1]}|{str(7)}")
+
+
+def _refuses_negatives(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        if x[i] < 0:
+            raise ValueError(f"negative value {x[i]} at {i}")
+        s += x[i]
+    return s
+
+
+def test_strings_of_floats_are_pythons_not_numbas():
+    """Numba's str(1.5) and f"{1.5}" are '<object type:float64>': compiled code
+    formats as Python does, in a returned string and in an exception's message
+    at every level."""
+    x = np.array([1.5, 0.1, 7.0])
+    assert accelerate(_formats)(x, 8) == _formats(x, 8)
+    f = accelerate(_refuses_negatives)
+    y = np.ones(50_000)
+    y[31_337] = -0.25
+    for lvl in ("serial", "threads"):
+        with level(lvl), pytest.raises(ValueError) as info:
+            f(y)
+        assert str(info.value).startswith("negative value -0.25 at 31337 (raised in "), \
+            str(info.value)
