@@ -393,7 +393,7 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
     comm = _resolve(comm)
     _check_root(root, comm)
     if comm is None:
-        arr = _as_array(array, "the array given to scatter()")
+        arr = _as_array(array, _SCATTERED.format(root=0))
         out = DistArray._allocate(arr.shape, arr.dtype, balanced_bounds(arr.shape[0], 1), None)
         out.local[...] = arr
         return out
@@ -404,17 +404,20 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
     arr = None
     if me == root:
         try:
-            arr = np.ascontiguousarray(_as_array(array, "the array given to scatter()"))
-            meta = (arr.shape, arr.dtype.str)
+            arr = np.ascontiguousarray(_as_array(array, _SCATTERED.format(root=root)))
+            # the dtype object itself (pickled): a record dtype keeps its fields,
+            # which its ``str`` (``|V12``) does not
+            meta = (arr.shape, arr.dtype)
         except (ArgumentError, ArgumentValueError) as exc:
-            meta = ("error", str(exc))
+            meta = ("error", type(exc).__name__, str(exc))
     _mpi.wait_begin("the root's broadcast of the shape", "distribute.scatter")
     try:
         meta = comm.bcast(meta, root=root)  # two small values, not the array
     finally:
         _mpi.wait_end()
-    if meta[0] == "error":
-        raise ArgumentError(f"{meta[1]} (on rank {root}, the root)")
+    if meta[0] == "error":  # the root's error, of its type, on every rank
+        raise (ArgumentValueError if meta[1] == "ArgumentValueError"
+               else ArgumentError)(meta[2])
     shape, dtype = tuple(meta[0]), np.dtype(meta[1])
     out = DistArray._allocate(shape, dtype, balanced_bounds(shape[0], nranks), comm,
                               function="distribute.scatter")
@@ -425,6 +428,10 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
     with _mpi.waiting("the scattering of the rows", "distribute.scatter"):
         comm.Scatterv(send, [as_bytes(out.local), mpi.BYTE], root=root)
     return out
+
+
+#: What scatter's errors call its array (the same words with and without MPI).
+_SCATTERED = "the array given to scatter() on rank {root} (the root)"
 
 
 def _check_root(root: Any, comm: Any) -> None:
@@ -538,11 +545,12 @@ def from_local(local: Any, comm: Any = None) -> DistArray:
     arr = _as_array(local, "the local block given to from_local()")
     comm = _resolve(comm)
     if comm is None:
-        rows = [(arr.shape, arr.dtype.str)]
+        rows = [(arr.shape, arr.dtype)]
     else:
         _mpi.refuse_in_task(comm, "distribute.from_local()")
         with _mpi.waiting("the exchange of the blocks' shapes", "distribute.from_local"):
-            rows = comm.allgather((arr.shape, arr.dtype.str))  # small tuples
+            # (the dtype objects: a record dtype's fields count, not just its size)
+            rows = comm.allgather((arr.shape, arr.dtype))  # small tuples
     tails = {(tuple(s[1:]), d) for s, d in rows}
     if len(tails) > 1:
         shown = "; ".join(f"rank {r}: shape {tuple(s)} dtype {np.dtype(d)}"
@@ -558,20 +566,31 @@ def from_local(local: Any, comm: Any = None) -> DistArray:
     return out
 
 
+#: The fill of ``zeros`` and ``zeros_like``: all bytes zero, as ``np.zeros`` (a 0
+#: assigned to a record dtype would write ``b"0"`` into its string fields).
+_ZEROS = object()
+
+
+def _fill(out: DistArray, fill: Any) -> None:
+    if fill is _ZEROS:
+        out.local[...] = np.zeros((), dtype=out.dtype)
+    elif fill is not None:
+        out.local[...] = fill
+
+
 def _new(shape: Any, dtype: Any, comm: Any, fill: Any, function: str) -> DistArray:
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if not shape or any(int(s) < 0 for s in shape):
         raise ArgumentValueError(f"shape must have at least one axis and no negative length; "
                                  f"got {shape!r}.")
     dtype = np.dtype(dtype)
-    _check_dtype(dtype, "the dtype")
+    _check_dtype(dtype, f"the array {function}() makes")
     comm = _resolve(comm)
     _mpi.refuse_in_task(comm, f"{function}()")
     nranks = 1 if comm is None else comm.Get_size()
     out = DistArray._allocate(shape, dtype, balanced_bounds(int(shape[0]), nranks), comm,
                               function=function)
-    if fill is not None:
-        out.local[...] = fill
+    _fill(out, fill)
     return out
 
 
@@ -596,7 +615,7 @@ def zeros(shape: int | Sequence[int], dtype: Any = float, comm: Any = None) -> D
     >>> distribute.allgather(distribute.zeros(3))
     array([0., 0., 0.])
     """
-    return _new(shape, dtype, comm, 0, "distribute.zeros")
+    return _new(shape, dtype, comm, _ZEROS, "distribute.zeros")
 
 
 def full(shape: int | Sequence[int], fill_value: Any, dtype: Any = None,
@@ -617,8 +636,7 @@ def _like(x: DistArray, dtype: Any, fill: Any, function: str) -> DistArray:
     x = _check_dist(x, "the argument")
     out = DistArray._allocate(x.shape, x.dtype if dtype is None else dtype, x._bounds,
                               x._comm, ghost=x._ghost, function=function)
-    if fill is not None:
-        out.local[...] = fill
+    _fill(out, fill)
     return out
 
 
@@ -643,7 +661,7 @@ def zeros_like(x: DistArray, dtype: Any = None) -> DistArray:
     >>> distribute.zeros_like(distribute.zeros(5)).shape
     (5,)
     """
-    return _like(x, dtype, 0, "distribute.zeros_like")
+    return _like(x, dtype, _ZEROS, "distribute.zeros_like")
 
 
 def full_like(x: DistArray, fill_value: Any, dtype: Any = None) -> DistArray:

@@ -64,8 +64,8 @@ from ..errors import DistributionError, WorkerError
 from ..schedule import ThreadsExecutor
 from . import _mpi
 from ._darray import DistArray, as_bytes, global_view
-from ._level import _LAST, MPIExecutor, _LocalPlan, check_agreement
-from ._partition import computed_segments, describe_inputs, fingerprint, owned_iterations, row_hull
+from ._level import _LAST, MPIExecutor, _LocalPlan, agree, agreement_fields, check_agreement
+from ._partition import computed_segments, fingerprint, owned_iterations, row_hull
 
 __all__ = ["DistributedCall"]
 
@@ -239,7 +239,7 @@ def _describe_cheaply(value: Any) -> Any:
     *value* (the same inputs give the same key; a key never stands for two
     different descriptions)."""
     if isinstance(value, np.ndarray):
-        return (value.dtype.str, value.shape)
+        return (value.dtype, value.shape)  # (equal dtypes: equal descriptions)
     if isinstance(value, (bool, int, float, complex, np.generic, str, type(None))):
         return (type(value), repr(value))  # repr: 0.0 and -0.0 differ, nan matches nan
     if isinstance(value, tuple):
@@ -559,22 +559,22 @@ class DistributedCall:
 
     def _agree(self, comm: Any, plan: Any, known: int | None) -> None:
         """The ranks' inputs agree: one ``Allreduce`` of the fingerprint (*known*,
-        worked out once per shape of call, for the ``"shapes"`` check)."""
+        worked out once per shape of call, for the ``"shapes"`` check), through
+        the same collectives as every call's agreement (``_level.agree``): a rank
+        that meets another in another call (a replicated one) is told, on both."""
         check = self._level.check
         if check == "none":
             return
         if known is None:  # "values" hashes the contents: every call
             self._check_agreement(comm, plan, check)
             return
-        mine, both = self._mine, self._both
-        mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
-        _mpi.wait_begin("the ranks' agreement on the inputs", self.function)
-        try:
-            comm.Allreduce(mine, both, op=self._max)
-        finally:
-            _mpi.wait_end()
-        if both[0] != -both[1] - 1:  # max != min: some rank differs; every rank sees it
-            self._check_agreement(comm, plan, check)  # describes, and raises on every rank
+        agree(comm, self.function, known, self._mine, self._both, self._max,
+              lambda: self._fields(plan, check))
+
+    def _fields(self, plan: Any, check: str) -> list[tuple[str, str]]:
+        """What the ranks compare (``_level.agreement_fields``) for this call."""
+        return agreement_fields(plan, check, self._rows_field(), tuple(self.views),
+                                distributed=True)
 
     def _fingerprint(self, plan: Any) -> int:
         """The agreement fingerprint of *plan*'s inputs, remembered by a cheap
@@ -584,8 +584,7 @@ class DistributedCall:
                tuple([_describe_cheaply(v) for v in plan.args[4:]]))
         known = _PRINTS.get(key)
         if known is None:
-            known = fingerprint(describe_inputs(plan, "shapes", tuple(self.views))
-                                + self._rows_field())
+            known = fingerprint(self._fields(plan, "shapes"))
             _remember(_PRINTS, key, known)
         return known
 

@@ -51,6 +51,11 @@ def _agree(comm: Any, error: str | None, what: str) -> None:
                                  f"{shown}{more}")
 
 
+_OBJECTS = ("holds Python objects (dtype object), which cannot be distributed: a "
+            "distributed array holds numbers or records of numbers (its rows travel as "
+            "bytes); save it with a numeric or record dtype")
+
+
 def load_npy(path: str | os.PathLike[str], comm: Any = None) -> DistArray:
     """This rank's rows of the array in an ``.npy`` file, memory-mapped.
 
@@ -91,12 +96,18 @@ def load_npy(path: str | os.PathLike[str], comm: Any = None) -> DistArray:
         elif mm.ndim == 0:
             error = f"{os.fspath(path)!r} holds a scalar, which has no rows to distribute"
         elif mm.dtype.hasobject:
-            error = f"{os.fspath(path)!r} holds Python objects"
+            error = f"{os.fspath(path)!r} {_OBJECTS}"
     except (OSError, ValueError) as exc:
-        error = f"cannot read {os.fspath(path)!r}: {exc}"
+        if "object" in str(exc).lower() and os.path.isfile(os.fspath(path)):
+            # (NumPy refuses to memory-map an array of Python objects)
+            error = f"{os.fspath(path)!r} {_OBJECTS} ({exc})"
+        else:
+            error = f"cannot read {os.fspath(path)!r}: {exc}"
     shape = dtype = None
     if error is None:
-        shape, dtype = mm.shape, mm.dtype.str  # type: ignore[union-attr]
+        # the dtype object itself: a record dtype keeps its fields (its ``str``,
+        # ``|V12``, would not, and the rows could not be copied into it)
+        shape, dtype = mm.shape, mm.dtype  # type: ignore[union-attr]
     _agree(comm, error, "distribute.load_npy()")
     metas = _allgather(comm, (shape, dtype), "distribute.load_npy()")
     if len(set(metas)) > 1:

@@ -5,11 +5,14 @@ arrays present on every rank), so every rank builds the same plan.  The
 executor then
 
 1. checks that the ranks agree — one ``Allreduce`` of a 64-bit fingerprint of
-   the iteration space, dtypes, shapes and scalar arguments, and of a sample
-   of the elements of the arrays the loop only reads (O(1); it catches
-   per-rank blocks passed where every rank needs the whole array); on a mismatch
-   every rank learns every rank's description and raises the same
-   :class:`~loopscale.errors.ArgumentValueError`, nobody is left waiting;
+   the kind of call, the iteration space, dtypes, shapes and scalar arguments,
+   and of a sample of the elements of the arrays the loop only reads (O(1); it
+   catches per-rank blocks passed where every rank needs the whole array); on
+   a mismatch every rank learns every rank's description and where its call
+   was made, and raises the same :class:`~loopscale.errors.ArgumentValueError`,
+   nobody is left waiting.  A call with distributed arrays agrees through the
+   very same collectives (:func:`agree`), so a rank that skipped one and went
+   on to a replicated call meets the other ranks there and is told;
 2. deals the blocks to the ranks in chunks (:func:`._partition.deal`), and
    runs this rank's chunks with the ``threads`` level on its share of the
    node's cores (usable cores / ranks on this node);
@@ -46,6 +49,7 @@ from ..errors import ArgumentValueError, LevelError, WorkerError
 from ..schedule import ThreadsExecutor
 from . import _mpi
 from ._partition import (
+    _DISTRIBUTED_CALL,
     CHECKS,
     deal,
     describe_inputs,
@@ -312,6 +316,23 @@ class MPIExecutor:
                       into_buf=False)
 
 
+#: What kind of call a rank is in, as the agreement exchanges it: part of the
+#: fingerprint, so that a rank in one kind of call that meets a rank in another
+#: (one rank skipped a distributed call and went on to the next) sees a mismatch.
+REPLICATED = "NumPy arrays at the 'mpi' level (replicated mode)"
+DISTRIBUTED = _DISTRIBUTED_CALL
+
+
+def agreement_fields(plan: Any, check: str, extra: Sequence[tuple[str, str]] = (),
+                     no_values: Sequence[str] = (), distributed: bool = False
+                     ) -> list[tuple[str, str]]:
+    """What the ranks compare for a call of *plan* (see :func:`check_agreement`):
+    the kind of call, the inputs (:func:`describe_inputs`) and *extra*."""
+    sample = SAMPLED and not distributed and check == "shapes"
+    return ([("call", DISTRIBUTED if distributed else REPLICATED)]
+            + describe_inputs(plan, check, no_values, sample) + list(extra))
+
+
 def check_agreement(comm: Any, plan: Any, check: str,
                     extra: Sequence[tuple[str, str]] = (),
                     no_values: Sequence[str] = (), known: int | None = None,
@@ -326,28 +347,58 @@ def check_agreement(comm: Any, plan: Any, check: str,
     fingerprint has no sample of values, see :func:`describe_inputs`, and its
     error says so); otherwise replicated mode, whose ``"shapes"`` check compares
     a sample of the elements of the arrays the loop only reads as well.
+
+    Every call, replicated or distributed, agrees through the same collectives
+    (:func:`agree`): a rank in one call that meets a rank in another sees the
+    fingerprints differ and raises, instead of waiting in a collective that
+    the other rank never makes.
     """
     if check == "none":
         return
-    mpi = _mpi.mpi_module()
     fields = None
-    sample = SAMPLED and not distributed and check == "shapes"
     if known is None:
-        fields = describe_inputs(plan, check, no_values, sample) + list(extra)
+        fields = agreement_fields(plan, check, extra, no_values, distributed)
         known = fingerprint(fields)
-    mine = np.array([known, -known - 1], dtype=np.int64)  # -h-1: no overflow at INT64_MIN
-    both = np.empty(2, dtype=np.int64)
-    _mpi.wait_begin("the ranks' agreement on the inputs", plan.function)
+    mine = np.array([known, -known - 1], dtype=np.int64)
+    agree(comm, plan.function, known, mine, np.empty(2, dtype=np.int64),
+          _mpi.mpi_module().MAX,
+          lambda: fields if fields is not None
+          else agreement_fields(plan, check, extra, no_values, distributed))
+
+
+def agree(comm: Any, function: str, known: int, mine: np.ndarray, both: np.ndarray,
+          op: Any, fields: Any) -> None:
+    """The one agreement of a call: one ``Allreduce`` (MAX) of ``[h, -h-1]`` for the
+    fingerprint *h* = *known* (in the two ``int64`` buffers *mine* and *both*); on
+    a mismatch, one ``allgather`` of the ranks' *fields()* and where the user's
+    code made the call, and the same :class:`ArgumentValueError` on every rank.
+
+    Every kind of call agrees through exactly these collectives, in this order,
+    so that ranks in different calls (or different kinds of call) meet in the
+    same collectives and learn of it from what they exchange, never by waiting.
+    """
+    mine[0], mine[1] = known, -known - 1  # -h-1: no overflow at INT64_MIN
+    _mpi.wait_begin("the ranks' agreement on the inputs", function)
     try:
-        comm.Allreduce(mine, both, op=mpi.MAX)
+        comm.Allreduce(mine, both, op=op)
     finally:
         _mpi.wait_end()
-    if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees
+    if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees (no overflow)
         return
-    if fields is None:
-        fields = describe_inputs(plan, check, no_values, sample) + list(extra)
-    per_rank = comm.allgather(fields)  # small strings; the error path only
-    raise ArgumentValueError(mismatch_message(plan.function, per_rank, distributed))
+    mismatch(comm, function, fields())
+
+
+def mismatch(comm: Any, function: str, fields: Sequence[tuple[str, str]]) -> None:
+    """The ranks' agreement failed: every rank learns every rank's *fields* and
+    where the call was made, and raises the same :class:`ArgumentValueError`."""
+    site = _mpi.user_site()
+    _mpi.wait_begin("the ranks' exchange of their inputs (they differ)", function)
+    try:
+        per_rank = comm.allgather((list(fields), site))  # small strings; the error path only
+    finally:
+        _mpi.wait_end()
+    raise ArgumentValueError(mismatch_message(function, [f for f, _ in per_rank],
+                                              sites=[s for _, s in per_rank]))
 
 
 def _copy(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]],

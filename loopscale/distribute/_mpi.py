@@ -60,7 +60,8 @@ from ..errors import DistributionError
 
 __all__ = ["mpi_module", "comm", "rank", "size", "node_size", "private_comm", "is_initialized",
            "is_finalized", "launched", "install_abort_handler", "mark_secondary",
-           "refuse_in_task", "in_task", "task_level", "waiting", "SECONDARY_GRACE_SECONDS"]
+           "refuse_in_task", "in_task", "task_level", "waiting", "user_site",
+           "SECONDARY_GRACE_SECONDS"]
 
 #: How long a rank whose error only reports another rank's failure waits for
 #: that rank to abort the job before aborting it itself.
@@ -490,6 +491,12 @@ def _start_watchdog() -> None:
         if warn is None and limit is None:
             return  # nothing to watch for: never started
         _WATCHDOG.start()
+
+
+def user_site() -> str:
+    """``file:line`` of the innermost frame of the calling thread outside loopscale,
+    Numba and mpi4py (where the user's code made the call), or ``""``."""
+    return _user_site(threading.get_ident())
 
 
 def _user_site(ident: int) -> str:

@@ -130,9 +130,15 @@ def piece_length(piece: Piece, length: int) -> int:
 SAMPLE_ELEMENTS = 16
 
 
+def dtype_text(dtype: np.dtype) -> str:
+    """*dtype* in a description: its ``str`` (``<f8``), or for a record dtype its
+    fields (whose ``str``, ``|V12``, says only the size)."""
+    return dtype.str if dtype.names is None else str(dtype.descr)
+
+
 def _describe_value(value: Any, with_values: bool, sample: bool = False) -> str:
     if isinstance(value, np.ndarray):
-        text = f"{value.dtype.str}{list(value.shape)}"
+        text = f"{dtype_text(value.dtype)}{list(value.shape)}"
         if with_values:
             digest = hashlib.blake2b(digest_size=8)
             digest.update(np.ascontiguousarray(value).view(np.uint8).data)
@@ -187,20 +193,54 @@ def fingerprint(fields: Sequence[tuple[str, str]]) -> int:
     return int.from_bytes(digest.digest(), "little", signed=True)
 
 
+#: The ``"call"`` field of a call with distributed arrays (``_level.DISTRIBUTED``).
+_DISTRIBUTED_CALL = "distributed arrays (DistArray arguments)"
+
 #: The sample's checksum in a description (``" ~1a2b3c4d"``).
 _SAMPLED = re.compile(r" ~[0-9a-f]{8}")
 
 
+def _sites_line(sites: Sequence[str]) -> str:
+    """Where each rank made its call (``""``: none known)."""
+    if not any(sites):
+        return ""
+    if len(set(sites)) == 1:
+        return f"\n  called at: {sites[0]} (every rank)"
+    return "\n  called at: " + "; ".join(f"rank {r}: {s or '(unknown)'}"
+                                         for r, s in enumerate(sites))
+
+
 def mismatch_message(function: str, per_rank: Sequence[Sequence[tuple[str, str]]],
-                     distributed: bool = False) -> str:
+                     distributed: bool = False, sites: Sequence[str] = ()) -> str:
     """Explain how the ranks' inputs to *function* differ, field by field
-    (*distributed*: a call with distributed arrays, not replicated mode)."""
+    (*distributed*: a call with distributed arrays, not replicated mode;
+    *sites*: where each rank's call was made, ``file:line``).
+
+    When the ranks are not even in the same call (their ``"function"`` or
+    ``"call"`` fields differ: one rank skipped a call the others made), says
+    which call each rank is in, and where: the same text on every rank.
+    """
+    tables = [dict(fields) for fields in per_rank]
+    calls = [(t.get("function", function), t.get("call", "")) for t in tables]
+    where = _sites_line(sites)
+    if len(set(calls)) > 1:
+        shown = "; ".join(f"rank {r}: {f}() with {kind or 'its arguments'}"
+                          for r, (f, kind) in enumerate(calls))
+        return ("the MPI ranks are not in the same call: " + shown + where
+                + "\nEvery rank of the communicator must make the same distributed calls "
+                "(calls with distributed arrays, and calls at the 'mpi' level) in the same "
+                "order; a rank that skips one (an `if rank == 0:` around it, an exception "
+                "caught on one rank, a loop that runs another number of times) meets the "
+                "other ranks in its next call.  No rank computed anything; every rank "
+                "raises this error.")
+    kinds = {kind for _, kind in calls if kind}
+    if kinds:
+        distributed = kinds == {_DISTRIBUTED_CALL}
     keys: list[str] = []
     for fields in per_rank:
         for k, _ in fields:
             if k not in keys:
                 keys.append(k)
-    tables = [dict(fields) for fields in per_rank]
     lines = []
     contents = False
     for k in keys:
@@ -212,7 +252,8 @@ def mismatch_message(function: str, per_rank: Sequence[Sequence[tuple[str, str]]
             shown = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values))
             lines.append(f"  {k}: {shown}")
             contents |= any(" ~" in v or " #" in v for v in values)
-    head = f"the inputs of {function}() differ across MPI ranks:\n" + "\n".join(lines)
+    head = (f"the inputs of {function}() differ across MPI ranks:\n" + "\n".join(lines)
+            + where)
     if distributed:
         return (head + "\nA call with distributed arrays (DistArray arguments) is collective: "
                 "every rank must make it with the same scalar arguments, the same shapes "

@@ -1124,3 +1124,121 @@ print(f"rank {me} roots {'ok' if not bad else bad}", flush=True)
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_gather_names_a_bad_root_on_every_rank(mpi_warm, ranks):
     every_rank_says(mpi_warm, BAD_ROOT, ranks, "roots ok", timeout=120)
+
+
+#: Record dtypes travel whole (their fields, not a ``|V12`` of their size), arrays
+#: of Python objects are refused naming the argument, and scatter's errors have
+#: the same type and text with and without MPI.
+RECORDS = r'''
+import os, sys
+import numpy as np
+from loopscale import distribute
+from loopscale.errors import ArgumentError, ArgumentValueError
+
+me, size = distribute.rank(), distribute.size()
+folder = sys.argv[1]
+rec = np.dtype([("a", "<f8"), ("b", "<i4"), ("c", "S3"), ("v", "<f4", (2,))])
+x = np.zeros(7, dtype=rec)
+x["a"] = np.arange(7) * 1.5
+x["b"] = np.arange(7) * -3
+x["c"] = [b"ab", b"cd", b"", b"xyz", b"q", b"rr", b"s"]
+x["v"] = np.arange(14.0).reshape(7, 2)
+bad = []
+
+
+def same(got, want, what):
+    if got is None or got.dtype != want.dtype or got.shape != want.shape or not all(
+            np.array_equal(got[f], want[f]) for f in want.dtype.names):
+        bad.append(f"{what}: {None if got is None else (got.dtype, got.tolist())}")
+
+
+u = distribute.scatter(x if me == 0 else None)
+same(distribute.allgather(u), x, "scatter + allgather")
+g = distribute.gather(u, root=size - 1)
+if me == size - 1:
+    same(g, x, "gather")
+same(distribute.allgather(distribute.scatter(x if me == size - 1 else None, root=size - 1)),
+     x, "scatter from the last rank")
+r0, r1 = u.local_rows
+same(distribute.allgather(distribute.from_local(x[r0:r1])), x, "from_local")
+same(distribute.allgather(distribute.zeros(3, dtype=rec)), np.zeros(3, dtype=rec), "zeros")
+same(distribute.allgather(distribute.zeros_like(u)), np.zeros(7, dtype=rec), "zeros_like")
+path = os.path.join(folder, "records.npy")
+same(distribute.allgather(distribute.load_npy(path)), x, "load_npy")
+# record dtypes of the same size but other fields are other dtypes
+other = np.dtype([("p", "<f8"), ("q", "<i4"), ("c", "S3"), ("v", "<f4", (2,))])
+if size > 1:
+    try:
+        distribute.from_local(np.zeros(2, dtype=rec if me == 0 else other))
+        bad.append("from_local with other fields: no error")
+    except ArgumentValueError as exc:
+        if "must agree" not in str(exc) or "('p', '<f8')" not in str(exc):
+            bad.append(str(exc))
+
+
+def refused(kind, fn, words):
+    try:
+        fn()
+        bad.append(f"{words}: no error")
+    except kind as exc:
+        if type(exc) is not kind or words not in str(exc):
+            bad.append(f"{type(exc).__name__}: {exc}")
+
+
+objects = np.array([1, "a", None], dtype=object)
+refused(ArgumentError, lambda: distribute.scatter(objects if me == 0 else None),
+        "the array given to scatter() on rank 0 (the root) has dtype object, which holds "
+        "Python objects")
+refused(ArgumentError, lambda: distribute.from_local(objects),
+        "the local block given to from_local() has dtype object")
+refused(ArgumentError, lambda: distribute.zeros(3, dtype=object),
+        "the array distribute.zeros() makes has dtype object")
+refused(ArgumentValueError, lambda: distribute.load_npy(os.path.join(folder, "objects.npy")),
+        "objects.npy' holds Python objects (dtype object)")
+# scatter(5.0): one exception type and text, with or without MPI, on every rank
+refused(ArgumentValueError, lambda: distribute.scatter(5.0 if me == 0 else None),
+        "the array given to scatter() on rank 0 (the root) is a scalar (5.0): a "
+        "distributed array needs at least one axis (its rows).")
+refused(ArgumentError, lambda: distribute.scatter(u if me == 0 else None),
+        "the array given to scatter() on rank 0 (the root) is already a DistArray.")
+same(distribute.allgather(distribute.scatter(x if me == 0 else None)), x, "after the errors")
+print(f"rank {me} records {'ok' if not bad else bad}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_record_dtypes_keep_their_fields_and_objects_are_refused(mpi_warm, tmp_path, ranks):
+    rec = np.dtype([("a", "<f8"), ("b", "<i4"), ("c", "S3"), ("v", "<f4", (2,))])
+    x = np.zeros(7, dtype=rec)
+    x["a"] = np.arange(7) * 1.5
+    x["b"] = np.arange(7) * -3
+    x["c"] = [b"ab", b"cd", b"", b"xyz", b"q", b"rr", b"s"]
+    x["v"] = np.arange(14.0).reshape(7, 2)
+    np.save(tmp_path / "records.npy", x)
+    np.save(tmp_path / "objects.npy", np.array([1, "a", None], dtype=object),
+            allow_pickle=True)
+    every_rank_says(mpi_warm, RECORDS, ranks, "records ok", timeout=120,
+                    args=[str(tmp_path)])
+
+
+SCATTER_SCALAR = r'''
+from loopscale import distribute
+from loopscale.errors import ArgumentValueError
+
+try:
+    distribute.scatter(5.0)
+except Exception as exc:
+    print(f"rank {distribute.rank()} {type(exc).__name__}: {exc}", flush=True)
+'''
+
+
+def test_scatter_of_a_scalar_is_the_same_error_with_and_without_mpi(mpi_warm):
+    said = []
+    for ranks in (1, 2):
+        run = every_rank_says(mpi_warm, SCATTER_SCALAR, ranks, "ArgumentValueError: ",
+                              timeout=120)
+        said += [line.split(" ", 2)[2] for line in run.stdout.splitlines()]
+    assert said == [said[0]] * 3, said
+    assert said[0] == ("ArgumentValueError: the array given to scatter() on rank 0 (the root) "
+                       "is a scalar (5.0): a distributed array needs at least one axis "
+                       "(its rows)."), said

@@ -668,3 +668,85 @@ def test_the_agreement_check_compares_what_the_loop_reads(mpi_warm, tmp_path) ->
         text = report["distributed"]
         assert "alpha: rank 0: float 0.1; rank 1: float 0.2" in text, text
         assert "distributed arrays" in text and "replicated mode" not in text, text
+
+
+#: ``script.py CASE OUT``: rank 1 skips one call that rank 0 makes, and the next
+#: call of both ranks is of the other kind (distributed / replicated) or with
+#: the other check: every call's agreement is made of the same collectives, so
+#: the ranks meet there and every rank raises the same error, where it hung.
+OTHER_CALL = r'''
+import json, os, sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+from loopscale.errors import ArgumentValueError
+
+
+@accelerate
+def total(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return s
+
+
+case, out = sys.argv[1], sys.argv[2]
+check = "values" if case == "values" else "shapes"
+me = distribute.rank()
+x = np.arange(1000.0)
+u = distribute.scatter(x if me == 0 else None)
+report = {}
+with loopscale.level("mpi", check=check):
+    assert total(u) == total(x) == x.sum()      # every rank: fine
+    try:
+        if case == "replicated-skipped":
+            if me == 0:
+                total(x)                        # SKIPPED-BY-RANK-1 replicated-skipped
+            total(u)                            # NEXT replicated-skipped
+        else:
+            if me == 0:
+                total(u)                        # SKIPPED-BY-RANK-1 distributed-skipped values
+            total(x)                            # NEXT distributed-skipped values
+        report["error"] = "NOT DETECTED"
+    except ArgumentValueError as exc:
+        report["error"] = str(exc)
+    # no rank was left waiting: the ranks go on together
+    report["after"] = [bool(total(u) == x.sum()), bool(total(x) == x.sum())]
+distribute.comm().Barrier()
+with open(os.path.join(out, f"rank{me}.json"), "w") as fh:
+    json.dump(report, fh)
+print(f"rank {me} finished", flush=True)
+'''
+
+
+@pytest.mark.parametrize("case", ["distributed-skipped", "replicated-skipped", "values"])
+def test_a_skipped_call_meeting_another_kind_of_call_is_an_error_on_every_rank(
+        mpi_warm, tmp_path, case) -> None:
+    # A distributed call's agreement used to exchange the descriptions with a
+    # second Allreduce first, a replicated call's without: a rank in one met a
+    # rank in the other and both waited for ever (the replicated exchange was
+    # not even watched).  Now both meet in the same collectives and raise.
+    script = mpi_warm.write(OTHER_CALL)
+    lines = OTHER_CALL.splitlines()
+    skipped = next(k for k, t in enumerate(lines, 1) if "# SKIPPED-BY-RANK-1" in t
+                   and case in t.split("#")[1].split())
+    following = next(k for k, t in enumerate(lines, 1) if "# NEXT" in t
+                     and case in t.split("#")[1].split())
+    run = mpi_warm(script, 2, [case, str(tmp_path)], timeout=120,
+                   env={"LOOPSCALE_MPI_WAIT": "5", "LOOPSCALE_MPI_TIMEOUT": "15"})
+    assert run.returncode == 0, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert "has waited" not in run.stderr, run.describe()
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0]["error"] == reports[1]["error"], reports  # the same text everywhere
+    text = reports[0]["error"]
+    distributed = "total() with distributed arrays (DistArray arguments)"
+    replicated = "total() with NumPy arrays at the 'mpi' level (replicated mode)"
+    first, second = ((replicated, distributed) if case == "replicated-skipped"
+                     else (distributed, replicated))
+    assert text.startswith(f"the MPI ranks are not in the same call: rank 0: {first}; "
+                           f"rank 1: {second}\n"), text
+    assert f"called at: rank 0: {script}:{skipped}; rank 1: {script}:{following}" in text, text
+    assert "same distributed calls" in text and "in the same order" in text, text
+    for report in reports:
+        assert report["after"] == [True, True], report
