@@ -40,7 +40,16 @@ from ..errors import (
     UnsupportedFunctionError,
     relocated,
 )
-from . import _analysis, _astutil, _codegen, _compile, _distributed, _iteration, _lowering
+from . import (
+    _analysis,
+    _astutil,
+    _codegen,
+    _compile,
+    _distributed,
+    _iteration,
+    _lowering,
+    _regions,
+)
 from ._callpath import (
     _ARG_MARK,
     _BUFFERS,
@@ -298,6 +307,14 @@ class _Compiled:
         #: prologue signature -> why the payloads of a min/max reduction cannot be
         #: held per block for it (not numbers: None, a tuple, an array view), or None
         self.payload_why: dict[tuple[Any, ...], str | None] = {}
+        #: the driver (see :mod:`._regions`): the function with its parallel inner
+        #: loops called on the pool; looked for once (``regions_found``)
+        self.regions_found = False
+        self.regions: list[_regions.Region] = []
+        self.region_notes: list[str] = []
+        self.driver: Any = None
+        self.driver_why: str | None = None
+        self.gates: np.ndarray | None = None
 
         def run_blocks(c0: int, c1: int, *args: Any) -> None:
             """The chunk kernel, noting on an exception the blocks that raised it (read
@@ -471,6 +488,97 @@ class Accelerated(Generic[P, R]):
             self._serial = disp["serial"]
             return self._compiled
 
+    def _driver(self) -> Any:
+        """The driver of this function's parallel inner loops (see :mod:`._regions`),
+        or None: its top-level loop runs in parallel itself, or no loop inside
+        it is independent, or the driver could not be built."""
+        comp = self._build()
+        if comp.regions_found:
+            return comp.driver
+        with self._lock:
+            if comp.regions_found:
+                return comp.driver
+            try:
+                self._make_driver(comp)
+            except LoopscaleError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the loops then run inline
+                comp.driver = None
+                comp.driver_why = f"{type(exc).__name__}: {exc}"
+            finally:
+                comp.regions_found = True
+        return comp.driver
+
+    def _make_driver(self, comp: _Compiled) -> None:
+        import numba
+
+        analysis = self.analysis
+        fdef = self._tree
+        if (analysis.parallel or self.target != "cpu" or self._python_mode or fdef is None
+                or comp.serial is None):
+            return
+        opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck, "cache": self.cache}
+        regions, notes = _regions.find_regions(
+            self.py_func, fdef, lambda fn: Accelerated(fn, **opts))  # type: ignore[arg-type]
+        comp.regions, comp.region_notes = regions, notes
+        if not regions:
+            return
+        dtree = _regions.driver_tree(fdef, regions)
+        resolver = _analysis.Resolver(self.py_func, prange_objects())  # type: ignore[arg-type]
+        base = "".join(c if c.isalnum() else "_" for c in self.py_func.__qualname__)
+        gen = _codegen.generate(dtree, analysis,
+                                lambda node: resolver.is_range(node) == "prange",
+                                base + "__driver", self.py_func.__code__.co_filename,
+                                self.py_func.__qualname__, deferred=False)
+        _codegen.python_strings(gen.module, "str" in self.py_func.__globals__
+                                or "str" in self._params)
+        for node in gen.module.body:
+            if isinstance(node, ast.FunctionDef) and node.name == gen.serial:
+                node.args.args.insert(1, ast.copy_location(ast.arg(_regions.GATES),
+                                                           node.args.args[0]))
+        options = _compile.numba_options(self.fastmath, self.boundscheck)
+        options["pipeline_class"] = _lowering.Pipeline
+        helpers = _compile.HelperCompiler(options, Accelerated)
+        loaded = {n.id for n in ast.walk(dtree) if isinstance(n, ast.Name)}
+        ns, _ = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
+        gates = np.full(len(regions), _regions.FIRST_GATE, dtype=np.int64)
+        ns[_regions.OBJMODE] = numba.objmode
+        for k, reg in enumerate(regions):
+            ns[reg.name] = _regions.Runner(reg.accel, k, gates)
+        exec(compile(gen.module, self.py_func.__code__.co_filename, "exec"), ns)
+        fn = ns[gen.serial]
+        fn.__qualname__ = f"{self.py_func.__qualname__}.driver"
+        # no module: Numba then looks up the globals of the object-mode calls in
+        # the function's own namespace, where the runners are
+        fn.__module__ = None
+        # (not cached on disk: the object-mode calls name this process's runners)
+        disp = numba.njit(nogil=True, **options)(fn)
+        disp._compile_for_args = self._hook(disp, "driver")
+        comp.driver, comp.gates = disp, gates
+
+    def _run_driver(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """The driver, timed; a driver that cannot be compiled is dropped (the
+        fused serial code runs then and after)."""
+        st = _state()
+        t0 = time.perf_counter()
+        try:
+            out = comp.driver(st, comp.gates, *args, **kwargs)
+        except CompileError as exc:
+            comp.driver = None
+            comp.driver_why = str(exc).splitlines()[0]
+            return self._run_serial(args, kwargs)
+        except LoopscaleError:
+            raise
+        except Exception as exc:
+            if getattr(exc, "_loopscale_region", False):
+                raise  # located by the region's own function
+            new = self._translate(exc, st)
+            if new is exc:
+                raise
+            raise new from exc
+        self._last_run_seconds = time.perf_counter() - t0
+        return out  # type: ignore[no-any-return]
+
     def _deferral_blocker(self, fdef: ast.FunctionDef, analysis: Any, resolver: Any) -> str | None:
         """Why a float division by zero in this function's loop must raise at once
         (None: it is raised at the end of its block; see :mod:`._lowering`)."""
@@ -639,6 +747,8 @@ class Accelerated(Generic[P, R]):
         for w in caught:
             if issubclass(w.category, NumbaWarning):
                 text = str(w.message).strip().splitlines()[0]
+                if text.startswith("Code running in object mode won't allow parallel"):
+                    continue  # (the driver's calls of its regions: see _regions)
                 if text not in self.compile_warnings:
                     self.compile_warnings.append(text)
             else:
@@ -1158,6 +1268,8 @@ class Accelerated(Generic[P, R]):
             return setting.name
         comp = self._compiled
         if not self.analysis.parallel or comp is None or comp.pre is None:
+            if comp is not None and comp.pre is None and self._driver() is not None:
+                return _auto_parallel_level() or "serial"  # its inner loops may gain
             return "serial"
         # (at the default level, short loops never get here: the generated
         # __call__ runs them serially until one takes long; inside an explicit
@@ -1176,6 +1288,10 @@ class Accelerated(Generic[P, R]):
         if default.name != "auto":
             return 0
         comp = self._compiled
+        if (comp is not None and comp.pre is None and not self.analysis.parallel
+                and _auto_parallel_level() is not None and self._driver() is not None):
+            # parallel inner loops: the driver, until a call is short (as below)
+            return self._fast if self._fast == 2 else 0
         if (not self.analysis.parallel or comp is None or comp.pre is None
                 or comp.no_plan is not None or _auto_parallel_level() is None):
             return 1
@@ -1210,6 +1326,9 @@ class Accelerated(Generic[P, R]):
         """Run through the outlined plan with *executor* (the threads/mpi path)."""
         comp = self._build()
         if comp.pre is None:
+            if (not distributed and getattr(executor, "name", None) == "threads"
+                    and self._driver() is not None):
+                return self._run_driver(comp, args, kwargs)
             return self._run_serial(args, kwargs)
         if comp.no_plan is not None and not distributed:
             return self._run_serial(args, kwargs)
@@ -1567,6 +1686,28 @@ class Accelerated(Generic[P, R]):
                              f"the loop runs sequentially: {why}")
         for line, why in a.other_loops:
             lines.append(f"  other loop at line {line}: {why}")
+        if (not a.parallel and not self._python_mode
+                and self.target == "cpu" and self._serial is not None):
+            try:
+                self._driver()
+            except Exception:  # noqa: BLE001 - (the report only)
+                pass
+            comp = self._compiled
+            if comp is not None:
+                for reg in comp.regions:
+                    lines.append(
+                        f"  inner loop over `{reg.accel.analysis.loop_var}` at line {reg.line}: "
+                        "PARALLEL, inside the sequential loop: at the threads level (and "
+                        "auto's), each pass runs it on the pool when it is long enough ("
+                        f"from {_regions.FIRST_GATE} iterations; free variables: "
+                        f"{', '.join(reg.params) or 'none'})")
+                    for name, role in reg.accel.analysis.arrays.items():
+                        lines.append(f"    array {name}: {role.describe()}")
+                for note in comp.region_notes:
+                    lines.append(f"  {note}")
+                if comp.driver_why:
+                    lines.append(f"  inner loops run inline: the driver did not compile "
+                                 f"({comp.driver_why})")
         if self._python_mode:
             lines.append("  runs as plain Python (" + (
                 "LOOPSCALE_DISABLE=1" if self._disabled else "fallback after a compile error")

@@ -1,0 +1,186 @@
+"""Parallel loops inside a sequential loop (time steps, sweeps): each
+independent inner loop is outlined and run on the pool at each pass of the
+outer loop, with the serial answer bit for bit; inner loops that carry a
+dependence, reduce, or leave values read after them stay inline.
+
+Real compilation, real threads, the object-mode calls of the real driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from loopscale import accelerate, level
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _heat(u, new, steps, k):
+    n = u.shape[0]
+    for _t in range(steps):
+        for i in range(1, n - 1):
+            new[i] = u[i] + k * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+        new[0] = u[0]
+        new[n - 1] = u[n - 1]
+        u, new = new, u
+    return u
+
+
+def _nbody_steps(pos, vel, acc, steps, dt):
+    n = pos.shape[0]
+    for _s in range(steps):
+        for i in range(n):
+            ax = 0.0
+            ay = 0.0
+            for j in range(n):
+                if j != i:
+                    dx = pos[j, 0] - pos[i, 0]
+                    dy = pos[j, 1] - pos[i, 1]
+                    r2 = dx * dx + dy * dy + 0.01
+                    inv = 1.0 / (r2 * np.sqrt(r2))
+                    ax += dx * inv
+                    ay += dy * inv
+            acc[i, 0] = ax
+            acc[i, 1] = ay
+        for i in range(n):
+            vel[i, 0] += dt * acc[i, 0]
+            vel[i, 1] += dt * acc[i, 1]
+            pos[i, 0] += dt * vel[i, 0]
+            pos[i, 1] += dt * vel[i, 1]
+    return pos
+
+
+def _jacobi_until(a, b, tol, most):
+    n = a.shape[0]
+    err = tol + 1.0
+    it = 0
+    while err > tol and it < most:
+        for i in range(1, n - 1):
+            b[i] = 0.5 * (a[i - 1] + a[i + 1])
+        err = 0.0
+        for i in range(1, n - 1):  # a reduction: stays inline
+            err = max(err, abs(b[i] - a[i]))
+        a, b = b, a
+        it += 1
+    return a, it
+
+
+def _levels():
+    return [("serial", {}), ("threads", {"max_workers": 2}),
+            ("threads", {"max_workers": 3, "policy": "dynamic"}), (None, {})]
+
+
+def _ctx(lvl, opts):
+    return level(lvl, **opts) if lvl else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("n", [5, 3000, 40_000])
+def test_a_time_step_loop_runs_its_stencil_on_the_pool_with_the_serial_answer(n):
+    f = accelerate(_heat)
+    u0 = np.sin(np.linspace(0.0, 3.0, n))
+    expected = _heat(u0.copy(), np.zeros(n), 7, 0.2)
+    for lvl, opts in _levels():
+        with _ctx(lvl, opts):
+            got = f(u0.copy(), np.zeros(n), 7, 0.2)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{lvl} {opts}")
+    text = f.explain()
+    assert "loop over `_t` at line" in text and "SEQUENTIAL" in text, text
+    assert "inner loop over `i` at line" in text and "PARALLEL, inside the sequential loop" \
+        in text, text
+    comp = f._compiled
+    assert comp.regions and comp.driver is not None, text
+    if n >= 3000:  # long enough to leave compiled code: the region ran on the pool
+        assert sum(r.accel.analysis.parallel for r in comp.regions) == 1
+        runner = comp.driver.py_func.__globals__[comp.regions[0].name]
+        assert runner.calls > 0
+
+
+def test_two_inner_loops_of_a_time_step_both_run_on_the_pool():
+    f = accelerate(_nbody_steps)
+    rng = np.random.default_rng(3)
+    pos0 = rng.random((1500, 2))
+    vel0 = rng.random((1500, 2)) - 0.5
+    with level("serial"):
+        expected = f(pos0.copy(), vel0.copy(), np.zeros((1500, 2)), 2, 0.01)
+    for lvl, opts in _levels()[1:]:
+        with _ctx(lvl, opts):
+            got = f(pos0.copy(), vel0.copy(), np.zeros((1500, 2)), 2, 0.01)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{lvl} {opts}")
+    small = (pos0[:30].copy(), vel0[:30].copy(), np.zeros((30, 2)), 3, 0.01)
+    np.testing.assert_allclose(
+        f(*[a.copy() if isinstance(a, np.ndarray) else a for a in small]),
+        _nbody_steps(*small), rtol=1e-12)
+    assert len(f._compiled.regions) == 2, f.explain()
+
+
+def test_an_inner_reduction_stays_inline_and_explain_says_why():
+    f = accelerate(_jacobi_until)
+    a0 = np.zeros(5000)
+    a0[0], a0[-1] = 1.0, -1.0
+    expected = _jacobi_until(a0.copy(), a0.copy(), 1e-4, 40)
+    for lvl, opts in _levels():
+        with _ctx(lvl, opts):
+            got, it = f(a0.copy(), a0.copy(), 1e-4, 40)
+        np.testing.assert_array_equal(got, expected[0])
+        assert it == expected[1]
+    text = f.explain()
+    import inspect
+
+    lines, start = inspect.getsourcelines(_jacobi_until)
+    first = start + next(k for k, ln in enumerate(lines) if "b[i] = 0.5" in ln) - 1
+    assert [r.line for r in f._compiled.regions] == [first], text
+    assert "inner loop at line" in text and "it assigns err, read outside it" in text, text
+
+
+def _live_index(x, out, steps):
+    last = 0
+    for _s in range(steps):
+        for i in range(x.shape[0]):
+            out[i] = out[i] + x[i]
+        last = i  # the inner loop's variable, read after it
+    return last
+
+
+def _carried_inner(x, out, steps):
+    for _s in range(steps):
+        for i in range(1, x.shape[0]):
+            out[i] = out[i - 1] + x[i]
+    return out
+
+
+def _raises_inside(x, out, steps):
+    for s in range(steps):
+        for i in range(x.shape[0]):
+            if x[i] < 0 and s == 1:
+                raise ValueError(f"negative at {i}")
+            out[i] = x[i] * 2.0
+    return out
+
+
+def test_inner_loops_that_cannot_be_outlined_stay_inline_with_the_serial_answer():
+    x = np.arange(4000.0)
+    live, carried = accelerate(_live_index), accelerate(_carried_inner)
+    with level("threads", max_workers=2):
+        assert live(x, np.zeros(4000), 3) == _live_index(x, np.zeros(4000), 3)
+        np.testing.assert_array_equal(carried(x, np.zeros(4000), 2),
+                                      _carried_inner(x, np.zeros(4000), 2))
+    assert not live._compiled.regions and "it assigns i, read outside it" in live.explain()
+    assert not carried._compiled.regions
+    assert "inner loop at line" in carried.explain() and "in order" in carried.explain()
+
+
+def test_an_exception_in_a_region_reaches_the_caller_once_with_its_iterations():
+    f = accelerate(_raises_inside)
+    x = np.ones(50_000)
+    x[43_210] = -1.0
+    for lvl, opts in _levels():
+        with _ctx(lvl, opts), pytest.raises(ValueError) as info:
+            f(x, np.zeros(50_000), 3)
+        msg = str(info.value)
+        assert msg.startswith("negative at 43210"), msg
+        assert "raised in iterations" in msg, msg
+    with level("threads", max_workers=2):  # the pool is still usable
+        np.testing.assert_array_equal(f(np.ones(5000), np.zeros(5000), 2), np.full(5000, 2.0))
