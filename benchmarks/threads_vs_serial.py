@@ -84,6 +84,38 @@ def nbody(pos, mass):
     return acc
 
 
+def nbody_steps(pos0, vel0, mass, steps, dt):
+    """Time steps of a leapfrog n-body: the step loop is sequential, its force and
+    update loops are independent (run on the pool at each step: see the guide's
+    "Parallel loops inside a sequential loop")."""
+    pos = pos0.copy()
+    vel = vel0.copy()
+    n = pos.shape[0]
+    acc = np.zeros_like(pos)
+    for _s in range(steps):
+        for i in range(n):
+            ax = 0.0
+            ay = 0.0
+            az = 0.0
+            for j in range(n):
+                dx = pos[j, 0] - pos[i, 0]
+                dy = pos[j, 1] - pos[i, 1]
+                dz = pos[j, 2] - pos[i, 2]
+                r2 = dx * dx + dy * dy + dz * dz + 1e-3
+                inv = mass[j] / (r2 * math.sqrt(r2))
+                ax += dx * inv
+                ay += dy * inv
+                az += dz * inv
+            acc[i, 0] = ax
+            acc[i, 1] = ay
+            acc[i, 2] = az
+        for i in range(n):
+            for k in range(3):
+                vel[i, k] += dt * acc[i, k]
+                pos[i, k] += dt * vel[i, k]
+    return pos
+
+
 def kde(points, data, bw):
     out = np.empty(points.shape[0])
     norm = 1.0 / (data.shape[0] * bw * math.sqrt(2.0 * math.pi))
@@ -179,6 +211,36 @@ def nbody_prange(pos, mass):
         acc[i, 1] = ay
         acc[i, 2] = az
     return acc
+
+
+@numba.njit(parallel=True, nogil=True)
+def nbody_steps_prange(pos0, vel0, mass, steps, dt):
+    pos = pos0.copy()
+    vel = vel0.copy()
+    n = pos.shape[0]
+    acc = np.zeros_like(pos)
+    for _s in range(steps):
+        for i in numba.prange(n):
+            ax = 0.0
+            ay = 0.0
+            az = 0.0
+            for j in range(n):
+                dx = pos[j, 0] - pos[i, 0]
+                dy = pos[j, 1] - pos[i, 1]
+                dz = pos[j, 2] - pos[i, 2]
+                r2 = dx * dx + dy * dy + dz * dz + 1e-3
+                inv = mass[j] / (r2 * math.sqrt(r2))
+                ax += dx * inv
+                ay += dy * inv
+                az += dz * inv
+            acc[i, 0] = ax
+            acc[i, 1] = ay
+            acc[i, 2] = az
+        for i in numba.prange(n):
+            for k in range(3):
+                vel[i, k] += dt * acc[i, k]
+                pos[i, k] += dt * vel[i, k]
+    return pos
 
 
 @numba.njit(parallel=True, nogil=True)
@@ -279,6 +341,9 @@ def cases(scale: float) -> list[tuple[str, object, object, tuple]]:
     return [
         ("n-body forces", nbody, nbody_prange,
          (rng.random((n_nb, 3)), rng.random(n_nb) + 0.5)),
+        ("n-body, 10 time steps", nbody_steps, nbody_steps_prange,
+         (rng.random((n_nb // 2, 3)), np.zeros((n_nb // 2, 3)), rng.random(n_nb // 2) + 0.5,
+          10, 1e-4)),
         ("Black-Scholes (helper)", black_scholes, black_scholes_prange,
          (rng.random(n_bs) + 1.0, rng.random(n_bs) + 1.0, rng.random(n_bs) + 0.1, 0.05, 0.2)),
         ("Gaussian KDE", kde, kde_prange, (rng.random(m_kde), rng.random(m_kde), 0.1)),

@@ -315,6 +315,7 @@ class _Compiled:
         self.driver: Any = None
         self.driver_why: str | None = None
         self.gates: np.ndarray | None = None
+        self.runners: list[_regions.Runner] = []
 
         def run_blocks(c0: int, c1: int, *args: Any) -> None:
             """The chunk kernel, noting on an exception the blocks that raised it (read
@@ -542,15 +543,20 @@ class Accelerated(Generic[P, R]):
         loaded = {n.id for n in ast.walk(dtree) if isinstance(n, ast.Name)}
         ns, _ = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
         gates = np.full(len(regions), _regions.FIRST_GATE, dtype=np.int64)
-        ns[_regions.OBJMODE] = numba.objmode
         for k, reg in enumerate(regions):
-            ns[reg.name] = _regions.Runner(reg.accel, k, gates)
+            # (no module: Numba then looks up the object-mode block's globals in
+            # the function's own namespace, where the runner is)
+            runner = _regions.Runner(reg.accel, k, gates)
+            comp.runners.append(runner)
+            hns = {_regions.OBJMODE: numba.objmode, reg.name: runner}
+            exec(_regions.call_source(k, reg), hns)
+            call = hns[f"{_regions.CALL}{k}"]
+            call.__module__ = None
+            ns[f"{_regions.CALL}{k}"] = numba.njit(nogil=True)(call)
         exec(compile(gen.module, self.py_func.__code__.co_filename, "exec"), ns)
         fn = ns[gen.serial]
         fn.__qualname__ = f"{self.py_func.__qualname__}.driver"
-        # no module: Numba then looks up the globals of the object-mode calls in
-        # the function's own namespace, where the runners are
-        fn.__module__ = None
+        fn.__module__ = self.py_func.__module__
         # (not cached on disk: the object-mode calls name this process's runners)
         disp = numba.njit(nogil=True, **options)(fn)
         disp._compile_for_args = self._hook(disp, "driver")
@@ -1698,8 +1704,8 @@ class Accelerated(Generic[P, R]):
                     lines.append(
                         f"  inner loop over `{reg.accel.analysis.loop_var}` at line {reg.line}: "
                         "PARALLEL, inside the sequential loop: at the threads level (and "
-                        "auto's), each pass runs it on the pool when it is long enough ("
-                        f"from {_regions.FIRST_GATE} iterations; free variables: "
+                        "auto's), each pass runs it on the pool, until a pass shows it too "
+                        "short to gain (free variables: "
                         f"{', '.join(reg.params) or 'none'})")
                     for name, role in reg.accel.analysis.arrays.items():
                         lines.append(f"    array {name}: {role.describe()}")

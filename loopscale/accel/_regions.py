@@ -17,16 +17,16 @@ The whole function is then built once more as a *driver*, in which each
 region's loop becomes (:func:`driver_tree`)::
 
     if len(range(...)) >= __ls_gates[k]:
-        with objmode():                     # the GIL, for the call only
-            __ls_region_k(len(range(...)), <free variables>)
-    else:
+        __ls_call_k(len(range(...)), <free variables>)   # an object-mode block:
+    else:                                                # the GIL, for the call only
         <the loop, inline>
 
 The call runs the region at the level in force (``threads``, or ``auto``'s
 choice) on the pool while the caller's compiled code waits.  The gate keeps
 loops too short to gain from leaving compiled code at all: it starts at
-:data:`FIRST_GATE` iterations and is raised above a size whose call took less
-than :data:`REGION_SECONDS` (:class:`Runner`).
+:data:`FIRST_GATE` iterations and is raised to twice any size whose call took
+less than :data:`REGION_SECONDS` (:class:`Runner`), so a short loop leaves
+compiled code once, or a few times as it grows.
 """
 
 from __future__ import annotations
@@ -47,12 +47,17 @@ __all__ = ["Region", "find_regions", "driver_tree", "Runner", "GATES", "FIRST_GA
 
 #: The name of the gate array in the driver (its second argument).
 GATES = "__ls_gates"
-#: The least number of iterations a region starts with to leave compiled code.
-FIRST_GATE = 1024
+#: The least number of iterations for which a region leaves compiled code at
+#: first: the iterations' cost is not known (a thousand of them may take a
+#: millisecond each), so every loop of two or more is tried once, and the
+#: runner raises the gate above any size whose call did not take long.
+FIRST_GATE = 2
 #: A region call shorter than this did not gain from the pool (nor would a
 #: shorter loop): loops of up to twice its size then stay inline.
 REGION_SECONDS = 100e-6
 OBJMODE = "__ls_objmode"
+#: The compiled function the driver calls for a region (see :func:`call_source`).
+CALL = "__ls_call_"
 
 
 @dataclass
@@ -258,20 +263,28 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.Functio
         top = out.body[reg.outer]
         loop = top.body[reg.inner]  # type: ignore[attr-defined]
         trips = ast.Call(ast.Name("len", ast.Load()), [copy.deepcopy(loop.iter)], [])
-        call = ast.Expr(ast.Call(ast.Name(reg.name, ast.Load()),
+        call = ast.Expr(ast.Call(ast.Name(f"{CALL}{k}", ast.Load()),
                                  [trips, *(ast.Name(p, ast.Load()) for p in reg.params)], []))
         gated = ast.If(
             test=ast.Compare(copy.deepcopy(trips), [ast.GtE()],
                              [ast.Subscript(ast.Name(GATES, ast.Load()), ast.Constant(k),
                                             ast.Load())]),
-            body=[ast.With(items=[ast.withitem(ast.Call(ast.Name(OBJMODE, ast.Load()), [], []),
-                                               None)], body=[call])],
-            orelse=[loop])
+            body=[call], orelse=[loop])
         for node in ast.walk(gated):
             if node is not loop and not any(node is n for n in ast.walk(loop)):
                 ast.copy_location(node, loop)
         top.body[reg.inner] = gated  # type: ignore[attr-defined]
     return out
+
+
+def call_source(k: int, reg: Region) -> str:
+    """The compiled function the driver calls for region *k*: one object-mode
+    block that calls its runner (one block per function: Numba 0.68 emits
+    invalid LLVM IR for two object-mode blocks in one loop)."""
+    params = ", ".join(("__ls_n", *reg.params))
+    return (f"def {CALL}{k}({params}):\n"
+            f"    with {OBJMODE}():\n"
+            f"        {reg.name}({params})\n")
 
 
 class Runner:
