@@ -1435,7 +1435,17 @@ class _LoopChecker:
             if arg is None:
                 continue
             n_before = len(self.accesses)
-            if idx_list is None or not isinstance(arg, (ast.Name, ast.Subscript)):
+            whole_item = (idx_list is None and isinstance(arg, ast.Subscript)
+                          and _flat_chain(arg) and pidx not in summary.writes)
+            if whole_item:
+                # `f(out[i])` with f reading its parameter whole (a number, or the
+                # row it is given): a read of `out[i]`, as written in the loop
+                base, pos = _index_positions(arg)
+                if base is not None:
+                    self._add_access(base.id, pos, False, call)
+                else:
+                    self._add_opaque(self._sources(arg), False, call, self.src(arg))
+            elif idx_list is None or not isinstance(arg, (ast.Name, ast.Subscript)):
                 self._add_opaque(self._sources(arg), False, call, self.src(arg))
             else:
                 for idx in idx_list:
