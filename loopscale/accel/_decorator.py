@@ -316,6 +316,10 @@ class _Compiled:
         self.driver_why: str | None = None
         self.gates: np.ndarray | None = None
         self.runners: list[_regions.Runner] = []
+        #: (driver module, its function's name, namespace, Numba options)
+        self.driver_parts: Any = None
+        #: argument types -> driver, when regions hand values back
+        self.typed_drivers: dict[tuple[Any, ...], Any] | None = None
 
         def run_blocks(c0: int, c1: int, *args: Any) -> None:
             """The chunk kernel, noting on an exception the blocks that raised it (read
@@ -511,8 +515,6 @@ class Accelerated(Generic[P, R]):
         return comp.driver
 
     def _make_driver(self, comp: _Compiled) -> None:
-        import numba
-
         analysis = self.analysis
         fdef = self._tree
         if (analysis.parallel or self.target != "cpu" or self._python_mode or fdef is None
@@ -542,25 +544,100 @@ class Accelerated(Generic[P, R]):
         helpers = _compile.HelperCompiler(options, Accelerated)
         loaded = {n.id for n in ast.walk(dtree) if isinstance(n, ast.Name)}
         ns, _ = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
-        gates = np.full(len(regions), _regions.FIRST_GATE, dtype=np.int64)
-        for k, reg in enumerate(regions):
+        comp.gates = np.full(len(regions), _regions.FIRST_GATE, dtype=np.int64)
+        comp.runners = [_regions.Runner(reg.accel, k, comp.gates)
+                        for k, reg in enumerate(regions)]
+        comp.driver_parts = (gen.module, gen.serial, ns, options)
+        if any(reg.outs for reg in regions):
+            # the values it hands back are of the types the function gives them,
+            # for each type of its arguments: a driver per signature (_typed_driver)
+            comp.typed_drivers = {}
+            comp.driver = comp.typed_drivers
+            return
+        comp.driver = self._driver_build(comp, {})
+
+    def _driver_build(self, comp: _Compiled, out_types: dict[int, Any]) -> Any:
+        """A driver dispatcher; *out_types*: region -> the Numba type of what it
+        returns (see ``_regions.call_source``)."""
+        import numba
+
+        module, name, base_ns, options = comp.driver_parts
+        ns = dict(base_ns)
+        for k, reg in enumerate(comp.regions):
             # (no module: Numba then looks up the object-mode block's globals in
             # the function's own namespace, where the runner is)
-            runner = _regions.Runner(reg.accel, k, gates)
-            comp.runners.append(runner)
-            hns = {_regions.OBJMODE: numba.objmode, reg.name: runner}
+            hns = {_regions.OBJMODE: numba.objmode, reg.name: comp.runners[k],
+                   _regions.OUT_TYPE: out_types.get(k)}
             exec(_regions.call_source(k, reg), hns)
             call = hns[f"{_regions.CALL}{k}"]
             call.__module__ = None
             ns[f"{_regions.CALL}{k}"] = numba.njit(nogil=True)(call)
-        exec(compile(gen.module, self.py_func.__code__.co_filename, "exec"), ns)
-        fn = ns[gen.serial]
+        exec(compile(module, self.py_func.__code__.co_filename, "exec"), ns)
+        fn = ns[name]
         fn.__qualname__ = f"{self.py_func.__qualname__}.driver"
         fn.__module__ = self.py_func.__module__
         # (not cached on disk: the object-mode calls name this process's runners)
         disp = numba.njit(nogil=True, **options)(fn)
         disp._compile_for_args = self._hook(disp, "driver")
-        comp.driver, comp.gates = disp, gates
+        return disp
+
+    def _typed_driver(self, comp: _Compiled, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+        """The driver for these arguments' types, when regions hand values back:
+        their types come from typing the fused serial code for the same types."""
+        from numba.core import compiler, typed_passes
+        from numba.core import types as nbt
+
+        bound = self.__signature__.bind(*args, **kwargs)
+        bound.apply_defaults()
+        serial = self._serial
+        key = tuple(serial.typeof_pyval(v) for v in bound.arguments.values())
+        disp = comp.typed_drivers.get(key)
+        if disp is not None:
+            return disp
+        try:
+            serial.targetctx.refresh()
+            serial.typingctx.refresh()
+            fir = compiler.run_frontend(serial.py_func)
+            typed = typed_passes.type_inference_stage(
+                serial.typingctx, serial.targetctx, fir,
+                (serial.typeof_pyval(_state()), *key), None)
+            out_types = {}
+            for k, reg in enumerate(comp.regions):
+                if reg.outs:
+                    ts = [nbt.unliteral(typed.typemap[o]) for o in reg.outs]
+                    out_types[k] = ts[0] if len(ts) == 1 else nbt.Tuple(ts)
+                    self._exact_or_inline(comp, k, reg, ts)
+        except Exception as exc:  # noqa: BLE001 - the fused serial code runs instead
+            raise CompileError(f"typing the values the inner loops hand back failed: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                               function=self.py_func.__qualname__) from exc
+        disp = comp.typed_drivers[key] = self._driver_build(comp, out_types)
+        return disp
+
+    @staticmethod
+    def _exact_or_inline(comp: _Compiled, k: int, reg: _regions.Region,
+                         out_types: list[Any]) -> None:
+        """Keep region *k* inline when it hands back a sum or product of floats:
+        combined over its blocks, it would be added in another order than the
+        fused serial code adds it (which the serial level, and every short pass,
+        runs), and the answer would depend on which ran.  Integer sums, min/max
+        with their payloads and flags are the same in any order."""
+        from numba.core import types as nbt
+
+        ops = reg.accel.analysis.reductions
+        for name, t in zip(reg.outs, out_types, strict=True):
+            if ops.get(name, "min") in ("min", "max", "set"):
+                continue
+            if isinstance(t, (nbt.Integer, nbt.Boolean)):
+                continue
+            comp.gates[k] = 1 << 62  # type: ignore[index]
+            note = (f"inner loop at line {reg.line}: runs inline: its {ops[name]!s}-reduction "
+                    f"`{name}` is a {t}, whose blocks would be added in another order "
+                    "than the serial code adds them")
+            if note not in comp.region_notes:
+                comp.region_notes.append(note)
+            return
 
     def _run_driver(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         """The driver, timed; a driver that cannot be compiled is dropped (the
@@ -568,9 +645,11 @@ class Accelerated(Generic[P, R]):
         st = _state()
         t0 = time.perf_counter()
         try:
-            out = comp.driver(st, comp.gates, *args, **kwargs)
+            driver = (self._typed_driver(comp, args, kwargs)
+                      if comp.typed_drivers is not None else comp.driver)
+            out = driver(st, comp.gates, *args, **kwargs)
         except CompileError as exc:
-            comp.driver = None
+            comp.driver = comp.typed_drivers = None
             comp.driver_why = str(exc).splitlines()[0]
             return self._run_serial(args, kwargs)
         except LoopscaleError:
@@ -1707,7 +1786,13 @@ class Accelerated(Generic[P, R]):
                         "auto's), each pass runs it on the pool, until a pass shows it too "
                         "short to gain (free variables: "
                         f"{', '.join(reg.params) or 'none'})")
-                    for name, role in reg.accel.analysis.arrays.items():
+                    ra = reg.accel.analysis
+                    if reg.outs:
+                        lines.append("    hands back to the function: " + ", ".join(
+                            ra.reduction_text(o) if o in ra.reductions else o
+                            for o in reg.outs) + " (combined over its blocks in order, "
+                            "as at the top level)")
+                    for name, role in ra.arrays.items():
                         lines.append(f"    array {name}: {role.describe()}")
                 for note in comp.region_notes:
                     lines.append(f"  {note}")

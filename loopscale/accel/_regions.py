@@ -70,11 +70,18 @@ class Region:
     params: tuple[str, ...]  # its free variables, in order
     accel: Any  # the Accelerated function of the loop alone
     name: str  # the name the driver calls it by
+    #: what it assigns that is read after it: its reductions (and the payloads
+    #: of a min/max), returned by the region's function and assigned back
+    outs: tuple[str, ...] = ()
 
 
 def _loads(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
-            and isinstance(n.ctx, ast.Load)}
+    """Names *node* reads (``v += 1`` reads ``v``)."""
+    out = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
+           and isinstance(n.ctx, ast.Load)}
+    out |= {n.target.id for n in ast.walk(node)
+            if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)}
+    return out
 
 
 def _stores(stmts: Sequence[ast.stmt]) -> set[str]:
@@ -128,64 +135,70 @@ def _candidates(fdef: ast.FunctionDef) -> list[tuple[int, int, ast.For]]:
 
 def _live_after(fdef: ast.FunctionDef, loop: ast.For, names: set[str]) -> set[str]:
     """Those of *names* (assigned in *loop*) that a read outside *loop* may see
-    the value of: every read counts but one inside another ``for`` loop that
-    binds the name first -- as its target, or by a plain assignment among the
-    statements of its body before the one that reads it (``for i in ...``
-    again, a temporary ``tmp = ...`` that each of two loops assigns first)."""
+    the value of.  A read is not reached when, going back from it through the
+    statements of the blocks around it (innermost first), a plain assignment of
+    the name comes before *loop* does, or a ``for`` loop binds it as its target
+    (``for i in ...`` again, a temporary each loop assigns first); a ``for``
+    block that holds *loop* after the read carries *loop*'s value to it from
+    its previous pass."""
     live: set[str] = set()
+    # (statements and expressions only: the parser shares one Load(), one Add()...)
+    holds = {id(n) for n in ast.walk(loop) if isinstance(n, (ast.stmt, ast.expr))}
 
-    def first_bound(body: list[ast.stmt], upto: int, name: str) -> bool:
-        for st in body[:upto]:
-            if name in _loads(st):
-                return False
-            if isinstance(st, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == name for t in st.targets):
-                return True
-        return False
+    def has_loop(st: ast.AST) -> bool:
+        return any(id(n) in holds for n in ast.walk(st) if isinstance(n, (ast.stmt, ast.expr)))
 
-    def visit(stmts: list[ast.stmt], fors: list[tuple[ast.For, list[ast.stmt], int]]) -> None:
-        for st in stmts:
+    def assigns(st: ast.stmt, name: str) -> bool:
+        return isinstance(st, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in st.targets)
+
+    def reached(name: str, levels: list[tuple[ast.AST | None, list[ast.stmt], int]]) -> bool:
+        for owner, body, at in reversed(levels):
+            if isinstance(owner, ast.For) and name in {
+                    n.id for n in ast.walk(owner.target) if isinstance(n, ast.Name)}:
+                return False  # bound by this loop's own header each pass
+            for st in reversed(body[:at]):
+                if has_loop(st):
+                    return True
+                if assigns(st, name):
+                    return False
+            if isinstance(owner, (ast.For, ast.While)) and has_loop(owner):
+                return True  # its previous pass ran the loop after this read
+        return True  # (the function's start: a value from before, or none)
+
+    def visit(stmts: list[ast.stmt], levels: list[tuple[ast.AST | None, list[ast.stmt], int]]
+              ) -> None:
+        for idx, st in enumerate(stmts):
+            here = [*levels[:-1], (levels[-1][0], levels[-1][1], idx)]
             if st is loop:
                 continue
-            # the statement's own expressions (not its nested blocks)
             for fld, value in ast.iter_fields(st):
                 if fld in ("body", "orelse", "finalbody", "handlers"):
                     continue
                 for v in value if isinstance(value, list) else [value]:
                     if not isinstance(v, ast.AST):
                         continue
+                    if isinstance(st, ast.While) and fld == "test" and has_loop(st):
+                        live.update(_loads(v) & names)  # tested again after each pass
+                        continue
                     for name in _loads(v) & names:
-                        covered = isinstance(st, ast.For) and fld != "iter" and name in {
-                            n.id for n in ast.walk(st.target) if isinstance(n, ast.Name)}
-                        for f, body, at in reversed(fors):
-                            if covered:
-                                break
-                            covered = (name in {n.id for n in ast.walk(f.target)
-                                                if isinstance(n, ast.Name)}
-                                       or first_bound(body, at, name))
-                        if not covered:
+                        if name not in live and reached(name, here):
                             live.add(name)
             for fld in ("body", "orelse", "finalbody"):
                 sub = getattr(st, fld, None)
                 if isinstance(sub, list):
-                    inner = fors
-                    if isinstance(st, ast.For) and fld == "body":
-                        inner = [*fors, (st, sub, 0)]
-                    visit_block(sub, inner)
+                    # the block's statements come after those before `st` in
+                    # the enclosing body; a loop's body also after its own end
+                    visit(sub, [*here, (st if fld == "body" else None, sub, 0)])
             for h in getattr(st, "handlers", []):
-                visit_block(h.body, fors)
+                visit(h.body, [*here, (None, h.body, 0)])
 
-    def visit_block(stmts: list[ast.stmt], fors: list[tuple[ast.For, list[ast.stmt], int]]
-                    ) -> None:
-        # each statement sees, for the innermost loop whose body this is, its own index
-        for idx, st in enumerate(stmts):
-            here = fors
-            if fors and fors[-1][1] is stmts:
-                f, body, _ = fors[-1]
-                here = [*fors[:-1], (f, body, idx)]
-            visit([st], here)
-
-    visit_block(fdef.body, [])
+    # a function or lambda defined in the body may run after the loop
+    for node in ast.walk(fdef):
+        if node is not fdef and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                  ast.Lambda)):
+            live |= _loads(node) & names
+    visit(fdef.body, [(None, fdef.body, 0)])
     return live
 
 
@@ -207,13 +220,15 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
         if loaded & set(code.co_freevars) or stored & set(code.co_freevars):
             continue
         live = _live_after(fdef, loop, stored)
-        if live:
+        if loop.target.id in live:  # type: ignore[attr-defined]
             notes.append(f"inner loop at line {loop.lineno}: in order with its outer loop: "
                          f"it assigns {', '.join(sorted(live))}, read outside it")
             continue
-        free = tuple(sorted(loaded - stored))
+        outs = tuple(sorted(live))
+        # (a value read after the loop comes in with its value before it)
+        free = tuple(sorted((loaded - stored) | live))
         name = f"__ls_region_{len(regions)}"
-        fn = _outline(func, loop, free)
+        fn = _outline(func, loop, free, outs)
         acc = make(fn)
         try:
             analysis = acc.analysis
@@ -224,22 +239,33 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
             why = analysis.reason or "its iterations are not independent"
             notes.append(f"inner loop at line {loop.lineno}: in order: {why}")
             continue
-        if analysis.reductions:
+        combined = set(analysis.reductions) | {
+            p for pays in analysis.reduction_payloads.values() for p in pays}
+        if set(outs) - combined:
             notes.append(f"inner loop at line {loop.lineno}: in order with its outer loop: "
-                         f"its reduction{'s' if len(analysis.reductions) > 1 else ''} "
-                         f"({', '.join(analysis.reductions)}) would be combined per call")
+                         f"it assigns {', '.join(sorted(set(outs) - combined))}, read "
+                         "outside it")
             continue
-        regions.append(Region(outer, inner, loop.lineno, free, acc, name))
+        regions.append(Region(outer, inner, loop.lineno, free, acc, name, outs))
     return regions, notes
 
 
-def _outline(func: types.FunctionType, loop: ast.For, params: tuple[str, ...]
-             ) -> types.FunctionType:
-    """A function of *params* whose body is *loop*, at the loop's own lines of
-    the user's file (so that its messages point there)."""
+def _outline(func: types.FunctionType, loop: ast.For, params: tuple[str, ...],
+             outs: tuple[str, ...] = ()) -> types.FunctionType:
+    """A function of *params* whose body is *loop* (then ``return`` *outs*: one
+    value, or a tuple), at the loop's own lines of the user's file (so that its
+    messages point there)."""
     args = ast.arguments(posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None,
                          kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
-    fdef = ast.FunctionDef(name=func.__name__, args=args, body=[copy.deepcopy(loop)],
+    body: list[ast.stmt] = [copy.deepcopy(loop)]
+    if outs:
+        value = (ast.Name(outs[0], ast.Load()) if len(outs) == 1 else
+                 ast.Tuple([ast.Name(o, ast.Load()) for o in outs], ast.Load()))
+        body.append(ast.Return(value))
+        for node in ast.walk(body[-1]):
+            ast.copy_location(node, loop)
+            node.lineno = node.end_lineno = loop.end_lineno  # type: ignore[attr-defined]
+    fdef = ast.FunctionDef(name=func.__name__, args=args, body=body,
                            decorator_list=[], returns=None, type_comment=None)
     if hasattr(ast, "TypeAlias"):  # (3.12: type parameters)
         fdef.type_params = []
@@ -263,8 +289,13 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.Functio
         top = out.body[reg.outer]
         loop = top.body[reg.inner]  # type: ignore[attr-defined]
         trips = ast.Call(ast.Name("len", ast.Load()), [copy.deepcopy(loop.iter)], [])
-        call = ast.Expr(ast.Call(ast.Name(f"{CALL}{k}", ast.Load()),
-                                 [trips, *(ast.Name(p, ast.Load()) for p in reg.params)], []))
+        value = ast.Call(ast.Name(f"{CALL}{k}", ast.Load()),
+                         [trips, *(ast.Name(p, ast.Load()) for p in reg.params)], [])
+        call: ast.stmt = ast.Expr(value)
+        if reg.outs:
+            target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
+                      ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
+            call = ast.Assign(targets=[target], value=value)
         gated = ast.If(
             test=ast.Compare(copy.deepcopy(trips), [ast.GtE()],
                              [ast.Subscript(ast.Name(GATES, ast.Load()), ast.Constant(k),
@@ -277,14 +308,25 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.Functio
     return out
 
 
+#: The name of the Numba type of a region's *outs* in its call's namespace.
+OUT_TYPE = "__ls_out_type"
+
+
 def call_source(k: int, reg: Region) -> str:
     """The compiled function the driver calls for region *k*: one object-mode
     block that calls its runner (one block per function: Numba 0.68 emits
-    invalid LLVM IR for two object-mode blocks in one loop)."""
+    invalid LLVM IR for two object-mode blocks in one loop), and returns what
+    the region returns, of the type :data:`OUT_TYPE` (found by typing the
+    fused serial code for the call's arguments)."""
     params = ", ".join(("__ls_n", *reg.params))
+    if not reg.outs:
+        return (f"def {CALL}{k}({params}):\n"
+                f"    with {OBJMODE}():\n"
+                f"        {reg.name}({params})\n")
     return (f"def {CALL}{k}({params}):\n"
-            f"    with {OBJMODE}():\n"
-            f"        {reg.name}({params})\n")
+            f"    with {OBJMODE}(__ls_out={OUT_TYPE}):\n"
+            f"        __ls_out = {reg.name}({params})\n"
+            f"    return __ls_out\n")
 
 
 class Runner:
@@ -297,10 +339,10 @@ class Runner:
         self.gates = gates
         self.calls = 0
 
-    def __call__(self, trips: int, *args: Any) -> None:
+    def __call__(self, trips: int, *args: Any) -> Any:
         t0 = time.perf_counter()
         try:
-            self.accel(*args)
+            out = self.accel(*args)
         except BaseException as exc:
             try:  # (its message is located already: the driver raises it as it is)
                 exc._loopscale_region = True  # type: ignore[attr-defined]
@@ -310,3 +352,4 @@ class Runner:
         self.calls += 1
         if time.perf_counter() - t0 < REGION_SECONDS:
             self.gates[self.k] = max(int(self.gates[self.k]), 2 * int(trips) + 1)
+        return out
