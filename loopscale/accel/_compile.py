@@ -359,7 +359,7 @@ _LOC_RE = re.compile(r'File "([^"]+)", line (\d+)|\bat (/[^\s()]+|[\w.-]+\.py) \
 _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"loopscale-range-bound: (the range\(\) bound `.*?` is [^\n]*?), not an "
                 r"integer"),
-     "{0}, not an integer (Python raises TypeError: 'float' object cannot be interpreted "
+     "{0}, not an integer (Python raises TypeError: the object cannot be interpreted "
      "as an integer)",
      "make the bound an integer: use `//` (floor division) instead of `/`, or wrap it in "
      "int(...)"),
@@ -401,6 +401,9 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
                 r"Exception matching is limited to"),
      "catching specific exception types inside compiled code",
      "check the condition explicitly (e.g. with an if) instead of try/except, or move it out"),
+    (re.compile(r"Cannot modify readonly array|setitem\(readonly array"),
+     "writing to a read-only array (pandas' to_numpy() gives one under copy-on-write)",
+     "pass a writable NumPy array (np.array(x) makes a writable copy)"),
     (re.compile(r"No implementation of function Function\(<(?:built-in function|function|class|"
                 r"intrinsic|ufunc)? ?'?([\w.]+)'?[^\n]*\) found for "
                 r"signature:[\s\S]*?unexpected keyword argument '(\w+)'"),
@@ -413,12 +416,12 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
      "calling `{0}` with arguments ({1}), which Numba does not support",
      "call it with NumPy arrays and numbers of the supported types, or compute it outside "
      "the decorated function"),
+    (re.compile(r"readonly array"),
+     "writing to a read-only array",
+     "pass a writable NumPy array (np.array(x) makes a writable copy)"),
     (re.compile(r"Cannot unify ([^\n]+)"),
      "a variable that takes incompatible types ({0})",
      "give each variable one type (for example initialise floats with 0.0, not 0)"),
-    (re.compile(r"Cannot modify readonly array|readonly array"),
-     "writing to a read-only array",
-     "pass a writable NumPy array (np.array(x) makes a writable copy)"),
 ]
 
 

@@ -548,17 +548,19 @@ class Accelerated(Generic[P, R]):
         comp.runners = [_regions.Runner(reg.accel, k, comp.gates)
                         for k, reg in enumerate(regions)]
         comp.driver_parts = (gen.module, gen.serial, ns, options)
-        if any(reg.outs for reg in regions):
-            # the values it hands back are of the types the function gives them,
-            # for each type of its arguments: a driver per signature (_typed_driver)
-            comp.typed_drivers = {}
-            comp.driver = comp.typed_drivers
-            return
-        comp.driver = self._driver_build(comp, {})
+        # what the driver hands each region, and what it hands back, has the
+        # types the function gives those values for each type of its arguments
+        # (a float32 would reach the region as a Python float): a driver per
+        # signature (_typed_driver)
+        comp.typed_drivers = {}
+        comp.driver = comp.typed_drivers
 
-    def _driver_build(self, comp: _Compiled, out_types: dict[int, Any]) -> Any:
+    def _driver_build(self, comp: _Compiled, out_types: dict[int, Any],
+                      converters: dict[int, list[Any]]) -> Any:
         """A driver dispatcher; *out_types*: region -> the Numba type of what it
-        returns (see ``_regions.call_source``)."""
+        returns (see ``_regions.call_source``); *converters*: region -> per
+        parameter, the NumPy scalar type to give back to a number that
+        object mode boxed as a Python float or int (or None)."""
         import numba
 
         module, name, base_ns, options = comp.driver_parts
@@ -566,7 +568,8 @@ class Accelerated(Generic[P, R]):
         for k, reg in enumerate(comp.regions):
             # (no module: Numba then looks up the object-mode block's globals in
             # the function's own namespace, where the runner is)
-            hns = {_regions.OBJMODE: numba.objmode, reg.name: comp.runners[k],
+            hns = {_regions.OBJMODE: numba.objmode,
+                   reg.name: comp.runners[k].converting(converters.get(k, [])),
                    _regions.OUT_TYPE: out_types.get(k)}
             exec(_regions.call_source(k, reg), hns)
             call = hns[f"{_regions.CALL}{k}"]
@@ -587,6 +590,7 @@ class Accelerated(Generic[P, R]):
         their types come from typing the fused serial code for the same types."""
         from numba.core import compiler, typed_passes
         from numba.core import types as nbt
+        from numba.np.numpy_support import as_dtype
 
         bound = self.__signature__.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -603,7 +607,17 @@ class Accelerated(Generic[P, R]):
                 serial.typingctx, serial.targetctx, fir,
                 (serial.typeof_pyval(_state()), *key), None)
             out_types = {}
+            converters: dict[int, list[Any]] = {}
             for k, reg in enumerate(comp.regions):
+                convs: list[Any] = []
+                for p in reg.params:
+                    t = nbt.unliteral(typed.typemap[p]) if p in typed.typemap else None
+                    narrow = (isinstance(t, nbt.Float) and t.bitwidth < 64
+                              or isinstance(t, nbt.Integer) and (t.bitwidth < 64 or not t.signed)
+                              and not isinstance(t, nbt.Boolean)
+                              or isinstance(t, nbt.Complex) and t.bitwidth < 128)
+                    convs.append(as_dtype(t).type if narrow else None)
+                converters[k] = convs
                 if reg.outs:
                     ts = [nbt.unliteral(typed.typemap[o]) for o in reg.outs]
                     out_types[k] = ts[0] if len(ts) == 1 else nbt.Tuple(ts)
@@ -612,7 +626,7 @@ class Accelerated(Generic[P, R]):
             raise CompileError(f"typing the values the inner loops hand back failed: "
                                f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
                                function=self.py_func.__qualname__) from exc
-        disp = comp.typed_drivers[key] = self._driver_build(comp, out_types)
+        disp = comp.typed_drivers[key] = self._driver_build(comp, out_types, converters)
         return disp
 
     @staticmethod
@@ -642,6 +656,10 @@ class Accelerated(Generic[P, R]):
     def _run_driver(self, comp: _Compiled, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         """The driver, timed; a driver that cannot be compiled is dropped (the
         fused serial code runs then and after)."""
+        if any(_is_pandas(v) or isinstance(v, _BUFFERS) for v in (*args, *kwargs.values())):
+            # (as the fused serial code takes them: see _call_at_level)
+            self._convert = True
+            args, kwargs = self._convert_args(args, kwargs)
         st = _state()
         t0 = time.perf_counter()
         try:

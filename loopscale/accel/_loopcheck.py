@@ -1445,6 +1445,10 @@ class _LoopChecker:
                     self._add_access(base.id, pos, False, call)
                 else:
                     self._add_opaque(self._sources(arg), False, call, self.src(arg))
+            elif (idx_list is None and isinstance(arg, ast.Name)
+                  and arg.id in self.private_alias and pidx not in summary.writes):
+                # `yi = y[i]` then `f(yi)`, f reading it whole: a read of y[i]
+                self._add_access(arg.id, [], False, call)
             elif idx_list is None or not isinstance(arg, (ast.Name, ast.Subscript)):
                 self._add_opaque(self._sources(arg), False, call, self.src(arg))
             else:
@@ -1774,6 +1778,13 @@ class _LoopChecker:
                 and step > 0:  # S + d - i, i < S
             stop = args[0] if len(args) == 1 else args[1]
             return ast.dump(others[0]) == ast.dump(stop) and const >= -1
+        if not scaled and coef == -1 and len(others) == 1 and len(args) == 3 \
+                and step is not None and step < 0:  # S + d - i, i <= S - k (a start)
+            first = _linear_terms(args[0], self.var)
+            if first is None or first[0] or first[2] or len(first[3]) != 1:
+                return False
+            return (ast.dump(first[3][0]) == ast.dump(others[0])
+                    and const - first[1] >= 0)
         if coef == 0 and const == 0 and len(scaled) == 1 and inner is not None \
                 and floor is not None and floor >= 0:  # i * K + j, j in range(K)
             k = ast.dump(scaled[0])

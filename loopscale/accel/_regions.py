@@ -339,6 +339,19 @@ class Runner:
         self.gates = gates
         self.calls = 0
 
+    def converting(self, converters: Sequence[Any]) -> Callable[..., Any]:
+        """This runner, giving each argument the NumPy scalar type of
+        *converters* (None: as it comes): object mode boxes a float32 as a
+        Python float, which the region would compute with as a float64."""
+        if not any(c is not None for c in converters):
+            return self
+
+        def call(trips: int, *args: Any) -> Any:
+            return self(trips, *[a if c is None else c(a)
+                                 for c, a in zip(converters, args, strict=True)])
+
+        return call
+
     def __call__(self, trips: int, *args: Any) -> Any:
         t0 = time.perf_counter()
         try:

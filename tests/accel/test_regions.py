@@ -342,3 +342,95 @@ def test_a_value_the_loop_leaves_for_later_code_keeps_the_loop_inline():
     with level("threads", max_workers=2):
         f(*cases[2][1]())
     assert len(f._compiled.regions) == 2, f.explain()
+
+
+def _step32(v, a, dt, steps):
+    for _s in range(steps):
+        for i in range(v.shape[0]):
+            v[i] += dt * a[i]
+    return v
+
+
+def _scale32(x, steps):
+    c = np.float32(0.1)
+    for _s in range(steps):
+        for i in range(x.shape[0]):
+            x[i] = x[i] * c + np.float32(1.0)
+    return x
+
+
+def test_float32_values_reach_a_region_as_float32():
+    """Object mode boxes a float32 as a Python float: the region computed in
+    float64 and rounded, and its answer differed from the serial level's."""
+    rng = np.random.default_rng(9)
+    v0 = rng.random(100_000).astype(np.float32)
+    a0 = rng.random(100_000).astype(np.float32)
+    f, g = accelerate(_step32), accelerate(_scale32)
+    with level("serial"):
+        s1 = f(v0.copy(), a0, np.float32(0.1), 3)
+        s2 = g(v0.copy(), 3)
+    np.testing.assert_array_equal(s1, _step32(v0.copy(), a0, np.float32(0.1), 3))
+    for lvl, opts in _levels()[1:]:
+        with _ctx(lvl, opts):
+            np.testing.assert_array_equal(f(v0.copy(), a0, np.float32(0.1), 3), s1)
+            np.testing.assert_array_equal(g(v0.copy(), 3), s2)
+    assert f._compiled.runners[0].calls > 0, f.explain()
+
+
+def _smooth(u, steps):
+    a = u.copy()
+    b = u.copy()
+    for _t in range(steps):
+        for i in range(1, a.shape[0] - 1):
+            b[i] = 0.5 * (a[i - 1] + a[i + 1])
+        a, b = b, a
+    return a
+
+
+def test_a_driver_takes_pandas_lists_and_buffers_as_the_serial_code_does():
+    import array
+
+    pd = pytest.importorskip("pandas")
+    f = accelerate(_smooth)
+    values = [1.0, 2.0, 4.0, 8.0, 16.0, 3.0]
+    expected = _smooth(np.array(values), 3)
+    for lvl, opts in _levels():
+        for given in (pd.Series(values), list(values), array.array("d", values),
+                      pd.Series(values, dtype="Float64")):
+            with _ctx(lvl, opts):
+                got = f(given, 3)
+            np.testing.assert_array_equal(np.asarray(got), expected,
+                                          err_msg=f"{lvl} {type(given).__name__}")
+        with _ctx(lvl, opts), pytest.raises(Exception) as info:
+            f(pd.Series([1.0, None, 3.0], dtype="Float64"), 2)
+        assert "missing value" in str(info.value), str(info.value)
+
+
+def _decay(y, lam):
+    return -lam * y
+
+
+def _step_named(y, lam, dt):
+    for i in range(y.shape[0]):
+        yi = y[i]
+        y[i] = yi + dt * _decay(yi, lam[i])
+    return y
+
+
+def _reverse_owned(x, out):
+    n = x.shape[0]
+    for i in reversed(range(n)):
+        out[n - 1 - i] = x[i]
+    return out
+
+
+def test_a_local_copy_passed_to_a_helper_and_a_reversed_owned_write_are_parallel():
+    step, rev = accelerate(_step_named), accelerate(_reverse_owned)
+    y = np.linspace(0.0, 1.0, 7000)
+    lam = np.linspace(1.0, 2.0, 7000)
+    x = np.arange(7000.0)
+    with level("threads", max_workers=2):
+        np.testing.assert_array_equal(step(y.copy(), lam, 0.1), _step_named(y.copy(), lam, 0.1))
+        np.testing.assert_array_equal(rev(x, np.zeros(7000)), _reverse_owned(x, np.zeros(7000)))
+    assert step.analysis.parallel, step.explain()
+    assert rev.analysis.parallel, rev.explain()
