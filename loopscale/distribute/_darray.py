@@ -226,6 +226,56 @@ class DistArray:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         raise self._refuse("converting to a NumPy array")
 
+    def _refuse_op(self, what: str) -> DistributionError:
+        r0, r1 = self.local_rows
+        return DistributionError(
+            f"{what} is not defined for a DistArray, whose rows are spread over the ranks "
+            f"(this rank holds rows {r0}:{r1} of {self._shape[0]}): NumPy's functions and "
+            "operators do not run across ranks. Apply it to x.local (this rank's rows; combine "
+            "totals with distribute.comm().allreduce), write it as the loop of an "
+            "accelerated function over x[i] (its reductions are combined across ranks, "
+            "bit for bit as the serial level's), or use distribute.allgather(x) for a "
+            "NumPy array.")
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        name = getattr(ufunc, "__name__", str(ufunc))
+        raise self._refuse_op(f"np.{name}" + ("" if method == "__call__" else f".{method}"))
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        raise self._refuse_op(f"np.{getattr(func, '__name__', func)}(...)")
+
+    # (no silent answers: `u == 0` was False, the identity of two objects)
+    def _operator(symbol: str) -> Any:  # type: ignore[misc]  # noqa: N805 - a class-body helper
+        def op(self: DistArray, *other: Any) -> Any:
+            if symbol in ("==", "!=") and isinstance(other[0], DistArray):
+                return NotImplemented  # (identity, as containers compare their items)
+            raise self._refuse_op(f"`{symbol}`")
+
+        op.__name__ = f"operator {symbol}"
+        return op
+
+    __eq__ = _operator("==")  # type: ignore[assignment]
+    __ne__ = _operator("!=")  # type: ignore[assignment]
+    __lt__ = _operator("<")
+    __le__ = _operator("<=")
+    __gt__ = _operator(">")
+    __ge__ = _operator(">=")
+    __add__ = __radd__ = __iadd__ = _operator("+")
+    __sub__ = __rsub__ = __isub__ = _operator("-")
+    __mul__ = __rmul__ = __imul__ = _operator("*")
+    __truediv__ = __rtruediv__ = __itruediv__ = _operator("/")
+    __floordiv__ = __rfloordiv__ = _operator("//")
+    __pow__ = __rpow__ = _operator("**")
+    __mod__ = __rmod__ = _operator("%")
+    __neg__ = _operator("- (negation)")
+    __abs__ = _operator("abs()")
+    __matmul__ = __rmatmul__ = _operator("@")
+    __hash__ = object.__hash__
+    del _operator
+
+    def __bool__(self) -> bool:
+        raise self._refuse_op("truth testing (`if x:`)")
+
     def __iter__(self) -> Any:
         raise self._refuse("iterating over the rows")
 

@@ -763,7 +763,11 @@ def test_one_process_without_a_launcher_never_starts_mpi(mpi_warm, workers):
     run = mpi_warm(ALONE, how="python", timeout=120, env={"LOOPSCALE_MAX_WORKERS": workers})
     assert run.returncode == 0, run.describe()
     assert "mpi started: False" in run.stdout, run.describe()
-    assert "handed to the threads level: 0 4" in run.stdout, run.describe()
+    # (the choice is timed: a small call preempted past 200 us on a loaded host
+    # goes to the pool once, and comes back; most of the 20 must stay)
+    line = next(ln for ln in run.stdout.splitlines() if ln.startswith("handed"))
+    small, big = (int(v) for v in line.split(":")[1].split())
+    assert small <= 3 and big == 4, run.describe()
 
 
 REPEATED = r'''
@@ -1237,8 +1241,25 @@ def test_scatter_of_a_scalar_is_the_same_error_with_and_without_mpi(mpi_warm):
     for ranks in (1, 2):
         run = every_rank_says(mpi_warm, SCATTER_SCALAR, ranks, "ArgumentValueError: ",
                               timeout=120)
-        said += [line.split(" ", 2)[2] for line in run.stdout.splitlines()]
+        said += [line.split(" ", 2)[2] for line in run.stdout.splitlines()
+                 if line.startswith("rank ")]
     assert said == [said[0]] * 3, said
     assert said[0] == ("ArgumentValueError: the array given to scatter() on rank 0 (the root) "
                        "is a scalar (5.0): a distributed array needs at least one axis "
                        "(its rows)."), said
+
+
+def test_numpy_functions_and_operators_on_a_distarray_are_refused_not_answered():
+    """`u == 0` was False (the identity of two objects) and `u + 1` a bare
+    TypeError; NumPy functions said the array could not be converted."""
+    from loopscale import distribute
+    from loopscale.errors import DistributionError
+
+    u = distribute.scatter(np.arange(8.0))
+    for expr in (lambda: u == 0, lambda: u != 0, lambda: u + 1, lambda: 2.0 * u,
+                 lambda: u < 3, lambda: -u, lambda: np.sum(u), lambda: np.sqrt(u),
+                 lambda: np.mean(u), lambda: bool(u)):
+        with pytest.raises(DistributionError, match=r"not defined for a DistArray.*x\.local"):
+            expr()
+    assert u.local.sum() == 28.0
+    assert (u == u) is True and u in [u] and {u: 1}[u] == 1  # containers still work
