@@ -1625,6 +1625,14 @@ class _LoopChecker:
                           "loop-carried dependence)")
         return roles
 
+    def _written_as_is(self, accs: list[_Access]) -> bool:
+        """Every access is a subscript written in the loop itself (not through a
+        helper, a view or a container, and not of the whole array), and the loop
+        does not bind its own variable again: their indices are what they read."""
+        return not any(a.positions is None or a.node is None or a.helper is not None
+                       or a.view is not None or a.container for a in accs) \
+            and not _rebinds(self.loop.body, self.var)
+
     def _mirrored(self, accs: list[_Access]) -> tuple[int, int] | None:
         """Axes ``(a, b)`` when the array is used only at ``[.., i, .., x, ..]`` (the loop
         variable on axis *a*) and at ``[.., y, .., i, ..]`` (on axis *b*), where every
@@ -1633,10 +1641,7 @@ class _LoopChecker:
         ``D[i, j] = D[j, i] = d`` for ``j`` in ``range(i + 1, n)``.  Iteration ``i`` then
         touches only its own elements (element ``(p, q)`` with ``p < q`` is iteration
         ``p``'s, at ``(q, p)`` too); None otherwise."""
-        if any(a.positions is None or a.node is None or a.helper is not None
-               or a.view is not None or a.container for a in accs):
-            return None
-        if _rebinds(self.loop.body, self.var):
+        if not self._written_as_is(accs):
             return None
         ndim = min(len(a.positions) for a in accs)  # type: ignore[arg-type]
         if any(isinstance(e, (ast.Slice, ast.Starred)) or (isinstance(e, ast.Constant)
@@ -1677,10 +1682,7 @@ class _LoopChecker:
         the end): ``2 * i + 1``, ``n - 1 - i`` for ``i`` in ``range(n)``,
         ``i * m + j`` for ``j`` in ``range(m)``.  Each iteration then touches
         only its own elements.  None otherwise."""
-        if any(a.positions is None or a.node is None or a.helper is not None
-               or a.view is not None or a.container for a in accs):
-            return None
-        if _rebinds(self.loop.body, self.var):
+        if not self._written_as_is(accs):
             return None
         ndim = min(len(a.positions) for a in accs)  # type: ignore[arg-type]
         defs = self._index_names()
