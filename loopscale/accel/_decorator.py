@@ -588,7 +588,6 @@ class Accelerated(Generic[P, R]):
                       kwargs: dict[str, Any]) -> Any:
         """The driver for these arguments' types, when regions hand values back:
         their types come from typing the fused serial code for the same types."""
-        from numba.core import compiler, typed_passes
         from numba.core import types as nbt
         from numba.np.numpy_support import as_dtype
 
@@ -600,18 +599,13 @@ class Accelerated(Generic[P, R]):
         if disp is not None:
             return disp
         try:
-            serial.targetctx.refresh()
-            serial.typingctx.refresh()
-            fir = compiler.run_frontend(serial.py_func)
-            typed = typed_passes.type_inference_stage(
-                serial.typingctx, serial.targetctx, fir,
-                (serial.typeof_pyval(_state()), *key), None)
+            typemap = self._serial_typemap(comp, (serial.typeof_pyval(_state()), *key))
             out_types = {}
             converters: dict[int, list[Any]] = {}
             for k, reg in enumerate(comp.regions):
                 convs: list[Any] = []
                 for p in reg.params:
-                    t = nbt.unliteral(typed.typemap[p]) if p in typed.typemap else None
+                    t = typemap.get(p)
                     narrow = (isinstance(t, nbt.Float) and t.bitwidth < 64
                               or isinstance(t, nbt.Integer) and (t.bitwidth < 64 or not t.signed)
                               and not isinstance(t, nbt.Boolean)
@@ -619,7 +613,7 @@ class Accelerated(Generic[P, R]):
                     convs.append(as_dtype(t).type if narrow else None)
                 converters[k] = convs
                 if reg.outs:
-                    ts = [nbt.unliteral(typed.typemap[o]) for o in reg.outs]
+                    ts = [typemap[o] for o in reg.outs]
                     out_types[k] = ts[0] if len(ts) == 1 else nbt.Tuple(ts)
                     self._exact_or_inline(comp, k, reg, ts)
         except Exception as exc:  # noqa: BLE001 - the fused serial code runs instead
@@ -628,6 +622,34 @@ class Accelerated(Generic[P, R]):
                                function=self.py_func.__qualname__) from exc
         disp = comp.typed_drivers[key] = self._driver_build(comp, out_types, converters)
         return disp
+
+    def _serial_typemap(self, comp: _Compiled, sig: tuple[Any, ...]) -> dict[str, Any]:
+        """The types the fused serial code gives its variables for *sig*: from
+        its compilation in this process, or (loaded from the disk cache, which
+        keeps no types) a compilation of its own, not cached."""
+        import numba
+        from numba.core import types as nbt
+
+        cres = self._serial.overloads.get(sig)
+        ann = getattr(cres, "type_annotation", None)
+        if ann is None or isinstance(ann, str):
+            fresh = numba.njit(nogil=True, **comp.driver_parts[3])(self._serial.py_func)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fresh.compile(sig)
+            ann = fresh.overloads[sig].type_annotation
+        # (`s = 0` then `s += x[i]`: the versions `s` int64, `s.1` float64; the
+        # value handed back is their unified type, as Python's is a float)
+        versions: dict[str, list[Any]] = {}
+        for var, t in ann.typemap.items():
+            base = var.split(".")[0] if var.split(".")[-1].isdigit() else var
+            versions.setdefault(base, []).append(nbt.unliteral(t))
+        out: dict[str, Any] = {}
+        for base, ts in versions.items():
+            t = ts[0] if len(set(ts)) == 1 else self._serial.typingctx.unify_types(*ts)
+            if t is not None:
+                out[base] = t
+        return out
 
     @staticmethod
     def _exact_or_inline(comp: _Compiled, k: int, reg: _regions.Region,

@@ -133,6 +133,13 @@ def _candidates(fdef: ast.FunctionDef) -> list[tuple[int, int, ast.For]]:
     return out
 
 
+@dataclass
+class _ElseOf:
+    """The ``else`` block of *loop* (it runs after the loop's last pass)."""
+
+    loop: ast.stmt
+
+
 def _live_after(fdef: ast.FunctionDef, loop: ast.For, names: set[str]) -> set[str]:
     """Those of *names* (assigned in *loop*) that a read outside *loop* may see
     the value of.  A read is not reached when, going back from it through the
@@ -152,22 +159,25 @@ def _live_after(fdef: ast.FunctionDef, loop: ast.For, names: set[str]) -> set[st
         return isinstance(st, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == name for t in st.targets)
 
-    def reached(name: str, levels: list[tuple[ast.AST | None, list[ast.stmt], int]]) -> bool:
+    def reached(name: str, levels: list[tuple[Any, list[ast.stmt], int]]) -> bool:
         for owner, body, at in reversed(levels):
-            if isinstance(owner, ast.For) and name in {
-                    n.id for n in ast.walk(owner.target) if isinstance(n, ast.Name)}:
-                return False  # bound by this loop's own header each pass
             for st in reversed(body[:at]):
                 if has_loop(st):
                     return True
                 if assigns(st, name):
                     return False
+            if isinstance(owner, _ElseOf):
+                if has_loop(owner.loop):
+                    return True  # the `else` of a loop runs after its body
+                continue
+            if isinstance(owner, ast.For) and name in {
+                    n.id for n in ast.walk(owner.target) if isinstance(n, ast.Name)}:
+                return False  # bound by this loop's own header, before the statements
             if isinstance(owner, (ast.For, ast.While)) and has_loop(owner):
                 return True  # its previous pass ran the loop after this read
         return True  # (the function's start: a value from before, or none)
 
-    def visit(stmts: list[ast.stmt], levels: list[tuple[ast.AST | None, list[ast.stmt], int]]
-              ) -> None:
+    def visit(stmts: list[ast.stmt], levels: list[tuple[Any, list[ast.stmt], int]]) -> None:
         for idx, st in enumerate(stmts):
             here = [*levels[:-1], (levels[-1][0], levels[-1][1], idx)]
             if st is loop:
@@ -188,11 +198,18 @@ def _live_after(fdef: ast.FunctionDef, loop: ast.For, names: set[str]) -> set[st
                 sub = getattr(st, fld, None)
                 if isinstance(sub, list):
                     # the block's statements come after those before `st` in
-                    # the enclosing body; a loop's body also after its own end
-                    visit(sub, [*here, (st if fld == "body" else None, sub, 0)])
+                    # the enclosing body; a loop's body also after its own end,
+                    # and a loop's `else` after its body
+                    owner = (st if fld == "body" else _ElseOf(st) if fld == "orelse"
+                             and isinstance(st, (ast.For, ast.While)) else None)
+                    visit(sub, [*here, (owner, sub, 0)])
             for h in getattr(st, "handlers", []):
                 visit(h.body, [*here, (None, h.body, 0)])
 
+    # the loop's own bounds, evaluated again at the next pass of a loop around it
+    if any(isinstance(n, (ast.For, ast.While)) and n is not loop and has_loop(n)
+           for n in ast.walk(fdef)):
+        live |= _loads(loop.iter) & names
     # a function or lambda defined in the body may run after the loop
     for node in ast.walk(fdef):
         if node is not fdef and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
@@ -225,8 +242,9 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
                          f"it assigns {', '.join(sorted(live))}, read outside it")
             continue
         outs = tuple(sorted(live))
-        # (a value read after the loop comes in with its value before it)
-        free = tuple(sorted((loaded - stored) | live))
+        # (a value read after the loop comes in with its value before it; its
+        # bounds are read before anything in it is assigned)
+        free = tuple(sorted((loaded - stored) | live | (_loads(loop.iter) & locals_)))
         name = f"__ls_region_{len(regions)}"
         fn = _outline(func, loop, free, outs)
         acc = make(fn)

@@ -434,3 +434,70 @@ def test_a_local_copy_passed_to_a_helper_and_a_reversed_owned_write_are_parallel
         np.testing.assert_array_equal(rev(x, np.zeros(7000)), _reverse_owned(x, np.zeros(7000)))
     assert step.analysis.parallel, step.explain()
     assert rev.analysis.parallel, rev.explain()
+
+
+def _read_in_else(x, y, steps):
+    tmp = 0.0
+    for t in range(steps):
+        for i in range(x.shape[0]):
+            tmp = x[i] * 2.0 + t
+            y[i] = tmp
+    else:
+        y[0] = tmp  # the loop's last tmp: the else runs after the last pass
+    return y
+
+
+def _reuses_the_outer_name(x, y, steps):
+    for i in range(steps):
+        for i in range(x.shape[0]):  # noqa: B020, PLW2901 - as users write it
+            y[i] = x[i] + 1.0
+        y[0] = i  # the inner loop's last i
+    return y
+
+
+def _raises_after(x, y, steps):
+    for t in range(steps):
+        for i in range(x.shape[0]):
+            y[i] = y[i] + x[i] * t
+        if y[0] < 0.0:
+            raise ValueError("negative")
+    return y
+
+
+def _bound_from_itself(x, y, z, steps):
+    lim = x.shape[0]
+    for t in range(steps):
+        for i in range(z.shape[0]):
+            z[i] = z[i] + x[i] * t
+        for i in range(lim):  # its bound is assigned in it, for the next pass
+            y[i] = x[i] * 2.0 + t
+            lim = x.shape[0] - 1 - t
+    return y, z
+
+
+def test_values_reaching_else_blocks_headers_and_the_next_bounds_keep_serial_answers():
+    x = np.random.default_rng(1).random(3000)
+    cases = [(_read_in_else, lambda: (x, np.zeros(3000), 3)),
+             (_reuses_the_outer_name, lambda: (x, np.zeros(3000), 3)),
+             (_raises_after, lambda: (x, np.zeros(3000), 4)),
+             (_bound_from_itself, lambda: (x, np.zeros(3000), np.zeros(3000), 4))]
+    for kernel, make in cases:
+        f = accelerate(kernel)
+        expected = kernel(*make())
+        for lvl, opts in _levels():
+            with _ctx(lvl, opts):
+                got = f(*make())
+            for a, b in zip(got if isinstance(got, tuple) else (got,),
+                            expected if isinstance(expected, tuple) else (expected,),
+                            strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"{kernel.__name__} {lvl} {opts}")
+    # a raise in the function does not keep its region off the pool
+    f = accelerate(_raises_after)
+    with level("threads", max_workers=2):
+        f(x, np.zeros(3000), 4)
+    assert f._compiled.runners[0].calls > 0 and not f._compiled.driver_why, f.explain()
+    g = accelerate(_bound_from_itself)
+    with level("threads", max_workers=2):
+        g(x, np.zeros(3000), np.zeros(3000), 4)
+    assert [r.line for r in g._compiled.regions] == [g.analysis.lineno + 1], g.explain()
+    assert g._compiled.runners[0].calls > 0 and not g._compiled.driver_why, g.explain()
