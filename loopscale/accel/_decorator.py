@@ -544,7 +544,9 @@ class Accelerated(Generic[P, R]):
         helpers = _compile.HelperCompiler(options, Accelerated)
         loaded = {n.id for n in ast.walk(dtree) if isinstance(n, ast.Name)}
         ns, _ = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
-        comp.gates = np.full(len(regions), _regions.FIRST_GATE, dtype=np.int64)
+        # the gates, then the countdowns to a retry of a loop kept inline
+        comp.gates = np.concatenate([np.full(len(regions), _regions.FIRST_GATE),
+                                     np.full(len(regions), _regions.RETRY)]).astype(np.int64)
         comp.runners = [_regions.Runner(reg.accel, k, comp.gates)
                         for k, reg in enumerate(regions)]
         comp.driver_parts = (gen.module, gen.serial, ns, options)
@@ -668,6 +670,7 @@ class Accelerated(Generic[P, R]):
             if isinstance(t, (nbt.Integer, nbt.Boolean)):
                 continue
             comp.gates[k] = 1 << 62  # type: ignore[index]
+            comp.gates[len(comp.regions) + k] = 1 << 62  # (and never tried again)  # type: ignore[index]
             note = (f"inner loop at line {reg.line}: runs inline: its {ops[name]!s}-reduction "
                     f"`{name}` is a {t}, whose blocks would be added in another order "
                     "than the serial code adds them")

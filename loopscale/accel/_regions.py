@@ -23,10 +23,10 @@ region's loop becomes (:func:`driver_tree`)::
 
 The call runs the region at the level in force (``threads``, or ``auto``'s
 choice) on the pool while the caller's compiled code waits.  The gate keeps
-loops too short to gain from leaving compiled code at all: it starts at
-:data:`FIRST_GATE` iterations and is raised to twice any size whose call took
-less than :data:`REGION_SECONDS` (:class:`Runner`), so a short loop leaves
-compiled code once, or a few times as it grows.
+loops that do not gain from the pool in compiled code: it starts at
+:data:`FIRST_GATE` iterations and is raised above any size at which the pool
+was measured not to gain (:class:`Runner`), so such a loop leaves compiled
+code a few times, then runs inline.
 """
 
 from __future__ import annotations
@@ -52,9 +52,14 @@ GATES = "__ls_gates"
 #: millisecond each), so every loop of two or more is tried once, and the
 #: runner raises the gate above any size whose call did not take long.
 FIRST_GATE = 2
-#: A region call shorter than this did not gain from the pool (nor would a
-#: shorter loop): loops of up to twice its size then stay inline.
-REGION_SECONDS = 100e-6
+#: A region call on the pool that takes more than this share of its time on
+#: one core did not gain: see :class:`Runner`.
+GAIN = 0.85
+#: Timed runs on one core per size (see :class:`Runner`).
+PROBES = 2
+#: A loop kept inline is tried on the pool again every this many passes: a
+#: busy machine may have made the pool look slow.
+RETRY = 64
 OBJMODE = "__ls_objmode"
 #: The compiled function the driver calls for a region (see :func:`call_source`).
 CALL = "__ls_call_"
@@ -314,11 +319,18 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.Functio
             target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
                       ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
             call = ast.Assign(targets=[target], value=value)
+        def slot(i: int, ctx: ast.expr_context) -> ast.Subscript:
+            return ast.Subscript(ast.Name(GATES, ast.Load()), ast.Constant(i), ctx)
+
+        # below the gate, the loop runs inline, but every RETRY-th pass the
+        # runner is tried again (its countdown in the slot after the gates)
+        retry = [ast.AugAssign(slot(len(regions) + k, ast.Store()), ast.Sub(), ast.Constant(1)),
+                 ast.If(test=ast.Compare(slot(len(regions) + k, ast.Load()), [ast.LtE()],
+                                         [ast.Constant(0)]),
+                        body=[copy.deepcopy(call)], orelse=[loop])]
         gated = ast.If(
-            test=ast.Compare(copy.deepcopy(trips), [ast.GtE()],
-                             [ast.Subscript(ast.Name(GATES, ast.Load()), ast.Constant(k),
-                                            ast.Load())]),
-            body=[call], orelse=[loop])
+            test=ast.Compare(copy.deepcopy(trips), [ast.GtE()], [slot(k, ast.Load())]),
+            body=[call], orelse=retry)
         for node in ast.walk(gated):
             if node is not loop and not any(node is n for n in ast.walk(loop)):
                 ast.copy_location(node, loop)
@@ -349,13 +361,29 @@ def call_source(k: int, reg: Region) -> str:
 
 class Runner:
     """What the driver calls for region *k*: the region's function at the level in
-    force, timed to keep loops that did not gain inline from then on."""
+    force, with the loops that do not gain from the pool kept inline.
+
+    The first :data:`PROBES` calls at each size (a power-of-two bucket of the
+    trip count) run the region on one core, timed: its cost per iteration (the
+    least of them: the first may include compiling it).  Later calls run it
+    at the level in force; when two in a row take more than :data:`GAIN` of
+    what one core would (waking the pool, sharing a small array's cache lines
+    between cores and the call itself cost more than the split saves), the
+    gate is raised above that size: loops up to twice as long stay inline in
+    the driver's compiled code, and are tried on the pool again once every
+    :data:`RETRY` passes, twice as long after each retry that lost (up to 64
+    times); the gate comes down again when one gains.
+    """
 
     def __init__(self, accel: Any, k: int, gates: np.ndarray) -> None:
         self.accel = accel
         self.k = k
         self.gates = gates
-        self.calls = 0
+        self.calls = 0  # calls that ran on the pool (or at the level in force)
+        self.serial_cost: dict[int, float] = {}  # size bucket -> seconds per iteration
+        self.probes: dict[int, int] = {}  # size bucket -> runs on one core, timed
+        self.failed_retries = 0
+        self.misses: dict[int, int] = {}  # size bucket -> calls in a row that did not gain
 
     def converting(self, converters: Sequence[Any]) -> Callable[..., Any]:
         """This runner, giving each argument the NumPy scalar type of
@@ -371,16 +399,45 @@ class Runner:
         return call
 
     def __call__(self, trips: int, *args: Any) -> Any:
+        from .. import config
+
+        trips = int(trips)
+        bucket = trips.bit_length()
+        cost = self.serial_cost.get(bucket)
+        probe = self.probes.get(bucket, 0) < PROBES
         t0 = time.perf_counter()
         try:
-            out = self.accel(*args)
+            if probe:
+                with config.level("serial"):
+                    out = self.accel(*args)
+            else:
+                out = self.accel(*args)
         except BaseException as exc:
             try:  # (its message is located already: the driver raises it as it is)
                 exc._loopscale_region = True  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - an exception type without attributes
                 pass
             raise
+        spent = time.perf_counter() - t0
+        if probe:  # (the least of the probes: the first may include compiling)
+            self.probes[bucket] = self.probes.get(bucket, 0) + 1
+            per = spent / max(trips, 1)
+            self.serial_cost[bucket] = per if cost is None else min(cost, per)
+            return out
+        assert cost is not None
         self.calls += 1
-        if time.perf_counter() - t0 < REGION_SECONDS:
-            self.gates[self.k] = max(int(self.gates[self.k]), 2 * int(trips) + 1)
+        retried = trips < int(self.gates[self.k])
+        countdown = len(self.gates) // 2 + self.k
+        if spent > GAIN * cost * trips:
+            self.misses[bucket] = self.misses.get(bucket, 0) + 1
+            if self.misses[bucket] >= 2 or retried:
+                self.gates[self.k] = max(int(self.gates[self.k]), 2 * trips + 1)
+                # (a retry that lost waits twice as long for the next, up to 64x)
+                self.failed_retries += retried
+                self.gates[countdown] = RETRY << min(self.failed_retries, 6)
+        else:
+            self.misses[bucket] = 0
+            if retried:  # (the machine was busy, or is quieter now)
+                self.gates[self.k] = min(int(self.gates[self.k]), trips)
+                self.failed_retries = 0
         return out

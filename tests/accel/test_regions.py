@@ -501,3 +501,33 @@ def test_values_reaching_else_blocks_headers_and_the_next_bounds_keep_serial_ans
         g(x, np.zeros(3000), np.zeros(3000), 4)
     assert [r.line for r in g._compiled.regions] == [g.analysis.lineno + 1], g.explain()
     assert g._compiled.runners[0].calls > 0 and not g._compiled.driver_why, g.explain()
+
+
+def test_the_runner_keeps_a_loop_that_does_not_gain_inline_and_tries_it_again():
+    """The gate policy, with a region that takes a set time on one core and on
+    the pool (time.sleep: the policy only reads the clock)."""
+    import time as _time
+
+    from loopscale import config
+    from loopscale.accel import _regions
+
+    times = {"serial": 0.004, "pool": 0.008}  # the pool loses at first
+
+    def region(*args):
+        _time.sleep(times["serial" if config.current_level().name == "serial" else "pool"])
+        return None
+
+    gates = np.array([_regions.FIRST_GATE, _regions.RETRY], dtype=np.int64)
+    run = _regions.Runner(region, 0, gates)
+    with level("threads", max_workers=2):
+        for _ in range(_regions.PROBES):
+            run(1000)  # timed on one core
+        assert run.calls == 0 and gates[0] == _regions.FIRST_GATE
+        run(1000)
+        run(1000)  # two that did not gain: inline from now on, up to twice the size
+        assert gates[0] == 2001 and gates[1] == _regions.RETRY
+        run(1000)  # a retry (below the gate) that lost: the next waits twice as long
+        assert gates[1] == 2 * _regions.RETRY and run.failed_retries == 1
+        times["pool"] = 0.001  # the machine got quieter
+        run(1000)
+        assert gates[0] == 1000 and run.failed_retries == 0  # open again
