@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ArgumentError, ArgumentValueError, DistributionError
 from . import _mpi
+from ._partition import dtype_text, fingerprint
 
 __all__ = ["DistArray", "scatter", "gather", "allgather", "from_local", "empty", "zeros",
            "full", "empty_like", "zeros_like", "full_like", "balanced_bounds", "HALO"]
@@ -592,15 +593,31 @@ def from_local(local: Any, comm: Any = None) -> DistArray:
     >>> distribute.from_local(np.ones((3, 2))).shape   # P ranks: (3 P, 2)
     (3, 2)
     """
-    arr = _as_array(local, "the local block given to from_local()")
     comm = _resolve(comm)
     if comm is None:
+        arr = _as_array(local, "the local block given to from_local()")
         rows = [(arr.shape, arr.dtype)]
     else:
         _mpi.refuse_in_task(comm, "distribute.from_local()")
+        # a block refused here goes into the exchange, so that every rank raises
+        # (one rank raising alone left the others in the exchange, to pair with
+        # its next from_local: wrong data, then a hang)
+        try:
+            arr = _as_array(local, "the local block given to from_local()")
+            mine: Any = (arr.shape, arr.dtype)
+        except (ArgumentError, ArgumentValueError) as exc:
+            mine = (type(exc).__name__, str(exc))
         with _mpi.waiting("the exchange of the blocks' shapes", "distribute.from_local"):
             # (the dtype objects: a record dtype's fields count, not just its size)
-            rows = comm.allgather((arr.shape, arr.dtype))  # small tuples
+            rows = comm.allgather(mine)  # small tuples
+        refused = [(r, kind, text) for r, (kind, text) in enumerate(rows)
+                   if isinstance(kind, str)]
+        if refused:
+            r, kind, text = refused[0]
+            error = ArgumentError if kind == "ArgumentError" else ArgumentValueError
+            raise error(f"rank {r}: {text}" + (
+                f" (and {len(refused) - 1} more rank{'s' if len(refused) > 2 else ''})"
+                if len(refused) > 1 else ""))
     tails = {(tuple(s[1:]), d) for s, d in rows}
     if len(tails) > 1:
         shown = "; ".join(f"rank {r}: shape {tuple(s)} dtype {np.dtype(d)}"
@@ -628,6 +645,16 @@ def _fill(out: DistArray, fill: Any) -> None:
         out.local[...] = fill
 
 
+def _agree_on(comm: Any, function: str, fields: list[tuple[str, str]]) -> None:
+    """The ranks make the same call with the same *fields*: the agreement every
+    call of loopscale's makes first (``_level.agree``: one ``Allreduce``, then,
+    only if they differ, the same error on every rank, naming what each had)."""
+    from ._level import agree
+
+    agree(comm, function, fingerprint(fields), np.empty(2, dtype=np.int64),
+          np.empty(2, dtype=np.int64), _mpi.mpi_module().MAX, lambda: fields)
+
+
 def _new(shape: Any, dtype: Any, comm: Any, fill: Any, function: str) -> DistArray:
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if not shape or any(int(s) < 0 for s in shape):
@@ -638,6 +665,12 @@ def _new(shape: Any, dtype: Any, comm: Any, fill: Any, function: str) -> DistArr
     comm = _resolve(comm)
     _mpi.refuse_in_task(comm, f"{function}()")
     nranks = 1 if comm is None else comm.Get_size()
+    if nranks > 1:
+        # every rank must make the same array (a rank-dependent length gave
+        # wrong rows, then "Message truncated", at the next exchange)
+        _agree_on(comm, function, [("call", f"{function}()"),
+                                   ("shape", str(tuple(int(v) for v in shape))),
+                                   ("dtype", dtype_text(dtype))])
     out = DistArray._allocate(shape, dtype, balanced_bounds(int(shape[0]), nranks), comm,
                               function=function)
     _fill(out, fill)

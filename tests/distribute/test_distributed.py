@@ -1269,3 +1269,44 @@ def test_numpy_functions_and_operators_on_a_distarray_are_refused_not_answered()
             expr()
     assert u.local.sum() == 28.0
     assert (u == u) is True and u in [u] and {u: 1}[u] == 1  # containers still work
+
+
+ONE_RANK_REFUSED = r'''
+import sys
+import numpy as np
+from loopscale import distribute
+from loopscale.errors import ArgumentError, ArgumentValueError
+
+r = distribute.rank()
+
+
+def say(text):
+    sys.stdout.write(f"rank {r} {text}\n")
+    sys.stdout.flush()
+
+
+# a block only rank 1 gets wrong: every rank raises, nobody is left in the exchange
+try:
+    distribute.from_local(np.array([1, "a"], dtype=object) if r == 1 else np.ones(3))
+except ArgumentError as exc:
+    say(f"object refused: {'rank 1:' in str(exc)}")
+try:
+    distribute.from_local(5.0 if r == 1 else np.ones(3))
+except ArgumentValueError as exc:
+    say(f"scalar refused: {'rank 1:' in str(exc)}")
+# a length that differs by rank: the same error everywhere, before any data moves
+try:
+    distribute.zeros(10 + (r == 1))
+except ArgumentValueError as exc:
+    say(f"zeros refused: {'rank 0: (10,); rank 1: (11,)' in str(exc)}")
+# and the ranks are still together
+d = distribute.from_local(np.full(3, float(r + 1)))
+say(f"then: {distribute.allgather(d).tolist()}")
+'''
+
+
+def test_a_constructor_refused_on_one_rank_is_refused_on_every_rank(mpi_warm):
+    run = every_rank_says(mpi_warm, ONE_RANK_REFUSED, 2, "then: [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]",
+                          timeout=120)
+    for what in ("object refused: True", "scalar refused: True", "zeros refused: True"):
+        assert run.stdout.count(what) == 2, run.describe()
