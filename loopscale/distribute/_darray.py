@@ -277,6 +277,23 @@ class DistArray:
     def __bool__(self) -> bool:
         raise self._refuse_op("truth testing (`if x:`)")
 
+    def __float__(self) -> float:
+        raise self._refuse_op("float(x)")
+
+    def __int__(self) -> int:
+        raise self._refuse_op("int(x)")
+
+    def __getattr__(self, name: str) -> Any:
+        # (only for what is not found: an ndarray's `x.sum()`, `x.T`, `x.astype`)
+        if not name.startswith("_") and hasattr(np.ndarray, name):
+            r0, r1 = self.local_rows
+            raise AttributeError(
+                f"a DistArray has no `.{name}`: its rows are spread over the ranks (this "
+                f"rank holds rows {r0}:{r1} of {self._shape[0]}). Use x.local.{name} for "
+                "this rank's rows, an accelerated function's loop over x[i] for the "
+                f"whole array, or distribute.allgather(x).{name} on a NumPy copy.")
+        raise AttributeError(f"'DistArray' object has no attribute {name!r}")
+
     def __iter__(self) -> Any:
         raise self._refuse("iterating over the rows")
 

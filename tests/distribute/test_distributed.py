@@ -1269,6 +1269,13 @@ def test_numpy_functions_and_operators_on_a_distarray_are_refused_not_answered()
             expr()
     assert u.local.sum() == 28.0
     assert (u == u) is True and u in [u] and {u: 1}[u] == 1  # containers still work
+    for expr in (lambda: float(u), lambda: int(u)):
+        with pytest.raises(DistributionError, match=r"not defined for a DistArray"):
+            expr()
+    for name in ("sum", "T", "astype", "reshape"):
+        with pytest.raises(AttributeError, match=rf"no `\.{name}`.*x\.local\.{name}"):
+            getattr(u, name)
+    assert not hasattr(u, "no_such_thing")
 
 
 ONE_RANK_REFUSED = r'''
