@@ -19,7 +19,11 @@ the first use of MPI) makes the job behave like ``python -m mpi4py``:
 * ``sys.exit(n)`` or ``exit(n)`` with ``n != 0`` on one rank aborts the job
   with status ``n`` (through mpi4py's abort-at-exit status; ``python -m
   loopscale.distribute`` covers ``raise SystemExit(n)`` as well);
-* Ctrl-C (``KeyboardInterrupt``) aborts with status 130.
+* Ctrl-C (``KeyboardInterrupt``) aborts with status 130;
+* a rank that ends (its script returns, or ``raise SystemExit(n)`` under a
+  plain ``mpiexec``, which no hook sees) while another waits for it in a
+  distributed call: the waiting rank ends the job with status 1 and a message
+  that names both ranks and the call (see "a rank that ended" below).
 
 An error that a rank raises only because *another* rank failed
 (:func:`mark_secondary`) waits a few seconds before aborting, so that the
@@ -197,6 +201,7 @@ def _state(communicator: Any) -> _CommState:
         if found is None:
             found = _CommState()
             communicator.Set_attr(_KEYVAL, found)
+            _note_communicator(communicator)
         _RECENT = (communicator, found)
         return found  # type: ignore[no-any-return]
 
@@ -210,6 +215,7 @@ def node_size(communicator: Any, function: str = "the 'mpi' level") -> int:
     if found is None:
         with waiting("the ranks' count of the ranks on each node", function):
             local = communicator.Split_type(mpi_module().COMM_TYPE_SHARED)
+            _open_notices(communicator)
         try:
             found = int(local.Get_size())
         finally:
@@ -232,6 +238,7 @@ def private_comm(communicator: Any, function: str = "distribute") -> Any:
     if found is None:
         with waiting("the making of loopscale's private communicator", function):
             found = communicator.Dup()
+            _open_notices(communicator)
         state.private = found
     return found
 
@@ -519,8 +526,23 @@ def _watch(warn: float | None, limit: float | None) -> None:
     while True:
         time.sleep(tick)
         now = time.monotonic()
+        if _NOTICES is not None:
+            _take_notices()
         for ident, (since, what, function) in list(_WAITS.items()):
             waited = now - since
+            gone = _ended_rank(since, now, tick) if _ENDED else None
+            if gone is not None:
+                site = _user_site(ident)
+                who = _world_rank()
+                sys.stderr.write(
+                    f"[rank {who}] loopscale: rank {gone} has ended (its script returned "
+                    f"or raised SystemExit) while rank {who} waits for it in {what} of "
+                    f"{function}()" + (f", called at {site}" if site else "")
+                    + ". Every rank of the communicator must make the same distributed "
+                    "calls in the same order; a rank that ends early (a `sys.exit`, "
+                    "`raise SystemExit`, or a return on one rank alone) leaves the others "
+                    "waiting. Ending the job.\n")
+                _abort(1)
             late = limit is not None and waited >= limit
             if not late and (warn is None or waited < warn or (ident, since) in told):
                 continue
@@ -540,6 +562,128 @@ def _watch(warn: float | None, limit: float | None) -> None:
             sys.stderr.write(text + " Still waiting; LOOPSCALE_MPI_TIMEOUT=<seconds> ends "
                              "the job instead.\n")
             _flush()
+
+
+# -- a rank that ended while others wait for it ---------------------------------------
+#
+# A rank whose script ends (it returns, or raises ``SystemExit``, which no hook
+# sees: CPython clears the exception before ``atexit`` runs) while the others
+# wait for it in a distributed call's collective leaves them waiting for ever:
+# it sits in ``MPI_Finalize``, which waits for them.  So at exit every rank
+# enters a non-blocking barrier on a duplicate of ``COMM_WORLD`` kept for this
+# (made with loopscale's first collective on the world).  When every rank is
+# ending the barrier completes at once.  A rank still alone there after
+# ``EXIT_NOTICE_SECONDS`` sends each other rank a notice; a rank whose
+# watchdog takes one while it waits in a distributed call that the ended rank
+# belongs to ends the job with a message that names both.  After the barrier,
+# every notice sent is received, so that none is left pending at MPI_Finalize.
+
+#: How long a rank at its exit waits for the others there before telling them.
+EXIT_NOTICE_SECONDS = 1.0
+
+_NOTICE_TAG = 17
+_NOTICE_LOCK = threading.Lock()
+_NOTICES: Any = None  # the duplicate of COMM_WORLD the notices go through
+_NOTICES_TAKEN = 0  # notices this rank's watchdog received
+_ENDED: dict[int, float] = {}  # world rank -> when its notice came
+_EXITING = False  # this rank is at its exit: the watchdog leaves MPI alone
+_SUBCOMMS = False  # loopscale used a communicator other than the world's group
+
+
+def _world_group(communicator: Any) -> bool:
+    """Whether *communicator* has ``COMM_WORLD``'s ranks in its order."""
+    mpi = mpi_module()
+    return mpi.Comm.Compare(communicator, mpi.COMM_WORLD) in (mpi.IDENT, mpi.CONGRUENT)
+
+
+def _note_communicator(communicator: Any) -> None:
+    """loopscale keeps state on *communicator*: when its ranks are not the world's,
+    a waiting rank no longer knows which ranks a wait needs (no notice acts)."""
+    global _SUBCOMMS
+    if not _SUBCOMMS and not _world_group(communicator):
+        _SUBCOMMS = True
+
+
+def _open_notices(communicator: Any) -> None:
+    """In a collective on *communicator*: make the exit-notice duplicate of the
+    world the first time (every rank reaches this at the same call)."""
+    global _NOTICES
+    if _NOTICES is not None or not launched() or not _world_group(communicator):
+        return
+    mpi = mpi_module()
+    if mpi.Query_thread() < mpi.THREAD_MULTIPLE:
+        return  # the watchdog thread may not call MPI beside the main thread
+    import atexit
+
+    _NOTICES = communicator.Dup()
+    # after mpi4py's own (which finalizes MPI): atexit runs it first
+    atexit.register(_at_exit)
+
+
+def _take_notices() -> None:
+    """The watchdog: receive the notices of ranks that ended (see above)."""
+    global _NOTICES_TAKEN
+    with _NOTICE_LOCK:
+        notices = _NOTICES
+        if notices is None or _EXITING or is_finalized():
+            return
+        mpi = _MPI
+        status = mpi.Status()
+        while notices.Iprobe(source=mpi.ANY_SOURCE, tag=_NOTICE_TAG, status=status):
+            source = status.Get_source()
+            notices.Recv([bytearray(1), mpi.BYTE], source=source, tag=_NOTICE_TAG)
+            _NOTICES_TAKEN += 1
+            _ENDED.setdefault(source, time.monotonic())
+
+
+def _finalizes_at_exit() -> bool:
+    try:
+        import mpi4py
+
+        return mpi4py.rc.finalize is not False
+    except Exception:  # noqa: BLE001 - pragma: no cover
+        return False
+
+
+def _at_exit() -> None:
+    """This rank's script ended (see above): wait for the others at a barrier,
+    telling them after ``EXIT_NOTICE_SECONDS``, then receive what was sent."""
+    global _EXITING
+    notices = _NOTICES
+    if (notices is None or _EXIT_PENDING or is_finalized() or not _finalizes_at_exit()
+            or threading.current_thread() is not threading.main_thread()):
+        return  # a non-zero sys.exit: mpi4py aborts the job with its status
+    mpi = _MPI
+    with _NOTICE_LOCK:
+        _EXITING = True
+    try:
+        me, ranks = notices.Get_rank(), notices.Get_size()
+        barrier = notices.Ibarrier()
+        start = time.monotonic()
+        sends: list[Any] = []
+        one = bytearray(1)
+        while not barrier.Test():
+            if not sends and time.monotonic() - start >= EXIT_NOTICE_SECONDS:
+                sends = [notices.Isend([one, mpi.BYTE], dest=r, tag=_NOTICE_TAG)
+                         for r in range(ranks) if r != me]
+            time.sleep(0.002)
+        told = 1 if sends else 0
+        total = notices.allreduce(told, op=mpi.SUM)
+        for _ in range(total - told - _NOTICES_TAKEN):
+            notices.Recv([bytearray(1), mpi.BYTE], source=mpi.ANY_SOURCE, tag=_NOTICE_TAG)
+        mpi.Request.Waitall(sends)
+    except Exception:  # noqa: BLE001 - pragma: no cover - MPI_Finalize follows anyway
+        pass
+
+
+def _ended_rank(since: float, now: float, tick: float) -> int | None:
+    """A rank that ended at least *tick* ago, which a wait begun at *since* that
+    has lasted *tick* needs (every watched wait is on the world's ranks unless
+    loopscale used another communicator), or None."""
+    if _SUBCOMMS or now - since < tick:
+        return None
+    gone = [r for r, when in _ENDED.items() if now - when >= tick]
+    return min(gone) if gone else None
 
 
 def install_abort_handler() -> None:

@@ -418,6 +418,9 @@ if me == 0:
     elif case == "gather":
         distribute.allgather(out)               # SKIPPED-BY-RANK-1
 print(f"rank {me} reached the end", flush=True)
+if me == 1 and case != "none":
+    import time
+    time.sleep(60)  # alive, but not in the call: only the watchdog can tell
 '''
 
 
@@ -444,6 +447,70 @@ def test_a_call_one_rank_skips_is_reported_and_timeout_ends_the_job(mpi_warm, ca
         assert "same distributed calls in the same order" in text
     assert "Still waiting" in warned[0] and "LOOPSCALE_MPI_TIMEOUT=4" in warned[1]
     assert "[rank 1] loopscale" not in run.stderr  # rank 1 did not wait in a call
+
+
+#: ``script.py HOW``: rank 1 ends (in the way named) while rank 0 goes on to a
+#: distributed call; or rank 1 is late, and the call completes.
+ENDED = r'''
+import sys, time
+import numpy as np
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def smooth(u, out):
+    for i in range(1, u.shape[0] - 1):
+        out[i] = (u[i - 1] + u[i] + u[i + 1]) / 3.0
+
+
+how = sys.argv[1]
+me = distribute.rank()
+u = distribute.scatter(np.arange(100.0) if me == 0 else None)
+out = distribute.zeros_like(u)
+smooth(u, out)
+sys.stdout.write(f"rank {me} first call done\n")
+sys.stdout.flush()
+if me == 1:
+    if how == "raise":
+        raise SystemExit(5)
+    if how == "exit0":
+        sys.exit(0)
+    if how == "late":
+        time.sleep(4)
+if me == 0 or how == "late":
+    smooth(u, out)                              # RANK-0-WAITS
+    total = float(distribute.allgather(out).sum())
+    sys.stdout.write(f"rank {me} total {total:.6f}\n")
+    sys.stdout.flush()
+'''
+
+
+@pytest.mark.parametrize("how", ["raise", "exit0", "end"])
+def test_a_rank_that_ends_while_another_waits_for_it_ends_the_job(mpi_warm, how) -> None:
+    # Under a plain mpiexec, `raise SystemExit(5)` (which no hook sees), `sys.exit(0)`
+    # or the script's end on rank 1 left rank 0 waiting in smooth() for ever: rank 1
+    # sat in MPI_Finalize.  Now rank 1 tells the others from its exit, and rank 0,
+    # waiting in a call rank 1 belongs to, ends the job naming both and the line.
+    script = mpi_warm.write(ENDED)
+    line = next(k for k, text in enumerate(ENDED.splitlines(), 1) if "RANK-0-WAITS" in text)
+    run = mpi_warm(script, 2, [how], timeout=120)
+    assert run.returncode == 1, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    assert run.stdout.count("first call done") == 2, run.describe()
+    said = re.findall(r"^\[rank 0\] loopscale: rank 1 has ended .* waits for it in .* of "
+                      r"smooth\(\), called at (\S+):(\d+)\.", run.stderr, re.M)
+    assert said == [(str(script), str(line))], run.describe()
+    assert "total" not in run.stdout, run.describe()
+
+
+def test_a_late_rank_is_not_taken_for_an_ended_one(mpi_warm) -> None:
+    # rank 1 sleeps 4 s while rank 0 waits in smooth(): no notice, the call completes
+    run = mpi_warm(ENDED, 2, ["late"], timeout=120)
+    assert run.returncode == 0, run.describe()
+    totals = re.findall(r"^rank (\d) total (\S+)$", run.stdout, re.M)
+    assert sorted(r for r, _ in totals) == ["0", "1"], run.describe()
+    assert totals[0][1] == totals[1][1] and float(totals[0][1]) > 0, run.describe()
+    assert "has ended" not in run.stderr, run.describe()
 
 
 def test_a_bad_wait_setting_is_named(mpi_warm) -> None:
@@ -495,6 +562,9 @@ if me == 0:
     elif case == "from_local":
         distribute.from_local(np.zeros((3, 2)))    # SKIPPED from_local
 print(f"rank {me} reached the end", flush=True)
+if me == 1:
+    import time
+    time.sleep(60)  # alive, but not in the call: only the watchdog can tell
 '''
 
 
