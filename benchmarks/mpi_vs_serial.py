@@ -6,8 +6,11 @@ Run from the repository root::
     python benchmarks/mpi_vs_serial.py --quick       # small sizes (a smoke test)
     python benchmarks/mpi_vs_serial.py --nprocs 4 --output docs/mpi-table.md
 
-Three compute-bound kernels: n-body (2-D output), kernel density estimation
-(1-D output) and Mandelbrot (uneven work per row, integer output).
+Four compute-bound kernels: n-body forces (2-D output), ten leapfrog time steps
+of an n-body (a sequential loop around independent loops: each pass of its
+force loop is dealt across the ranks; the hand-written twin deals the force
+rows and gathers them each step), kernel density estimation (1-D output) and
+Mandelbrot (uneven work per row, integer output).
 
 * **serial**: this process, ``loopscale.level("serial")``, alone on the machine.
 * **mpi**: ``mpiexec -n P python mpi_vs_serial.py --rank-side``; every rank
@@ -76,6 +79,35 @@ def mandelbrot(xs, ys, maxiter, counts):
             counts[i, j] = k
 
 
+@accelerate
+def nbody_steps(pos0, vel0, mass, steps, dt, out):
+    """Leapfrog time steps: the step loop is sequential; its force and update
+    loops are independent (each pass of them is a replicated call at the mpi
+    level: see the user guide's "Parallel loops inside a sequential loop")."""
+    n = pos0.shape[0]
+    out[:] = pos0
+    vel = vel0.copy()
+    acc = np.zeros_like(pos0)
+    for _s in range(steps):
+        for i in range(n):
+            ax = 0.0
+            ay = 0.0
+            for j in range(n):
+                dx = out[j, 0] - out[i, 0]
+                dy = out[j, 1] - out[i, 1]
+                r2 = dx * dx + dy * dy + 1e-3
+                inv = mass[j] / (r2 * math.sqrt(r2))
+                ax += dx * inv
+                ay += dy * inv
+            acc[i, 0] = ax
+            acc[i, 1] = ay
+        for i in range(n):
+            vel[i, 0] += dt * acc[i, 0]
+            vel[i, 1] += dt * acc[i, 1]
+            out[i, 0] += dt * vel[i, 0]
+            out[i, 1] += dt * vel[i, 1]
+
+
 # -- the hand-written versions: a Numba kernel over a list of rows -----------------------
 
 @numba.njit(nogil=True)
@@ -96,6 +128,45 @@ def _nbody_rows(rows, pos, mass, eps, out):
             ay += dy * inv
         out[r, 0] = ax
         out[r, 1] = ay
+
+
+@numba.njit(nogil=True)
+def _nbody_step_rows(rows, pos, mass, out):
+    n = mass.shape[0]
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        ax = 0.0
+        ay = 0.0
+        for j in range(n):
+            dx = pos[j, 0] - pos[i, 0]
+            dy = pos[j, 1] - pos[i, 1]
+            r2 = dx * dx + dy * dy + 1e-3
+            inv = mass[j] / (r2 * math.sqrt(r2))
+            ax += dx * inv
+            ay += dy * inv
+        out[r, 0] = ax
+        out[r, 1] = ay
+
+
+@numba.njit(nogil=True)
+def _leapfrog(pos, vel, acc, dt):
+    for i in range(pos.shape[0]):
+        vel[i, 0] += dt * acc[i, 0]
+        vel[i, 1] += dt * acc[i, 1]
+        pos[i, 0] += dt * vel[i, 0]
+        pos[i, 1] += dt * vel[i, 1]
+
+
+def _nbody_steps_hand(comm: Any, args: tuple[Any, ...]) -> None:
+    """Each step: this rank's rows of the forces (round-robin), one Allgatherv of
+    them, then the whole (cheap) update on every rank."""
+    pos0, vel0, mass, steps, dt, out = args
+    out[...] = pos0
+    vel = vel0.copy()
+    acc = np.zeros_like(pos0)
+    for _ in range(steps):
+        hand_written(comm, _nbody_step_rows, (out, mass, acc), acc)
+        _leapfrog(out, vel, acc, dt)
 
 
 @numba.njit(nogil=True)
@@ -134,6 +205,11 @@ def make(name: str, quick: bool) -> tuple[Any, tuple[Any, ...], Any, np.ndarray]
         out = np.zeros((n, 2))
         return nbody, (rng.uniform(-1, 1, (n, 2)), rng.uniform(0.5, 1.5, n), 1e-3, out), \
             _nbody_rows, out
+    if name == "nbody_steps":
+        n = 300 if quick else 1500
+        out = np.zeros((n, 2))
+        return nbody_steps, (rng.uniform(-1, 1, (n, 2)), np.zeros((n, 2)),
+                             rng.uniform(0.5, 1.5, n), 10, 1e-4, out), None, out
     if name == "kde":
         n = 600 if quick else 4000
         out = np.zeros(n)
@@ -146,7 +222,7 @@ def make(name: str, quick: bool) -> tuple[Any, tuple[Any, ...], Any, np.ndarray]
     raise ValueError(name)
 
 
-NAMES = ("nbody", "kde", "mandelbrot")
+NAMES = ("nbody", "nbody_steps", "kde", "mandelbrot")
 
 
 def hand_written(comm: Any, rows_kernel: Any, args: tuple[Any, ...], out: np.ndarray) -> None:
@@ -169,6 +245,14 @@ def hand_written(comm: Any, rows_kernel: Any, args: tuple[Any, ...], out: np.nda
         out[r::size] = seg.reshape((-1,) + out.shape[1:])
 
 
+def _hand_program(comm: Any, rows_kernel: Any, args: tuple[Any, ...],
+                  out: np.ndarray) -> Any:
+    """The hand-written mpi4py program for a kernel, as a function of nothing."""
+    if rows_kernel is None:
+        return lambda: _nbody_steps_hand(comm, args)
+    return lambda: hand_written(comm, rows_kernel, args, out)
+
+
 def rank_side(quick: bool, repeat: int, path: str) -> None:
     from loopscale import distribute
 
@@ -183,7 +267,8 @@ def rank_side(quick: bool, repeat: int, path: str) -> None:
         times: dict[str, list[float]] = {"mpi": [], "hand": []}
         with loopscale.level("mpi"):
             fn(*args)  # compile, warm
-        hand_written(comm, rows_kernel, args, out)
+        hand = _hand_program(comm, rows_kernel, args, out)
+        hand()
         # (the hand kernel is numba.njit: its exp is the C library's, loopscale's
         # glibc's vector exp, 1-3 units in the last place apart; see user_guide.md)
         assert np.allclose(out, want, rtol=1e-13, atol=0), f"hand-written {name} differs"
@@ -196,7 +281,7 @@ def rank_side(quick: bool, repeat: int, path: str) -> None:
                     with loopscale.level("mpi"):
                         fn(*args)
                 else:
-                    hand_written(comm, rows_kernel, args, out)
+                    hand()
                 dt = comm.allreduce(time.perf_counter() - t0, op=_max())
                 times[kind].append(dt)
                 if kind == "mpi" and out.tobytes() != want.tobytes():

@@ -1454,7 +1454,9 @@ class Accelerated(Generic[P, R]):
         """Run through the outlined plan with *executor* (the threads/mpi path)."""
         comp = self._build()
         if comp.pre is None:
-            if (not distributed and getattr(executor, "name", None) == "threads"
+            # (at the mpi level every rank runs the driver, and each region's
+            # call is a replicated call of its own: see _regions.Runner)
+            if (not distributed and getattr(executor, "name", None) in ("threads", "mpi")
                     and self._driver() is not None):
                 return self._run_driver(comp, args, kwargs)
             return self._run_serial(args, kwargs)
@@ -1825,9 +1827,10 @@ class Accelerated(Generic[P, R]):
                 for reg in comp.regions:
                     lines.append(
                         f"  inner loop over `{reg.accel.analysis.loop_var}` at line {reg.line}: "
-                        "PARALLEL, inside the sequential loop: at the threads level (and "
-                        "auto's), each pass runs it on the pool, until a pass shows it too "
-                        "short to gain (free variables: "
+                        "PARALLEL, inside the sequential loop: at the threads and mpi "
+                        "levels (and auto's), each pass runs it on the pool (or deals its "
+                        "blocks across the ranks), until a pass shows it too short to "
+                        "gain (free variables: "
                         f"{', '.join(reg.params) or 'none'})")
                     ra = reg.accel.analysis
                     if reg.outs:

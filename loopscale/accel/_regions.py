@@ -398,6 +398,28 @@ class Runner:
 
         return call
 
+    def _agreement(self) -> Callable[[bool], bool] | None:
+        """At a collective level (``mpi``), where every rank runs the driver and
+        must take the same path through it: the executor's ``agree_any`` (a
+        region that lost on any rank is kept inline on every rank; timings
+        differ between ranks).  A collective executor without one: never
+        kept inline.  None at the other levels."""
+        from .. import config
+        from ._executor import get_executor
+
+        setting = config.current_level()
+        name = setting.name
+        if name == "auto":
+            from ._decorator import _auto_parallel_level
+
+            name = _auto_parallel_level() or "serial"
+        if name in ("serial", "threads"):
+            return None
+        executor = get_executor(name, setting.options)
+        if not getattr(executor, "collective", False):
+            return None
+        return getattr(executor, "agree_any", None) or (lambda _missed: False)
+
     def __call__(self, trips: int, *args: Any) -> Any:
         from .. import config
 
@@ -428,7 +450,11 @@ class Runner:
         self.calls += 1
         retried = trips < int(self.gates[self.k])
         countdown = len(self.gates) // 2 + self.k
-        if spent > GAIN * cost * trips:
+        missed = spent > GAIN * cost * trips
+        agree = self._agreement()
+        if agree is not None:
+            missed = agree(missed)
+        if missed:
             self.misses[bucket] = self.misses.get(bucket, 0) + 1
             if self.misses[bucket] >= 2 or retried:
                 self.gates[self.k] = max(int(self.gates[self.k]), 2 * trips + 1)

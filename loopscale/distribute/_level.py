@@ -237,6 +237,23 @@ class MPIExecutor:
                 failure = exc
         self._exchange(comm, plan, slots, dealt, me, failure)
 
+    def agree_any(self, flag: bool) -> bool:
+        """Whether *flag* is true on any rank (one ``Allreduce``): a decision taken
+        from a timing, which differs between ranks, made the same on every rank
+        (accel's inner loops of a sequential loop, kept inline when they do not
+        gain: every rank must then skip the same replicated calls)."""
+        comm = self._communicator()
+        if comm is None or comm.Get_size() == 1 or not config.collectives_allowed():
+            return flag
+        mine = np.array([1 if flag else 0], dtype=np.int64)
+        found = np.empty(1, dtype=np.int64)
+        _mpi.wait_begin("the ranks' agreement on an inner loop's gate", "accelerate")
+        try:
+            comm.Allreduce(mine, found, op=_mpi.mpi_module().MAX)
+        finally:
+            _mpi.wait_end()
+        return bool(found[0])
+
     def _alone(self, comm: Any, plan: Any) -> None:
         """Inside a task of ``distribute.map`` (this rank alone): ``auto``, or the
         ``mpi`` level in force around the farm (``LOOPSCALE_LEVEL=mpi``, a
