@@ -320,6 +320,8 @@ class _Compiled:
         self.driver_parts: Any = None
         #: argument types -> driver, when regions hand values back
         self.typed_drivers: dict[tuple[Any, ...], Any] | None = None
+        #: the function as Python around its regions (calls with distributed arrays)
+        self.python_driver: Any = None
 
         def run_blocks(c0: int, c1: int, *args: Any) -> None:
             """The chunk kernel, noting on an exception the blocks that raised it (read
@@ -381,6 +383,9 @@ class Accelerated(Generic[P, R]):
         self._params = list(self.__signature__.parameters)
         self._param_tuple = tuple(self._params)
         self._dist_checked: set[frozenset[str]] = set()
+        #: distributed argument names -> the checked Python driver (see
+        #: _distributed_driver)
+        self._dist_drivers: dict[frozenset[str], Any] = {}
         self._express: list[_Express] = []  # the last calls with distributed arrays
         #: the last plan run: (n, block, nblocks, lo, step), not its arguments (which
         #: would keep the last call's arrays alive)
@@ -1181,6 +1186,7 @@ class Accelerated(Generic[P, R]):
             self._fast = 0
             self._indexed_cache = None
             self._dist_checked.clear()
+            self._dist_drivers.clear()
             self._express = []
             self._probed.clear()
 
@@ -1292,6 +1298,10 @@ class Accelerated(Generic[P, R]):
                 "or run compiled.")
         comp = self._build()
         key = frozenset(dist)
+        if not self.analysis.parallel and comp.pre is None:
+            driver = self._distributed_driver(comp, key)
+            if driver is not None:  # its inner loops run as distributed calls, each pass
+                return driver(*args, **kwargs)  # type: ignore[no-any-return]
         if key not in self._dist_checked:  # the syntax does not change: once per set of names
             _distributed.check_call(fn.__qualname__, fn.__code__.co_filename, self._tree,
                                     self.analysis, comp.pre is not None, dist,
@@ -1310,6 +1320,39 @@ class Accelerated(Generic[P, R]):
             self._express = [_Express(setting, args, self._params, call),
                              *self._express[:_EXPRESS_KEPT - 1]]
         return self._run_distributed(call, args, kwargs, key)
+
+    def _distributed_driver(self, comp: _Compiled, names: frozenset[str]) -> Any:
+        """The function as Python around its parallel inner loops, each a call of its
+        own (``_regions.python_driver``), for a call with the distributed arrays
+        *names*; None when it has no such loops (the call is then refused, with
+        the reason its loop runs in order).  Checked once per set of names: the
+        code between the loops must not need every rank's rows, and each loop
+        must be able to run where the rows live."""
+        found = self._dist_drivers.get(names)
+        if found is not None:
+            return found
+        try:
+            has = self._driver() is not None or bool(comp.regions)
+        except CompileError:
+            has = False
+        if not has or self._tree is None:
+            return None
+        fn = self.py_func
+        tree = self._tree
+        loops = [tree.body[r.outer].body[r.inner] for r in comp.regions]  # type: ignore
+        held = _distributed.check_regions(fn.__qualname__, fn.__code__.co_filename, tree,
+                                          loops, names)
+        for reg in comp.regions:
+            mine = {p: None for p in reg.params if p in held}
+            if mine:
+                rcomp = reg.accel._build()
+                _distributed.check_call(fn.__qualname__, fn.__code__.co_filename,
+                                        reg.accel._tree, reg.accel.analysis,
+                                        rcomp.pre is not None, mine, rcomp.gen.plan_reason)
+        if comp.python_driver is None:
+            comp.python_driver = _regions.python_driver(fn, tree, comp.regions)
+        self._dist_drivers[names] = comp.python_driver
+        return comp.python_driver
 
     def _call_express(self, args: tuple[Any, ...]) -> Any:
         """A call with the same distributed arrays, in the same places, at the same

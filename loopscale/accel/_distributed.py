@@ -40,12 +40,13 @@ skips the type's call-object set-up.
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import DistributionError
 
-__all__ = ["PROTOCOL", "distributed_arguments", "check_aliases", "check_call"]
+__all__ = ["PROTOCOL", "distributed_arguments", "check_aliases", "check_call", "check_regions"]
 
 #: The attribute that marks a distributed-array type.
 PROTOCOL = "__loopscale_distributed__"
@@ -143,7 +144,7 @@ def _enclosing(node: ast.AST, parents: dict[int, ast.AST]) -> ast.AST:
     shown = node
     for _ in range(3):
         parent = parents.get(id(shown))
-        if isinstance(parent, ast.Attribute) and parent.value is shown or (
+        if isinstance(parent, (ast.Attribute, ast.Subscript)) and parent.value is shown or (
                 isinstance(parent, ast.Call) and (parent.func is shown or shown in parent.args)):
             shown = parent
             continue
@@ -168,6 +169,107 @@ def read_after_loop(fdef: ast.FunctionDef | None, loop_index: int | None) -> fro
                     and id(node) not in skip:
                 found.add(node.id)
     return frozenset(found)
+
+
+def _pairs(target: ast.expr, value: ast.expr) -> list[tuple[str, ast.expr]]:
+    """``(name, value)`` for each name *target* binds to a part of *value* it can
+    see (``u, v = v, u``: u to v, v to u)."""
+    if isinstance(target, ast.Name):
+        return [(target.id, value)]
+    if (isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List))
+            and len(target.elts) == len(value.elts)):
+        return [p for t, v in zip(target.elts, value.elts, strict=True) for p in _pairs(t, v)]
+    return []
+
+
+def _names_only(value: ast.expr, names: set[str]) -> bool:
+    """*value* is one of *names*, or a tuple of such (a swap's right side)."""
+    if isinstance(value, ast.Name):
+        return value.id in names
+    return isinstance(value, (ast.Tuple, ast.List)) and bool(value.elts) and all(
+        _names_only(v, names) for v in value.elts)
+
+
+def _distributed_value(value: ast.expr, names: set[str]) -> bool:
+    if isinstance(value, ast.Name):
+        return value.id in names
+    if isinstance(value, ast.Call) and value.args and isinstance(value.args[0], ast.Name):
+        fn = value.func
+        fname = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)
+        return fname in _LIKE_FUNCS - {"len", "__ls_seqlen"} and value.args[0].id in names
+    return False
+
+
+def check_regions(function: str, filename: str, fdef: ast.FunctionDef,
+                  loops: Iterable[ast.stmt], dist: Iterable[str]) -> set[str]:
+    """Raise :class:`~loopscale.errors.DistributionError` unless the code of *fdef*
+    outside the parallel inner loops *loops* (which become distributed calls of
+    their own) uses the distributed arguments *dist*, and the names bound to
+    them (``u, new = new, u``; ``tmp = np.empty_like(u)``), only as the code
+    around a parallel loop may: their shape, ``ndim``, ``size``, ``dtype``,
+    ``len()``, a like-shaped new array, passing them on to the next pass, and
+    returning them.  Returns every name that may hold a distributed array."""
+    skip = {id(loop) for loop in loops}
+    found = set(dist)
+    body: list[ast.stmt] = []
+
+    def strip(stmts: list[ast.stmt]) -> list[ast.stmt]:
+        kept: list[ast.stmt] = []
+        for st in stmts:
+            if id(st) in skip:
+                continue
+            st = copy.copy(st)
+            for fld in ("body", "orelse", "finalbody"):
+                sub = getattr(st, fld, None)
+                if isinstance(sub, list):
+                    setattr(st, fld, strip(sub))
+            kept.append(st)
+        return kept
+
+    body = strip(fdef.body)
+    assigns = [st for top in body for st in ast.walk(top) if isinstance(st, ast.Assign)]
+    grew = True
+    while grew:  # (a name bound to one that holds a distributed array holds one too)
+        grew = False
+        for st in assigns:
+            for target in st.targets:
+                for name, value in _pairs(target, st.value):
+                    if name not in found and _distributed_value(value, found):
+                        found.add(name)
+                        grew = True
+    moved = {id(st) for st in assigns
+             if _names_only(st.value, found) and all(
+                 _pairs(t, st.value) and all(n in found for n, _ in _pairs(t, st.value))
+                 for t in st.targets)}
+
+    def without_moves(stmts: list[ast.stmt]) -> list[ast.stmt]:
+        kept: list[ast.stmt] = []
+        for st in stmts:
+            if id(st) in moved:
+                continue
+            st = copy.copy(st)
+            for fld in ("body", "orelse", "finalbody"):
+                sub = getattr(st, fld, None)
+                if isinstance(sub, list):
+                    setattr(st, fld, without_moves(sub))
+            kept.append(st)
+        return kept
+
+    checked = without_moves(body)
+    for name in sorted(found):
+        bad = _bad_outside_use(checked, name)
+        if bad is not None:
+            raise DistributionError(
+                f"{function}() was called with distributed arrays; its parallel inner loops "
+                f"run as distributed calls at each pass, and the code between them runs on "
+                f"every rank, but at {_where(filename, bad, None)} it uses {name!r} (a "
+                f"distributed array) as `{ast.unparse(bad)}`, which would need every rank's "
+                "rows. Between the parallel loops a distributed array may only give its "
+                "shape, ndim, size or dtype, make a like-shaped array (np.empty_like), be "
+                "passed on (u, new = new, u) or be returned; move that work into a parallel "
+                "loop, or gather the array first (distribute.allgather(x)) and pass the "
+                "NumPy array.")
+    return found
 
 
 def check_aliases(function: str, filename: str, analysis: Any, dist: Mapping[str, Any]

@@ -43,7 +43,8 @@ import numpy as np
 
 from ._astutil import _stmt_targets, _walk_stmts
 
-__all__ = ["Region", "find_regions", "driver_tree", "Runner", "GATES", "FIRST_GATE"]
+__all__ = ["Region", "find_regions", "driver_tree", "python_driver", "Runner", "GATES",
+           "FIRST_GATE"]
 
 #: The name of the gate array in the driver (its second argument).
 GATES = "__ls_gates"
@@ -336,6 +337,56 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.Functio
                 ast.copy_location(node, loop)
         top.body[reg.inner] = gated  # type: ignore[attr-defined]
     return out
+
+
+def python_driver(func: types.FunctionType, fdef: ast.FunctionDef,
+                  regions: Sequence[Region]) -> types.FunctionType:
+    """*func* as Python, with each region's loop replaced by a call of the
+    region's own decorated function (``outs = region(params)``): what runs on
+    every rank when the function is called with distributed arrays, whose rows
+    compiled code cannot reach.  Each region's call is then a distributed call
+    of its own (halos exchanged, its rows written where they live, its
+    reductions combined over every rank); the code between runs as Python, on
+    every rank alike (see ``_distributed.check_regions`` for what it may do
+    with a distributed array)."""
+    out = copy.deepcopy(fdef)
+    out.decorator_list = []
+    for reg in regions:
+        top = out.body[reg.outer]
+        loop = top.body[reg.inner]  # type: ignore[attr-defined]
+        value = ast.Call(ast.Name(reg.name, ast.Load()),
+                         [ast.Name(p, ast.Load()) for p in reg.params], [])
+        call: ast.stmt = ast.Expr(value)
+        if reg.outs:
+            target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
+                      ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
+            call = ast.Assign(targets=[target], value=value)
+        for node in ast.walk(call):
+            ast.copy_location(node, loop)
+        top.body[reg.inner] = call  # type: ignore[attr-defined]
+    from ._iteration import SEQLEN
+
+    free = list(func.__code__.co_freevars)
+    made = [reg.name for reg in regions] + [SEQLEN] + free
+    maker = ast.FunctionDef(
+        name="__ls_make",
+        args=ast.arguments(posonlyargs=[], args=[ast.arg(n) for n in made], vararg=None,
+                           kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
+        body=[out, ast.Return(ast.Name(out.name, ast.Load()))], decorator_list=[],
+        returns=None, type_comment=None)
+    if hasattr(ast, "TypeAlias"):  # (3.12: type parameters)
+        maker.type_params = []
+    ast.copy_location(maker, fdef)
+    ast.fix_missing_locations(maker)
+    module = compile(ast.Module(body=[maker], type_ignores=[]), func.__code__.co_filename,
+                     "exec")
+    code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+    make = types.FunctionType(code, func.__globals__, "__ls_make")
+    cells = [c.cell_contents for c in func.__closure__ or ()]
+    fn: types.FunctionType = make(*[reg.accel for reg in regions], len, *cells)
+    fn.__qualname__ = func.__qualname__
+    fn.__module__ = func.__module__
+    return fn
 
 
 #: The name of the Numba type of a region's *outs* in its call's namespace.

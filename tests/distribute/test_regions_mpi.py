@@ -143,3 +143,115 @@ def test_inner_loops_of_a_time_loop_are_dealt_across_ranks_bit_for_bit(mpi_warm,
         if name in ("nbody", "relax", "census"):
             # the inner loops ran as replicated calls: rows moved between ranks
             assert fn == name and int(moved) > 0, (rank, name, level, run.describe())
+
+
+#: Time loops called with distributed arrays: the inner loops are distributed calls.
+DIST = r'''
+import sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def heat(u, new, steps, k):                       # 1-D, the arrays swapped each step
+    n = u.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            new[i] = u[i] + k * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+        u, new = new, u
+    return u
+
+
+@accelerate
+def jacobi(u, v, tol, maxit):                     # 2-D, to convergence: a max handed back
+    n, m = u.shape
+    res = tol + 1.0
+    it = 0
+    while res > tol and it < maxit:
+        res = 0.0
+        for i in range(1, n - 1):
+            for j in range(1, m - 1):
+                v[i, j] = 0.25 * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1] + u[i, j + 1])
+                res = max(res, abs(v[i, j] - u[i, j]))
+        u, v = v, u
+        it += 1
+    return u, it, res
+
+
+@accelerate
+def copy_back(u, tmp, steps):                     # two inner loops a pass, a temporary
+    n = u.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            tmp[i] = 0.5 * u[i] + 0.25 * (u[i - 1] + u[i + 1])
+        for i in range(1, n - 1):
+            u[i] = tmp[i]
+    return u
+
+
+@accelerate
+def boundary(u, new, steps):                      # new[0] between the loops: refused
+    n = u.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            new[i] = 0.5 * (u[i - 1] + u[i + 1])
+        new[0] = u[0]                             # NEEDS-ROW-0
+        u, new = new, u
+    return u
+
+
+me = distribute.rank()
+n = int(sys.argv[1])
+x = np.sin(np.linspace(0.0, 3.0, n)) ** 2
+g = np.zeros((n, 17))
+g[0, :] = 1.0
+g[:, 0] = 0.5
+
+
+def scat(a):
+    return distribute.scatter(a if me == 0 else None)
+
+
+def report(name, ok):
+    sys.stdout.write(f"rank {me} {name} same={ok}\n")
+    sys.stdout.flush()
+
+
+with loopscale.level("serial"):
+    want = heat(x.copy(), x.copy(), 40, 0.2)
+got = heat(scat(x), scat(x), 40, 0.2)
+report("heat", type(got).__name__ == "DistArray"
+       and distribute.allgather(got).tobytes() == want.tobytes())
+with loopscale.level("serial"):
+    want = jacobi(g.copy(), g.copy(), 1e-3, 300)
+got = jacobi(scat(g), scat(g), 1e-3, 300)
+report("jacobi", distribute.allgather(got[0]).tobytes() == want[0].tobytes()
+       and got[1:] == want[1:] and type(got[2]) is type(want[2]))
+with loopscale.level("serial"):
+    want = copy_back(x.copy(), np.zeros(n), 25)
+got = copy_back(scat(x), distribute.zeros(n), 25)
+report("copy_back", distribute.allgather(got).tobytes() == want.tobytes())
+try:
+    boundary(scat(x), scat(x), 3)
+    report("boundary", False)
+except loopscale.errors.DistributionError as exc:
+    sys.stdout.write(f"rank {me} refused: {exc}\n")
+    sys.stdout.flush()
+'''
+
+
+@pytest.mark.parametrize("ranks, n", [(2, 64), (3, 41), (3, 2)])
+def test_a_time_loop_called_with_distributed_arrays_runs_its_inner_loops_distributed(
+        mpi_warm, ranks, n) -> None:
+    # was refused: "its loop does not run in parallel" (the time loop)
+    script = mpi_warm.write(DIST)
+    line = next(k for k, text in enumerate(DIST.splitlines(), 1) if "NEEDS-ROW-0" in text)
+    run = mpi_warm(script, ranks, [str(n)], timeout=300)
+    assert run.returncode == 0, run.describe()
+    found = re.findall(r"^rank (\d+) (\w+) same=(\w+)$", run.stdout, re.M)
+    assert sorted(found) == sorted((str(r), name, "True") for r in range(ranks)
+                                   for name in ("heat", "jacobi", "copy_back")), run.describe()
+    refused = re.findall(r"^rank \d+ refused: (.*)$", run.stdout, re.M)
+    assert len(refused) == ranks, run.describe()
+    assert f"{script}:{line}" in refused[0] and "`new[0]`" in refused[0], refused[0]
