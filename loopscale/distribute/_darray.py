@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import config
 from ..errors import ArgumentError, ArgumentValueError, DistributionError
 from . import _mpi
+from ._level import agree, agree_call
 from ._partition import dtype_text, fingerprint
 
 __all__ = ["DistArray", "scatter", "gather", "allgather", "from_local", "empty", "zeros",
@@ -130,7 +132,7 @@ class DistArray:
     """
 
     __slots__ = ("_comm", "_shape", "_dtype", "_bounds", "_bkey", "_rank", "_buf", "_ghost",
-                 "_view", "__weakref__")
+                 "_view", "_desc", "__weakref__")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("DistArray is made by distribute.scatter, from_local, zeros, empty, "
@@ -157,6 +159,9 @@ class DistArray:
         self._ghost = _ghosts(self._shape[0], halo, nranks) if ghost is None else ghost
         self._buf = np.empty((nloc + 2 * self._ghost, *self._shape[1:]), dtype=self._dtype)
         self._view: np.ndarray | None = None
+        #: what the ranks' agreement compares of this array (the same on every rank)
+        self._desc = (f"{dtype_text(self._dtype)}{list(self._shape)} rows "
+                      f"{','.join(map(str, self._bkey))}")
         return self
 
     # -- what it is ---------------------------------------------------------------
@@ -352,22 +357,16 @@ class DistArray:
             new, problem = np.zeros(0, np.int64), f"bounds must be a sequence of integers ({exc})"
         # every rank must move rows by the same bounds (or none may move any): a
         # rank that computed other bounds would wait for rows nobody sends
+        where = f" (on rank {self._rank})" if nranks > 1 else ""
+        error = None if problem is None else ArgumentValueError(
+            f"DistArray.redistribute(): {problem}{where}; no rows were moved on any rank.")
         if nranks > 1:
-            with _mpi.waiting("the other ranks' bounds", "DistArray.redistribute"):
-                seen = self._comm.allgather((problem, None if problem else new.tolist()))
-            bad = [(r, p) for r, (p, _) in enumerate(seen) if p is not None]
-            if bad:
-                r, p = bad[0]
-                raise ArgumentValueError(f"DistArray.redistribute(): {p} (on rank {r}); no rows "
-                                         "were moved on any rank.")
-            if any(b != seen[0][1] for _, b in seen):
-                listed = "; ".join(f"rank {r}: {b}" for r, (_, b) in enumerate(seen))
-                raise ArgumentValueError(
-                    "DistArray.redistribute(): the ranks passed different bounds (" + listed
-                    + "); pass the same bounds on every rank (another DistArray's .bounds, or "
-                    "bounds computed from values every rank holds); no rows were moved.")
-        elif problem is not None:
-            raise ArgumentValueError(f"DistArray.redistribute(): {problem}.")
+            _agree_on(self._comm, "DistArray.redistribute",
+                      [("call", "DistArray.redistribute()"), ("array", self._desc),
+                       ("bounds", str(new.tolist()) if problem is None else "(invalid)")],
+                      error, _REDISTRIBUTE)
+        elif error is not None:
+            raise error
         out = DistArray._allocate(self._shape, self._dtype, new, self._comm,
                                   function="DistArray.redistribute")
         moves = []
@@ -389,6 +388,13 @@ class DistArray:
                 recvs.append((src, 0, out.local[a - new[me]:b - new[me]]))
         transfer(self._comm, sends, recvs, "DistArray.redistribute")
         return out
+
+
+#: What to do when the ranks' redistribute() calls differ.
+_REDISTRIBUTE = (
+    "DistArray.redistribute() is collective: the ranks passed different bounds (or "
+    "arrays); pass the same bounds on every rank (another DistArray's .bounds, or bounds "
+    "computed from values every rank holds); no rows were moved.")
 
 
 # -- moving rows -----------------------------------------------------------------------
@@ -459,33 +465,34 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
     (3, 2)
     """
     comm = _resolve(comm)
-    _check_root(root, comm)
     if comm is None:
+        _check_root(root, comm)
         arr = _as_array(array, _SCATTERED.format(root=0))
         out = DistArray._allocate(arr.shape, arr.dtype, balanced_bounds(arr.shape[0], 1), None)
         out.local[...] = arr
         return out
     _mpi.refuse_in_task(comm, "distribute.scatter()")
-    root = int(root)
     nranks, me = comm.Get_size(), comm.Get_rank()
     meta: Any = None
     arr = None
-    if me == root:
-        try:
+    error = None
+    try:  # this rank's refusal goes into the agreement: every rank raises it
+        _check_root(root, comm)
+        if me == root:
             arr = np.ascontiguousarray(_as_array(array, _SCATTERED.format(root=root)))
             # the dtype object itself (pickled): a record dtype keeps its fields,
             # which its ``str`` (``|V12``) does not
             meta = (arr.shape, arr.dtype)
-        except (ArgumentError, ArgumentValueError) as exc:
-            meta = ("error", type(exc).__name__, str(exc))
+    except (ArgumentError, ArgumentValueError) as exc:
+        error = exc
+    _agree_on(comm, "distribute.scatter", [("call", "distribute.scatter()"),
+                                           ("root", _root_text(root))], error, _SCATTER)
+    root = int(root)
     _mpi.wait_begin("the root's broadcast of the shape", "distribute.scatter")
     try:
         meta = comm.bcast(meta, root=root)  # two small values, not the array
     finally:
         _mpi.wait_end()
-    if meta[0] == "error":  # the root's error, of its type, on every rank
-        raise (ArgumentValueError if meta[1] == "ArgumentValueError"
-               else ArgumentError)(meta[2])
     shape, dtype = tuple(meta[0]), np.dtype(meta[1])
     out = DistArray._allocate(shape, dtype, balanced_bounds(shape[0], nranks), comm,
                               function="distribute.scatter")
@@ -500,6 +507,28 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
 
 #: What scatter's errors call its array (the same words with and without MPI).
 _SCATTERED = "the array given to scatter() on rank {root} (the root)"
+
+#: What to do when the ranks' calls differ (the end of the error every rank raises).
+_SCATTER = ("distribute.scatter() is collective: every rank must pass the same root (the "
+            "rank that holds the array; the others' array argument is ignored and may be "
+            "None) and the same comm; compute the root identically on every rank.")
+_GATHER = ("distribute.{name}() is collective: every rank must pass its share of the same "
+           "distributed array (the same shape, dtype and rows){root}; a rank that passed "
+           "another array (or computed the root differently) is named above.")
+_CONSTRUCT = ("{name}() is collective: every rank must make the same array (the same shape "
+              "and dtype{like}); compute the arguments identically on every rank (or agree "
+              "on them first, e.g. comm.bcast). Blocks whose sizes differ by rank make one "
+              "distributed array with distribute.from_local(block).")
+_FROM_LOCAL = ("The local blocks given to from_local() must agree in every axis but the "
+               "first (their rows, which may differ) and in dtype across ranks: convert them "
+               "the same way on every rank (block.astype(...), block.reshape(...)).")
+
+
+def _root_text(root: Any) -> str:
+    """*root* as the ranks compare it (an integer the same whatever its type)."""
+    if isinstance(root, (int, np.integer)) and not isinstance(root, bool):
+        return str(int(root))
+    return repr(root)
 
 
 def _check_root(root: Any, comm: Any) -> None:
@@ -548,9 +577,7 @@ def gather(x: DistArray, root: int = 0) -> np.ndarray | None:
     >>> distribute.gather(distribute.scatter(np.arange(4)))
     array([0, 1, 2, 3])
     """
-    x = _check_dist(x, "the argument of gather()")
-    _check_root(root, x._comm)
-    return _collect(x, int(root))
+    return _collect(x, root, "distribute.gather")
 
 
 def allgather(x: DistArray) -> np.ndarray:
@@ -563,25 +590,84 @@ def allgather(x: DistArray) -> np.ndarray:
     >>> distribute.allgather(distribute.scatter(np.arange(4)))
     array([0, 1, 2, 3])
     """
-    out = _collect(_check_dist(x, "the argument of allgather()"), None)
+    out = _collect(x, None, "distribute.allgather")
     assert out is not None
     return out
 
 
-def _collect(x: DistArray, root: int | None) -> np.ndarray | None:
-    """Every rank's rows, on *root* (``Gatherv``) or, for None, everywhere (``Allgatherv``)."""
-    if x._comm is None:
-        return np.array(x.local)
-    _mpi.refuse_in_task(x._comm, "distribute.allgather()" if root is None
-                        else "distribute.gather()")
+#: The agreements of gather / allgather calls with valid arguments, by (function,
+#: root, the array's description): (fingerprint, fields, advice), worked out once.
+_PRINTS: dict[tuple[str, type, Any, str], tuple[int, list[tuple[str, str]], str]] = {}
+
+
+def _agree(comm: Any, function: str, known: int, fields: list[tuple[str, str]],
+           advice: str) -> None:
+    """The agreement of a call whose fingerprint *known* was worked out before."""
+    agree(comm, function, known, np.empty(2, dtype=np.int64), np.empty(2, dtype=np.int64),
+          _mpi.mpi_module().MAX, lambda: fields, advice)
+
+
+def _agree_collect(x: Any, root: Any, function: str) -> None:
+    """The agreement of a gather / allgather call (see :func:`_collect`), its
+    arguments checked on this rank first."""
+    name = function.split(".")[-1]
+    error: Exception | None = None
+    try:
+        x = _check_dist(x, f"the argument of {name}()")
+        comm = x._comm
+    except ArgumentError as exc:  # not a DistArray: the default communicator
+        error, comm = exc, _resolve(None)
+    if comm is None:
+        if error is not None:
+            raise error
+        if root is not None:
+            _check_root(root, None)
+        return
+    _mpi.refuse_in_task(comm, f"{function}()")
+    if error is None and root is not None:
+        try:
+            _check_root(root, comm)
+        except ArgumentValueError as exc:
+            error = exc
+    desc = x._desc if isinstance(x, DistArray) else "(not a DistArray)"
+    fields: list[tuple[str, str]] = [("call", f"{function}()"), ("array", desc)]
+    if root is not None:
+        fields.append(("root", _root_text(root)))
+    advice = _GATHER.format(name=name, root="" if root is None else " and the same root")
+    agree_call(comm, function, fields, error, advice)
+    if error is None and len(_PRINTS) < 256:
+        try:
+            _PRINTS[(function, type(root), root, desc)] = (fingerprint(fields), fields, advice)
+        except TypeError:  # an unhashable root
+            pass
+
+
+def _collect(x: Any, root: Any, function: str) -> np.ndarray | None:
+    """Every rank's rows, on *root* (``Gatherv``) or, for None, everywhere
+    (``Allgatherv``), after the ranks' agreement on the call, the root and the
+    array (an argument refused on one rank is raised on every rank there)."""
+    if type(x) is DistArray:
+        comm = x._comm
+        if comm is None:
+            if root is not None:
+                _check_root(root, None)
+            return np.array(x.local)
+        found = _PRINTS.get((function, type(root), root, x._desc))
+        if found is not None and config.collectives_allowed():  # the common case
+            _agree(comm, function, *found)
+        else:
+            _agree_collect(x, root, function)
+    else:
+        _agree_collect(x, root, function)
+    if root is not None:
+        root = int(root)
     mpi = _mpi.mpi_module()
     here = root is None or x._comm.Get_rank() == root
     out = np.empty(x.shape, dtype=x.dtype) if here else None
     counts, displs = _row_counts(x._bounds, _rowbytes(x))
     send = [as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE]
     recv = [as_bytes(out), (counts, displs), mpi.BYTE] if out is not None else None
-    _mpi.wait_begin("the collection of the rows",
-                    "distribute.allgather" if root is None else "distribute.gather")
+    _mpi.wait_begin("the collection of the rows", function)
     try:
         if root is None:
             x._comm.Allgatherv(send, recv)
@@ -613,36 +699,29 @@ def from_local(local: Any, comm: Any = None) -> DistArray:
     comm = _resolve(comm)
     if comm is None:
         arr = _as_array(local, "the local block given to from_local()")
-        rows = [(arr.shape, arr.dtype)]
-    else:
-        _mpi.refuse_in_task(comm, "distribute.from_local()")
-        # a block refused here goes into the exchange, so that every rank raises
-        # (one rank raising alone left the others in the exchange, to pair with
-        # its next from_local: wrong data, then a hang)
-        try:
-            arr = _as_array(local, "the local block given to from_local()")
-            mine: Any = (arr.shape, arr.dtype)
-        except (ArgumentError, ArgumentValueError) as exc:
-            mine = (type(exc).__name__, str(exc))
-        with _mpi.waiting("the exchange of the blocks' shapes", "distribute.from_local"):
-            # (the dtype objects: a record dtype's fields count, not just its size)
-            rows = comm.allgather(mine)  # small tuples
-        refused = [(r, kind, text) for r, (kind, text) in enumerate(rows)
-                   if isinstance(kind, str)]
-        if refused:
-            r, kind, text = refused[0]
-            error = ArgumentError if kind == "ArgumentError" else ArgumentValueError
-            raise error(f"rank {r}: {text}" + (
-                f" (and {len(refused) - 1} more rank{'s' if len(refused) > 2 else ''})"
-                if len(refused) > 1 else ""))
-    tails = {(tuple(s[1:]), d) for s, d in rows}
-    if len(tails) > 1:
-        shown = "; ".join(f"rank {r}: shape {tuple(s)} dtype {np.dtype(d)}"
-                          for r, (s, d) in enumerate(rows))
-        raise ArgumentValueError(
-            "the local blocks given to from_local() must agree in every axis but the "
-            f"first and in dtype across ranks: {shown}.")
-    counts = [int(s[0]) for s, _ in rows]
+        out = DistArray._allocate(arr.shape, arr.dtype, balanced_bounds(arr.shape[0], 1),
+                                  None, function="distribute.from_local")
+        out.local[...] = arr
+        return out
+    _mpi.refuse_in_task(comm, "distribute.from_local()")
+    # a block refused here goes into the agreement, so that every rank raises
+    # (one rank raising alone left the others in the exchange, to pair with
+    # its next from_local: wrong data, then a hang)
+    error = None
+    block = "(refused)"
+    try:
+        arr = _as_array(local, "the local block given to from_local()")
+        # (the dtype's fields, not just its size, for a record dtype)
+        block = (f"dtype {dtype_text(arr.dtype)}, shape "
+                 f"({', '.join(['rows', *map(str, arr.shape[1:])])})")
+    except (ArgumentError, ArgumentValueError) as exc:
+        error = exc
+    _agree_on(comm, "distribute.from_local", [("call", "distribute.from_local()"),
+                                              ("block", block)], error, _FROM_LOCAL)
+    mine = np.array([arr.shape[0]], dtype=np.int64)
+    counts = np.empty(comm.Get_size(), dtype=np.int64)
+    with _mpi.waiting("the exchange of the blocks' row counts", "distribute.from_local"):
+        comm.Allgather(mine, counts)  # one int64 a rank
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     out = DistArray._allocate((int(bounds[-1]), *arr.shape[1:]), arr.dtype, bounds, comm,
                               function="distribute.from_local")
@@ -662,32 +741,38 @@ def _fill(out: DistArray, fill: Any) -> None:
         out.local[...] = fill
 
 
-def _agree_on(comm: Any, function: str, fields: list[tuple[str, str]]) -> None:
+def _agree_on(comm: Any, function: str, fields: list[tuple[str, str]],
+              error: BaseException | None = None, advice: str = "") -> None:
     """The ranks make the same call with the same *fields*: the agreement every
-    call of loopscale's makes first (``_level.agree``: one ``Allreduce``, then,
-    only if they differ, the same error on every rank, naming what each had)."""
-    from ._level import agree
-
-    agree(comm, function, fingerprint(fields), np.empty(2, dtype=np.int64),
-          np.empty(2, dtype=np.int64), _mpi.mpi_module().MAX, lambda: fields)
+    call of loopscale's makes first (``_level.agree_call``: one ``Allreduce``,
+    then, only if they differ, the same error on every rank, naming what each
+    had, or the error a rank's own argument raised, *error*)."""
+    agree_call(comm, function, fields, error, advice)
 
 
 def _new(shape: Any, dtype: Any, comm: Any, fill: Any, function: str) -> DistArray:
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if not shape or any(int(s) < 0 for s in shape):
-        raise ArgumentValueError(f"shape must have at least one axis and no negative length; "
-                                 f"got {shape!r}.")
-    dtype = np.dtype(dtype)
-    _check_dtype(dtype, f"the array {function}() makes")
     comm = _resolve(comm)
     _mpi.refuse_in_task(comm, f"{function}()")
     nranks = 1 if comm is None else comm.Get_size()
+    error = None
+    try:  # a refusal on one rank goes into the agreement: every rank raises it
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if not shape or any(int(s) < 0 for s in shape):
+            raise ArgumentValueError(f"shape must have at least one axis and no negative "
+                                     f"length; got {shape!r}.")
+        shape = tuple(int(v) for v in shape)
+        dtype = np.dtype(dtype)
+        _check_dtype(dtype, f"the array {function}() makes")
+    except (TypeError, ValueError) as exc:
+        if nranks == 1:
+            raise
+        error = exc
     if nranks > 1:
         # every rank must make the same array (a rank-dependent length gave
         # wrong rows, then "Message truncated", at the next exchange)
-        _agree_on(comm, function, [("call", f"{function}()"),
-                                   ("shape", str(tuple(int(v) for v in shape))),
-                                   ("dtype", dtype_text(dtype))])
+        _agree_on(comm, function, [("call", f"{function}()")] + (
+            [("shape", str(shape)), ("dtype", dtype_text(dtype))] if error is None else []),
+            error, _CONSTRUCT.format(name=function, like=""))
     out = DistArray._allocate(shape, dtype, balanced_bounds(int(shape[0]), nranks), comm,
                               function=function)
     _fill(out, fill)
@@ -732,10 +817,25 @@ def full(shape: int | Sequence[int], fill_value: Any, dtype: Any = None,
                 fill_value, "distribute.full")
 
 
-def _like(x: DistArray, dtype: Any, fill: Any, function: str) -> DistArray:
-    x = _check_dist(x, "the argument")
-    out = DistArray._allocate(x.shape, x.dtype if dtype is None else dtype, x._bounds,
-                              x._comm, ghost=x._ghost, function=function)
+def _like(x: Any, dtype: Any, fill: Any, function: str) -> DistArray:
+    error = None
+    try:
+        x = _check_dist(x, f"the argument of {function}()")
+        comm = x._comm
+        dtype = x.dtype if dtype is None else np.dtype(dtype)
+        _check_dtype(dtype, f"the array {function}() makes")
+    except (TypeError, ValueError) as exc:
+        comm = x._comm if isinstance(x, DistArray) else _resolve(None)
+        if comm is None or comm.Get_size() == 1:
+            raise
+        error = exc
+    if comm is not None and comm.Get_size() > 1:
+        _mpi.refuse_in_task(comm, f"{function}()")
+        _agree_on(comm, function, [("call", f"{function}()")] + (
+            [("array", x._desc), ("dtype", dtype_text(dtype))] if error is None else []),
+            error, _CONSTRUCT.format(name=function, like=" of the same distributed array"))
+    out = DistArray._allocate(x.shape, dtype, x._bounds, x._comm, ghost=x._ghost,
+                              function=function)
     _fill(out, fill)
     return out
 

@@ -60,11 +60,18 @@ from typing import Any
 import numpy as np
 
 from ..config import collectives_allowed
-from ..errors import DistributionError, WorkerError
+from ..errors import DistributionError, LevelError, WorkerError
 from ..schedule import ThreadsExecutor
 from . import _mpi
 from ._darray import DistArray, as_bytes, global_view
-from ._level import _LAST, MPIExecutor, _LocalPlan, agree, agreement_fields, check_agreement
+from ._level import (
+    MPIExecutor,
+    _LocalPlan,
+    _record,
+    agree,
+    agreement_fields,
+    check_agreement,
+)
 from ._partition import computed_segments, fingerprint, owned_iterations, row_hull
 
 __all__ = ["DistributedCall"]
@@ -336,7 +343,16 @@ class DistributedCall:
         self._max = None if self.comm is None else _mpi.mpi_module().MAX
         self._both = np.zeros(2, dtype=np.int64)
         self._begin()
-        self._check_options(function, level, options)
+        #: An invalid level option, when the arrays are over several ranks: raised
+        #: by :meth:`run` on every rank, after the call's agreement (raised here,
+        #: on one rank, it left the others waiting in the agreement for ever).
+        self._invalid: Exception | None = None
+        try:
+            self._check_options(function, level, options)
+        except (LevelError, DistributionError) as exc:
+            if self.comm is None or self._nranks == 1:
+                raise
+            self._invalid, options = exc, None
         if level == "serial":
             workers: int | None = 1
             check = "shapes"
@@ -365,7 +381,9 @@ class DistributedCall:
             return
         if level != "mpi":
             return
-        MPIExecutor(**options)  # raises LevelError naming the bad option
+        invalid = MPIExecutor(**options).invalid  # (deferred under a launcher)
+        if invalid is not None:
+            raise invalid  # LevelError naming the bad option
         comm = options.get("comm")
         if comm is None or self.comm is None or comm is self.comm:
             return
@@ -448,9 +466,10 @@ class DistributedCall:
                                 f"({', '.join(map(repr, self.views))})")
         by_id = self._by_id
         args = plan.args
-        if self._workers is None:  # collective the first time (node size): before any
-            # rank can take another path
-            self._workers = self._level._workers_for(comm, self.function)
+        if self._invalid is not None:  # an invalid option: on every rank, at the agreement
+            check_agreement(comm, plan, "shapes", extra=self._rows_field(),
+                            no_values=tuple(self.views), distributed=True,
+                            invalid=self._invalid)
         # (a loop, not a comprehension: see accel's _call_express on cold caches)
         described = [plan.n, plan.lo, plan.step, plan.block, plan.nblocks, plan.arg_names]
         for k in range(4, len(args)):
@@ -472,6 +491,9 @@ class DistributedCall:
                 self._fresh[id(value)] = (value, offset)
         if comm is not None and nranks > 1:
             self._agree(comm, plan, prep.known)
+        if self._workers is None:  # collective the first time (node size): after the
+            # agreement, before any rank can take another path
+            self._workers = self._level._workers_for(comm, self.function)
         n = plan.n
         self._lo, self._step = plan.lo, plan.step
         if n <= 0:
@@ -510,9 +532,7 @@ class DistributedCall:
         for full, offset in self._complete:
             moved += self._allgather_rows(full, offset, self._me)
         self.bytes_moved = moved
-        _LAST["function"] = plan.function
-        _LAST["ranks"] = nranks
-        _LAST["bytes_moved"] = moved
+        _record(plan.function, nranks, moved, "distributed")
 
     def _prepared(self, plan: Any) -> _Prepared:
         """What a call of this shape needs before the ranks agree (once per call
@@ -522,8 +542,11 @@ class DistributedCall:
                       for s in self._slots(plan)]
         prep.fresh = self._fresh_specs(plan)
         prep.known = None
-        if self.comm is not None and self._nranks > 1 and self._level.check == "shapes":
-            prep.known = self._fingerprint(plan)
+        if self.comm is not None and self._nranks > 1:
+            if self._level.check == "shapes":
+                prep.known = self._fingerprint(plan)
+            elif self._level.check == "none":  # the kind of call and the option only
+                prep.known = fingerprint(self._fields(plan, "none"))
         prep.sched = None
         prep.fixed = False
         prep.fetch = prep.write_back = None
@@ -563,8 +586,6 @@ class DistributedCall:
         the same collectives as every call's agreement (``_level.agree``): a rank
         that meets another in another call (a replicated one) is told, on both."""
         check = self._level.check
-        if check == "none":
-            return
         if known is None:  # "values" hashes the contents: every call
             self._check_agreement(comm, plan, check)
             return

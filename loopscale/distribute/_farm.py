@@ -13,14 +13,20 @@ Tasks and results are arbitrary Python objects and travel pickled (the
 lowercase mpi4py calls); *fn* itself does not travel — every rank calls
 ``map`` with its own (the same) function.
 
-Before any rank waits for work, the root pickles every chunk; an argument
-that cannot be pickled is reported on every rank as an
-:class:`~loopscale.errors.ArgumentError` through one small ``allgather`` that
-every rank reaches: the farm's start, where every rank learns that the others
-are in the call too.  A rank waits there for the others under the watchdog
-(``LOOPSCALE_MPI_WAIT``, see :mod:`._mpi`): one that skips the call is
-reported, not waited for in silence.  After the start no wait is watched: a
-rank waits for tasks as long as they take.
+The call begins, as every collective call of loopscale does, with the
+ranks' agreement (``_level.agree_call``: one ``Allreduce`` of a fingerprint):
+every rank must pass the same *root*, *results* and *chunksize* (only the
+root's *iterable* is read, and only the root's *fn* is not compared: it does
+not travel), and an argument refused on one rank (``chunksize=0``, a root out
+of range) is raised on every rank, so that no rank is left waiting and none
+silently gets ``None`` where it asked for the results.  Then the root
+pickles every chunk and says, in one small ``bcast`` (the farm's start),
+whether they can travel: an item that cannot be pickled is reported on every
+rank as an :class:`~loopscale.errors.ArgumentError`.  A rank waits in the
+agreement and the start under the watchdog (``LOOPSCALE_MPI_WAIT``, see
+:mod:`._mpi`): one that skips the call is reported, not waited for in
+silence.  After the start no wait is watched: a rank waits for tasks as long
+as they take.
 
 Inside a task no collective call may be made (the other ranks run other
 tasks): a distributed call, ``scatter``, ``gather``, a loader, an explicit
@@ -38,8 +44,10 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ..errors import ArgumentError, ArgumentValueError, WorkerError
+from ..errors import ArgumentError, WorkerError
 from . import _mpi
+from ._darray import _root_text
+from ._level import agree_call
 
 __all__ = ["map", "RESULTS"]
 
@@ -47,6 +55,11 @@ T = TypeVar("T")
 
 #: Where ``map`` returns the results: on the root only, or on every rank.
 RESULTS = ("root", "all")
+
+#: What to do when the ranks' calls differ.
+_SAME = ("distribute.map() is collective: every rank must pass the same root, results and "
+         "chunksize (only the root's iterable is read: the others may pass None); compute "
+         "them identically on every rank.")
 
 _TASK, _RESULT, _STOP = 11, 12, 13
 _DEPTH = 2  # chunks each worker holds at once
@@ -103,18 +116,21 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
         Called once per item, on whichever rank is free.  Every rank passes
         its own (the same) function; it is not pickled.
     iterable : iterable or None
-        The items; only the root's is read (other ranks may pass ``None``).
-        Each item is pickled to travel.
+        The items; only the root's is read (other ranks may pass ``None``, or
+        anything: their iterables are ignored, whatever their length).  Each
+        item is pickled to travel.
     chunksize : int
-        Items per task sent to a rank (larger chunks cost fewer messages).
+        Items per task sent to a rank (larger chunks cost fewer messages);
+        the same on every rank.
     comm : mpi4py.MPI.Comm, optional
         Default ``COMM_WORLD`` (without a launcher: this process alone, MPI
         not started).
     root : int
-        The rank that reads the iterable, deals the work and gets the results.
+        The rank that reads the iterable, deals the work and gets the results;
+        the same on every rank.
     results : {"root", "all"}
         Return the list on the root only (other ranks get ``None``) or on
-        every rank.
+        every rank; the same on every rank.
 
     Returns
     -------
@@ -126,6 +142,12 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     ------
     loopscale.errors.ArgumentError
         On every rank, when an item cannot be pickled (before any rank waits).
+    loopscale.errors.ArgumentValueError
+        On every rank, when the ranks passed different *root*, *results* or
+        *chunksize*.
+    TypeError, ValueError
+        On every rank, when an argument is invalid on any rank (the first
+        such rank's error, naming the ranks).
     Exception
         The first exception raised by *fn*, on the root (other ranks raise
         :class:`~loopscale.errors.WorkerError`).
@@ -139,10 +161,22 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     if comm is None:
         comm = _mpi.comm() if (_mpi.launched() or _mpi.is_initialized()) else None
     nranks = 1 if comm is None else comm.Get_size()
-    _validate(fn, chunksize, results, root, nranks)
     if comm is None or nranks == 1:
+        _validate(fn, chunksize, results, root, nranks)
         return [fn(x) for x in (iterable if iterable is not None else ())]
     _mpi.refuse_in_task(comm, "distribute.map()")  # a farm inside a farm's task
+    # the call's first collective, the agreement every call of loopscale begins
+    # with: the same root, results and chunksize on every rank, and every rank's
+    # arguments valid (one refused on one rank is raised on every rank)
+    error = None
+    try:
+        _validate(fn, chunksize, results, root, nranks)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    agree_call(comm, "distribute.map", [("call", "distribute.map()"),
+                                        ("root", _root_text(root)),
+                                        ("results", repr(results)),
+                                        ("chunksize", repr(chunksize))], error, _SAME)
     # the farm's messages (any tag, any source) on loopscale's own communicator:
     # never a message the user's code sent on theirs and receives later
     comm = _mpi.private_comm(comm, "distribute.map")
@@ -168,19 +202,10 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
                            f"{type(exc).__name__}: {exc}. Pass plain data (numbers, strings, "
                            "tuples, NumPy arrays) and build other objects inside fn.")
                 break
-    # the start: every rank learns that every rank is in the farm (an allgather: no
-    # rank leaves it before all have come), watched, so that a rank that skips the
-    # call is reported (after it, a rank waits for tasks as long as they take, and
-    # no wait is watched); the root says whether its items can travel
+    # the start: the root says whether its items can travel (watched: after it a
+    # rank waits for tasks as long as they take, and no wait is watched)
     with _mpi.waiting("the start of the task farm", "distribute.map"):
-        started = comm.allgather((root, problem if me == root else None))
-    roots = [r for r, _ in started]
-    if len(set(roots)) > 1:
-        raise ArgumentValueError(
-            "distribute.map() was called with different roots on different ranks ("
-            + ", ".join(f"rank {r}: root={x}" for r, x in enumerate(roots))
-            + "): pass the same root on every rank.")
-    problem = started[root][1]
+        problem = comm.bcast(problem, root=root)
     if problem is not None:
         if reading is not None:  # the root raises the iterable's own exception
             reading.add_note(f"{problem.split(': reading')[0]}: raised while reading the "

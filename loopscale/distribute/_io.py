@@ -28,27 +28,37 @@ import numpy as np
 from ..errors import ArgumentError, ArgumentValueError
 from . import _mpi
 from ._darray import DistArray, _resolve, balanced_bounds
+from ._level import agree_call
+from ._partition import dtype_text
+
+#: What to do when the ranks' loader calls differ.
+_SAME_FILE = ("{function}() is collective: every rank must pass the same path{columns} and see "
+              "the same data there (a shared file system, a file not being rewritten); a "
+              "file per rank holds a block per rank: read it with NumPy and make one "
+              "distributed array with distribute.from_local(block).")
 
 __all__ = ["load_npy", "read_parquet"]
 
 
-def _allgather(comm: Any, value: Any, what: str) -> list[Any]:
-    """Every rank's *value* (small, pickled), the wait watched as one in *what*."""
-    if comm is None:
-        return [value]
-    with _mpi.waiting("the ranks' exchange of what they read", what.rstrip("()")):
-        return comm.allgather(value)  # type: ignore[no-any-return]
-
-
-def _agree(comm: Any, error: str | None, what: str) -> None:
-    """Raise on every rank if any rank has an *error*."""
-    errors = _allgather(comm, error, what)
-    bad = [(r, e) for r, e in enumerate(errors) if e is not None]
-    if bad:
-        shown = "; ".join(f"rank {r}: {e}" for r, e in bad[:4])
-        more = f" (and {len(bad) - 4} more ranks)" if len(bad) > 4 else ""
-        raise ArgumentValueError(f"{what} failed on {len(bad)} of {len(errors)} rank(s): "
-                                 f"{shown}{more}")
+def _agree(comm: Any, function: str, fields: list[tuple[str, str]], error: str | None,
+           advice: str) -> None:
+    """Begin (or go on with) a loader's collective work: the ranks agree on *fields*
+    and on whether each read what it had to (*error*: what went wrong on this
+    rank), through the agreement every call of loopscale begins with (one
+    ``Allreduce``; the fields are exchanged only when the ranks differ).  Raises
+    :class:`ArgumentValueError` on every rank if any rank has an *error* (naming
+    each rank's) or the fields differ (naming each rank's, and *advice*)."""
+    alone = comm is None or comm.Get_size() == 1
+    exc = None if error is None else ArgumentValueError(
+        f"{function}(): {error}" + (" (on rank 0, the only one)" if alone else ""))
+    try:
+        agree_call(comm, function, [("call", f"{function}()"), *fields], exc, advice)
+    except ArgumentValueError as raised:
+        if raised is exc and comm is not None and comm.Get_size() > 1:
+            # every rank failed in the same way
+            raise ArgumentValueError(f"{exc} (on every rank: all {comm.Get_size()} ranks "
+                                     "failed the same way)") from None
+        raise
 
 
 _OBJECTS = ("holds Python objects (dtype object), which cannot be distributed: a "
@@ -90,31 +100,34 @@ def load_npy(path: str | os.PathLike[str], comm: Any = None) -> DistArray:
     error = None
     mm = None
     try:
-        mm = np.load(os.fspath(path), mmap_mode="r", allow_pickle=False)
-        if not isinstance(mm, np.ndarray):
-            error = f"{os.fspath(path)!r} is not a single array (an .npz archive?)"
-        elif mm.ndim == 0:
-            error = f"{os.fspath(path)!r} holds a scalar, which has no rows to distribute"
-        elif mm.dtype.hasobject:
-            error = f"{os.fspath(path)!r} {_OBJECTS}"
+        name = os.fspath(path)
+    except TypeError as exc:
+        name, error = repr(path), f"path must be a str or path-like; {exc}"
+    try:
+        if error is None:
+            mm = np.load(name, mmap_mode="r", allow_pickle=False)
+            if not isinstance(mm, np.ndarray):
+                error = f"{name!r} is not a single array (an .npz archive?)"
+            elif mm.ndim == 0:
+                error = f"{name!r} holds a scalar, which has no rows to distribute"
+            elif mm.dtype.hasobject:
+                error = f"{name!r} {_OBJECTS}"
     except (OSError, ValueError) as exc:
-        if "object" in str(exc).lower() and os.path.isfile(os.fspath(path)):
+        if "object" in str(exc).lower() and os.path.isfile(name):
             # (NumPy refuses to memory-map an array of Python objects)
-            error = f"{os.fspath(path)!r} {_OBJECTS} ({exc})"
+            error = f"{name!r} {_OBJECTS} ({exc})"
         else:
-            error = f"cannot read {os.fspath(path)!r}: {exc}"
+            error = f"cannot read {name!r}: {exc}"
     shape = dtype = None
     if error is None:
         # the dtype object itself: a record dtype keeps its fields (its ``str``,
         # ``|V12``, would not, and the rows could not be copied into it)
         shape, dtype = mm.shape, mm.dtype  # type: ignore[union-attr]
-    _agree(comm, error, "distribute.load_npy()")
-    metas = _allgather(comm, (shape, dtype), "distribute.load_npy()")
-    if len(set(metas)) > 1:
-        raise ArgumentValueError(
-            f"distribute.load_npy({os.fspath(path)!r}): the ranks see different arrays "
-            f"({'; '.join(f'rank {r}: {s} {d}' for r, (s, d) in enumerate(metas))}); is the "
-            "file on a shared file system, and not being rewritten?")
+    # one agreement: the call, the path, and the array every rank sees (or its error)
+    _agree(comm, "distribute.load_npy",
+           [("path", name)] + ([("array", f"{dtype_text(dtype)}{list(shape)}")]
+                               if error is None else []),  # type: ignore[arg-type]
+           error, _SAME_FILE.format(function="distribute.load_npy", columns=""))
     nranks = 1 if comm is None else comm.Get_size()
     bounds = balanced_bounds(shape[0], nranks)  # type: ignore[index]
     out = DistArray._allocate(shape, np.dtype(dtype), bounds, comm,  # type: ignore[arg-type]
@@ -173,34 +186,48 @@ def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = N
     >>> distribute.allgather(cols["k"])
     array([1, 2, 3])
     """
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ArgumentError("distribute.read_parquet() needs pyarrow: pip install pyarrow "
-                            "(or pip install 'loopscale[parquet]').") from exc
     comm = _resolve(comm)
     _mpi.refuse_in_task(comm, "distribute.read_parquet()")
-    path = os.fspath(path)
+    function = "distribute.read_parquet"
+    advice = _SAME_FILE.format(function=function, columns=" and the same columns")
     error = None
+    pq: Any = None
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        error = ("distribute.read_parquet() needs pyarrow: pip install pyarrow (or pip "
+                 "install 'loopscale[parquet]')")
+        if comm is None or comm.Get_size() == 1:
+            raise ArgumentError(error + ".") from None
     groups: list[tuple[str, int, int]] = []  # (file, row group, rows)
     names: list[str] = []
+    wanted: list[str] = []
     try:
-        files = _parquet_files(path)
-        if not files:
-            raise OSError(f"no Parquet files in {path!r}")
-        for f in files:
-            meta = pq.ParquetFile(f).metadata
-            if not names:
-                names = list(meta.schema.to_arrow_schema().names)
-            groups += [(f, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
-        wanted = list(columns) if columns is not None else names
-        missing = [c for c in wanted if c not in names]
-        if missing:
-            raise ValueError(f"no column(s) {missing} (columns: {names})")
+        path = os.fspath(path)
+        wanted = list(columns) if columns is not None else []
+        if error is None:
+            files = _parquet_files(path)
+            if not files:
+                raise OSError(f"no Parquet files in {path!r}")
+            for f in files:
+                meta = pq.ParquetFile(f).metadata
+                if not names:
+                    names = list(meta.schema.to_arrow_schema().names)
+                groups += [(f, g, meta.row_group(g).num_rows)
+                           for g in range(meta.num_row_groups)]
+            wanted = list(columns) if columns is not None else names
+            missing = [c for c in wanted if c not in names]
+            if missing:
+                raise ValueError(f"no column(s) {missing} (columns: {names})")
     except (OSError, ValueError) as exc:
         error = f"cannot read {path!r}: {exc}"
-    _agree(comm, error, "distribute.read_parquet()")
+    except TypeError as exc:  # a path or columns of the wrong type
+        error = f"path must be a str or path-like and columns a list of names; {exc}"
     nrows = sum(g[2] for g in groups)
+    # the first agreement: the call, the path, the columns and the rows every rank sees
+    _agree(comm, function, [("path", repr(path)), ("columns", repr(columns)),
+                            ("rows", str(nrows)) if error is None else ("rows", "?")],
+           error, advice)
     nranks = 1 if comm is None else comm.Get_size()
     bounds = balanced_bounds(nrows, nranks)
     me = 0 if comm is None else comm.Get_rank()
@@ -211,16 +238,14 @@ def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = N
         arrays = _read_rows(pq, groups, wanted, r0, r1)
     except (OSError, ValueError, TypeError) as exc:
         error = str(exc)
-    _agree(comm, error, "distribute.read_parquet()")
-    dtypes = {c: a.dtype.str for c, a in arrays.items()}
-    seen = _allgather(comm, dtypes, "distribute.read_parquet()")
+    # the second: every rank read its rows, as the same dtypes (one rank's rows with
+    # nulls in an integer column's storage would read as floats)
+    _agree(comm, function, [("phase", "reading the rows")] + [
+        (f"column {c!r}", a.dtype.str) for c, a in arrays.items()], error,
+        "A column that reads as different dtypes on different ranks (its values' storage "
+        "differs between row groups): cast it in the file or choose other columns.")
     out = {}
     for c in wanted:
-        kinds = {s[c] for s in seen}
-        if len(kinds) > 1:  # e.g. one rank's rows had nulls in a float column's int storage
-            raise ArgumentValueError(
-                f"distribute.read_parquet(): column {c!r} reads as different dtypes on "
-                f"different ranks ({sorted(kinds)}); cast it in the file or choose columns.")
         a = arrays[c]
         d = DistArray._allocate((nrows, *a.shape[1:]), a.dtype, bounds, comm,
                                 function="distribute.read_parquet")

@@ -50,13 +50,18 @@ from ..schedule import ThreadsExecutor
 from . import _mpi
 from ._partition import (
     _DISTRIBUTED_CALL,
+    CHECK,
     CHECKS,
+    ERROR,
     deal,
     describe_inputs,
+    error_field,
     fingerprint,
     mismatch_message,
     piece_length,
     pieces,
+    same_call,
+    shared_error,
 )
 
 __all__ = ["MPIExecutor"]
@@ -105,17 +110,52 @@ class _Slot:
 _LAST: dict[str, Any] = {}
 
 
+def _record(function: str, ranks: int, moved: int, mode: str) -> None:
+    """What the last ``mpi``-level call moved (:func:`last_call_stats`)."""
+    _LAST["function"] = function
+    _LAST["ranks"] = ranks
+    _LAST["bytes_moved"] = moved
+    _LAST["mode"] = mode
+
+
 def last_call_stats() -> dict[str, Any]:
     """What the last ``mpi``-level call on this rank moved.
 
     Returns
     -------
     dict
-        ``{"function": str, "ranks": int, "bytes_moved": int}`` (this rank's
-        bytes sent plus received in the exchange), or an empty dict before the
-        first call.
+        ``{"function": str, "ranks": int, "bytes_moved": int, "mode": str}``
+        (this rank's bytes sent plus received in the exchange; *mode*:
+        ``"replicated"`` — blocks dealt, outputs exchanged —, ``"replicated,
+        whole loop on every rank"`` — the written arrays could not be located
+        along the loop's axis, so every rank ran every block and nothing
+        moved —, or ``"distributed"``), or an empty dict before the first
+        call.  A loop that accel does not parallelise (a running sum over its
+        own output) never reaches the ``mpi`` level and is not reported.
     """
     return dict(_LAST)
+
+
+def _validate_options(comm: Any, max_workers: Any, chunksize: Any, check: Any,
+                      unknown: dict[str, Any]) -> None:
+    """Raise :class:`LevelError` naming the first invalid option of the ``mpi`` level."""
+    if unknown:
+        raise LevelError(f"unknown option(s) for the 'mpi' level: {sorted(unknown)!r}; "
+                         "valid: comm, max_workers, chunksize, check.")
+    if max_workers is not None and (isinstance(max_workers, bool)
+                                    or not isinstance(max_workers, int)
+                                    or max_workers < 1):
+        raise LevelError(f"max_workers must be greater than 0; got {max_workers!r}.")
+    if chunksize is not None and (isinstance(chunksize, bool)
+                                  or not isinstance(chunksize, int) or chunksize < 1):
+        raise LevelError(f"chunksize must be a positive number of blocks; "
+                         f"got {chunksize!r}.")
+    if check not in CHECKS:
+        raise LevelError(f"check must be one of {', '.join(map(repr, CHECKS))}; "
+                         f"got {check!r}.")
+    if comm is not None and not (hasattr(comm, "Allgatherv")
+                                 and hasattr(comm, "Get_size")):
+        raise LevelError(f"comm must be an mpi4py communicator; got {comm!r}.")
 
 
 class MPIExecutor:
@@ -155,23 +195,19 @@ class MPIExecutor:
     def __init__(self, comm: Any = None, max_workers: int | None = None,
                  chunksize: int | None = None, check: str = "shapes",
                  **unknown: Any) -> None:
-        if unknown:
-            raise LevelError(f"unknown option(s) for the 'mpi' level: {sorted(unknown)!r}; "
-                             "valid: comm, max_workers, chunksize, check.")
-        if max_workers is not None and (isinstance(max_workers, bool)
-                                        or not isinstance(max_workers, int)
-                                        or max_workers < 1):
-            raise LevelError(f"max_workers must be greater than 0; got {max_workers!r}.")
-        if chunksize is not None and (isinstance(chunksize, bool)
-                                      or not isinstance(chunksize, int) or chunksize < 1):
-            raise LevelError(f"chunksize must be a positive number of blocks; "
-                             f"got {chunksize!r}.")
-        if check not in CHECKS:
-            raise LevelError(f"check must be one of {', '.join(map(repr, CHECKS))}; "
-                             f"got {check!r}.")
-        if comm is not None and not (hasattr(comm, "Allgatherv")
-                                     and hasattr(comm, "Get_size")):
-            raise LevelError(f"comm must be an mpi4py communicator; got {comm!r}.")
+        #: An invalid option, when this rank is one of several: raised by
+        #: :meth:`run` on every rank, after the call's agreement (raised here, on
+        #: one rank, it left the others waiting in the agreement for ever).
+        self.invalid: LevelError | None = None
+        try:
+            _validate_options(comm, max_workers, chunksize, check, unknown)
+        except LevelError as exc:
+            if not _mpi.launched():
+                raise
+            self.invalid = exc
+            comm = comm if comm is None or hasattr(comm, "Allreduce") else None
+            max_workers = chunksize = None
+            check = "shapes"
         self.comm = comm
         self.chunksize = chunksize
         self.check = check
@@ -199,6 +235,10 @@ class MPIExecutor:
         """Threads per rank on *comm* (collective the first time for a communicator:
         the ranks count the ranks on their node; *function* names the call)."""
         if self._max_workers is not None:
+            if comm is not None:
+                # every rank counts, whatever its max_workers: a rank given
+                # max_workers that skipped the count left the others waiting in it
+                _mpi.node_size(comm, function)
             return self._max_workers
         known = self._workers
         if known is not None and known[0] is comm:
@@ -213,20 +253,27 @@ class MPIExecutor:
         """Run *plan* across the ranks; return when every rank holds the outputs."""
         comm = self._communicator()
         if comm is None or comm.Get_size() == 1:
+            if self.invalid is not None:
+                raise self.invalid
             if plan.nblocks:
                 ThreadsExecutor(max_workers=self._workers_for(comm, plan.function)).run(plan)
             return
         if not config.collectives_allowed():
+            if self.invalid is not None:
+                raise self.invalid
             self._alone(comm, plan)
             return
         nranks, me = comm.Get_size(), comm.Get_rank()
-        # collective the first time: before any rank can diverge
-        workers = self._workers_for(comm, plan.function)
-        check_agreement(comm, plan, self.check)
+        # the call's first collective: before any rank can diverge (an invalid
+        # option on one rank is raised on every rank there)
+        check_agreement(comm, plan, self.check, invalid=self.invalid)
+        workers = self._workers_for(comm, plan.function)  # collective the first time
         slots = self._slots(plan)
         if slots is None:  # written arrays not located along the loop axis
             if plan.nblocks:
                 ThreadsExecutor(max_workers=workers).run(plan)
+            self.bytes_moved = 0
+            _record(plan.function, nranks, 0, "replicated, whole loop on every rank")
             return
         dealt = deal(plan.nblocks, nranks, self.chunksize)
         failure: BaseException | None = None
@@ -315,9 +362,7 @@ class MPIExecutor:
         finally:
             _mpi.wait_end()
         self.bytes_moved = int(counts[me]) * (len(counts) - 1) + int(counts.sum() - counts[me])
-        _LAST["bytes_moved"] = self.bytes_moved
-        _LAST["function"] = plan.function
-        _LAST["ranks"] = len(counts)
+        _record(plan.function, len(counts), self.bytes_moved, "replicated")
         status = [int(recv[d:d + _HEADER].view(np.int64)[0]) for d in displs]
         if any(status):
             failed = [r for r, s in enumerate(status) if s]
@@ -344,16 +389,24 @@ def agreement_fields(plan: Any, check: str, extra: Sequence[tuple[str, str]] = (
                      no_values: Sequence[str] = (), distributed: bool = False
                      ) -> list[tuple[str, str]]:
     """What the ranks compare for a call of *plan* (see :func:`check_agreement`):
-    the kind of call, the inputs (:func:`describe_inputs`) and *extra*."""
+    the kind of call, the ``check`` option, the inputs (:func:`describe_inputs`)
+    and *extra*; for ``check="none"`` the kind of call and the option alone."""
+    call = [("call", DISTRIBUTED if distributed else REPLICATED), (CHECK, check)]
+    if check == "none":
+        return [*call, ("function", plan.function)]
     sample = SAMPLED and not distributed and check == "shapes"
-    return ([("call", DISTRIBUTED if distributed else REPLICATED)]
-            + describe_inputs(plan, check, no_values, sample) + list(extra))
+    return call + describe_inputs(plan, check, no_values, sample) + list(extra)
+
+
+#: The fingerprints of ``check="none"`` calls, by (distributed, function).
+_NONE: dict[tuple[bool, str], int] = {}
 
 
 def check_agreement(comm: Any, plan: Any, check: str,
                     extra: Sequence[tuple[str, str]] = (),
                     no_values: Sequence[str] = (), known: int | None = None,
-                    distributed: bool = False) -> None:
+                    distributed: bool = False, invalid: BaseException | None = None
+                    ) -> None:
     """Raise the same :class:`ArgumentValueError` on every rank unless the ranks'
     inputs to *plan* agree (one ``Allreduce`` of a 64-bit fingerprint; the ranks'
     descriptions are exchanged only when they differ).
@@ -364,16 +417,28 @@ def check_agreement(comm: Any, plan: Any, check: str,
     fingerprint has no sample of values, see :func:`describe_inputs`, and its
     error says so); otherwise replicated mode, whose ``"shapes"`` check compares
     a sample of the elements of the arrays the loop only reads as well.
+    ``check="none"`` compares only the kind of call and the option (the same
+    one ``Allreduce``, nothing described or hashed).  *invalid*: this rank's
+    invalid level option, raised on every rank (as the first such rank's
+    error type) after the ``Allreduce``.
 
     Every call, replicated or distributed, agrees through the same collectives
     (:func:`agree`): a rank in one call that meets a rank in another sees the
     fingerprints differ and raises, instead of waiting in a collective that
     the other rank never makes.
     """
-    if check == "none":
-        return
     fields = None
-    if known is None:
+    if invalid is not None:
+        fields = [*agreement_fields(plan, check, extra, no_values, distributed),
+                  error_field(invalid)]
+        known = fingerprint(fields)
+    elif known is None and check == "none":  # nothing described: remembered by name
+        key = (distributed, plan.function)
+        known = _NONE.get(key)
+        if known is None:
+            known = _NONE[key] = fingerprint(
+                agreement_fields(plan, check, extra, no_values, distributed))
+    elif known is None:
         fields = agreement_fields(plan, check, extra, no_values, distributed)
         known = fingerprint(fields)
     mine = np.array([known, -known - 1], dtype=np.int64)
@@ -381,14 +446,17 @@ def check_agreement(comm: Any, plan: Any, check: str,
           _mpi.mpi_module().MAX,
           lambda: fields if fields is not None
           else agreement_fields(plan, check, extra, no_values, distributed))
+    if invalid is not None:  # every rank has the same invalid option
+        raise invalid
 
 
 def agree(comm: Any, function: str, known: int, mine: np.ndarray, both: np.ndarray,
-          op: Any, fields: Any) -> None:
+          op: Any, fields: Any, advice: str = "") -> None:
     """The one agreement of a call: one ``Allreduce`` (MAX) of ``[h, -h-1]`` for the
     fingerprint *h* = *known* (in the two ``int64`` buffers *mine* and *both*); on
     a mismatch, one ``allgather`` of the ranks' *fields()* and where the user's
-    code made the call, and the same :class:`ArgumentValueError` on every rank.
+    code made the call, and the same error on every rank (see :func:`mismatch`;
+    *advice*: what to do, for a library call).
 
     Every kind of call agrees through exactly these collectives, in this order,
     so that ranks in different calls (or different kinds of call) meet in the
@@ -402,20 +470,83 @@ def agree(comm: Any, function: str, known: int, mine: np.ndarray, both: np.ndarr
         _mpi.wait_end()
     if int(both[0]) == -int(both[1]) - 1:  # max == min: every rank agrees (no overflow)
         return
-    mismatch(comm, function, fields())
+    mismatch(comm, function, fields(), advice)
 
 
-def mismatch(comm: Any, function: str, fields: Sequence[tuple[str, str]]) -> None:
+def mismatch(comm: Any, function: str, fields: Sequence[tuple[str, str]],
+             advice: str = "") -> None:
     """The ranks' agreement failed: every rank learns every rank's *fields* and
-    where the call was made, and raises the same :class:`ArgumentValueError`."""
+    where the call was made, and raises the same error: when the ranks are in the
+    same call and some refused their arguments (an ``"error"`` field, see
+    :func:`agree_call`), the first such rank's error, of its type, naming every
+    rank's; otherwise an :class:`ArgumentValueError` naming what differs."""
     site = _mpi.user_site()
     _mpi.wait_begin("the ranks' exchange of their inputs (they differ)", function)
     try:
         per_rank = comm.allgather((list(fields), site))  # small strings; the error path only
     finally:
         _mpi.wait_end()
-    raise ArgumentValueError(mismatch_message(function, [f for f, _ in per_rank],
-                                              sites=[s for _, s in per_rank]))
+    tables = [f for f, _ in per_rank]
+    if same_call(tables) and any(ERROR in dict(f) for f in tables):
+        kind, text = shared_error(function, tables)
+        raise _error_class(kind)(text)
+    raise ArgumentValueError(mismatch_message(function, tables,
+                                              sites=[s for _, s in per_rank], advice=advice))
+
+
+def _error_class(name: str) -> type[Exception]:
+    """The exception class a rank's error had, by name (see :func:`error_field`):
+    one of loopscale's errors, ``TypeError`` or ``ValueError``; otherwise
+    :class:`ArgumentValueError`."""
+    from .. import errors
+
+    found = getattr(errors, name, None)
+    if isinstance(found, type) and issubclass(found, errors.LoopscaleError):
+        return found
+    return {"TypeError": TypeError, "ValueError": ValueError}.get(name, ArgumentValueError)
+
+
+def agree_call(comm: Any, function: str, fields: Sequence[tuple[str, str]],
+               error: BaseException | None = None, advice: str = "") -> None:
+    """Begin a collective library call (``distribute.gather``, a loader, a
+    constructor, ``distribute.map``): the ranks agree on *fields* — the call
+    (``("call", "distribute.gather()")`` first) and the arguments that must be the
+    same on every rank — and on whether each rank's own arguments are valid
+    (*error*: what this rank's checks raised, or None), through the agreement
+    every call of loopscale begins with (:func:`agree`: one ``Allreduce`` of a
+    fingerprint; the fields are exchanged only when the ranks differ).
+
+    Raises on every rank, the same error: the first refusing rank's *error*
+    (its type, its text, and which ranks refused what), or an
+    :class:`ArgumentValueError` naming the fields that differ, each rank's
+    value, and *advice*; or, when every rank made the same call, the ranks
+    agreeing, and this rank's *error* is not None, that error.  With
+    ``comm`` None (one process) only raises *error*.
+    """
+    if comm is None or comm.Get_size() == 1:
+        if error is not None:
+            raise error
+        return
+    if error is not None:
+        fields = [*fields, error_field(error)]
+        known = fingerprint(fields)
+    else:
+        key = tuple(fields)
+        known = _KNOWN.get(key)  # type: ignore[assignment]
+        if known is None:
+            known = fingerprint(fields)
+            if len(_KNOWN) >= 1024:
+                _KNOWN.clear()
+            _KNOWN[key] = known
+    agree(comm, function, known, np.empty(2, dtype=np.int64), np.empty(2, dtype=np.int64),
+          _mpi.mpi_module().MAX, lambda: fields, advice)
+    if error is not None:  # every rank refused, with the same text
+        raise error
+
+
+#: Fingerprints of library calls' fields (a call repeated with the same
+#: arguments is hashed once).
+_KNOWN: dict[tuple[tuple[str, str], ...], int] = {}
 
 
 def _copy(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]],

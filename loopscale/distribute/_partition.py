@@ -173,7 +173,7 @@ def describe_inputs(plan: Any, check: str = "shapes", no_values: Sequence[str] =
     """
     fields = [("function", plan.function),
               ("iterations", f"n={plan.n} lo={plan.lo} step={plan.step}"),
-              ("blocks", f"{plan.nblocks} of {plan.block}")]
+              ("blocks", f"{plan.nblocks} blocks of {plan.block} iterations")]
     names = plan.arg_names or tuple(f"arg{i}" for i in range(len(plan.args)))
     values = check == "values"
     for name, value in zip(names, plan.args, strict=False):
@@ -210,30 +210,84 @@ def _sites_line(sites: Sequence[str]) -> str:
                                          for r, s in enumerate(sites))
 
 
+#: The field that carries a rank's own error (see :func:`error_field`).
+ERROR = "error"
+
+#: The field that names the ``mpi`` level's ``check`` option in an agreement.
+CHECK = "check"
+
+
+def error_field(exc: BaseException) -> tuple[str, str]:
+    """The agreement field of a rank's own error *exc* (its argument was refused
+    before the call's first collective): its type's name and its text."""
+    return (ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _call_of(table: dict[str, str], function: str) -> str:
+    """Which call a rank is in, as a mismatch names it."""
+    name, kind = table.get("function"), table.get("call", "")
+    if name is None:  # a library call: its "call" field names it (``distribute.gather()``)
+        return kind or f"{function}()"
+    return f"{name}() with {kind or 'its arguments'}"
+
+
+def same_call(per_rank: Sequence[Sequence[tuple[str, str]]]) -> bool:
+    """Whether every rank's fields describe the same call (function and kind)."""
+    return len({_call_of(dict(f), "") for f in per_rank}) == 1
+
+
+def shared_error(function: str, per_rank: Sequence[Sequence[tuple[str, str]]]
+                 ) -> tuple[str, str]:
+    """The error every rank raises when some ranks refused their arguments
+    (:func:`error_field`): the type of the first such rank's error, and a text
+    that starts with that rank's own text and names each rank's error."""
+    errors = [dict(f).get(ERROR) for f in per_rank]
+    bad = [r for r, e in enumerate(errors) if e is not None]
+    first = errors[bad[0]]
+    assert first is not None
+    kind, _, text = first.partition(": ")
+    ok = [r for r, e in enumerate(errors) if e is None]
+    if len({errors[r] for r in bad}) == 1:
+        who = (f"rank {bad[0]}: this error" if len(bad) == 1
+               else f"ranks {', '.join(map(str, bad))}: this error")
+    else:
+        who = "; ".join(f"rank {r}: " + ("this error" if errors[r] == first
+                                          else str(errors[r]))
+                        for r in bad)
+    if ok:
+        who += (f"; rank{'s' if len(ok) > 1 else ''} {', '.join(map(str, ok))}: "
+                "valid arguments")
+    return kind, (f"{text}\n  ({who})\nEvery rank raises this error: a collective call of "
+                  f"{function}() begins only when its arguments are valid on every rank. "
+                  "Fix the argument on the rank(s) named; no data moved.")
+
+
 def mismatch_message(function: str, per_rank: Sequence[Sequence[tuple[str, str]]],
-                     distributed: bool = False, sites: Sequence[str] = ()) -> str:
+                     distributed: bool = False, sites: Sequence[str] = (),
+                     advice: str = "") -> str:
     """Explain how the ranks' inputs to *function* differ, field by field
     (*distributed*: a call with distributed arrays, not replicated mode;
-    *sites*: where each rank's call was made, ``file:line``).
+    *sites*: where each rank's call was made, ``file:line``; *advice*: what to
+    do, for a library call, in place of the accelerated calls' advice).
 
     When the ranks are not even in the same call (their ``"function"`` or
     ``"call"`` fields differ: one rank skipped a call the others made), says
     which call each rank is in, and where: the same text on every rank.
     """
     tables = [dict(fields) for fields in per_rank]
-    calls = [(t.get("function", function), t.get("call", "")) for t in tables]
+    calls = [_call_of(t, function) for t in tables]
     where = _sites_line(sites)
     if len(set(calls)) > 1:
-        shown = "; ".join(f"rank {r}: {f}() with {kind or 'its arguments'}"
-                          for r, (f, kind) in enumerate(calls))
+        shown = "; ".join(f"rank {r}: {c}" for r, c in enumerate(calls))
         return ("the MPI ranks are not in the same call: " + shown + where
                 + "\nEvery rank of the communicator must make the same distributed calls "
-                "(calls with distributed arrays, and calls at the 'mpi' level) in the same "
-                "order; a rank that skips one (an `if rank == 0:` around it, an exception "
-                "caught on one rank, a loop that runs another number of times) meets the "
-                "other ranks in its next call.  No rank computed anything; every rank "
-                "raises this error.")
-    kinds = {kind for _, kind in calls if kind}
+                "(calls with distributed arrays, calls at the 'mpi' level, scatter, "
+                "gather, allgather, from_local, the loaders, the constructors and "
+                "distribute.map) in the same order; a rank that skips one (an `if "
+                "rank == 0:` around it, an exception caught on one rank, a loop that runs "
+                "another number of times) meets the other ranks in its next call.  No "
+                "rank computed anything; every rank raises this error.")
+    kinds = {t.get("call", "") for t in tables if "function" in t} - {""}
     if kinds:
         distributed = kinds == {_DISTRIBUTED_CALL}
     keys: list[str] = []
@@ -241,6 +295,9 @@ def mismatch_message(function: str, per_rank: Sequence[Sequence[tuple[str, str]]
         for k, _ in fields:
             if k not in keys:
                 keys.append(k)
+    options = len({t.get(CHECK) for t in tables}) > 1
+    if options:  # check="none" describes nothing else: the rest says nothing
+        keys = [k for k in keys if all(k in t for t in tables)]
     lines = []
     contents = False
     for k in keys:
@@ -254,6 +311,14 @@ def mismatch_message(function: str, per_rank: Sequence[Sequence[tuple[str, str]]
             contents |= any(" ~" in v or " #" in v for v in values)
     head = (f"the inputs of {function}() differ across MPI ranks:\n" + "\n".join(lines)
             + where)
+    if options:
+        return (head + "\nThe 'mpi' level's options must be the same on every rank: "
+                "check=\"none\" skips comparing the inputs, which every rank must agree "
+                "to do (or not); set the level the same way on every rank (the same "
+                "`with loopscale.level(\"mpi\", ...)` or LOOPSCALE_LEVEL).  No rank "
+                "computed anything; every rank raises this error.")
+    if advice:
+        return head + "\n" + advice
     if distributed:
         return (head + "\nA call with distributed arrays (DistArray arguments) is collective: "
                 "every rank must make it with the same scalar arguments, the same shapes "
