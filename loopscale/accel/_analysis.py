@@ -172,6 +172,35 @@ def _loop_depth(node: ast.AST) -> int:
     return best
 
 
+def _heavier_in_order(fdef: ast.FunctionDef, chosen: LoopAnalysis, depth: dict[int, int],
+                      results: list[LoopAnalysis]
+                      ) -> tuple[int, ast.stmt, LoopAnalysis | None] | None:
+    """A top-level loop that runs in order (a ``while``, or a ``for`` found not
+    parallel), holds more nested loops than *chosen* (the parallel loop picked),
+    and has a ``for`` loop directly in its body, which may run in parallel at
+    each pass: ``(index, statement, its analysis or None)``.  The function's
+    work is likely there (an initialising loop, then the time steps).  None when
+    there is none, or when *chosen* has a sum, product or scatter sum, whose
+    serial result is combined over fixed blocks: run as a loop of its own and
+    kept inline, its last bits would differ from the serial level's."""
+    if (any(op in ("+", "*") for op in chosen.reductions.values())
+            or chosen.reduction_scatters or chosen.loop_index is None):
+        return None
+    mine = depth[chosen.loop_index]
+    by_index = {r.loop_index: r for r in results}
+    for k, st in enumerate(fdef.body):
+        if k == chosen.loop_index or not isinstance(st, (ast.For, ast.While)):
+            continue
+        found = by_index.get(k)
+        if (found is not None and found.parallel) or _loop_depth(st) <= mine:
+            continue
+        if isinstance(st, ast.For) and found is None:
+            continue  # not a range loop: the function's loop must be one, or a while
+        if any(isinstance(b, ast.For) for b in st.body):
+            return k, st, found
+    return None
+
+
 def _check(checker: _LoopChecker, defined_before: set[str], read_after: dict[str, int],
            params: set[str], forced: bool) -> tuple[list[str], dict[str, ArrayRole]]:
     """Run every check of *checker* in order: the loop's privates and array roles,
@@ -266,6 +295,21 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
             return (not short[k], depth[k], -k)  # type: ignore[index]
 
         chosen = max(parallel, key=work)
+        heavier = _heavier_in_order(fdef, chosen, depth, results)
+        if heavier is not None:
+            # the function's work is in a loop that runs in order: analysed as that
+            # loop's, its parallel loops (the one picked, that loop's inner loops)
+            # run at each pass as loops of their own (see _regions)
+            k, st, found = heavier
+            beside = "parallel: runs as a loop of its own, beside the sequential loop"
+            others = tuple((r.lineno, r.reason or beside) for r in results if r is not found)
+            if found is not None:
+                return LoopAnalysis(**{**found.__dict__, "other_loops": others})
+            return LoopAnalysis(
+                name, filename, st.lineno + line0, None, False,
+                f"line {st.lineno + line0}: the `while` loop runs its passes in order; it holds "
+                f"the function's work (more nested loops than the parallel loop at line "
+                f"{chosen.lineno})", other_loops=others)
     else:
         chosen = results[0]
 

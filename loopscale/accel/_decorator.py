@@ -527,7 +527,8 @@ class Accelerated(Generic[P, R]):
             return
         opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck, "cache": self.cache}
         regions, notes = _regions.find_regions(
-            self.py_func, fdef, lambda fn: Accelerated(fn, **opts))  # type: ignore[arg-type]
+            self.py_func, fdef, lambda fn: Accelerated(fn, **opts),  # type: ignore[arg-type]
+            analysis.loop_index)
         comp.regions, comp.region_notes = regions, notes
         if not regions:
             return
@@ -790,15 +791,19 @@ class Accelerated(Generic[P, R]):
                     better = self._diagnose(exc, args[1:] if stage == "serial" else args)
                     if better is not None:
                         raise better from exc
-                if deferred and isinstance(exc, (nb_errors.NumbaError, NotImplementedError)):
-                    # (NotImplementedError: Numba's IR inliner refusing a helper)
-                    comp = self._without_deferral(exc)
-                    return getattr(comp, stage)._compile_for_args(*args, **kws)
-                shown = ""
-                if stage in ("serial", "pre"):
-                    shown = _compile.describe_args(self._params,
-                                                   args[1:] if stage == "serial" else args)
-                raise _compile.compile_error(exc, self.py_func, shown) from exc  # type: ignore
+                if not (deferred and isinstance(exc, (nb_errors.NumbaError,
+                                                      NotImplementedError))):
+                    shown = ""
+                    if stage in ("serial", "pre"):
+                        shown = _compile.describe_args(self._params,
+                                                       args[1:] if stage == "serial" else args)
+                    raise _compile.compile_error(exc, self.py_func, shown) from exc  # type: ignore
+                # (NotImplementedError: Numba's IR inliner refusing a helper)
+                failed = exc
+            # built again without deferral, outside the handler: its own error, if
+            # any, must not carry this one as its context (two Numba tracebacks)
+            comp = self._without_deferral(failed)
+            return getattr(comp, stage)._compile_for_args(*args, **kws)
 
         return compile_for_args
 
@@ -1339,7 +1344,7 @@ class Accelerated(Generic[P, R]):
             return None
         fn = self.py_func
         tree = self._tree
-        loops = [tree.body[r.outer].body[r.inner] for r in comp.regions]  # type: ignore
+        loops = [_regions.loop_of(tree, r) for r in comp.regions]
         held = _distributed.check_regions(fn.__qualname__, fn.__code__.co_filename, tree,
                                           loops, names)
         for reg in comp.regions:
@@ -1517,6 +1522,7 @@ class Accelerated(Generic[P, R]):
                 if getattr(executor, "name", None) != "serial":
                     self._note_serial("payload", why)
                 return self._run_serial(args, kwargs)
+        failed: CompileError | None = None
         try:
             res = comp.pre(*args, **kwargs)
         except _NeedsConversion:
@@ -1530,11 +1536,14 @@ class Accelerated(Generic[P, R]):
             # say) although the function may: the fused serial code runs it
             if distributed:
                 raise
-            return self._plan_failed(comp, exc, args, kwargs, rerun=False)
+            failed = exc
         except ValueError as exc:
             if str(exc).startswith(_ARG_MARK):
                 raise ArgumentValueError(str(exc)[len(_ARG_MARK):].strip()) from None
             raise
+        if failed is not None:  # (outside the handler: the serial code's own error,
+            # if it has one, must not carry this one as its context)
+            return self._plan_failed(comp, failed, args, kwargs, rerun=False)
         lo, step, n, bs, nb = res[:5]
         nred = len(comp.gen.reductions)
         idents, state = res[5:5 + nred], res[5 + nred:]
@@ -1553,7 +1562,9 @@ class Accelerated(Generic[P, R]):
             except CompileError as exc:
                 if distributed or comp.gen.pre_writes:
                     raise
-                return self._plan_failed(comp, exc, args, kwargs, rerun=True)
+                failed = exc
+            if failed is not None:
+                return self._plan_failed(comp, failed, args, kwargs, rerun=True)
             comp.checked.add(key)
         limits = self.analysis.ndim_limits
         if limits and (why := self.analysis.beyond_ndim(
@@ -1839,7 +1850,10 @@ class Accelerated(Generic[P, R]):
             forced = " (prange)" if a.forced else ""
             what = (f"`{a.loop_var}`" if a.loop_var != _iteration.INDEX else
                     "the positions of what it iterates")
-            lines.append(f"  loop over {what} at line {a.lineno}{forced}: {state}")
+            if a.loop_var is None:  # (the function's loop is a while loop)
+                lines.append(f"  `while` loop at line {a.lineno}: {state}")
+            else:
+                lines.append(f"  loop over {what} at line {a.lineno}{forced}: {state}")
             if a.lineno in self._rewritten:
                 lines.append("  (its items are read as x[i] for each position i: what it "
                              "iterates is an array)")
@@ -1869,8 +1883,11 @@ class Accelerated(Generic[P, R]):
             if comp is not None:
                 for reg in comp.regions:
                     lines.append(
-                        f"  inner loop over `{reg.accel.analysis.loop_var}` at line {reg.line}: "
-                        "PARALLEL, inside the sequential loop: at the threads and mpi "
+                        f"  {'inner loop' if reg.outer >= 0 else 'loop'} over "
+                        f"`{reg.accel.analysis.loop_var}` at line {reg.line}: PARALLEL, "
+                        + ("inside the sequential loop" if reg.outer >= 0 else
+                           "a loop of its own beside the sequential one")
+                        + ": at the threads and mpi "
                         "levels (and auto's), each pass runs it on the pool (or deals its "
                         "blocks across the ranks), until a pass shows it too short to "
                         "gain (free variables: "

@@ -43,8 +43,8 @@ import numpy as np
 
 from ._astutil import _stmt_targets, _walk_stmts
 
-__all__ = ["Region", "find_regions", "driver_tree", "python_driver", "Runner", "GATES",
-           "FIRST_GATE"]
+__all__ = ["Region", "find_regions", "driver_tree", "python_driver", "body_of", "loop_of",
+           "Runner", "GATES", "FIRST_GATE"]
 
 #: The name of the gate array in the driver (its second argument).
 GATES = "__ls_gates"
@@ -112,6 +112,23 @@ def _plain(expr: ast.expr) -> bool:
         and len(n.args) == 1 and not n.keywords) for n in ast.walk(expr))
 
 
+def _read_first(loop: ast.For) -> set[str]:
+    """Names an iteration of *loop* may read before it assigns them (in the order
+    of its statements): what it carries from before the loop, or from the
+    previous iteration (an accumulator)."""
+    stored: set[str] = {loop.target.id} if isinstance(loop.target, ast.Name) else set()
+    first: set[str] = set()
+    for st in _walk_stmts(loop.body):
+        own = [v for fld, value in ast.iter_fields(st)
+               if fld not in ("body", "orelse", "finalbody", "handlers")
+               for v in (value if isinstance(value, list) else [value])
+               if isinstance(v, ast.AST)]
+        for part in own:
+            first |= _loads(part) - stored
+        stored |= set(_stmt_targets(st))
+    return first
+
+
 def _is_range_loop(st: ast.stmt) -> bool:
     if not (isinstance(st, ast.For) and isinstance(st.target, ast.Name) and not st.orelse):
         return False
@@ -127,9 +144,30 @@ _FORBIDDEN = (ast.Return, ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.N
               ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.Try)
 
 
-def _candidates(fdef: ast.FunctionDef) -> list[tuple[int, int, ast.For]]:
+def body_of(tree: ast.FunctionDef, reg: Region) -> list[ast.stmt]:
+    """The list of statements that holds *reg*'s loop in *tree* (the function's
+    body for a top-level loop, else its top-level loop's)."""
+    if reg.outer < 0:
+        return tree.body
+    return tree.body[reg.outer].body  # type: ignore[attr-defined, no-any-return]
+
+
+def loop_of(tree: ast.FunctionDef, reg: Region) -> ast.stmt:
+    """*reg*'s loop in *tree*."""
+    return body_of(tree, reg)[reg.inner]
+
+
+def _candidates(fdef: ast.FunctionDef, main: int | None = None
+                ) -> list[tuple[int, int, ast.For]]:
+    """Loops that may be regions: the range loops directly in a top-level
+    sequential loop's body, and the top-level range loops other than *main*
+    (the function's own loop, which runs in order), as ``(outer, inner, loop)``
+    with *outer* -1 for a top-level loop."""
     out = []
     for k, top in enumerate(fdef.body):
+        if k != main and _is_range_loop(top) and not any(isinstance(n, _FORBIDDEN)
+                                                          for n in ast.walk(top)):
+            out.append((-1, k, top))
         if not isinstance(top, (ast.For, ast.While)):
             continue
         for j, st in enumerate(top.body):
@@ -226,7 +264,8 @@ def _live_after(fdef: ast.FunctionDef, loop: ast.For, names: set[str]) -> set[st
 
 
 def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
-                 make: Callable[[types.FunctionType], Any]) -> tuple[list[Region], list[str]]:
+                 make: Callable[[types.FunctionType], Any], main: int | None = None
+                 ) -> tuple[list[Region], list[str]]:
     """The regions of *func* (whose tree, after loop rewriting, is *fdef*), each
     compiled through *make* (``Accelerated`` with the function's options), and
     why other candidate loops are not regions (lines of text for explain)."""
@@ -237,40 +276,50 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
     locals_ = params | _stores(fdef.body)
     regions: list[Region] = []
     notes: list[str] = []
-    for outer, inner, loop in _candidates(fdef):
+    taken: set[int] = set()  # top-level loops that are regions themselves
+    for outer, inner, loop in _candidates(fdef, main):
+        if outer in taken:
+            continue  # (its inner loops run inside it, on the pool)
         stored = _stores([loop])
         loaded = _loads(loop) & locals_
         if loaded & set(code.co_freevars) or stored & set(code.co_freevars):
             continue
         live = _live_after(fdef, loop, stored)
+        what = "inner loop" if outer >= 0 else "loop"
         if loop.target.id in live:  # type: ignore[attr-defined]
-            notes.append(f"inner loop at line {loop.lineno}: in order with its outer loop: "
+            notes.append(f"{what} at line {loop.lineno}: in order with the function's loop: "
                          f"it assigns {', '.join(sorted(live))}, read outside it")
             continue
         outs = tuple(sorted(live))
         # (a value read after the loop comes in with its value before it; its
-        # bounds are read before anything in it is assigned)
-        free = tuple(sorted((loaded - stored) | live | (_loads(loop.iter) & locals_)))
+        # bounds are read before anything in it is assigned; an accumulator the
+        # loop reads before assigning, `if d < best: best = d; at = i`, comes in
+        # with its value before the loop, even when only its payload is read after)
+        free = tuple(sorted((loaded - stored) | live | (_loads(loop.iter) & locals_)
+                            | (_read_first(loop) & stored & locals_)))
         name = f"__ls_region_{len(regions)}"
         fn = _outline(func, loop, free, outs)
         acc = make(fn)
         try:
             analysis = acc.analysis
         except Exception as exc:  # noqa: BLE001 - the loop stays inline
-            notes.append(f"inner loop at line {loop.lineno}: not analysed ({exc})")
+            notes.append(f"{what} at line {loop.lineno}: not analysed ({exc})")
             continue
         if not analysis.parallel or analysis.loop_index != 0:
-            why = analysis.reason or "its iterations are not independent"
-            notes.append(f"inner loop at line {loop.lineno}: in order: {why}")
+            if outer >= 0:  # (a top-level loop's reason is the function's own text)
+                why = analysis.reason or "its iterations are not independent"
+                notes.append(f"inner loop at line {loop.lineno}: in order: {why}")
             continue
         combined = set(analysis.reductions) | {
             p for pays in analysis.reduction_payloads.values() for p in pays}
         if set(outs) - combined:
-            notes.append(f"inner loop at line {loop.lineno}: in order with its outer loop: "
+            notes.append(f"{what} at line {loop.lineno}: in order with the function's loop: "
                          f"it assigns {', '.join(sorted(set(outs) - combined))}, read "
                          "outside it")
             continue
         regions.append(Region(outer, inner, loop.lineno, free, acc, name, outs))
+        if outer < 0:
+            taken.add(inner)
     return regions, notes
 
 
@@ -310,8 +359,8 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.Functio
     """*fdef* with each region's loop behind its gate (see the module's text)."""
     out = copy.deepcopy(fdef)
     for k, reg in enumerate(regions):
-        top = out.body[reg.outer]
-        loop = top.body[reg.inner]  # type: ignore[attr-defined]
+        holder = body_of(out, reg)
+        loop = holder[reg.inner]
         trips = ast.Call(ast.Name("len", ast.Load()), [copy.deepcopy(loop.iter)], [])
         value = ast.Call(ast.Name(f"{CALL}{k}", ast.Load()),
                          [trips, *(ast.Name(p, ast.Load()) for p in reg.params)], [])
@@ -335,7 +384,7 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.Functio
         for node in ast.walk(gated):
             if node is not loop and not any(node is n for n in ast.walk(loop)):
                 ast.copy_location(node, loop)
-        top.body[reg.inner] = gated  # type: ignore[attr-defined]
+        holder[reg.inner] = gated
     return out
 
 
@@ -352,8 +401,8 @@ def python_driver(func: types.FunctionType, fdef: ast.FunctionDef,
     out = copy.deepcopy(fdef)
     out.decorator_list = []
     for reg in regions:
-        top = out.body[reg.outer]
-        loop = top.body[reg.inner]  # type: ignore[attr-defined]
+        holder = body_of(out, reg)
+        loop = holder[reg.inner]
         value = ast.Call(ast.Name(reg.name, ast.Load()),
                          [ast.Name(p, ast.Load()) for p in reg.params], [])
         call: ast.stmt = ast.Expr(value)
@@ -363,7 +412,7 @@ def python_driver(func: types.FunctionType, fdef: ast.FunctionDef,
             call = ast.Assign(targets=[target], value=value)
         for node in ast.walk(call):
             ast.copy_location(node, loop)
-        top.body[reg.inner] = call  # type: ignore[attr-defined]
+        holder[reg.inner] = call
     from ._iteration import SEQLEN
 
     free = list(func.__code__.co_freevars)

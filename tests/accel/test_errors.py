@@ -746,3 +746,33 @@ def test_strings_of_floats_are_pythons_not_numbas():
             f(y)
         assert str(info.value).startswith("negative value -0.25 at 31337 (raised in "), \
             str(info.value)
+
+
+def times_text(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * "2"
+    return s
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_compile_error_carries_numbas_error_once(lvl) -> None:
+    # the build without deferred division checks, and the fused serial code run
+    # after the plan failed, were tried inside the first failure's handler: the
+    # traceback showed Numba's error two or three times ("During handling of the
+    # above exception, another exception occurred")
+    acc = accelerate(cache=False)(times_text)
+    with level(lvl), pytest.raises(errors.CompileError) as info:
+        acc(np.arange(3.0))
+    chain = _chain(info.value)
+    numba_errors = [e for e in chain if isinstance(e, numba.core.errors.TypingError)]
+    assert len(numba_errors) == 1, [type(e).__name__ for e in chain]
+    assert sum(isinstance(e, errors.CompileError) for e in chain) == 1

@@ -531,3 +531,88 @@ def test_the_runner_keeps_a_loop_that_does_not_gain_inline_and_tries_it_again():
         times["pool"] = 0.001  # the machine got quieter
         run(1000)
         assert gates[0] == 1000 and run.failed_retries == 0  # open again
+
+
+def _greedy_pick(x, steps):
+    picks = np.zeros(steps, np.int64)
+    for t in range(steps):
+        best = 1e300
+        at = -1
+        for i in range(x.shape[0]):  # a min whose payload alone is read after
+            d = abs(x[i] - t * 0.1)
+            if d < best:
+                best = d
+                at = i
+        picks[t] = at
+        x[at] = 10.0
+    return picks
+
+
+def test_a_min_whose_payload_alone_is_read_after_is_handed_back():
+    # `best` is not read after the inner loop, only `at`: the outlined loop did
+    # not take `best` in, and read it unassigned ("read before it is assigned")
+    f = accelerate(_greedy_pick)
+    x = np.random.default_rng(0).random(20000)
+    expected = _greedy_pick(x.copy(), 6)
+    for lvl, opts in _levels():
+        with _ctx(lvl, opts):
+            np.testing.assert_array_equal(f(x.copy(), 6), expected, err_msg=f"{lvl} {opts}")
+    text = f.explain()
+    assert "inner loop over `i` at line" in text and "PARALLEL, inside the sequential loop" \
+        in text, text
+    assert "best" in f._compiled.regions[0].params
+
+
+def _init_then_iterate(u, tol, most):
+    v = np.empty_like(u)
+    n, m = u.shape
+    for i in range(n):                 # a parallel loop of its own, first
+        for j in range(m):
+            v[i, j] = u[i, j]
+    res = tol + 1.0
+    it = 0
+    while res > tol and it < most:     # the work: more nested loops, in order
+        res = 0.0
+        for i in range(1, n - 1):
+            for j in range(1, m - 1):
+                v[i, j] = 0.25 * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1] + u[i, j + 1])
+                res = max(res, abs(v[i, j] - u[i, j]))
+        u, v = v, u
+        it += 1
+    return u, it, res
+
+
+def test_a_parallel_first_loop_does_not_keep_the_time_loop_after_it_serial():
+    # the parallel copy loop was "the function's loop" (the plan), and the while
+    # loop after it, where the work is, ran on one core at every level
+    f = accelerate(_init_then_iterate)
+    g = np.zeros((300, 200))
+    g[0, :] = 1.0
+    g[:, 0] = 0.5
+    expected = _init_then_iterate(g.copy(), 1e-4, 40)
+    for lvl, opts in _levels():
+        with _ctx(lvl, opts):
+            got = f(g.copy(), 1e-4, 40)
+        np.testing.assert_array_equal(got[0], expected[0], err_msg=f"{lvl} {opts}")
+        assert got[1:] == expected[1:]
+    text = f.explain()
+    assert "`while` loop at line" in text and "SEQUENTIAL" in text, text
+    assert "a loop of its own beside the sequential one" in text, text
+    assert "inner loop over `i`" in text, text
+    assert len(f._compiled.regions) == 2, text
+
+
+def _sum_then_iterate(u, most):
+    s = 0.0
+    for i in range(u.shape[0]):        # a float sum: the plan keeps its blocks' order
+        s += u[i]
+    for _k in range(most):
+        for i in range(1, u.shape[0] - 1):
+            for _j in range(2):
+                u[i] = 0.5 * u[i]
+    return s
+
+
+def test_a_first_loop_with_a_float_sum_stays_the_functions_parallel_loop():
+    f = accelerate(_sum_then_iterate)
+    assert f.analysis.parallel and f.analysis.reductions == {"s": "+"}
