@@ -7,6 +7,7 @@ subscripts, statements walked in order, local views of arrays (aliases).
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import textwrap
 import types
@@ -145,7 +146,8 @@ def _substitute(expr: ast.expr, mapping: dict[str, ast.expr]) -> ast.expr:
                 return mapping[node.id]
             return node
 
-    return Sub().visit(ast.parse(ast.unparse(expr), mode="eval").body)
+    # (a copy: a slice, `i:i + w`, is no expression of its own to parse again)
+    return Sub().visit(copy.deepcopy(expr))
 
 
 def summary_params(func: types.FunctionType) -> list[str]:

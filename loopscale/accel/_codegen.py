@@ -358,14 +358,76 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
     false alarm; an unchecked access that does overrun raises
     ``IndexError`` with ``boundscheck=True``.
     """
-    from ._astutil import _index_positions
-
     # (a parameter bound again in the prologue or anywhere in the loop's body,
     # `row = M[i]`, is another array by the time it is read)
     rebound = {n for st in (*_walk_stmts(pre), *_walk_stmts(loop.body))
                for n in _stmt_targets(st)}
-    seen: dict[tuple[str, int], tuple[int, str, int]] = {}
-    for st in loop.body:
+    out = _length_checks(loop, var, loop.body, params, rebound, filename, fname,
+                         "__ls_lo", "__ls_step", "__ls_n", loop.lineno)
+    # an inner range loop that runs whole on every iteration, over bounds that
+    # are the same for every iteration (`for j in range(A.shape[1])`): the
+    # arrays it indexes by its variable are checked too (a vector shorter than
+    # A's rows was read past its end)
+    assigned = rebound | {var}
+    for k, st in enumerate(loop.body):
+        if _may_skip_rest(st):
+            break
+        if not (isinstance(st, ast.For) and isinstance(st.target, ast.Name) and not st.orelse
+                and isinstance(st.iter, ast.Call) and isinstance(st.iter.func, ast.Name)
+                and st.iter.func.id == "range" and not st.iter.keywords
+                and 1 <= len(st.iter.args) <= 3):
+            continue
+        rargs = st.iter.args
+        if not all(_invariant_bound(a, assigned) for a in rargs):
+            continue
+        lo, hi, step = ((ast.unparse(rargs[0]), ast.unparse(rargs[1]),
+                         ast.unparse(rargs[2])) if len(rargs) == 3 else
+                        (ast.unparse(rargs[0]), ast.unparse(rargs[1]), "1")
+                        if len(rargs) == 2 else ("0", ast.unparse(rargs[0]), "1"))
+        j = f"__ls_j{k}"
+        checks = _length_checks(st, st.target.id, st.body, params, rebound, filename, fname,
+                                f"{j}lo", f"{j}st", f"{j}n", st.lineno)
+        if not checks:
+            continue
+        head = _stmts(f"""
+            if __ls_n > 0:
+                {j}lo = {lo}
+                {j}st = {step}
+                {j}n = len(range({j}lo, {hi}, {j}st))
+        """, st.lineno)
+        head[0].body += checks  # type: ignore[attr-defined]
+        out += head
+    return out
+
+
+def _invariant_bound(expr: ast.expr, assigned: set[str]) -> bool:
+    """*expr* (a ``range`` bound of an inner loop) has the same value on every
+    iteration of the loop around it, and evaluating it before that loop does
+    nothing else: names none of which the loop assigns, numbers, arithmetic,
+    ``x.shape[k]``, ``len(x)``."""
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Name):
+            if n.id in assigned:
+                return False
+        elif isinstance(n, ast.Call):
+            if not (isinstance(n.func, ast.Name) and n.func.id == "len"
+                    and len(n.args) == 1 and not n.keywords):
+                return False
+        elif not isinstance(n, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Attribute,
+                                ast.Subscript, ast.Load, ast.operator, ast.unaryop)):
+            return False
+    return True
+
+
+def _length_checks(loop: ast.For, var: str, body: list[ast.stmt], params: list[str],
+                   rebound: set[str], filename: str, fname: str, lo: str, step: str,
+                   n: str, line0: int) -> list[ast.stmt]:
+    """The checks of :func:`_bound_checks` for the loop over *var* whose first
+    value, step and trip count are the variables *lo*, *step*, *n*."""
+    from ._astutil import _index_positions
+
+    seen: dict[tuple[str, int], tuple[int, str, int, str]] = {}
+    for st in body:
         if _may_skip_rest(st):
             break  # what follows may not run on every iteration
         if not isinstance(st, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)):
@@ -418,13 +480,13 @@ def _bound_checks(loop: ast.For, var: str, params: list[str], pre: list[ast.stmt
                f"the loop at {filename}:{loop.lineno}, which {verb} `{text}` (line {line}) for "
                f"every {var} in {ast.unparse(loop.iter)}; pass arrays of matching lengths")
         out += _stmts(f"""
-            if __ls_n > 0:
-                __ls_vmax = __ls_lo + (__ls_n - 1) * __ls_step
-                if __ls_vmax < __ls_lo:
-                    __ls_vmax = __ls_lo
+            if {n} > 0:
+                __ls_vmax = {lo} + ({n} - 1) * {step}
+                if __ls_vmax < {lo}:
+                    __ls_vmax = {lo}
                 if __ls_vmax + ({off}) >= {length}:
                     raise ValueError({msg!r})
-        """, loop.lineno)
+        """, line0)
     return out
 
 

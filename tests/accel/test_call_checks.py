@@ -136,6 +136,81 @@ def test_an_unguarded_read_past_the_end_is_still_refused_before_running():
         diff_unguarded(np.arange(10.0), np.zeros(10))
 
 
+def matvec(A, v):
+    out = np.zeros(A.shape[0])
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            out[i] += A[i, j] * v[j]
+    return out
+
+
+def lower_rows(A, v, out):
+    for i in range(A.shape[0]):
+        s = 0.0
+        for j in range(i + 1):                # bounds follow i: not checked ahead
+            s += A[i, j] * v[j]
+        out[i] = s
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_an_inner_loop_that_would_read_past_the_end_is_refused_before_running(lvl):
+    # v shorter than A's rows: the compiled loop read past v's end and returned
+    # garbage (Python raises IndexError); now the inner loop's bounds, the same
+    # on every iteration, are checked before the loop as the outer loop's are
+    acc = accelerate(matvec)
+    A = np.ones((3, 4))
+    with level(lvl), pytest.raises(ArgumentValueError,
+                                   match=r"argument 'v' of matvec\(\) is too short along "
+                                         r"axis 0 .* reads `v\[j\]` .* for every j in "
+                                         r"range\(A.shape\[1\]\)"):
+        acc(A, np.ones(8)[:2])
+    v = np.arange(4.0)
+    with level(lvl):
+        np.testing.assert_array_equal(acc(A, v), matvec(A, v))
+
+
+def test_an_inner_loop_whose_bounds_follow_the_outer_variable_is_not_refused():
+    acc = accelerate(lower_rows)
+    A = np.tril(np.ones((5, 5)))
+    v = np.arange(5.0)  # exactly long enough for the last row only
+    out, want = np.zeros(5), np.zeros(5)
+    lower_rows(A, v, want)
+    acc(A, v, out)
+    np.testing.assert_array_equal(out, want)
+
+
+def window_mean(a, i, w):
+    return a[i:i + w].mean()
+
+
+def zero_row(v):
+    v[:] = 0.0
+
+
+def rolling_mean(x, w):
+    out = np.zeros(x.shape[0] - w + 1)
+    for i in range(x.shape[0] - w + 1):
+        out[i] = window_mean(x, i, w)
+    return out
+
+
+def clear_rows(A):
+    for i in range(A.shape[0]):
+        zero_row(A[i])
+    return A
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_helpers_that_slice_their_arguments_compile(lvl):
+    # the analysis of the helper's accesses raised a bare SyntaxError (a slice
+    # was turned back into text and parsed as an expression)
+    x = np.random.default_rng(3).random(20001)
+    with level(lvl):
+        np.testing.assert_array_equal(accelerate(rolling_mean)(x, 7), rolling_mean(x, 7))
+        A = np.ones((300, 3))
+        assert not accelerate(clear_rows)(A).any()
+
+
 def test_the_length_check_says_an_output_is_written_not_read():
     with pytest.raises(ArgumentValueError) as info:
         saxpy_acc(2.0, np.ones(10), np.ones(10), np.zeros(5))
