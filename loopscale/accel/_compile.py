@@ -147,6 +147,8 @@ class HelperCompiler:
 
     def convert(self, value: Any) -> Any:
         """What a global *value* becomes inside compiled code."""
+        if isinstance(value, types.ModuleType) and user_module(value):
+            return self.module(value)
         if isinstance(value, self.accelerated_type):
             value = value.py_func
         if isinstance(value, numba.core.dispatcher.Dispatcher):
@@ -156,6 +158,17 @@ class HelperCompiler:
                 return value
             return self.helper(value)
         return value
+
+    def module(self, mod: types.ModuleType) -> types.ModuleType:
+        """A stand-in for the user's module *mod* (``import mathutil``, then
+        ``mathutil.clip01(x[i])``): its attributes, each as :meth:`convert` makes
+        it, on first use (Numba looks a module's attributes up when it types
+        ``mathutil.clip01``, and cannot call a plain Python function)."""
+        key = id(mod)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = _HelperModule(mod, self)
+        return found  # type: ignore[no-any-return]
 
     def jit(self, func: types.FunctionType) -> Any:
         """Compile one helper (a subclass compiles for another target)."""
@@ -178,6 +191,33 @@ class HelperCompiler:
             if name in new_globals:
                 new_globals[name] = self.convert(new_globals[name])
         return disp
+
+
+#: Modules whose attributes Numba types itself (its typing keys on them): never
+#: stood in for.
+_LIBRARIES = frozenset({"numpy", "numba", "math", "cmath", "random", "operator", "builtins",
+                        "scipy", "llvmlite", "loopscale", "cffi", "ctypes"})
+
+
+def user_module(mod: types.ModuleType) -> bool:
+    """Whether *mod* is the user's own (its plain functions are helpers to compile)."""
+    return mod.__name__.split(".")[0] not in _LIBRARIES
+
+
+class _HelperModule(types.ModuleType):
+    """See :meth:`HelperCompiler.module`."""
+
+    def __init__(self, mod: types.ModuleType, compiler: HelperCompiler) -> None:
+        super().__init__(mod.__name__, mod.__doc__)
+        self.__dict__["_ls_mod"] = mod
+        self.__dict__["_ls_compiler"] = compiler
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name.startswith("_ls_"):
+            raise AttributeError(name)
+        value = self.__dict__["_ls_compiler"].convert(getattr(self.__dict__["_ls_mod"], name))
+        self.__dict__[name] = value
+        return value
 
 
 def _all_names(code: types.CodeType) -> set[str]:
@@ -204,6 +244,12 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
             continue  # a builtin or a local
         ns[name] = helpers.convert(value)
         prints.append(f"{name}={fingerprint(value, memo)}")
+        if isinstance(value, types.ModuleType) and user_module(value):
+            # (its functions the code calls as attributes: `mathutil.clip01`)
+            for attr in sorted(_all_names(func.__code__)):
+                found = getattr(value, attr, None)
+                if isinstance(found, types.FunctionType):
+                    prints.append(f"{name}.{attr}={fingerprint(found, memo)}")
     ns.update({
         "__ls_zero": _runtime.ls_zero_i,
         "__ls_one": _runtime.ls_one_i,

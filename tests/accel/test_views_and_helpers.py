@@ -645,3 +645,41 @@ def test_a_helper_given_its_output_by_keyword_is_followed_at_its_indices():
     with loopscale.level("threads", max_workers=2):
         carried(got)
     np.testing.assert_array_equal(got, want)
+
+
+from . import modhelpers  # noqa: E402
+
+
+def clip_through_module(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = modhelpers.clip01(x[i])
+    return out
+
+
+def scatter_through_module(out, idx, x):
+    for i in range(x.shape[0]):
+        modhelpers.put(out, idx[i], x[i])
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_helper_called_through_its_module_is_compiled(lvl) -> None:
+    # `modhelpers.clip01(x[i])` raised CompileError (Numba cannot call a plain
+    # Python function found as a module's attribute); `from m import f` worked
+    x = np.linspace(-1.0, 2.0, 30001)
+    with loopscale.level(lvl):
+        got = accelerate(clip_through_module)(x)
+    np.testing.assert_array_equal(got, clip_through_module(x))
+
+
+def test_a_helper_through_its_module_that_scatters_keeps_the_loop_in_order() -> None:
+    acc = accelerate(scatter_through_module)
+    assert not acc.analysis.parallel and "modhelpers.put" in acc.analysis.reason
+    x = np.arange(20000.0)
+    idx = np.zeros(20000, dtype=np.int64)
+    idx[::2] = 5
+    out, want = np.zeros(20000), np.zeros(20000)
+    scatter_through_module(want, idx, x)
+    with loopscale.level("threads"):
+        acc(out, idx, x)
+    np.testing.assert_array_equal(out, want)
