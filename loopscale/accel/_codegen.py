@@ -901,6 +901,38 @@ class _PythonStrings(ast.NodeTransformer):
         return node
 
 
+#: The name of ``_runtime.ls_pow`` in generated code.
+POW = "__ls_pow"
+
+
+class _PythonPowers(ast.NodeTransformer):
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if not isinstance(node.op, ast.Pow):
+            return node
+        right = node.right
+        if isinstance(right, ast.Constant) and (
+                isinstance(right.value, float)
+                or (type(right.value) is int and right.value >= 0)):
+            return node  # (a literal exponent: Numba's own fast forms, x * x for x ** 2)
+        new = ast.Call(ast.Name(POW, ast.Load()), [node.left, node.right], [])
+        for n in ast.walk(new):
+            if not hasattr(n, "lineno") or n is new or isinstance(n, ast.Name) and n.id == POW:
+                ast.copy_location(n, node)
+        return new
+
+
+def python_powers(module: ast.Module) -> ast.Module:
+    """*module* with ``x ** y`` (an exponent that is not a literal ``>= 0``)
+    through :data:`POW`: an integer to a negative integer power is 0 in compiled
+    code (a float in Python) and raises there instead.  In place; returns
+    *module*."""
+    if not any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow)
+               for n in ast.walk(module)):
+        return module
+    return _PythonPowers().visit(module)  # type: ignore[no-any-return]
+
+
 def python_strings(module: ast.Module, str_rebound: bool) -> ast.Module:
     """*module* with ``str(x)`` and the fields of f-strings formatted as Python
     formats them (through :data:`FMT`): Numba's ``str(1.5)`` is

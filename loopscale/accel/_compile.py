@@ -261,6 +261,7 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         "__ls_len0": _runtime.ls_len0,
         "__ls_seqlen": _runtime.ls_seqlen,
         "__ls_fmt": _runtime.ls_fmt,
+        "__ls_pow": _runtime.ls_pow,
         "__ls_EarlyReturn": _runtime.EarlyReturn,
         "__ls_zdiv": _lowering.ls_zdiv_pending,
     })

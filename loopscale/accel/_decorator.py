@@ -465,6 +465,7 @@ class Accelerated(Generic[P, R]):
             _codegen.python_strings(gen.module, "str" in self.py_func.__globals__
                                     or "str" in self._params or any(
                 "str" in _astutil._stmt_targets(st) for st in _astutil._walk_stmts(fdef.body)))
+            _codegen.python_powers(gen.module)
             options = _compile.numba_options(self.fastmath, self.boundscheck)
             options["pipeline_class"] = _lowering.Pipeline
             # a deferring loop's helpers are inlined into it (Numba IR), so that
@@ -541,6 +542,7 @@ class Accelerated(Generic[P, R]):
                                 self.py_func.__qualname__, deferred=False)
         _codegen.python_strings(gen.module, "str" in self.py_func.__globals__
                                 or "str" in self._params)
+        _codegen.python_powers(gen.module)
         for node in gen.module.body:
             if isinstance(node, ast.FunctionDef) and node.name == gen.serial:
                 node.args.args.insert(1, ast.copy_location(ast.arg(_regions.GATES),

@@ -9,6 +9,8 @@ cold process compiles no helper function (each would cost 20-60 ms).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import types
 from numba.extending import intrinsic, overload
@@ -217,6 +219,35 @@ def _ls_seqlen(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compile
     from numba.core.errors import TypingError
 
     raise TypingError(f"{NOT_A_SEQUENCE}: {x}")
+
+
+#: Why an integer raised to a negative integer power is refused in compiled code.
+NEGATIVE_POWER = ("an integer raised to a negative integer power: Python gives a float "
+                  "(2 ** -3 is 0.125), compiled code would give an integer (0); write the "
+                  "base or the exponent as a float (2.0 ** -k)")
+
+
+def ls_pow(x: Any, y: Any) -> Any:
+    """``x ** y`` (see :func:`._codegen.python_powers`): compiled, an integer to a
+    negative integer power raises :data:`NEGATIVE_POWER` instead of giving 0."""
+    return x ** y
+
+
+@overload(ls_pow)
+def _ls_pow(x, y):  # type: ignore[no-untyped-def]  # pragma: no cover
+    if (isinstance(x, types.Integer) and isinstance(y, types.Integer)
+            and y.signed):
+        def checked(x, y):  # type: ignore[no-untyped-def]
+            if y < 0:
+                raise ValueError(NEGATIVE_POWER)
+            return x ** y
+
+        return checked
+
+    def impl(x, y):  # type: ignore[no-untyped-def]
+        return x ** y
+
+    return impl
 
 
 def ls_fmt(value: object, spec: str, conversion: int) -> str:

@@ -776,3 +776,36 @@ def test_a_compile_error_carries_numbas_error_once(lvl) -> None:
     numba_errors = [e for e in chain if isinstance(e, numba.core.errors.TypingError)]
     assert len(numba_errors) == 1, [type(e).__name__ for e in chain]
     assert sum(isinstance(e, errors.CompileError) for e in chain) == 1
+
+
+def halvings(k, out):
+    for i in range(k.shape[0]):
+        out[i] = 2 ** (-k[i]) + 3 ** k[i]
+
+
+def powers_of_floats(x, e, out):
+    for i in range(x.shape[0]):
+        out[i] = x[i] ** e[i] + x[i] ** 2 + 2.0 ** -e[i]
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_an_integer_to_a_negative_integer_power_raises_instead_of_giving_0(lvl) -> None:
+    # Numba gives 2 ** -3 == 0 (an integer); Python a float, NumPy's int64 a
+    # ValueError: the compiled code gave a silently wrong 0
+    acc = accelerate(halvings)
+    k = np.array([1, 2, -3, 4])
+    with level(lvl), pytest.raises(ValueError, match="negative integer power.*2.0 \\*\\* -k"):
+        acc(-k, np.zeros(4))
+    out = np.zeros(4)
+    with level(lvl):
+        acc(np.array([0, 0, 0]), out[:3])
+    np.testing.assert_array_equal(out[:3], [2.0, 2.0, 2.0])
+
+
+def test_float_powers_are_unchanged() -> None:
+    rng = np.random.default_rng(2)
+    x, e = rng.random(1000) + 0.5, rng.integers(-3, 4, 1000)
+    out, want = np.zeros(1000), np.zeros(1000)
+    accelerate(powers_of_floats)(x, e, out)
+    powers_of_floats(x, e, want)
+    np.testing.assert_allclose(out, want, rtol=1e-15)
