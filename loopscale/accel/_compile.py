@@ -511,8 +511,11 @@ def compile_error(exc: BaseException, func: types.FunctionType,
     what, fix = "a construct Numba cannot compile in nopython mode", (
         "rewrite it with NumPy arrays, numbers and supported NumPy/math calls, or use "
         "@accelerate(fallback=True) to run the Python function instead")
+    outer_call = text.find("No implementation of function")
     for pattern, w, f in _ADVICE:
         m = pattern.search(text)
+        if m and w.startswith("the attribute") and 0 <= outer_call < m.start():
+            continue  # (inside Numba's version of a function the code calls: name the call)
         if m:
             what, fix = w.format(*[g for g in m.groups() if g is not None]), f
             if "name `" in w and lineno == func.__code__.co_firstlineno:

@@ -823,6 +823,16 @@ class Accelerated(Generic[P, R]):
         uses = _param_uses(tree, self._params)
         converted = getattr(self, "_converted_from", {})
         for name, value in zip(self._params, values, strict=False):
+            if (value is None and err_line is not None
+                    and re.search(r"of type none\b|\(none\b|, none\b|NoneType", text)):
+                used = next((ast.unparse(n) for n in ast.walk(tree)
+                             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                             and n.value.id == name
+                             and getattr(n, "lineno", None) == err_line), None)
+                if used is not None:
+                    return ArgumentError(
+                        f"argument {name!r} of {where} is None, but the function uses "
+                        f"`{used}` (line {err_line}): pass the array (or value) it expects.")
             if name not in uses:
                 continue
             idx, attrs = uses[name]
@@ -965,6 +975,11 @@ class Accelerated(Generic[P, R]):
             try:
                 numba.typeof(value, numba.core.typing.typeof.Purpose.argument)
             except Exception:
+                if type(value) is int:  # (a Python int: beyond 64 bits)
+                    raise ArgumentValueError(
+                        f"argument {name!r} of {where} is the integer {value}, which does not "
+                        "fit in 64 bits (compiled integers are int64 or uint64): pass a float "
+                        f"(float({name})) or a smaller number.") from None
                 raise ArgumentError(
                     f"argument {name!r} of {where} is a {type(value).__module__}."
                     f"{type(value).__qualname__} object, which compiled code cannot take: pass "

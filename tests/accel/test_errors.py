@@ -809,3 +809,44 @@ def test_float_powers_are_unchanged() -> None:
     accelerate(powers_of_floats)(x, e, out)
     powers_of_floats(x, e, want)
     np.testing.assert_allclose(out, want, rtol=1e-15)
+
+
+def add_n(x, n):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = x[i] + n
+    return out
+
+
+def smooth_copy(u, steps):
+    new = u.copy()
+    for i in range(1, new.shape[0] - 1):
+        new[i] = 0.5 * (u[i - 1] + u[i + 1])
+    return new
+
+
+def clip_scalars(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = np.clip(x[i], -1.0, 1.0)
+    return out
+
+
+def test_an_integer_beyond_64_bits_is_named_as_such() -> None:
+    with pytest.raises(errors.ArgumentValueError, match=r"argument 'n' .* is the integer "
+                                                        r"1180591620717411303424, which does "
+                                                        r"not fit in 64 bits"):
+        accelerate(add_n)(np.arange(3.0), 2 ** 70)
+
+
+def test_none_for_an_argument_used_by_a_method_is_named() -> None:
+    line = inspect.getsourcelines(smooth_copy)[1] + 1
+    with pytest.raises(errors.ArgumentError, match=rf"argument 'u' .* is None, but the "
+                                                   rf"function uses `u.copy` \(line {line}\)"):
+        accelerate(smooth_copy)(None, 3)
+
+
+def test_a_numpy_function_numba_lacks_for_scalars_is_named_not_its_insides() -> None:
+    with pytest.raises(errors.CompileError, match=r"calling `clip` with arguments") as info:
+        accelerate(clip_scalars)(np.linspace(-2.0, 2.0, 5))
+    assert "attribute `shape`" not in str(info.value)
