@@ -1752,7 +1752,11 @@ class _LoopChecker:
             forms.add((coef, const))
         if len({c for c, _ in forms}) != 1:
             return False
-        c = next(iter(forms))[0]
+        # (consecutive iterations' values of `c * i` are `c * step` apart: with
+        # `range(0, n, 2)`, `out[i]` and `out[i + 1]` are each iteration's own)
+        args = getattr(self.loop.iter, "args", [])
+        step = 1 if len(args) < 3 else _const_int(args[2])
+        c = next(iter(forms))[0] * (abs(step) if step else 1)
         return len({d % c for _, d in forms}) == len(forms)
 
     def _distinct_per_iteration(self, expr: ast.expr, nodes: list[ast.AST]) -> bool:

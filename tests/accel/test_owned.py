@@ -198,3 +198,40 @@ def test_an_owned_array_is_not_a_slab_of_rows_for_distributed_arrays():
         f(distribute.scatter(x), distribute.scatter(np.zeros(8)))
     with level("mpi"):
         np.testing.assert_array_equal(f(x, np.zeros(8)), _reverse(x, np.zeros(8)))
+
+
+def stepped_pairs(x, out):
+    for i in range(0, x.shape[0] - 1, 2):
+        out[i] = x[i] + x[i + 1]
+        out[i + 1] = x[i] - x[i + 1]
+
+
+def stepped_overlap(x, out):
+    for i in range(0, x.shape[0] - 2, 2):
+        out[i] = x[i]
+        out[i + 2] = x[i + 1]     # the next iteration's out[i]
+
+
+@pytest.mark.parametrize("lvl", ["serial", "threads"])
+def test_a_stepped_loop_writing_its_own_window_is_parallel(lvl):
+    # `range(0, n, 2)` writing out[i] and out[i + 1]: each iteration's own pair,
+    # since consecutive values of i are 2 apart (it was sequential)
+    acc = accelerate(stepped_pairs)
+    assert acc.analysis.parallel, acc.analysis.reason
+    x = np.random.default_rng(4).random(30001)
+    out, want = np.zeros_like(x), np.zeros_like(x)
+    stepped_pairs(x, want)
+    with level(lvl):
+        acc(x, out)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_a_stepped_loop_whose_window_reaches_the_next_iteration_stays_sequential():
+    acc = accelerate(stepped_overlap)
+    assert not acc.analysis.parallel
+    x = np.random.default_rng(5).random(3001)
+    out, want = np.zeros_like(x), np.zeros_like(x)
+    stepped_overlap(x, want)
+    with level("threads"):
+        acc(x, out)
+    np.testing.assert_array_equal(out, want)
