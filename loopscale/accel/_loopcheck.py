@@ -647,12 +647,16 @@ class _LoopChecker:
                         v.left):
                     return name, op, "assign"
             if (isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
-                    and v.func.id in ("min", "max") and len(v.args) == 2 and not v.keywords
+                    and v.func.id in ("min", "max") and len(v.args) >= 2 and not v.keywords
+                    and not any(isinstance(a, ast.Starred) for a in v.args)
                     and self.resolver.value(v.func) in (min, max)):
-                a, b = v.args
-                if isinstance(a, ast.Name) and a.id == name and name not in _names_loaded(b):
+                a, b = v.args[0], v.args[1:]
+                rest = set().union(*(_names_loaded(x) for x in b))
+                if isinstance(a, ast.Name) and a.id == name and name not in rest:
+                    # (`s = min(s, e1, e2)`: `s = min(s, e1)` then `s = min(s, e2)`)
                     return name, v.func.id, "strict"
-                if isinstance(b, ast.Name) and b.id == name and name not in _names_loaded(a):
+                if (len(v.args) == 2 and isinstance(b[0], ast.Name) and b[0].id == name
+                        and name not in _names_loaded(a)):
                     return name, v.func.id, "last"
             return None
         if (isinstance(st, ast.If) and not st.orelse and len(st.body) == 1

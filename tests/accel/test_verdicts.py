@@ -500,3 +500,31 @@ def test_of_several_parallel_loops_the_one_with_the_most_work_is_chosen(fn, work
     with loopscale.level("threads", max_workers=2):
         accelerate(fn)(x, got)
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def _min_of_three(x, y):
+    m = np.inf
+    for i in range(x.shape[0]):
+        m = min(m, x[i], y[i])
+    return m
+
+
+def _max_of_four(x, y):
+    m = -1e300
+    for i in range(x.shape[0]):
+        m = max(m, x[i] * 2.0, y[i], x[i] - y[i])
+    return m
+
+
+@pytest.mark.parametrize("fn", [_min_of_three, _max_of_four], ids=lambda f: f.__name__)
+def test_min_and_max_of_several_values_are_reductions(fn):
+    acc = accelerate(fn)
+    assert acc.analysis.parallel, acc.analysis.reason
+    rng = np.random.default_rng(9)
+    x, y = rng.random(50001), rng.random(50001)
+    x[777] = np.nan
+    want = fn(x, y)
+    for lvl in ("serial", "threads"):
+        with loopscale.level(lvl):
+            got = acc(x, y)
+        assert got == want or (np.isnan(got) and np.isnan(want)), (lvl, got, want)
