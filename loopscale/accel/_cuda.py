@@ -103,6 +103,40 @@ _ARG_MARK = "loopscale-argument:"
 DeviceMemoryError: type[BaseException] = errors.CudaMemoryError
 
 
+def _sliced(node: ast.AST) -> bool:
+    """*node* is a subscript with a slice in its index (``M[i, :]``, ``x[a:b]``)."""
+    if not isinstance(node, ast.Subscript):
+        return False
+    idx = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    return any(isinstance(e, ast.Slice) for e in idx)
+
+
+def _array_arithmetic(fdef: Any, analysis: LoopAnalysis) -> str | None:
+    """Why the loop has no device form because its body computes with whole rows
+    (``M[i, :] * 0.5``, ``-x[a:b]``): a kernel cannot allocate the arrays such
+    expressions make (Numba's CUDA target refuses them; its simulator raised a
+    bare TypeError).  None when it does not."""
+    if fdef is None or analysis.loop_index is None:
+        return None
+    loop = fdef.body[analysis.loop_index]
+    for node in ast.walk(loop):
+        operands: list[ast.AST] = []
+        if isinstance(node, ast.BinOp):
+            operands = [node.left, node.right]
+        elif isinstance(node, ast.UnaryOp):
+            operands = [node.operand]
+        elif isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+        elif isinstance(node, ast.AugAssign):
+            operands = [node.target, node.value]
+        if any(_sliced(o) for o in operands):
+            return (f"line {node.lineno}: `{ast.unparse(node)}` computes with a slice of an "
+                    "array, which makes a new array: a CUDA kernel cannot allocate one. Write "
+                    "the inner loop (`for j in range(...)`) element by element to run it on "
+                    "the device")
+    return None
+
+
 def _cpu_only(analysis: LoopAnalysis) -> str | None:
     """Why a parallel loop has no device form, or None."""
     for key in analysis.reduction_scatters:
@@ -809,7 +843,7 @@ def run_cuda(acc: Any, fdef: ast.FunctionDef | None, analysis: LoopAnalysis,
         marker = RunOnCpu(f"the loop runs on the CPU: {analysis.reason or 'not parallel'}")
         acc.__dict__["last_cuda_timings"] = {"on_cpu": marker.reason}
         return marker
-    why_cpu = _cpu_only(analysis)
+    why_cpu = _cpu_only(analysis) or _array_arithmetic(fdef, analysis)
     if why_cpu is not None:
         marker = RunOnCpu(f"the loop runs on the CPU: {why_cpu}")
         acc.__dict__["last_cuda_timings"] = {"on_cpu": marker.reason}
@@ -857,7 +891,7 @@ def compile_ptx(acc: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None =
     analysis = acc.analysis
     if not analysis.parallel or analysis.loop_index is None:
         return RunOnCpu(f"the loop runs on the CPU: {analysis.reason or 'not parallel'}")
-    why_cpu = _cpu_only(analysis)
+    why_cpu = _cpu_only(analysis) or _array_arithmetic(acc.__dict__.get("_tree"), analysis)
     if why_cpu is not None:
         return RunOnCpu(f"the loop runs on the CPU: {why_cpu}")
     prog = _program(acc, acc.__dict__.get("_tree"), analysis)

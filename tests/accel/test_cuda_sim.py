@@ -382,6 +382,31 @@ def check_positions_flags_and_scatter_sums_stay_on_cpu() -> None:
         assert words in gpu.last_cuda_timings["on_cpu"], gpu.last_cuda_timings
 
 
+def _half_rows(M, out):
+    for i in range(M.shape[0]):
+        out[i, :] = M[i, :] * 0.5
+
+
+def _negated_rows(M, out):
+    for i in range(M.shape[0]):
+        out[i, :] = -M[i, :]
+
+
+def check_row_arithmetic_stays_on_cpu_with_the_reason() -> None:
+    # `M[i, :] * 0.5` makes a new array, which a kernel cannot allocate: the
+    # simulator raised a bare TypeError ('FakeWithinKernelCUDAArray' * float)
+    from loopscale import accelerate
+
+    M = np.arange(12.0).reshape(3, 4)
+    for fn, want in [(_half_rows, M * 0.5), (_negated_rows, -M)]:
+        gpu = accelerate(target="cuda")(fn)
+        out = np.zeros_like(M)
+        gpu(M, out)
+        np.testing.assert_array_equal(out, want)
+        reason = gpu.last_cuda_timings["on_cpu"]
+        assert "computes with a slice of an array" in reason and "inner loop" in reason, reason
+
+
 def _scaled_by(k: float) -> Callable[..., None]:
     def scaled(x, out, scale=k, *, shift=k + 1):  # noqa: ANN001, ANN202
         for i in range(x.shape[0]):
