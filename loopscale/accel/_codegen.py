@@ -42,7 +42,14 @@ _COMBINE = {
     "*": "{s} *= {p}",
     "min": "{s} = min({s}, {p})",
     "max": "{s} = max({s}, {p})",
+    "|": "{s} |= {p}",
+    "&": "{s} &= {p}",
+    "^": "{s} ^= {p}",
 }
+
+#: The bitwise reductions (``found |= x[i] < 0``, ``bits ^= k[i]``): exact in any
+#: order, like integer sums.
+BITWISE = ("|", "&", "^")
 
 
 def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) -> str:
@@ -53,7 +60,7 @@ def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) ->
     ``if p <= s: s = p`` keeps the later of two equal values (``-0.0``/``0.0``);
     ``s = min(e, s)`` lets a NaN ``e`` replace ``s``, and then a block that met
     one (*flag*) does not depend on the running value: its partial replaces it."""
-    if op in ("+", "*"):
+    if op in ("+", "*") or op in BITWISE:
         return f"{s} = {s} {op} {p}" if form == "assign" else _COMBINE[op].format(s=s, p=p)
     if op == "set":  # *form*: the constant's source
         return f"if {p}:\n    {s} = {form}"
@@ -124,6 +131,10 @@ def _identity_src(op: str, s0: str, like: str) -> str:
         return f"__ls_one({s0})"
     if op == "set":  # a flag: whether the block set it
         return "False"
+    if op in ("|", "^"):
+        return f"__ls_no_bits({s0})"
+    if op == "&":
+        return f"__ls_all_bits({s0})"
     return f"__ls_{op}_top({like}, {s0})"
 
 

@@ -253,6 +253,8 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
     ns.update({
         "__ls_zero": _runtime.ls_zero_i,
         "__ls_one": _runtime.ls_one_i,
+        "__ls_no_bits": _runtime.ls_no_bits,
+        "__ls_all_bits": _runtime.ls_all_bits,
         "__ls_put": _runtime.ls_put,
         "__ls_nonneg": _runtime.ls_nonneg,
         "__ls_min_top": _runtime.ls_min_top,

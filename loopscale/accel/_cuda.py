@@ -142,6 +142,10 @@ def _cpu_only(analysis: LoopAnalysis) -> str | None:
     for key in analysis.reduction_scatters:
         return (f"`{key}` is added into at any index (`{key}[...] += ...`): the device "
                 "reduction combines numbers, not arrays")
+    for key, op in analysis.reductions.items():
+        if op in ("|", "&", "^"):
+            return (f"`{key}` is combined with `{op}`: the device reduction combines sums, "
+                    "products, minima and maxima only")
     for key, value in analysis.reduction_sets.items():
         return (f"`{key}` is set to {value} when any iteration sets it: the device "
                 "reduction combines sums, products, minima and maxima only")

@@ -42,7 +42,8 @@ from ._astutil import (
 )
 from ._model import ArrayRole, Resolver
 
-_REDUCTION_OPS = {ast.Add: "+", ast.Sub: "+", ast.Mult: "*"}
+_REDUCTION_OPS = {ast.Add: "+", ast.Sub: "+", ast.Mult: "*", ast.BitOr: "|",
+                  ast.BitAnd: "&", ast.BitXor: "^"}
 
 #: Methods of ``numpy.random.Generator`` (and of the legacy ``RandomState``)
 #: that draw numbers: called on a local or an argument in the loop, they share
@@ -888,8 +889,8 @@ class _LoopChecker:
                     or name in params or name in plain):
                 continue
             ops = {_REDUCTION_OPS.get(type(st.op)) for st in stmts}
-            if len(ops) != 1 or None in ops:
-                continue
+            if len(ops) != 1 or not ops <= {"+", "*"}:
+                continue  # (a scatter sum or product: each block's own array)
             # made by a NumPy allocation, each time: an array of the function's own
             if not all(isinstance(b, ast.Assign) and len(b.targets) == 1
                        and isinstance(b.targets[0], ast.Name) and isinstance(b.value, ast.Call)

@@ -17,7 +17,8 @@ from numba.extending import intrinsic, overload
 
 __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "SCATTER_SHARE",
            "SCATTER_SLACK", "block_size",
-           "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_min_top",
+           "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_no_bits",
+           "ls_all_bits", "ls_min_top",
            "ls_max_top", "ls_range_int", "EarlyReturn"]
 
 #: A reduction loop is cut into at most this many blocks...
@@ -137,6 +138,42 @@ def _identity_intrinsic(value: int):  # type: ignore[no-untyped-def]
 
 ls_zero_i = intrinsic(_identity_intrinsic(0))
 ls_one_i = intrinsic(_identity_intrinsic(1))
+
+
+def ls_no_bits(x: Any) -> Any:
+    """The identity of ``|`` and ``^`` for a value like *x* (of its type: a bool
+    stays a bool): ``False``, ``0``, or an array of them."""
+    return type(x)(0)
+
+
+def ls_all_bits(x: Any) -> Any:
+    """The identity of ``&`` for a value like *x*: ``True``, ``-1`` (every bit
+    set; the largest value of an unsigned type), or an array of them."""
+    return True if isinstance(x, bool) else ~type(x)(0)
+
+
+@overload(ls_no_bits)
+def _ls_no_bits(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if isinstance(x, types.Array) and isinstance(x.dtype, (types.Boolean, types.Integer)):
+        return lambda x: np.zeros_like(x)
+    if isinstance(x, types.Boolean):
+        return lambda x: False
+    if isinstance(x, types.Integer):
+        return lambda x: x ^ x
+    return None
+
+
+@overload(ls_all_bits)
+def _ls_all_bits(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if isinstance(x, types.Array) and isinstance(x.dtype, types.Boolean):
+        return lambda x: np.ones_like(x)
+    if isinstance(x, types.Array) and isinstance(x.dtype, types.Integer):
+        return lambda x: ~np.zeros_like(x)
+    if isinstance(x, types.Boolean):
+        return lambda x: True
+    if isinstance(x, types.Integer):
+        return lambda x: ~(x ^ x)
+    return None
 
 
 def _top_intrinsic(sign: float):  # type: ignore[no-untyped-def]

@@ -528,3 +528,56 @@ def test_min_and_max_of_several_values_are_reductions(fn):
         with loopscale.level(lvl):
             got = acc(x, y)
         assert got == want or (np.isnan(got) and np.isnan(want)), (lvl, got, want)
+
+
+def _any_negative_or(x):
+    found = False
+    for i in range(x.shape[0]):
+        found |= x[i] < 0.0
+    return found
+
+
+def _all_above_and(x):
+    ok = True
+    for i in range(x.shape[0]):
+        ok &= x[i] > -3.0
+    return ok
+
+
+def _xor_all(k):
+    b = 0
+    for i in range(k.shape[0]):
+        b ^= k[i]
+    return b
+
+
+def _or_mask(k):
+    m = 0
+    for i in range(k.shape[0]):
+        m = m | (1 << (k[i] % 60))
+    return m
+
+
+def _and_unsigned(k):
+    m = np.uint32(0xFFFFFFFF)
+    for i in range(k.shape[0]):
+        m &= k[i]
+    return m
+
+
+@pytest.mark.parametrize("fn", [_any_negative_or, _all_above_and, _xor_all, _or_mask,
+                                _and_unsigned], ids=lambda f: f.__name__)
+def test_bitwise_accumulations_are_reductions(fn):
+    # `found |= ...`, `ok &= ...`, `b ^= k[i]`: exact in any order (they were
+    # sequential: "read before it is assigned")
+    acc = accelerate(fn)
+    assert acc.analysis.parallel, acc.analysis.reason
+    rng = np.random.default_rng(11)
+    arg = (rng.standard_normal(40001) if fn in (_any_negative_or, _all_above_and) else
+           rng.integers(0, 1 << 32, 40001).astype(np.uint32) | np.uint32(5)
+           if fn is _and_unsigned else rng.integers(0, 1 << 40, 40001))
+    want = fn(arg)
+    for lvl in ("serial", "threads"):
+        with loopscale.level(lvl):
+            got = acc(arg)
+        assert got == want, (lvl, got, want)
