@@ -179,12 +179,12 @@ def _heavier_in_order(fdef: ast.FunctionDef, chosen: LoopAnalysis, depth: dict[i
     parallel), holds more nested loops than *chosen* (the parallel loop picked),
     and has a ``for`` loop directly in its body, which may run in parallel at
     each pass: ``(index, statement, its analysis or None)``.  The function's
-    work is likely there (an initialising loop, then the time steps).  None when
-    there is none, or when *chosen* has a sum, product or scatter sum, whose
-    serial result is combined over fixed blocks: run as a loop of its own and
-    kept inline, its last bits would differ from the serial level's."""
-    if (any(op in ("+", "*") for op in chosen.reductions.values())
-            or chosen.reduction_scatters or chosen.loop_index is None):
+    work is likely there (an initialising loop, then the time steps; the time
+    steps, then a total).  None when there is none.  (A float sum in *chosen*
+    is then added in order at every level, the serial one included: a region
+    that hands one back stays inline, so the answer does not depend on the
+    level.)"""
+    if chosen.loop_index is None:
         return None
     mine = depth[chosen.loop_index]
     by_index = {r.loop_index: r for r in results}

@@ -1890,9 +1890,9 @@ class Accelerated(Generic[P, R]):
                              f"the loop runs sequentially: {why}")
         for line, why in a.other_loops:
             lines.append(f"  other loop at line {line}: {why}")
-        if (not a.parallel and not self._python_mode
-                and self.target == "cpu" and self._serial is not None):
-            try:
+        if not a.parallel and not self._python_mode and self.target == "cpu":
+            try:  # (generates the code, compiles nothing: so before the first call too)
+                self._build()
                 self._driver()
             except Exception:  # noqa: BLE001 - (the report only)
                 pass

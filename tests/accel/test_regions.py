@@ -613,6 +613,14 @@ def _sum_then_iterate(u, most):
     return s
 
 
-def test_a_first_loop_with_a_float_sum_stays_the_functions_parallel_loop():
+def test_a_loop_with_a_float_sum_beside_a_heavier_time_loop_gives_one_answer():
+    # the time loop holds the work: the function is analysed as its; the float
+    # sum's loop, a region handing the sum back, stays inline (added in order,
+    # as at the serial level, which now adds it in order too: Python's order)
     f = accelerate(_sum_then_iterate)
-    assert f.analysis.parallel and f.analysis.reductions == {"s": "+"}
+    assert not f.analysis.parallel, f.explain()
+    u = np.random.default_rng(6).random(20001)
+    want = _sum_then_iterate(u.copy(), 3)
+    for lvl, opts in _levels():
+        with _ctx(lvl, opts):
+            assert f(u.copy(), 3) == want, (lvl, opts)

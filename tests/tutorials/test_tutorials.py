@@ -22,6 +22,8 @@ TIMEOUT_S = 120
 #: Lines a tutorial must print besides ``Done:``, by file name.
 EXPECTED = {
     "01_accelerate.py": ["results agree with Python", "PARALLEL"],
+    "02_threads.py": ["threads results are the serial ones, bit for bit",
+                      "PARALLEL, inside the sequential loop", "task graph: total energy"],
     "03_mpirun.py": ["2 rank(s)", "replicated", "distributed results agree with serial",
                      "rank 1: rows"],
 }
