@@ -1523,6 +1523,14 @@ class Accelerated(Generic[P, R]):
             # call is a replicated call of its own: see _regions.Runner)
             if (not distributed and getattr(executor, "name", None) in ("threads", "mpi")
                     and self._driver() is not None):
+                agree = getattr(executor, "agree_inputs", None)
+                if agree is not None and getattr(executor, "collective", False):
+                    # every rank runs the sequential loop: a scalar that differs by
+                    # rank (a step count) would make their later calls differ
+                    bound = self.__signature__.bind(*args, **kwargs)
+                    bound.apply_defaults()
+                    agree(self.py_func.__qualname__, tuple(bound.arguments),
+                          tuple(bound.arguments.values()))
                 return self._run_driver(comp, args, kwargs)
             return self._run_serial(args, kwargs)
         if comp.no_plan is not None and not distributed:

@@ -237,9 +237,12 @@ def check_regions(function: str, filename: str, fdef: ast.FunctionDef,
                     if name not in found and _distributed_value(value, found):
                         found.add(name)
                         grew = True
+    # (what binds names to distributed arrays and nothing else: `u, v = v, u`,
+    # `new = np.empty_like(u)`)
     moved = {id(st) for st in assigns
-             if _names_only(st.value, found) and all(
-                 _pairs(t, st.value) and all(n in found for n, _ in _pairs(t, st.value))
+             if (_names_only(st.value, found) or _distributed_value(st.value, found)) and all(
+                 _pairs(t, st.value) and all(n in found and _distributed_value(v, found)
+                                             for n, v in _pairs(t, st.value))
                  for t in st.targets)}
 
     def without_moves(stmts: list[ast.stmt]) -> list[ast.stmt]:

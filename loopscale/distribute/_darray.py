@@ -248,6 +248,13 @@ class DistArray:
         raise self._refuse_op(f"np.{name}" + ("" if method == "__call__" else f".{method}"))
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        # the like-shaped constructors make a distributed array of the same rows
+        # (collective, as distribute.zeros_like: the code around an accelerated
+        # function's inner loops runs them on every rank)
+        name = getattr(func, "__name__", "")
+        like = _LIKE.get(name) if func is getattr(np, name, None) else None
+        if like is not None and args and args[0] is self and set(kwargs) <= {"dtype"}:
+            return like(*args, **kwargs)
         raise self._refuse_op(f"np.{getattr(func, '__name__', func)}(...)")
 
     # (no silent answers: `u == 0` was False, the identity of two objects)
@@ -750,6 +757,14 @@ def _agree_on(comm: Any, function: str, fields: list[tuple[str, str]],
     agree_call(comm, function, fields, error, advice)
 
 
+def _fill_field(fill: Any) -> list[tuple[str, str]]:
+    """The fill value of ``full``/``full_like``, as the ranks compare it (a fill
+    that differs by rank made an array whose rows differ in kind)."""
+    if fill is None or fill is _ZEROS:
+        return []
+    return [("fill", f"{type(fill).__name__} {fill!r}")]
+
+
 def _new(shape: Any, dtype: Any, comm: Any, fill: Any, function: str) -> DistArray:
     comm = _resolve(comm)
     _mpi.refuse_in_task(comm, f"{function}()")
@@ -771,8 +786,8 @@ def _new(shape: Any, dtype: Any, comm: Any, fill: Any, function: str) -> DistArr
         # every rank must make the same array (a rank-dependent length gave
         # wrong rows, then "Message truncated", at the next exchange)
         _agree_on(comm, function, [("call", f"{function}()")] + (
-            [("shape", str(shape)), ("dtype", dtype_text(dtype))] if error is None else []),
-            error, _CONSTRUCT.format(name=function, like=""))
+            [("shape", str(shape)), ("dtype", dtype_text(dtype))] if error is None else [])
+            + _fill_field(fill), error, _CONSTRUCT.format(name=function, like=""))
     out = DistArray._allocate(shape, dtype, balanced_bounds(int(shape[0]), nranks), comm,
                               function=function)
     _fill(out, fill)
@@ -832,7 +847,8 @@ def _like(x: Any, dtype: Any, fill: Any, function: str) -> DistArray:
     if comm is not None and comm.Get_size() > 1:
         _mpi.refuse_in_task(comm, f"{function}()")
         _agree_on(comm, function, [("call", f"{function}()")] + (
-            [("array", x._desc), ("dtype", dtype_text(dtype))] if error is None else []),
+            [("array", x._desc), ("dtype", dtype_text(dtype))] if error is None else [])
+            + _fill_field(fill),
             error, _CONSTRUCT.format(name=function, like=" of the same distributed array"))
     out = DistArray._allocate(x.shape, dtype, x._bounds, x._comm, ghost=x._ghost,
                               function=function)
@@ -874,3 +890,13 @@ def full_like(x: DistArray, fill_value: Any, dtype: Any = None) -> DistArray:
     array([3.5, 3.5])
     """
     return _like(x, dtype, fill_value, "distribute.full_like")
+
+
+def _ones_like(x: DistArray, dtype: Any = None) -> DistArray:
+    """Ones with *x*'s shape and rows (what ``np.ones_like(x)`` gives)."""
+    return _like(x, dtype, 1, "np.ones_like")
+
+
+#: NumPy's like-shaped constructors, as a DistArray answers them.
+_LIKE = {"empty_like": empty_like, "zeros_like": zeros_like, "ones_like": _ones_like,
+         "full_like": full_like}

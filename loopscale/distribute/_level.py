@@ -284,6 +284,23 @@ class MPIExecutor:
                 failure = exc
         self._exchange(comm, plan, slots, dealt, me, failure)
 
+    def agree_inputs(self, function: str, names: Sequence[str], values: Sequence[Any]) -> None:
+        """The ranks agree on the arguments of a call that runs its sequential loop on
+        every rank, calling its inner loops at this level (accel's driver): the
+        scalars by value (a step count that differs would make the ranks' later
+        calls differ), the arrays by dtype and shape.  One ``Allreduce``; on a
+        mismatch the same error on every rank, naming the arguments."""
+        comm = self._communicator()
+        if comm is None or comm.Get_size() == 1 or not config.collectives_allowed():
+            return
+        from ._partition import _describe_value
+
+        fields = [("call", "its inner loops at the 'mpi' level (replicated mode)"),
+                  ("function", function)]
+        fields += [(n, _describe_value(v, False, False)) for n, v in zip(names, values,
+                                                                        strict=False)]
+        agree_call(comm, function, fields, self.invalid, _INPUTS_ADVICE)
+
     def agree_any(self, flag: bool) -> bool:
         """Whether *flag* is true on any rank (one ``Allreduce``): a decision taken
         from a timing, which differs between ranks, made the same on every rank
@@ -543,6 +560,14 @@ def agree_call(comm: Any, function: str, fields: Sequence[tuple[str, str]],
     if error is not None:  # every rank refused, with the same text
         raise error
 
+
+#: What to do when the ranks' arguments to a function run with its inner loops
+#: at the mpi level differ.
+_INPUTS_ADVICE = (
+    "In replicated mode every rank runs the function with the same arguments (its "
+    "sequential loop runs on every rank, and each pass of its inner loops is a call "
+    "of every rank): pass the same values on every rank (compute them identically, or "
+    "comm.bcast them).  No rank computed anything; every rank raises this error.")
 
 #: Fingerprints of library calls' fields (a call repeated with the same
 #: arguments is hashed once).

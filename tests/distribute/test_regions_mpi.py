@@ -191,6 +191,20 @@ def copy_back(u, tmp, steps):                     # two inner loops a pass, a te
 
 
 @accelerate
+def made_inside(u, steps):                        # a like-shaped array made by the function
+    new = np.empty_like(u)
+    n = u.shape[0]
+    for t in range(steps):
+        for i in range(n):
+            new[i] = u[i]
+        tmp = np.zeros_like(u)
+        for i in range(1, n - 1):
+            tmp[i] = 0.5 * (new[i - 1] + new[i + 1])
+        u = tmp
+    return u
+
+
+@accelerate
 def boundary(u, new, steps):                      # new[0] between the loops: refused
     n = u.shape[0]
     for t in range(steps):
@@ -232,6 +246,10 @@ with loopscale.level("serial"):
     want = copy_back(x.copy(), np.zeros(n), 25)
 got = copy_back(scat(x), distribute.zeros(n), 25)
 report("copy_back", distribute.allgather(got).tobytes() == want.tobytes())
+with loopscale.level("serial"):
+    want = made_inside(x.copy(), 6)
+got = made_inside(scat(x), 6)
+report("made_inside", distribute.allgather(got).tobytes() == want.tobytes())
 try:
     boundary(scat(x), scat(x), 3)
     report("boundary", False)
@@ -251,7 +269,58 @@ def test_a_time_loop_called_with_distributed_arrays_runs_its_inner_loops_distrib
     assert run.returncode == 0, run.describe()
     found = re.findall(r"^rank (\d+) (\w+) same=(\w+)$", run.stdout, re.M)
     assert sorted(found) == sorted((str(r), name, "True") for r in range(ranks)
-                                   for name in ("heat", "jacobi", "copy_back")), run.describe()
+                                   for name in ("heat", "jacobi", "copy_back", "made_inside")
+                                   ), run.describe()
     refused = re.findall(r"^rank \d+ refused: (.*)$", run.stdout, re.M)
     assert len(refused) == ranks, run.describe()
     assert f"{script}:{line}" in refused[0] and "`new[0]`" in refused[0], refused[0]
+
+
+#: Arguments that differ by rank: refused on every rank before any pass runs.
+DIFFER = r'''
+import sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def heat(u, new, steps):
+    n = u.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            new[i] = 0.5 * (u[i - 1] + u[i + 1])
+        u, new = new, u
+    return u
+
+
+me = distribute.rank()
+x = np.sin(np.linspace(0.0, 3.0, 5000))
+for what in ("steps", "fill"):
+    try:
+        if what == "steps":                       # a step count computed differently
+            heat(x.copy(), x.copy(), 5 if me == 0 else 2)
+        else:
+            distribute.full(10, float(me))
+        sys.stdout.write(f"rank {me} {what} accepted\n")
+    except loopscale.errors.ArgumentValueError as exc:
+        sys.stdout.write(f"rank {me} {what} refused: {str(exc).splitlines()[1].strip()}\n")
+    sys.stdout.flush()
+total = float(distribute.allgather(distribute.zeros(4)).sum())  # the ranks go on together
+sys.stdout.write(f"rank {me} after {total}\n")
+sys.stdout.flush()
+'''
+
+
+def test_arguments_that_differ_by_rank_are_refused_on_every_rank(mpi_warm) -> None:
+    # a step count that differed ran 2 passes on one rank and 5 on the other: the
+    # first rank returned a wrong answer, the other met its next call (or hung)
+    run = mpi_warm(DIFFER, 2, timeout=120)
+    assert run.returncode == 0, run.describe()
+    steps = re.findall(r"^rank (\d) steps refused: (.*)$", run.stdout, re.M)
+    assert sorted(r for r, _ in steps) == ["0", "1"], run.describe()
+    assert all("steps: rank 0: int 5; rank 1: int 2" in t for _, t in steps), run.describe()
+    fill = re.findall(r"^rank (\d) fill refused: (.*)$", run.stdout, re.M)
+    assert sorted(r for r, _ in fill) == ["0", "1"], run.describe()
+    assert all("fill" in t for _, t in fill), run.describe()
+    assert run.stdout.count("after 0.0") == 2, run.describe()
