@@ -322,6 +322,9 @@ class _Compiled:
         self.typed_drivers: dict[tuple[Any, ...], Any] | None = None
         #: the function as Python around its regions (calls with distributed arrays)
         self.python_driver: Any = None
+        #: the fused serial code calls each region's own compiled serial code (and a
+        #: pass of the driver kept inline does too): see _regions.serial_call
+        self.region_calls = False
 
         def run_blocks(c0: int, c1: int, *args: Any) -> None:
             """The chunk kernel, noting on an exception the blocks that raised it (read
@@ -373,6 +376,7 @@ class Accelerated(Generic[P, R]):
         self._serial: Any = None  # the fused dispatcher, once built
         self._deferral: str | None = None  # why divisions raise at once (None: deferred)
         self._no_deferral = False  # a deferring build failed to compile
+        self._no_region_calls = False  # a build calling its regions' code failed to compile
         #: lines of the loops over sequences read as range loops (see _iteration);
         #: _no_rewrite after one was compiled for something else than an array
         self._rewritten: list[int] = []
@@ -458,7 +462,9 @@ class Accelerated(Generic[P, R]):
             deferred = self._deferral is None
             direct = deferred and _lowering.indexes_are_direct(fdef, analysis.loop_index,
                                                                resolver)
-            gen = _codegen.generate(fdef, analysis,
+            regions, notes, region_code = self._serial_regions(fdef, analysis)
+            gen = _codegen.generate(_regions.serial_tree(fdef, regions) if regions else fdef,
+                                    analysis,
                                     lambda node: resolver.is_range(node) == "prange", base,
                                     self.py_func.__code__.co_filename,
                                     self.py_func.__qualname__, deferred=deferred)
@@ -474,6 +480,7 @@ class Accelerated(Generic[P, R]):
                 dict(options, inline="always") if deferred else options, Accelerated)
             loaded = {n.id for n in ast.walk(fdef) if isinstance(n, ast.Name)}
             ns, prints = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
+            ns.update(region_code)
             code = compile(gen.module, self.py_func.__code__.co_filename, "exec")
             exec(code, ns)
             key = _compile.cache_key(ast.dump(gen.module, include_attributes=True), prints,
@@ -496,8 +503,43 @@ class Accelerated(Generic[P, R]):
                 disp[attr] = d
             self._compiled = _Compiled(disp["serial"], disp["pre"], disp["chunk"],
                                        disp["post"], gen)
+            if regions:
+                self._compiled.regions, self._compiled.region_notes = regions, notes
+                self._compiled.region_calls = True
             self._serial = disp["serial"]
             return self._compiled
+
+    def _serial_regions(self, fdef: ast.FunctionDef, analysis: _analysis.LoopAnalysis
+                        ) -> tuple[list[_regions.Region], list[str], dict[str, Any]]:
+        """The regions of a function whose own loop runs in order, for its fused
+        serial code to call (see ``_regions.serial_call``): ``(regions, notes,
+        {name: each region's serial dispatcher})``; none when its loop is
+        parallel, for another target, or after such a build failed."""
+        if (analysis.parallel or self.target != "cpu" or self._python_mode
+                or self._no_region_calls):
+            return [], [], {}
+        opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck, "cache": self.cache}
+        try:
+            regions, notes = _regions.find_regions(
+                self.py_func, fdef, lambda fn: Accelerated(fn, **opts),  # type: ignore[arg-type]
+                analysis.loop_index)
+            code = {f"{_regions.SERIAL}{k}": reg.accel._build().serial
+                    for k, reg in enumerate(regions)}
+        except LoopscaleError:
+            raise
+        except Exception:  # noqa: BLE001 - the loops then run inline, as written
+            return [], [], {}
+        return regions, notes, code
+
+    def _without_region_calls(self) -> _Compiled:
+        """The fused serial code calling its regions' compiled code did not compile:
+        built again with the loops inline, as written (their float sums are then
+        added in order, and the driver keeps such loops inline: one answer)."""
+        with self._lock:
+            self._no_region_calls = True
+            self._compiled = None
+            self._serial = None
+        return self._build()
 
     def _driver(self) -> Any:
         """The driver of this function's parallel inner loops (see :mod:`._regions`),
@@ -526,14 +568,18 @@ class Accelerated(Generic[P, R]):
         if (analysis.parallel or self.target != "cpu" or self._python_mode or fdef is None
                 or comp.serial is None):
             return
-        opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck, "cache": self.cache}
-        regions, notes = _regions.find_regions(
-            self.py_func, fdef, lambda fn: Accelerated(fn, **opts),  # type: ignore[arg-type]
-            analysis.loop_index)
-        comp.regions, comp.region_notes = regions, notes
+        if comp.region_calls:
+            regions = comp.regions
+        else:
+            opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck,
+                    "cache": self.cache}
+            regions, notes = _regions.find_regions(
+                self.py_func, fdef, lambda fn: Accelerated(fn, **opts),  # type: ignore
+                analysis.loop_index)
+            comp.regions, comp.region_notes = regions, notes
         if not regions:
             return
-        dtree = _regions.driver_tree(fdef, regions)
+        dtree = _regions.driver_tree(fdef, regions, serial_calls=comp.region_calls)
         resolver = _analysis.Resolver(self.py_func, prange_objects())  # type: ignore[arg-type]
         base = "".join(c if c.isalnum() else "_" for c in self.py_func.__qualname__)
         gen = _codegen.generate(dtree, analysis,
@@ -552,6 +598,9 @@ class Accelerated(Generic[P, R]):
         helpers = _compile.HelperCompiler(options, Accelerated)
         loaded = {n.id for n in ast.walk(dtree) if isinstance(n, ast.Name)}
         ns, _ = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
+        if comp.region_calls:
+            ns.update({f"{_regions.SERIAL}{k}": reg.accel._build().serial
+                       for k, reg in enumerate(regions)})
         # the gates, then the countdowns to a retry of a loop kept inline
         comp.gates = np.concatenate([np.full(len(regions), _regions.FIRST_GATE),
                                      np.full(len(regions), _regions.RETRY)]).astype(np.int64)
@@ -671,6 +720,8 @@ class Accelerated(Generic[P, R]):
         with their payloads and flags are the same in any order."""
         from numba.core import types as nbt
 
+        if comp.region_calls:
+            return  # (a pass kept inline runs the region's own blocks: the same sum)
         ops = reg.accel.analysis.reductions
         for name, t in zip(reg.outs, out_types, strict=True):
             if ops.get(name, "min") in ("min", "max", "set"):
@@ -793,8 +844,11 @@ class Accelerated(Generic[P, R]):
                     better = self._diagnose(exc, args[1:] if stage == "serial" else args)
                     if better is not None:
                         raise better from exc
-                if not (deferred and isinstance(exc, (nb_errors.NumbaError,
-                                                      NotImplementedError))):
+                comp_now = self._compiled
+                regions_failed = (stage == "serial" and comp_now is not None
+                                  and comp_now.region_calls and comp_now.serial is disp)
+                if not regions_failed and not (deferred and isinstance(
+                        exc, (nb_errors.NumbaError, NotImplementedError))):
                     shown = ""
                     if stage in ("serial", "pre"):
                         shown = _compile.describe_args(self._params,
@@ -802,9 +856,11 @@ class Accelerated(Generic[P, R]):
                     raise _compile.compile_error(exc, self.py_func, shown) from exc  # type: ignore
                 # (NotImplementedError: Numba's IR inliner refusing a helper)
                 failed = exc
-            # built again without deferral, outside the handler: its own error, if
-            # any, must not carry this one as its context (two Numba tracebacks)
-            comp = self._without_deferral(failed)
+            # built again without deferral (or with its regions' loops inline),
+            # outside the handler: its own error, if any, must not carry this one
+            # as its context (two Numba tracebacks)
+            comp = (self._without_region_calls() if regions_failed
+                    else self._without_deferral(failed))
             return getattr(comp, stage)._compile_for_args(*args, **kws)
 
         return compile_for_args

@@ -27,6 +27,12 @@ loops that do not gain from the pool in compiled code: it starts at
 :data:`FIRST_GATE` iterations and is raised above any size at which the pool
 was measured not to gain (:class:`Runner`), so such a loop leaves compiled
 code a few times, then runs inline.
+
+"Inline" is a compiled call of the region's own serial code
+(:func:`serial_call`), and so is each region in the function's fused serial
+code (:func:`serial_tree`, the ``serial`` level): the region adds a float sum
+it hands back over its fixed blocks, in their order, whoever runs the pass --
+that code, the pool, the ranks -- so every level gives the same bits.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ import numpy as np
 
 from ._astutil import _stmt_targets, _walk_stmts
 
-__all__ = ["Region", "find_regions", "driver_tree", "python_driver", "body_of", "loop_of",
-           "Runner", "GATES", "FIRST_GATE"]
+__all__ = ["Region", "find_regions", "driver_tree", "serial_tree", "serial_call",
+           "python_driver", "body_of", "loop_of", "Runner", "GATES", "FIRST_GATE", "SERIAL"]
 
 #: The name of the gate array in the driver (its second argument).
 GATES = "__ls_gates"
@@ -125,6 +131,8 @@ def _read_first(loop: ast.For) -> set[str]:
                if isinstance(v, ast.AST)]
         for part in own:
             first |= _loads(part) - stored
+        if isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name):
+            first |= {st.target.id} - stored  # (`s += e` reads `s`)
         stored |= set(_stmt_targets(st))
     return first
 
@@ -355,13 +363,51 @@ def _outline(func: types.FunctionType, loop: ast.For, params: tuple[str, ...],
     return fn
 
 
-def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.FunctionDef:
-    """*fdef* with each region's loop behind its gate (see the module's text)."""
+#: The compiled serial code of region *k* in generated code (``__ls_rs_<k>``),
+#: called with the error-state slots first.
+SERIAL = "__ls_rs_"
+
+
+def serial_call(k: int, reg: Region, loop: ast.stmt) -> ast.stmt:
+    """``outs = __ls_rs_k(__ls_sta, params)``: region *k* run by its own compiled
+    serial code, at *loop*'s place.  Its blocks and the order it combines their
+    reductions are those of the region's parallel runs, so a float sum it hands
+    back is the same whichever ran: the function's serial code, a pass kept
+    inline, the pool, the ranks."""
+    value = ast.Call(ast.Name(f"{SERIAL}{k}", ast.Load()),
+                     [ast.Name("__ls_sta", ast.Load()),
+                      *(ast.Name(p, ast.Load()) for p in reg.params)], [])
+    call: ast.stmt = ast.Expr(value)
+    if reg.outs:
+        target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
+                  ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
+        call = ast.Assign(targets=[target], value=value)
+    for node in ast.walk(call):
+        ast.copy_location(node, loop)
+    return call
+
+
+def serial_tree(fdef: ast.FunctionDef, regions: Sequence[Region]) -> ast.FunctionDef:
+    """*fdef* with each region's loop replaced by :func:`serial_call`: the fused
+    serial code of a function with regions."""
     out = copy.deepcopy(fdef)
     for k, reg in enumerate(regions):
         holder = body_of(out, reg)
-        loop = holder[reg.inner]
-        trips = ast.Call(ast.Name("len", ast.Load()), [copy.deepcopy(loop.iter)], [])
+        holder[reg.inner] = serial_call(k, reg, holder[reg.inner])
+    return out
+
+
+def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region],
+                serial_calls: bool = False) -> ast.FunctionDef:
+    """*fdef* with each region's loop behind its gate (see the module's text);
+    with *serial_calls*, a pass kept below the gate runs the region's compiled
+    serial code (:func:`serial_call`) instead of the loop inline."""
+    out = copy.deepcopy(fdef)
+    for k, reg in enumerate(regions):
+        holder = body_of(out, reg)
+        original = holder[reg.inner]
+        loop = serial_call(k, reg, original) if serial_calls else original
+        trips = ast.Call(ast.Name("len", ast.Load()), [copy.deepcopy(original.iter)], [])
         value = ast.Call(ast.Name(f"{CALL}{k}", ast.Load()),
                          [trips, *(ast.Name(p, ast.Load()) for p in reg.params)], [])
         call: ast.stmt = ast.Expr(value)

@@ -191,6 +191,19 @@ def copy_back(u, tmp, steps):                     # two inner loops a pass, a te
 
 
 @accelerate
+def residual(u, new, steps):                      # a float sum handed back each pass
+    n = u.shape[0]
+    r = 0.0
+    for t in range(steps):
+        r = 0.0
+        for i in range(1, n - 1):
+            new[i] = 0.5 * (u[i - 1] + u[i + 1])
+            r += (new[i] - u[i]) * (new[i] - u[i])
+        u, new = new, u
+    return u, r
+
+
+@accelerate
 def made_inside(u, steps):                        # a like-shaped array made by the function
     new = np.empty_like(u)
     n = u.shape[0]
@@ -247,6 +260,11 @@ with loopscale.level("serial"):
 got = copy_back(scat(x), distribute.zeros(n), 25)
 report("copy_back", distribute.allgather(got).tobytes() == want.tobytes())
 with loopscale.level("serial"):
+    want = residual(x.copy(), x.copy(), 9)
+got = residual(scat(x), scat(x), 9)
+report("residual", distribute.allgather(got[0]).tobytes() == want[0].tobytes()
+       and got[1] == want[1])
+with loopscale.level("serial"):
     want = made_inside(x.copy(), 6)
 got = made_inside(scat(x), 6)
 report("made_inside", distribute.allgather(got).tobytes() == want.tobytes())
@@ -269,7 +287,8 @@ def test_a_time_loop_called_with_distributed_arrays_runs_its_inner_loops_distrib
     assert run.returncode == 0, run.describe()
     found = re.findall(r"^rank (\d+) (\w+) same=(\w+)$", run.stdout, re.M)
     assert sorted(found) == sorted((str(r), name, "True") for r in range(ranks)
-                                   for name in ("heat", "jacobi", "copy_back", "made_inside")
+                                   for name in ("heat", "jacobi", "copy_back", "made_inside",
+                                                "residual")
                                    ), run.describe()
     refused = re.findall(r"^rank \d+ refused: (.*)$", run.stdout, re.M)
     assert len(refused) == ranks, run.describe()
