@@ -80,6 +80,13 @@ class NBodyThreads(_ThreadsKernel):
     name_ = "nbody"
 
 
+class NBodyStepsThreads(_ThreadsKernel):
+    """Ten time steps in one function: its force loop runs on the pool at each
+    step (a region inside the sequential step loop)."""
+
+    name_ = "nbody_steps"
+
+
 class KDEThreads(_ThreadsKernel):
     name_ = "kde"
 
