@@ -626,6 +626,11 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
              if op in ("min", "max") and forms.get(s) == "last"}
     #: reductions with payloads: a per-block flag, set when the block updated it
     hits = {s: f"__ls_hit_{s}" for s in pays}
+    #: those updated by a strict comparison (`if d < best:`): the block updated one
+    #: exactly when its value ends below (above) where the block started, so the
+    #: flag is worked out after the block, not set in the loop (setting it there
+    #: cost 40 % of a nearest-point search's chunk kernel)
+    strict = {s for s in hits if forms.get(s) == "strict"}
     # the per-block partials: one per reduction, one per flag, then the payloads
     # and their flags
     partials = [*reds, *flags.values(), *pay_names, *hits.values()]
@@ -636,8 +641,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             tr = _FlagNaN({rename[s]: f for s, f in flags.items()})
             b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(
                 tr.visit(st))]
-        if hits:
-            mark = _SetHit({rename[s]: f for s, f in hits.items()})
+        if set(hits) - strict:
+            mark = _SetHit({rename[s]: f for s, f in hits.items() if s not in strict})
             b = [mark.visit(st) for st in b]
         if sets:  # a flag's block partial: whether the block set it
             mark_set = _SetFlag({rename[s] for s in sets})
@@ -666,7 +671,14 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             out += _stmts(f"{rename[x]} = {like(x)}", line)  # type: ignore[operator]
         for h in hits.values():
             out += _stmts(f"{h} = False", line)
+        for x in strict:
+            out += _stmts(f"__ls_i0_{x} = {rename[x]}", line)
         return out
+
+    def hits_after() -> list[ast.stmt]:
+        """The flags of the strict payload reductions, after a block's loop."""
+        return [st for x in sorted(strict) for st in _stmts(
+            f"{hits[x]} = {rename[x]} {'<' if reds[x] == 'min' else '>'} __ls_i0_{x}", line)]
 
     nargs = len(analysis.range_args)
     # an iteration that runs a loop of its own: short reduction blocks (see _runtime)
@@ -740,6 +752,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         outer.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
     outer.body += block_start(lambda x: x)  # type: ignore[attr-defined]
     outer.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
+    outer.body += hits_after()  # type: ignore[attr-defined]
     outer.body += zdiv_check()  # type: ignore[attr-defined]
     for s, op in reds.items():
         outer.body += combine(s, op, rename[s], flags.get(s))  # type: ignore[attr-defined]
@@ -845,6 +858,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
                 blk.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
             blk.body += block_start(lambda x: f"__ls_p_{x}[__ls_b]")  # type: ignore
             blk.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
+            blk.body += hits_after()  # type: ignore[attr-defined]
             blk.body += zdiv_check()  # type: ignore[attr-defined]
             for s in [*reds, *flags.values(), *pay_names, *hits.values()]:
                 blk.body += _stmts(f"__ls_p_{s}[__ls_b] = {rename.get(s, s)}",  # type: ignore
