@@ -85,6 +85,9 @@ class Region:
     #: what it assigns that is read after it: its reductions (and the payloads
     #: of a min/max), returned by the region's function and assigned back
     outs: tuple[str, ...] = ()
+    #: inside an ``if`` of the top-level loop's body (``if t % 10 == 0:``):
+    #: ``(field, index)`` steps from that body to the block holding the loop
+    branch: tuple[tuple[str, int], ...] = ()
 
 
 def _loads(node: ast.AST) -> set[str]:
@@ -157,7 +160,10 @@ def body_of(tree: ast.FunctionDef, reg: Region) -> list[ast.stmt]:
     body for a top-level loop, else its top-level loop's)."""
     if reg.outer < 0:
         return tree.body
-    return tree.body[reg.outer].body  # type: ignore[attr-defined, no-any-return]
+    holder: list[ast.stmt] = tree.body[reg.outer].body  # type: ignore[attr-defined]
+    for field, index in reg.branch:
+        holder = getattr(holder[index], field)
+    return holder
 
 
 def loop_of(tree: ast.FunctionDef, reg: Region) -> ast.stmt:
@@ -166,22 +172,29 @@ def loop_of(tree: ast.FunctionDef, reg: Region) -> ast.stmt:
 
 
 def _candidates(fdef: ast.FunctionDef, main: int | None = None
-                ) -> list[tuple[int, int, ast.For]]:
+                ) -> list[tuple[int, int, ast.For, tuple[tuple[str, int], ...]]]:
     """Loops that may be regions: the range loops directly in a top-level
-    sequential loop's body, and the top-level range loops other than *main*
-    (the function's own loop, which runs in order), as ``(outer, inner, loop)``
-    with *outer* -1 for a top-level loop."""
-    out = []
+    sequential loop's body (or in a branch of an ``if`` there: ``if t % 10 ==
+    0:`` diagnostics), and the top-level range loops other than *main* (the
+    function's own loop, which runs in order), as ``(outer, inner, loop,
+    branch)`` with *outer* -1 for a top-level loop (see :class:`Region`)."""
+    def fit(st: ast.stmt) -> bool:
+        return _is_range_loop(st) and not any(isinstance(n, _FORBIDDEN) for n in ast.walk(st))
+
+    out: list[tuple[int, int, ast.For, tuple[tuple[str, int], ...]]] = []
     for k, top in enumerate(fdef.body):
-        if k != main and _is_range_loop(top) and not any(isinstance(n, _FORBIDDEN)
-                                                          for n in ast.walk(top)):
-            out.append((-1, k, top))
+        if k != main and fit(top):
+            out.append((-1, k, top, ()))  # type: ignore[arg-type]
         if not isinstance(top, (ast.For, ast.While)):
             continue
         for j, st in enumerate(top.body):
-            if _is_range_loop(st) and not any(isinstance(n, _FORBIDDEN)
-                                               for n in ast.walk(st)):
-                out.append((k, j, st))  # type: ignore[arg-type]
+            if fit(st):
+                out.append((k, j, st, ()))  # type: ignore[arg-type]
+            elif isinstance(st, ast.If):
+                for field in ("body", "orelse"):
+                    for m, sub in enumerate(getattr(st, field)):
+                        if fit(sub):
+                            out.append((k, m, sub, ((field, j),)))  # type: ignore[arg-type]
     return out
 
 
@@ -285,7 +298,7 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
     regions: list[Region] = []
     notes: list[str] = []
     taken: set[int] = set()  # top-level loops that are regions themselves
-    for outer, inner, loop in _candidates(fdef, main):
+    for outer, inner, loop, branch in _candidates(fdef, main):
         if outer in taken:
             continue  # (its inner loops run inside it, on the pool)
         stored = _stores([loop])
@@ -325,7 +338,7 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
                          f"it assigns {', '.join(sorted(set(outs) - combined))}, read "
                          "outside it")
             continue
-        regions.append(Region(outer, inner, loop.lineno, free, acc, name, outs))
+        regions.append(Region(outer, inner, loop.lineno, free, acc, name, outs, branch))
         if outer < 0:
             taken.add(inner)
     return regions, notes

@@ -652,3 +652,40 @@ def test_a_sum_nobody_reads_after_does_not_keep_its_loop_in_order():
             np.testing.assert_array_equal(f(u.copy(), 3), want, err_msg=f"{lvl} {opts}")
     text = f.explain()
     assert "inner loop over `i` at line" in text and "read before it is assigned" not in text
+
+
+def _heat_with_diagnostics(u, new, steps, energies):
+    n = u.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            new[i] = u[i] + 0.2 * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+        u, new = new, u
+        if t % 10 == 0:                 # periodic diagnostics: a region in a branch
+            e = 0.0
+            for i in range(n):
+                e += u[i] * u[i]
+            energies[t // 10] = e
+        else:
+            for i in range(1, n - 1):   # and one in the other branch
+                new[i] = u[i]
+    return u
+
+
+def test_loops_in_the_branches_of_an_if_in_a_time_loop_are_regions():
+    # they ran inline (and a call with distributed arrays was refused)
+    f = accelerate(_heat_with_diagnostics)
+    x = np.sin(np.linspace(0.0, 3.0, 40001)) ** 2
+    with level("serial"):
+        en0 = np.zeros(5)
+        want = f(x.copy(), x.copy(), 41, en0)
+    py_en = np.zeros(5)
+    np.testing.assert_array_equal(want, _heat_with_diagnostics(x.copy(), x.copy(), 41, py_en))
+    np.testing.assert_allclose(en0, py_en, rtol=1e-12)
+    for lvl, opts in _levels():
+        en = np.zeros(5)
+        with _ctx(lvl, opts):
+            got = f(x.copy(), x.copy(), 41, en)
+        np.testing.assert_array_equal(got, want, err_msg=f"{lvl} {opts}")
+        np.testing.assert_array_equal(en, en0, err_msg=f"{lvl} {opts}")
+    regions = f._compiled.regions
+    assert [r.branch for r in regions] == [(), (("body", 2),), (("orelse", 2),)], f.explain()

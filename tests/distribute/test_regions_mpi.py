@@ -204,6 +204,21 @@ def residual(u, new, steps):                      # a float sum handed back each
 
 
 @accelerate
+def diagnosed(u, new, steps, energies):           # a region under `if t % 10 == 0:`
+    n = u.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            new[i] = u[i] + 0.2 * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+        u, new = new, u
+        if t % 10 == 0:
+            e = 0.0
+            for i in range(n):
+                e += u[i] * u[i]
+            energies[t // 10] = e
+    return u
+
+
+@accelerate
 def made_inside(u, steps):                        # a like-shaped array made by the function
     new = np.empty_like(u)
     n = u.shape[0]
@@ -264,6 +279,12 @@ with loopscale.level("serial"):
 got = residual(scat(x), scat(x), 9)
 report("residual", distribute.allgather(got[0]).tobytes() == want[0].tobytes()
        and got[1] == want[1])
+en_serial, en_dist = np.zeros(3), np.zeros(3)
+with loopscale.level("serial"):
+    want = diagnosed(x.copy(), x.copy(), 25, en_serial)
+got = diagnosed(scat(x), scat(x), 25, en_dist)
+report("diagnosed", distribute.allgather(got).tobytes() == want.tobytes()
+       and en_dist.tobytes() == en_serial.tobytes())
 with loopscale.level("serial"):
     want = made_inside(x.copy(), 6)
 got = made_inside(scat(x), 6)
@@ -288,7 +309,7 @@ def test_a_time_loop_called_with_distributed_arrays_runs_its_inner_loops_distrib
     found = re.findall(r"^rank (\d+) (\w+) same=(\w+)$", run.stdout, re.M)
     assert sorted(found) == sorted((str(r), name, "True") for r in range(ranks)
                                    for name in ("heat", "jacobi", "copy_back", "made_inside",
-                                                "residual")
+                                                "residual", "diagnosed")
                                    ), run.describe()
     refused = re.findall(r"^rank \d+ refused: (.*)$", run.stdout, re.M)
     assert len(refused) == ranks, run.describe()
