@@ -85,8 +85,8 @@ class Region:
     #: what it assigns that is read after it: its reductions (and the payloads
     #: of a min/max), returned by the region's function and assigned back
     outs: tuple[str, ...] = ()
-    #: inside an ``if`` of the top-level loop's body (``if t % 10 == 0:``):
-    #: ``(field, index)`` steps from that body to the block holding the loop
+    #: deeper in the top-level loop's body (in an ``if``, in a loop that runs in
+    #: order): ``(field, index)`` steps from that body to the block holding it
     branch: tuple[tuple[str, int], ...] = ()
 
 
@@ -172,29 +172,39 @@ def loop_of(tree: ast.FunctionDef, reg: Region) -> ast.stmt:
 
 
 def _candidates(fdef: ast.FunctionDef, main: int | None = None
-                ) -> list[tuple[int, int, ast.For, tuple[tuple[str, int], ...]]]:
-    """Loops that may be regions: the range loops directly in a top-level
-    sequential loop's body (or in a branch of an ``if`` there: ``if t % 10 ==
-    0:`` diagnostics), and the top-level range loops other than *main* (the
-    function's own loop, which runs in order), as ``(outer, inner, loop,
-    branch)`` with *outer* -1 for a top-level loop (see :class:`Region`)."""
+                ) -> list[tuple[int, int, ast.For, tuple[tuple[str, int], ...],
+                                tuple[int, ...]]]:
+    """Loops that may be regions: the top-level range loops other than *main*
+    (the function's own loop, which runs in order), and the range loops inside a
+    top-level loop -- in its body, in the branches of an ``if`` there
+    (``if t % 10 == 0:`` diagnostics), or inside a loop there that runs in
+    order (sub-steps) -- as ``(outer, inner, loop, branch, around)``: *outer*
+    -1 for a top-level loop (see :class:`Region`), *around* the ids of the
+    candidate loops that hold it (a loop inside a region runs in it)."""
     def fit(st: ast.stmt) -> bool:
         return _is_range_loop(st) and not any(isinstance(n, _FORBIDDEN) for n in ast.walk(st))
 
-    out: list[tuple[int, int, ast.For, tuple[tuple[str, int], ...]]] = []
-    for k, top in enumerate(fdef.body):
-        if k != main and fit(top):
-            out.append((-1, k, top, ()))  # type: ignore[arg-type]
-        if not isinstance(top, (ast.For, ast.While)):
-            continue
-        for j, st in enumerate(top.body):
+    out: list[tuple[int, int, ast.For, tuple[tuple[str, int], ...], tuple[int, ...]]] = []
+
+    def walk(stmts: list[ast.stmt], k: int, path: tuple[tuple[str, int], ...],
+             around: tuple[int, ...]) -> None:
+        for j, st in enumerate(stmts):
             if fit(st):
-                out.append((k, j, st, ()))  # type: ignore[arg-type]
+                out.append((k, j, st, path, around))  # type: ignore[arg-type]
+                walk(st.body, k, (*path, ("body", j)), (*around, id(st)))  # type: ignore
             elif isinstance(st, ast.If):
                 for field in ("body", "orelse"):
-                    for m, sub in enumerate(getattr(st, field)):
-                        if fit(sub):
-                            out.append((k, m, sub, ((field, j),)))  # type: ignore[arg-type]
+                    walk(getattr(st, field), k, (*path, (field, j)), around)
+            elif isinstance(st, (ast.For, ast.While)) and not st.orelse:
+                walk(st.body, k, (*path, ("body", j)), around)
+
+    for k, top in enumerate(fdef.body):
+        here: tuple[int, ...] = ()
+        if k != main and fit(top):
+            out.append((-1, k, top, (), ()))  # type: ignore[arg-type]
+            here = (id(top),)
+        if isinstance(top, (ast.For, ast.While)):
+            walk(top.body, k, (), here)
     return out
 
 
@@ -297,10 +307,10 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
     locals_ = params | _stores(fdef.body)
     regions: list[Region] = []
     notes: list[str] = []
-    taken: set[int] = set()  # top-level loops that are regions themselves
-    for outer, inner, loop, branch in _candidates(fdef, main):
-        if outer in taken:
-            continue  # (its inner loops run inside it, on the pool)
+    taken: set[int] = set()  # (ids of) loops that are regions themselves
+    for outer, inner, loop, branch, around in _candidates(fdef, main):
+        if taken.intersection(around):
+            continue  # (it runs inside a region, on the pool)
         stored = _stores([loop])
         loaded = _loads(loop) & locals_
         if loaded & set(code.co_freevars) or stored & set(code.co_freevars):
@@ -339,8 +349,7 @@ def find_regions(func: types.FunctionType, fdef: ast.FunctionDef,
                          "outside it")
             continue
         regions.append(Region(outer, inner, loop.lineno, free, acc, name, outs, branch))
-        if outer < 0:
-            taken.add(inner)
+        taken.add(id(loop))
     return regions, notes
 
 

@@ -689,3 +689,24 @@ def test_loops_in_the_branches_of_an_if_in_a_time_loop_are_regions():
         np.testing.assert_array_equal(en, en0, err_msg=f"{lvl} {opts}")
     regions = f._compiled.regions
     assert [r.branch for r in regions] == [(), (("body", 2),), (("orelse", 2),)], f.explain()
+
+
+def _sub_steps(u, outer, inner):
+    n = u.shape[0]
+    for a in range(outer):
+        for b in range(inner):          # sub-steps: in order too
+            for i in range(n):          # independent: a region two loops down
+                u[i] = u[i] * 0.5 + a + b
+    return u
+
+
+def test_a_loop_inside_sub_steps_of_a_time_loop_is_a_region():
+    f = accelerate(_sub_steps)
+    x = np.random.default_rng(12).random(30001)
+    want = _sub_steps(x.copy(), 3, 4)
+    for lvl, opts in _levels():
+        with _ctx(lvl, opts):
+            np.testing.assert_array_equal(f(x.copy(), 3, 4), want, err_msg=f"{lvl} {opts}")
+    regions = f._compiled.regions
+    assert len(regions) == 1 and regions[0].branch == (("body", 0),), f.explain()
+    assert "inner loop over `i` at line" in f.explain()
