@@ -200,6 +200,22 @@ def _distributed_value(value: ast.expr, names: set[str]) -> bool:
     return False
 
 
+def _without(stmts: list[ast.stmt], drop: set[int]) -> list[ast.stmt]:
+    """*stmts* (shallow copies, nested blocks too) without the statements whose
+    ids are in *drop*."""
+    kept: list[ast.stmt] = []
+    for st in stmts:
+        if id(st) in drop:
+            continue
+        st = copy.copy(st)
+        for fld in ("body", "orelse", "finalbody"):
+            sub = getattr(st, fld, None)
+            if isinstance(sub, list):
+                setattr(st, fld, _without(sub, drop))
+        kept.append(st)
+    return kept
+
+
 def check_regions(function: str, filename: str, fdef: ast.FunctionDef,
                   loops: Iterable[ast.stmt], dist: Iterable[str]) -> set[str]:
     """Raise :class:`~loopscale.errors.DistributionError` unless the code of *fdef*
@@ -209,24 +225,8 @@ def check_regions(function: str, filename: str, fdef: ast.FunctionDef,
     around a parallel loop may: their shape, ``ndim``, ``size``, ``dtype``,
     ``len()``, a like-shaped new array, passing them on to the next pass, and
     returning them.  Returns every name that may hold a distributed array."""
-    skip = {id(loop) for loop in loops}
     found = set(dist)
-    body: list[ast.stmt] = []
-
-    def strip(stmts: list[ast.stmt]) -> list[ast.stmt]:
-        kept: list[ast.stmt] = []
-        for st in stmts:
-            if id(st) in skip:
-                continue
-            st = copy.copy(st)
-            for fld in ("body", "orelse", "finalbody"):
-                sub = getattr(st, fld, None)
-                if isinstance(sub, list):
-                    setattr(st, fld, strip(sub))
-            kept.append(st)
-        return kept
-
-    body = strip(fdef.body)
+    body = _without(fdef.body, {id(loop) for loop in loops})
     assigns = [st for top in body for st in ast.walk(top) if isinstance(st, ast.Assign)]
     grew = True
     while grew:  # (a name bound to one that holds a distributed array holds one too)
@@ -245,20 +245,7 @@ def check_regions(function: str, filename: str, fdef: ast.FunctionDef,
                                              for n, v in _pairs(t, st.value))
                  for t in st.targets)}
 
-    def without_moves(stmts: list[ast.stmt]) -> list[ast.stmt]:
-        kept: list[ast.stmt] = []
-        for st in stmts:
-            if id(st) in moved:
-                continue
-            st = copy.copy(st)
-            for fld in ("body", "orelse", "finalbody"):
-                sub = getattr(st, fld, None)
-                if isinstance(sub, list):
-                    setattr(st, fld, without_moves(sub))
-            kept.append(st)
-        return kept
-
-    checked = without_moves(body)
+    checked = _without(body, moved)
     for name in sorted(found):
         bad = _bad_outside_use(checked, name)
         if bad is not None:

@@ -385,6 +385,16 @@ def _outline(func: types.FunctionType, loop: ast.For, params: tuple[str, ...],
     return fn
 
 
+def _handing_back(reg: Region, value: ast.expr) -> ast.stmt:
+    """``value`` as a statement that assigns what *reg* hands back (its outs), or
+    as an expression statement when it hands back nothing."""
+    if not reg.outs:
+        return ast.Expr(value)
+    target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
+              ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
+    return ast.Assign(targets=[target], value=value)
+
+
 #: The compiled serial code of region *k* in generated code (``__ls_rs_<k>``),
 #: called with the error-state slots first.
 SERIAL = "__ls_rs_"
@@ -399,11 +409,7 @@ def serial_call(k: int, reg: Region, loop: ast.stmt) -> ast.stmt:
     value = ast.Call(ast.Name(f"{SERIAL}{k}", ast.Load()),
                      [ast.Name("__ls_sta", ast.Load()),
                       *(ast.Name(p, ast.Load()) for p in reg.params)], [])
-    call: ast.stmt = ast.Expr(value)
-    if reg.outs:
-        target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
-                  ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
-        call = ast.Assign(targets=[target], value=value)
+    call = _handing_back(reg, value)
     for node in ast.walk(call):
         ast.copy_location(node, loop)
     return call
@@ -432,11 +438,7 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region],
         trips = ast.Call(ast.Name("len", ast.Load()), [copy.deepcopy(original.iter)], [])
         value = ast.Call(ast.Name(f"{CALL}{k}", ast.Load()),
                          [trips, *(ast.Name(p, ast.Load()) for p in reg.params)], [])
-        call: ast.stmt = ast.Expr(value)
-        if reg.outs:
-            target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
-                      ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
-            call = ast.Assign(targets=[target], value=value)
+        call = _handing_back(reg, value)
         def slot(i: int, ctx: ast.expr_context) -> ast.Subscript:
             return ast.Subscript(ast.Name(GATES, ast.Load()), ast.Constant(i), ctx)
 
@@ -473,11 +475,7 @@ def python_driver(func: types.FunctionType, fdef: ast.FunctionDef,
         loop = holder[reg.inner]
         value = ast.Call(ast.Name(reg.name, ast.Load()),
                          [ast.Name(p, ast.Load()) for p in reg.params], [])
-        call: ast.stmt = ast.Expr(value)
-        if reg.outs:
-            target = (ast.Name(reg.outs[0], ast.Store()) if len(reg.outs) == 1 else
-                      ast.Tuple([ast.Name(o, ast.Store()) for o in reg.outs], ast.Store()))
-            call = ast.Assign(targets=[target], value=value)
+        call = _handing_back(reg, value)
         for node in ast.walk(call):
             ast.copy_location(node, loop)
         holder[reg.inner] = call
