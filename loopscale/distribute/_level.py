@@ -58,7 +58,6 @@ from ._partition import (
     error_field,
     fingerprint,
     mismatch_message,
-    piece_length,
     pieces,
     same_call,
     shared_error,
@@ -83,8 +82,9 @@ class _LocalPlan:
 
     __slots__ = ("plan", "chunks", "nblocks", "function", "kernel", "args")
 
-    def __init__(self, plan: Any, chunks: Sequence[tuple[int, int]]) -> None:
+    def __init__(self, plan: Any, chunks: Sequence[tuple[int, int]] | np.ndarray) -> None:
         self.plan = plan
+        # (k, 2) int64: global block ranges (an array of them is taken as it is)
         self.chunks = np.asarray(chunks, dtype=np.int64).reshape(-1, 2)
         self.nblocks = len(chunks)
         self.function = plan.function
@@ -95,16 +95,119 @@ class _LocalPlan:
         return self.plan.iteration_values(int(self.chunks[v0, 0]), int(self.chunks[v1 - 1, 1]))
 
 
-class _Slot:
-    """One array to exchange: a view with the exchanged axis first, and its offsets."""
+class _Prepared:
+    """What a replicated call of one shape works out once, and every later call of
+    that shape reuses (a time loop makes the same call thousands of times):
+    which blocks each rank runs, which rows of each exchanged array each rank
+    sends (one slice or one index array per array), the ``Allgatherv`` counts,
+    and the send and receive buffers with their views for every rank's rows."""
 
-    __slots__ = ("view", "offsets", "rowbytes", "partial")
+    __slots__ = ("comm", "local", "sels", "counts", "displs", "send", "recv", "send_rows",
+                 "recv_rows", "moved")
 
-    def __init__(self, view: np.ndarray, offsets: Sequence[int], partial: bool) -> None:
-        self.view = view
-        self.offsets = tuple(offsets)
-        self.rowbytes = view.dtype.itemsize * int(np.prod(view.shape[1:], dtype=np.int64))
-        self.partial = partial
+    def __init__(self, comm: Any, plan: Any, views: Sequence[np.ndarray],
+                 offsets: Sequence[tuple[int, ...] | None], chunksize: int | None,
+                 workers: int) -> None:
+        nranks, me = comm.Get_size(), comm.Get_rank()
+        dealt = deal(plan.nblocks, nranks, chunksize)
+        mine = dealt[me]
+        if workers == 1:  # one thread: adjacent chunks are one kernel call
+            mine = _merged_chunks(mine)
+        self.comm = comm
+        self.local = np.asarray(mine, dtype=np.int64).reshape(-1, 2)
+        #: sels[r][s]: the rows of exchanged array s that rank r's blocks write
+        #: (None: none), with their number
+        self.sels: list[list[tuple[Any, int]]] = []
+        counts = []
+        for r in range(nranks):
+            row = []
+            total = _HEADER
+            for view, offs in zip(views, offsets, strict=True):
+                length = view.shape[0]
+                if offs is None:  # a reduction's partials: one per block
+                    found: list[Any] = [slice(c0, c1, 1) for c0, c1 in dealt[r]]
+                else:
+                    found = pieces(dealt[r], block=plan.block, n=plan.n, lo=plan.lo,
+                                   step=plan.step, offsets=offs, length=length)
+                sel = _one_selection(found, length)
+                row.append(sel)
+                total += sel[1] * _row_bytes(view)
+            self.sels.append(row)
+            counts.append(total)
+        self.counts = np.array(counts, dtype=np.int64)
+        self.displs = np.zeros_like(self.counts)
+        np.cumsum(self.counts[:-1], out=self.displs[1:])
+        self.send = np.empty(int(self.counts[me]), dtype=np.uint8)
+        self.recv = np.empty(int(self.counts.sum()), dtype=np.uint8)
+        self.send_rows = _rows_in(self.send, 0, views, self.sels[me])
+        self.recv_rows = [None if r == me else
+                          _rows_in(self.recv, int(self.displs[r]), views, self.sels[r])
+                          for r in range(nranks)]
+        self.moved = (int(self.counts[me]) * (nranks - 1)
+                      + int(self.counts.sum() - self.counts[me]))
+
+
+def _row_bytes(view: np.ndarray) -> int:
+    return view.dtype.itemsize * int(np.prod(view.shape[1:], dtype=np.int64))
+
+
+def _merged_chunks(chunks: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """*chunks* with each run of adjacent ones made one (the zigzag deal gives
+    the first and last ranks pairs of them)."""
+    out: list[tuple[int, int]] = []
+    for c0, c1 in chunks:
+        if out and out[-1][1] == c0:
+            out[-1] = (out[-1][0], c1)
+        else:
+            out.append((c0, c1))
+    return out
+
+
+def _one_selection(found: Sequence[Any], length: int) -> tuple[Any, int]:
+    """The pieces *found* (slices and index arrays along an axis of *length*) as
+    one selection that picks the same rows in the same order: a slice when they
+    continue one another, else one index array; and how many rows it picks."""
+    if not found:
+        return None, 0
+    ranges = [range(*p.indices(length)) if isinstance(p, slice) else None for p in found]
+    if all(r is not None for r in ranges):
+        runs = [r for r in ranges if r is not None and len(r)]
+        if not runs:
+            return None, 0
+        start, step, count = runs[0].start, runs[0].step, 0
+        for r in runs:
+            if step <= 0 or r.start != start + count * step or (len(r) > 1 and r.step != step):
+                break
+            count += len(r)
+        else:
+            return slice(start, start + count * step, step), count
+    idx = np.concatenate([np.arange(r.start, r.stop, r.step, dtype=np.int64)
+                          if r is not None else np.asarray(p, dtype=np.int64)
+                          for r, p in zip(ranges, found, strict=True)])
+    return (idx if idx.size else None), int(idx.size)
+
+
+def _rows_in(buf: np.ndarray, start: int, views: Sequence[np.ndarray],
+             sels: Sequence[tuple[Any, int]]) -> list[np.ndarray | None]:
+    """The rows of each exchanged array as they lie in *buf* from byte *start* on
+    (after the status word), one after the other: views of *buf*."""
+    pos = start + _HEADER
+    out: list[np.ndarray | None] = []
+    for view, (_, k) in zip(views, sels, strict=True):
+        nb = k * _row_bytes(view)
+        out.append(buf[pos:pos + nb].view(view.dtype).reshape((k,) + view.shape[1:])
+                   if k else None)
+        pos += nb
+    return out
+
+
+#: Prepared calls by their shape (see :class:`_Prepared`), the newest last.
+_PREPARED: dict[tuple[Any, ...], _Prepared] = {}
+#: How many shapes of call are kept.
+_PREPARED_KEPT = 16
+#: The largest exchange whose buffers are kept (bytes received, all ranks): a
+#: bigger one costs more to move than to allocate, and would hold its memory.
+_PREPARED_BYTES = 16 << 20
 
 
 _LAST: dict[str, Any] = {}
@@ -268,21 +371,31 @@ class MPIExecutor:
         # option on one rank is raised on every rank there)
         check_agreement(comm, plan, self.check, invalid=self.invalid)
         workers = self._workers_for(comm, plan.function)  # collective the first time
-        slots = self._slots(plan)
-        if slots is None:  # written arrays not located along the loop axis
+        found = self._written(plan)
+        if found is None:  # written arrays not located along the loop axis
             if plan.nblocks:
                 ThreadsExecutor(max_workers=workers).run(plan)
             self.bytes_moved = 0
             _record(plan.function, nranks, 0, "replicated, whole loop on every rank")
             return
-        dealt = deal(plan.nblocks, nranks, self.chunksize)
+        views, shape = found
+        key = (id(comm), plan.function, plan.n, plan.block, plan.nblocks, plan.lo, plan.step,
+               self.chunksize, workers, shape)
+        prep = _PREPARED.pop(key, None)
+        if prep is None or prep.comm is not comm:
+            prep = _Prepared(comm, plan, views, [o for _, _, o in shape], self.chunksize,
+                             workers)
+            if len(_PREPARED) >= _PREPARED_KEPT:
+                del _PREPARED[next(iter(_PREPARED))]
+        if prep.recv.nbytes <= _PREPARED_BYTES:  # (a big one is not held on to)
+            _PREPARED[key] = prep  # (the newest last)
         failure: BaseException | None = None
-        if dealt[me]:
+        if len(prep.local):
             try:
-                ThreadsExecutor(max_workers=workers).run(_LocalPlan(plan, dealt[me]))
+                ThreadsExecutor(max_workers=workers).run(_LocalPlan(plan, prep.local))
             except Exception as exc:  # every rank must still reach the exchange
                 failure = exc
-        self._exchange(comm, plan, slots, dealt, me, failure)
+        self._exchange(comm, plan, views, prep, me, failure)
 
     def agree_inputs(self, function: str, names: Sequence[str], values: Sequence[Any]) -> None:
         """The ranks agree on the arguments of a call that runs its sequential loop on
@@ -334,65 +447,62 @@ class MPIExecutor:
             return
         _mpi.refuse_in_task(comm, f"{plan.function}() at level 'mpi'")
 
-    def _slots(self, plan: Any) -> list[_Slot] | None:
-        """The arrays to exchange, or None when one cannot be located by rows."""
-        slots = []
-        names = plan.arg_names
+    def _written(self, plan: Any) -> tuple[list[np.ndarray], tuple[Any, ...]] | None:
+        """The arrays to exchange (written arrays with the loop's axis first, then
+        the reductions' partials) and their shapes, dtypes and written offsets
+        (the key of a prepared call); None when one cannot be located by rows."""
+        views: list[np.ndarray] = []
+        shape: list[tuple[Any, ...]] = []
+        names, args = plan.arg_names, plan.args
         for name, role in plan.arrays.items():
             if not role.written:
                 continue
             if role.axis is None or role.access == "mirrored" or name not in names:
                 return None
-            arr = plan.arg(name)
+            arr = args[names.index(name)]
             if not isinstance(arr, np.ndarray) or arr.ndim <= role.axis:
                 return None
-            slots.append(_Slot(np.moveaxis(arr, role.axis, 0), role.offsets or (0,), False))
-        for _, parts in plan.partials.items():
-            slots.append(_Slot(parts, (0,), True))
-        return slots
+            view = arr if role.axis == 0 else np.moveaxis(arr, role.axis, 0)
+            views.append(view)
+            shape.append((view.shape, view.dtype, tuple(role.offsets or (0,))))
+        for name, arr in zip(names, args, strict=False):
+            if name.startswith("partial:"):
+                views.append(arr)
+                shape.append((arr.shape, arr.dtype, None))
+        return views, tuple(shape)
 
-    def _pieces(self, plan: Any, slot: _Slot, chunks: Sequence[tuple[int, int]]) -> list[Any]:
-        if slot.partial:
-            return [slice(c0, c1, 1) for c0, c1 in chunks]
-        return pieces(chunks, block=plan.block, n=plan.n, lo=plan.lo, step=plan.step,
-                      offsets=slot.offsets, length=slot.view.shape[0])
-
-    def _exchange(self, comm: Any, plan: Any, slots: list[_Slot],
-                  dealt: list[list[tuple[int, int]]], me: int,
-                  failure: BaseException | None) -> None:
-        mpi = _mpi.mpi_module()
-        layout = [[self._pieces(plan, s, dealt[r]) for s in slots] for r in range(len(dealt))]
-        counts = np.array([_HEADER + sum(piece_length(p, s.view.shape[0]) * s.rowbytes
-                                         for s, ps in zip(slots, layout[r], strict=True)
-                                         for p in ps) for r in range(len(dealt))],
-                          dtype=np.int64)
-        displs = np.zeros_like(counts)
-        np.cumsum(counts[:-1], out=displs[1:])
-        send = np.empty(int(counts[me]), dtype=np.uint8)
+    def _exchange(self, comm: Any, plan: Any, views: list[np.ndarray], prep: _Prepared,
+                  me: int, failure: BaseException | None) -> None:
+        send, recv = prep.send, prep.recv
         send[:_HEADER].view(np.int64)[0] = 0 if failure is None else 1
         if failure is None:
-            _copy(send[_HEADER:], slots, layout[me], into_buf=True)
-        recv = np.empty(int(counts.sum()), dtype=np.uint8)
+            for view, (sel, _), rows in zip(views, prep.sels[me], prep.send_rows,
+                                            strict=True):
+                if rows is not None:
+                    rows[...] = view[sel]
+        mpi = _mpi.mpi_module()
         _mpi.wait_begin("the exchange of results", plan.function)
         try:
-            comm.Allgatherv([send, mpi.BYTE], [recv, (counts, displs), mpi.BYTE])
+            comm.Allgatherv([send, mpi.BYTE], [recv, (prep.counts, prep.displs), mpi.BYTE])
         finally:
             _mpi.wait_end()
-        self.bytes_moved = int(counts[me]) * (len(counts) - 1) + int(counts.sum() - counts[me])
-        _record(plan.function, len(counts), self.bytes_moved, "replicated")
-        status = [int(recv[d:d + _HEADER].view(np.int64)[0]) for d in displs]
-        if any(status):
-            failed = [r for r, s in enumerate(status) if s]
+        self.bytes_moved = prep.moved
+        _record(plan.function, len(prep.counts), prep.moved, "replicated")
+        failed = [r for r, d in enumerate(prep.displs.tolist())
+                  if recv[d:d + _HEADER].any()]
+        if failed:
             if failure is not None:
                 raise failure
             raise _mpi.mark_secondary(WorkerError(
                 f"{plan.function}(): the loop raised on MPI rank(s) "
                 f"{', '.join(map(str, failed))} (its traceback is printed there); "
                 "this rank stops too."))
-        for r, d in enumerate(displs):
-            if r != me:
-                _copy(recv[int(d) + _HEADER:int(d + counts[r])], slots, layout[r],
-                      into_buf=False)
+        for r, row in enumerate(prep.recv_rows):
+            if row is None:
+                continue
+            for view, (sel, _), rows in zip(views, prep.sels[r], row, strict=True):
+                if rows is not None:
+                    view[sel] = rows
 
 
 #: What kind of call a rank is in, as the agreement exchanges it: part of the
@@ -572,23 +682,3 @@ _INPUTS_ADVICE = (
 #: Fingerprints of library calls' fields (a call repeated with the same
 #: arguments is hashed once).
 _KNOWN: dict[tuple[tuple[str, str], ...], int] = {}
-
-
-def _copy(buf: np.ndarray, slots: Sequence[_Slot], layout: Sequence[Sequence[Any]],
-          *, into_buf: bool) -> None:
-    """Copy the rows *layout* selects between the slots' arrays and the byte
-    buffer *buf* (packed one after the other): into *buf*, or out of it."""
-    pos = 0
-    for slot, ps in zip(slots, layout, strict=True):
-        length = slot.view.shape[0]
-        for p in ps:
-            k = piece_length(p, length)
-            nb = k * slot.rowbytes
-            if nb:
-                rows = buf[pos:pos + nb].view(slot.view.dtype).reshape(
-                    (k,) + slot.view.shape[1:])
-                if into_buf:
-                    rows[...] = slot.view[p]
-                else:
-                    slot.view[p] = rows
-            pos += nb

@@ -60,7 +60,14 @@ def deal(nblocks: int, nranks: int, chunksize: int | None = None
          ) -> list[list[tuple[int, int]]]:
     """Each rank's chunks ``(c0, c1)`` of blocks, dealt round-robin in zigzag order.
 
-    Every block is in exactly one chunk of exactly one rank.
+    Every block is in exactly one chunk of exactly one rank.  With *chunksize*
+    the chunks have that many blocks (the last one fewer); without, the blocks
+    are cut into ``16 * nranks`` chunks (one block each when there are fewer
+    blocks), the first ``nblocks % (16 * nranks)`` of them one block longer,
+    so that the ranks' shares differ by one block at most: when the blocks
+    cost the same, the ranks finish together (chunks of
+    :func:`default_chunksize` blocks left the last chunk short, and one rank
+    had 4 % more work than the other at 1,500 blocks on two ranks).
 
     Examples
     --------
@@ -68,17 +75,24 @@ def deal(nblocks: int, nranks: int, chunksize: int | None = None
     [[(0, 2), (6, 8), (8, 10)], [(2, 4), (4, 6)]]
     >>> deal(1, 3)
     [[(0, 1)], [], []]
+    >>> [sum(c1 - c0 for c0, c1 in chunks) for chunks in deal(1500, 2)]
+    [750, 750]
     """
     if nranks < 1:
         raise ValueError(f"nranks must be greater than 0; got {nranks!r}.")
-    size = chunksize if chunksize is not None else default_chunksize(nblocks, nranks)
-    if size < 1:
-        raise ValueError(f"chunksize must be greater than 0; got {size!r}.")
+    if chunksize is not None:
+        if chunksize < 1:
+            raise ValueError(f"chunksize must be greater than 0; got {chunksize!r}.")
+        bounds = list(range(0, nblocks, chunksize)) + [nblocks]
+    else:
+        nchunks = min(nblocks, 16 * nranks)
+        size, extra = divmod(nblocks, max(1, nchunks))
+        bounds = [j * size + min(j, extra) for j in range(nchunks + 1)]
     out: list[list[tuple[int, int]]] = [[] for _ in range(nranks)]
-    for j, c0 in enumerate(range(0, nblocks, size)):
+    for j in range(len(bounds) - 1):
         rnd, pos = divmod(j, nranks)
         owner = pos if rnd % 2 == 0 else nranks - 1 - pos
-        out[owner].append((c0, min(c0 + size, nblocks)))
+        out[owner].append((bounds[j], bounds[j + 1]))
     return out
 
 

@@ -37,6 +37,17 @@ def test_deal_balances_work_that_grows_along_the_loop() -> None:
     assert max(blockwise) / (sum(blockwise) / 2) > 1.4
 
 
+@pytest.mark.parametrize("nblocks", [1, 5, 31, 33, 97, 1000, 1500, 4099])
+@pytest.mark.parametrize("nranks", [2, 3, 4, 7])
+def test_deal_gives_the_ranks_equal_shares_of_equal_blocks(nblocks: int, nranks: int) -> None:
+    # blocks that cost the same (n-body rows): the ranks' shares differ by one
+    # block at most, so no rank waits for another at the exchange (chunks of a
+    # fixed size left a short last chunk: 764 against 736 blocks at 1500 on 2)
+    shares = [sum(c1 - c0 for c0, c1 in chunks) for chunks in deal(nblocks, nranks)]
+    assert max(shares) - min(shares) <= 1, shares
+    assert deal(nblocks, nranks, 7) != deal(nblocks, nranks) or nblocks <= 7
+
+
 def test_deal_rejects_bad_counts() -> None:
     with pytest.raises(ValueError, match="nranks must be greater than 0"):
         deal(10, 0)
