@@ -67,6 +67,10 @@ PROBES = 2
 #: A loop kept inline is tried on the pool again every this many passes: a
 #: busy machine may have made the pool look slow.
 RETRY = 64
+#: At a collective level (``mpi``), the passes of a size after the probes whose
+#: verdict the ranks agree on (one ``Allreduce`` each): the first this many,
+#: then one every :data:`RETRY`; the verdict stands in between.
+AGREED = 4
 OBJMODE = "__ls_objmode"
 #: The compiled function the driver calls for a region (see :func:`call_source`).
 CALL = "__ls_call_"
@@ -550,6 +554,9 @@ class Runner:
         self.probes: dict[int, int] = {}  # size bucket -> runs on one core, timed
         self.failed_retries = 0
         self.misses: dict[int, int] = {}  # size bucket -> calls in a row that did not gain
+        self.judged: dict[int, int] = {}  # size bucket -> calls at a collective level
+        #: (the level setting, its agreement) last looked up (see _agreement)
+        self._agrees: tuple[Any, Callable[[bool], bool] | None] | None = None
 
     def converting(self, converters: Sequence[Any]) -> Callable[..., Any]:
         """This runner, giving each argument the NumPy scalar type of
@@ -571,9 +578,19 @@ class Runner:
         differ between ranks).  A collective executor without one: never
         kept inline.  None at the other levels."""
         from .. import config
-        from ._executor import get_executor
 
         setting = config.current_level()
+        known = self._agrees
+        if known is not None and known[0] is setting:
+            return known[1]
+        found = self._agreement_at(setting)
+        self._agrees = (setting, found)
+        return found
+
+    @staticmethod
+    def _agreement_at(setting: Any) -> Callable[[bool], bool] | None:
+        from ._executor import get_executor
+
         name = setting.name
         if name == "auto":
             from ._decorator import _auto_parallel_level
@@ -619,6 +636,10 @@ class Runner:
         missed = spent > GAIN * cost * trips
         agree = self._agreement()
         if agree is not None:
+            seen = self.judged.get(bucket, 0)
+            self.judged[bucket] = seen + 1
+            if seen >= AGREED and seen % RETRY and not retried:
+                return out  # (not judged: see the class's text)
             missed = agree(missed)
         if missed:
             self.misses[bucket] = self.misses.get(bucket, 0) + 1

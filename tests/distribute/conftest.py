@@ -99,6 +99,12 @@ class MPIRunner:
             out, err = proc.communicate()
             pytest.fail(f"{' '.join(command)} hung: killed after {timeout:g} s\n"
                         f"--- stdout ---\n{out}\n--- stderr ---\n{err}")
+        except BaseException:
+            # pytest-timeout's own limit (or Ctrl-C) came first: the job must not
+            # outlive the test (a hung job's ranks spun on for the rest of the run)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
         return Launched(proc.returncode, out, err,
                         time.perf_counter() - t0, command)
 
