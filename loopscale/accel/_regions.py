@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import config
 from ._astutil import _stmt_targets, _walk_stmts
 
 __all__ = ["Region", "find_regions", "driver_tree", "serial_tree", "serial_call",
@@ -577,8 +578,6 @@ class Runner:
         region that lost on any rank is kept inline on every rank; timings
         differ between ranks).  A collective executor without one: never
         kept inline.  None at the other levels."""
-        from .. import config
-
         setting = config.current_level()
         known = self._agrees
         if known is not None and known[0] is setting:
@@ -604,8 +603,6 @@ class Runner:
         return getattr(executor, "agree_any", None) or (lambda _missed: False)
 
     def __call__(self, trips: int, *args: Any) -> Any:
-        from .. import config
-
         trips = int(trips)
         bucket = trips.bit_length()
         cost = self.serial_cost.get(bucket)
