@@ -391,6 +391,8 @@ class Accelerated(Generic[P, R]):
         #: _distributed_driver)
         self._dist_drivers: dict[frozenset[str], Any] = {}
         self._express: list[_Express] = []  # the last calls with distributed arrays
+        #: (level setting, its executor) of the last call as a region (_call_region)
+        self._region_executor: tuple[Any, bool, Any] | None = None
         #: the last plan run: (n, block, nblocks, lo, step), not its arguments (which
         #: would keep the last call's arrays alive)
         self._last_shape: tuple[int, int, int, int, int] | None = None
@@ -1266,6 +1268,7 @@ class Accelerated(Generic[P, R]):
             self._dist_checked.clear()
             self._dist_drivers.clear()
             self._express = []
+            self._region_executor = None
             self._probed.clear()
 
     def _call_slow_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
@@ -1296,6 +1299,31 @@ class Accelerated(Generic[P, R]):
                 with config.level("auto"):
                     return self._call_cpu(args, kwargs)
         return self._call_cpu(args, kwargs)
+
+    def _call_region(self, args: tuple[Any, ...]) -> R:
+        """A call of this function as a region of a driver (``_regions.Runner``):
+        its arguments are what compiled code handed over (arrays and numbers,
+        never lists, pandas objects or distributed arrays), so what a user's
+        call screens and converts is skipped, and the executor of the level in
+        force is looked up once per setting.  Anything else (the ``serial``
+        level of a probe, CUDA, plain Python, converted arguments) takes the
+        ordinary path."""
+        setting = config.current_level()
+        allowed = config.collectives_allowed()  # (False in a task of distribute.map)
+        known = self._region_executor
+        if known is not None and known[0] is setting and known[1] is allowed:
+            executor = known[2]
+        else:
+            executor = None
+            if (self.target == "cpu" and not self._python_mode and self._compiled is not None
+                    and setting.name not in ("serial", "cuda") and allowed):
+                name = self._resolve_level(setting)
+                if name != "serial":
+                    executor = get_executor(name, setting.options)
+            self._region_executor = (setting, allowed, executor)
+        if executor is None or self._convert:
+            return self._call_slow(args, {})
+        return self._call_plan(executor, args, {})
 
     def _call_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self._build()

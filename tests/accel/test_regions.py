@@ -527,6 +527,8 @@ def test_the_runner_keeps_a_loop_that_does_not_gain_inline_and_tries_it_again():
         for _ in range(_regions.PROBES):
             run(1000)  # timed on one core
         assert run.calls == 0 and gates[0] == _regions.FIRST_GATE
+        run(1000)  # the first on the pool starts it: not judged
+        assert run.calls == 1 and gates[0] == _regions.FIRST_GATE
         run(1000)
         run(1000)  # two that did not gain: inline from now on, up to twice the size
         assert gates[0] == 2001 and gates[1] == _regions.RETRY
