@@ -1311,7 +1311,9 @@ class Accelerated(Generic[P, R]):
         setting = config.current_level()
         allowed = config.collectives_allowed()  # (False in a task of distribute.map)
         known = self._region_executor
-        if known is not None and known[0] is setting and known[1] is allowed:
+        # (equal settings: each `with level("mpi")` block makes a new one)
+        if known is not None and known[1] is allowed and (known[0] is setting
+                                                         or known[0] == setting):
             executor = known[2]
         else:
             executor = None

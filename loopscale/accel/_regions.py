@@ -582,7 +582,8 @@ class Runner:
         kept inline.  None at the other levels."""
         setting = config.current_level()
         known = self._agrees
-        if known is not None and known[0] is setting:
+        # (equal settings: each `with level("mpi")` block makes a new one)
+        if known is not None and (known[0] is setting or known[0] == setting):
             return known[1]
         found = self._agreement_at(setting)
         self._agrees = (setting, found)
