@@ -1325,7 +1325,15 @@ class Accelerated(Generic[P, R]):
             self._region_executor = (setting, allowed, executor)
         if executor is None or self._convert:
             return self._call_slow(args, {})
-        return self._call_plan(executor, args, {})
+        try:
+            return self._call_plan(executor, args, {})
+        except _Unrewritten:  # (as _call_slow and _call_cpu handle them)
+            self._unrewrite()
+            return self._call_slow(args, {})
+        except CompileError as exc:
+            if not self.fallback:
+                raise exc.with_traceback(None) from exc.__cause__
+            return self._fall_back(exc, args, {})
 
     def _call_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self._build()

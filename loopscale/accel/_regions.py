@@ -559,7 +559,7 @@ class Runner:
         self.judged: dict[int, int] = {}  # size bucket -> calls at a collective level
         self.warmed: set[int] = set()  # size buckets whose first call at the level ran
         #: (the level setting, its agreement) last looked up (see _agreement)
-        self._agrees: tuple[Any, Callable[[bool], bool] | None] | None = None
+        self._agrees: tuple[Any, bool, Callable[[bool], bool] | None] | None = None
 
     def converting(self, converters: Sequence[Any]) -> Callable[..., Any]:
         """This runner, giving each argument the NumPy scalar type of
@@ -581,12 +581,15 @@ class Runner:
         differ between ranks).  A collective executor without one: never
         kept inline.  None at the other levels."""
         setting = config.current_level()
+        # (auto resolves otherwise inside a task of distribute.map)
+        allowed = config.collectives_allowed()
         known = self._agrees
         # (equal settings: each `with level("mpi")` block makes a new one)
-        if known is not None and (known[0] is setting or known[0] == setting):
-            return known[1]
+        if known is not None and known[1] is allowed and (known[0] is setting
+                                                         or known[0] == setting):
+            return known[2]
         found = self._agreement_at(setting)
-        self._agrees = (setting, found)
+        self._agrees = (setting, allowed, found)
         return found
 
     @staticmethod

@@ -129,7 +129,7 @@ class _Prepared:
     and the send and receive buffers with their views for every rank's rows."""
 
     __slots__ = ("comm", "local", "sels", "counts", "displs", "send", "recv", "send_rows",
-                 "recv_rows", "moved", "head", "words", "heads", "short")
+                 "recv_rows", "moved", "held", "head", "words", "heads", "short")
 
     def __init__(self, comm: Any, plan: Any, views: Sequence[np.ndarray],
                  offsets: Sequence[tuple[int, ...] | None], chunksize: int | None,
@@ -173,6 +173,8 @@ class _Prepared:
                           for r in range(nranks)]
         self.moved = (int(self.counts[me]) * (nranks - 1)
                       + int(self.counts.sum() - self.counts[me]))
+        self.held = self.send.nbytes + self.recv.nbytes + sum(
+            sel.nbytes for row in self.sels for sel, _ in row if isinstance(sel, np.ndarray))
         #: this rank's status word; every rank's, as words of the receive buffer
         self.head = self.send[:_HEADER].view(np.int64)
         self.words = self.recv.view(np.int64)
@@ -252,9 +254,10 @@ def _as_rows(view: np.ndarray) -> np.ndarray:
 _PREPARED: dict[tuple[Any, ...], _Prepared] = {}
 #: How many shapes of call are kept.
 _PREPARED_KEPT = 16
-#: The largest exchange whose buffers are kept (bytes received, all ranks): a
-#: bigger one costs more to move than to allocate, and would hold its memory.
-_PREPARED_BYTES = 16 << 20
+#: The most memory a kept prepared call may hold (its buffers and index arrays):
+#: a bigger exchange costs more to move than to allocate, and would hold its
+#: memory (16 of them at most: 64 MiB).
+_PREPARED_BYTES = 4 << 20
 
 
 _LAST: dict[str, Any] = {}
@@ -436,7 +439,7 @@ class MPIExecutor:
                              workers)
             if len(_PREPARED) >= _PREPARED_KEPT:
                 del _PREPARED[next(iter(_PREPARED))]
-        if prep.recv.nbytes <= _PREPARED_BYTES:  # (a big one is not held on to)
+        if prep.held <= _PREPARED_BYTES:  # (a big one is not held on to)
             _PREPARED[key] = prep  # (the newest last)
         failure: BaseException | None = None
         if len(prep.local):
@@ -592,6 +595,8 @@ _STATIC: dict[tuple[Any, ...], int] = {}
 _STATIC_KEPT = 256
 _PLAIN_SCALARS = (bool, int, float, complex, np.bool_, np.integer, np.floating,
                   np.complexfloating)
+#: Those a key holds by value (equal values have equal descriptions).
+_EXACT_SCALARS = (bool, int, np.bool_, np.integer)
 
 
 def quick_fingerprint(plan: Any) -> int | None:
@@ -615,8 +620,10 @@ def quick_fingerprint(plan: Any) -> int | None:
             if (role is not None and role.read and not role.written and value.size
                     and not value.dtype.hasobject):
                 picked.append(sample_bytes(value))
-        elif isinstance(value, _PLAIN_SCALARS):
+        elif isinstance(value, _EXACT_SCALARS):
             key.append((type(value), value))
+        elif isinstance(value, _PLAIN_SCALARS):  # (by its text: -0.0 == 0.0, nan != nan)
+            key.append((type(value), repr(value)))
         else:
             return None
     if len(key) - 6 != len(plan.args):

@@ -712,3 +712,29 @@ def test_a_loop_inside_sub_steps_of_a_time_loop_is_a_region():
     regions = f._compiled.regions
     assert len(regions) == 1 and regions[0].branch == (("body", 0),), f.explain()
     assert "inner loop over `i` at line" in f.explain()
+
+
+def test_the_runners_agreement_is_looked_up_again_inside_a_task(monkeypatch):
+    """At ``auto`` under a launcher, a region's verdict is agreed across the ranks
+    (``agree_any``), except inside a task of ``distribute.map`` (this rank alone:
+    ``auto`` resolves to ``threads``).  The lookup is kept per level setting; a
+    lookup made inside a task must not be served outside it (the ranks would
+    then judge the region each from its own timing and could part ways), nor
+    the other way round.  The launcher is stood in for by the resolution of
+    ``auto`` itself, which is what a launcher changes."""
+    from loopscale import config
+    from loopscale.accel import _decorator, _regions
+
+    monkeypatch.setattr(_decorator, "_auto_parallel_level",
+                        lambda: "mpi" if config.collectives_allowed() else "threads")
+    gates = np.array([_regions.FIRST_GATE, _regions.RETRY], dtype=np.int64)
+    run = _regions.Runner(lambda *args: None, 0, gates)
+    with level("auto"):
+        with config.without_collectives():
+            assert run._agreement() is None  # in a task: threads, nothing to agree
+        outside = run._agreement()
+        assert outside is not None and outside.__name__ == "agree_any"
+        with config.without_collectives():
+            assert run._agreement() is None
+    with level("auto"):  # an equal setting, a new object: the lookup is kept
+        assert run._agreement() is not None

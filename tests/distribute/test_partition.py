@@ -110,3 +110,34 @@ def test_mismatch_message_names_only_the_fields_that_differ() -> None:
     text = mismatch_message("f", [a, a, b])
     assert "x: rank 0: <f8[10]; rank 1: <f8[10]; rank 2: <f4[10]" in text
     assert "c:" not in text and "iterations" not in text
+
+
+def test_a_quick_fingerprint_tells_signed_zeros_and_sampled_elements_apart():
+    """The fingerprint of a replicated call is hashed from a description cached by
+    a cheap key: the key must tell apart what the description tells apart
+    (``-0.0`` and ``0.0`` are equal as keys), whatever was cached first."""
+    import types
+
+    from loopscale.accel._model import ArrayRole
+    from loopscale.distribute import _level
+
+    def plan(c, x, out):
+        return types.SimpleNamespace(
+            function="f", n=8, lo=0, step=1, nblocks=8, block=1,
+            arg_names=("lo", "step", "n", "block", "c", "x", "out"),
+            args=(0, 1, 8, 1, c, x, out),
+            arrays={"x": ArrayRole(read=True, written=False, access="aligned", axis=0),
+                    "out": ArrayRole(read=False, written=True, access="aligned", axis=0)})
+
+    x, out = np.arange(8.0), np.zeros(8)
+    for first, second in ((0.0, -0.0), (-0.0, 0.0), (float("nan"), 0.0)):
+        _level._STATIC.clear()
+        a = _level.quick_fingerprint(plan(first, x, out))
+        b = _level.quick_fingerprint(plan(second, x, out))
+        assert a != b and a == _level.quick_fingerprint(plan(first, x, out))
+    base = _level.quick_fingerprint(plan(1.0, x, out))
+    assert _level.quick_fingerprint(plan(1.0, x, np.ones(8))) == base  # an output's contents
+    y = x.copy()
+    y[3] = -1.0  # a sampled element of an array the loop only reads
+    assert _level.quick_fingerprint(plan(1.0, y, out)) != base
+    assert _level.quick_fingerprint(plan(1, x, out)) != base  # int 1 is not float 1.0
