@@ -1305,24 +1305,10 @@ class Accelerated(Generic[P, R]):
         its arguments are what compiled code handed over (arrays and numbers,
         never lists, pandas objects or distributed arrays), so what a user's
         call screens and converts is skipped, and the executor of the level in
-        force is looked up once per setting.  Anything else (the ``serial``
-        level of a probe, CUDA, plain Python, converted arguments) takes the
-        ordinary path."""
-        setting = config.current_level()
-        allowed = config.collectives_allowed()  # (False in a task of distribute.map)
-        known = self._region_executor
-        # (equal settings: each `with level("mpi")` block makes a new one)
-        if known is not None and known[1] is allowed and (known[0] is setting
-                                                         or known[0] == setting):
-            executor = known[2]
-        else:
-            executor = None
-            if (self.target == "cpu" and not self._python_mode and self._compiled is not None
-                    and setting.name not in ("serial", "cuda") and allowed):
-                name = self._resolve_level(setting)
-                if name != "serial":
-                    executor = get_executor(name, setting.options)
-            self._region_executor = (setting, allowed, executor)
+        force is the one :meth:`_region_executor_now` keeps.  Anything else (the
+        ``serial`` level of a probe, CUDA, plain Python, converted arguments)
+        takes the ordinary path."""
+        executor = self._region_executor_now()
         if executor is None or self._convert:
             return self._call_slow(args, {})
         try:
@@ -1334,6 +1320,28 @@ class Accelerated(Generic[P, R]):
             if not self.fallback:
                 raise exc.with_traceback(None) from exc.__cause__
             return self._fall_back(exc, args, {})
+
+    def _region_executor_now(self) -> Any:
+        """The executor a pass of this function as a region runs on at the level in
+        force, or None (the ordinary call path decides): looked up once per level
+        setting (equal settings count as one: each ``with level("mpi")`` block
+        makes a new one) and per whether collectives are allowed (not in a task
+        of ``distribute.map``, where ``auto`` resolves otherwise).  The runner
+        agrees its verdicts through the same executor (``agree_any``)."""
+        setting = config.current_level()
+        allowed = config.collectives_allowed()
+        known = self._region_executor
+        if known is not None and known[1] is allowed and (known[0] is setting
+                                                         or known[0] == setting):
+            return known[2]
+        executor = None
+        if (self.target == "cpu" and not self._python_mode and self._compiled is not None
+                and setting.name not in ("serial", "cuda") and allowed):
+            name = self._resolve_level(setting)
+            if name != "serial":
+                executor = get_executor(name, setting.options)
+        self._region_executor = (setting, allowed, executor)
+        return executor
 
     def _call_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self._build()

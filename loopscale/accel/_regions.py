@@ -363,8 +363,6 @@ def _outline(func: types.FunctionType, loop: ast.For, params: tuple[str, ...],
     """A function of *params* whose body is *loop* (then ``return`` *outs*: one
     value, or a tuple), at the loop's own lines of the user's file (so that its
     messages point there)."""
-    args = ast.arguments(posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None,
-                         kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
     body: list[ast.stmt] = [copy.deepcopy(loop)]
     if outs:
         value = (ast.Name(outs[0], ast.Load()) if len(outs) == 1 else
@@ -373,20 +371,36 @@ def _outline(func: types.FunctionType, loop: ast.For, params: tuple[str, ...],
         for node in ast.walk(body[-1]):
             ast.copy_location(node, loop)
             node.lineno = node.end_lineno = loop.end_lineno  # type: ignore[attr-defined]
-    fdef = ast.FunctionDef(name=func.__name__, args=args, body=body,
+    fdef = _function_def(func.__name__, params, body, loop)
+    fdef.end_lineno = loop.end_lineno
+    fn = _defined(fdef, func)
+    fn.__loopscale_source__ = (fdef, 0)  # type: ignore[attr-defined]
+    return fn
+
+
+def _function_def(name: str, params: Sequence[str], body: list[ast.stmt],
+                  where: ast.AST) -> ast.FunctionDef:
+    """``def name(params): body``, at *where*'s place in the user's file."""
+    from ._codegen import _simple_args
+
+    fdef = ast.FunctionDef(name=name, args=_simple_args(list(params)), body=body,
                            decorator_list=[], returns=None, type_comment=None)
     if hasattr(ast, "TypeAlias"):  # (3.12: type parameters)
         fdef.type_params = []
-    ast.copy_location(fdef, loop)
-    fdef.end_lineno = loop.end_lineno
+    ast.copy_location(fdef, where)
+    return fdef
+
+
+def _defined(fdef: ast.FunctionDef, func: types.FunctionType) -> types.FunctionType:
+    """The function *fdef* defines, compiled in *func*'s file, with its globals,
+    named as *func* is."""
     ast.fix_missing_locations(fdef)
     module = compile(ast.Module(body=[fdef], type_ignores=[]), func.__code__.co_filename,
                      "exec")
-    fcode = next(c for c in module.co_consts if isinstance(c, types.CodeType))
-    fn = types.FunctionType(fcode, func.__globals__, func.__name__)
+    code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+    fn = types.FunctionType(code, func.__globals__, fdef.name)
     fn.__qualname__ = func.__qualname__
     fn.__module__ = func.__module__
-    fn.__loopscale_source__ = (fdef, 0)  # type: ignore[attr-defined]
     return fn
 
 
@@ -486,22 +500,10 @@ def python_driver(func: types.FunctionType, fdef: ast.FunctionDef,
         holder[reg.inner] = call
     from ._iteration import SEQLEN
 
-    free = list(func.__code__.co_freevars)
-    made = [reg.name for reg in regions] + [SEQLEN] + free
-    maker = ast.FunctionDef(
-        name="__ls_make",
-        args=ast.arguments(posonlyargs=[], args=[ast.arg(n) for n in made], vararg=None,
-                           kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
-        body=[out, ast.Return(ast.Name(out.name, ast.Load()))], decorator_list=[],
-        returns=None, type_comment=None)
-    if hasattr(ast, "TypeAlias"):  # (3.12: type parameters)
-        maker.type_params = []
-    ast.copy_location(maker, fdef)
-    ast.fix_missing_locations(maker)
-    module = compile(ast.Module(body=[maker], type_ignores=[]), func.__code__.co_filename,
-                     "exec")
-    code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
-    make = types.FunctionType(code, func.__globals__, "__ls_make")
+    made = [reg.name for reg in regions] + [SEQLEN] + list(func.__code__.co_freevars)
+    maker = _function_def("__ls_make", made,
+                          [out, ast.Return(ast.Name(out.name, ast.Load()))], fdef)
+    make = _defined(maker, func)
     cells = [c.cell_contents for c in func.__closure__ or ()]
     fn: types.FunctionType = make(*[reg.accel for reg in regions], len, *cells)
     fn.__qualname__ = func.__qualname__
@@ -558,8 +560,6 @@ class Runner:
         self.misses: dict[int, int] = {}  # size bucket -> calls in a row that did not gain
         self.judged: dict[int, int] = {}  # size bucket -> calls at a collective level
         self.warmed: set[int] = set()  # size buckets whose first call at the level ran
-        #: (the level setting, its agreement) last looked up (see _agreement)
-        self._agrees: tuple[Any, bool, Callable[[bool], bool] | None] | None = None
 
     def converting(self, converters: Sequence[Any]) -> Callable[..., Any]:
         """This runner, giving each argument the NumPy scalar type of
@@ -579,32 +579,12 @@ class Runner:
         must take the same path through it: the executor's ``agree_any`` (a
         region that lost on any rank is kept inline on every rank; timings
         differ between ranks).  A collective executor without one: never
-        kept inline.  None at the other levels."""
-        setting = config.current_level()
-        # (auto resolves otherwise inside a task of distribute.map)
-        allowed = config.collectives_allowed()
-        known = self._agrees
-        # (equal settings: each `with level("mpi")` block makes a new one)
-        if known is not None and known[1] is allowed and (known[0] is setting
-                                                         or known[0] == setting):
-            return known[2]
-        found = self._agreement_at(setting)
-        self._agrees = (setting, allowed, found)
-        return found
-
-    @staticmethod
-    def _agreement_at(setting: Any) -> Callable[[bool], bool] | None:
-        from ._executor import get_executor
-
-        name = setting.name
-        if name == "auto":
-            from ._decorator import _auto_parallel_level
-
-            name = _auto_parallel_level() or "serial"
-        if name in ("serial", "threads"):
-            return None
-        executor = get_executor(name, setting.options)
-        if not getattr(executor, "collective", False):
+        kept inline.  None at the other levels.  The executor is the one the
+        region's passes run on (``Accelerated._region_executor_now``, which
+        keeps it per level setting and per whether collectives are allowed)."""
+        find = getattr(self.accel, "_region_executor_now", None)
+        executor = find() if find is not None else None
+        if executor is None or not getattr(executor, "collective", False):
             return None
         return getattr(executor, "agree_any", None) or (lambda _missed: False)
 

@@ -28,7 +28,7 @@ from .. import config
 from ..errors import ArgumentError, ArgumentValueError, DistributionError
 from . import _mpi
 from ._level import agree, agree_call
-from ._partition import dtype_text, fingerprint
+from ._partition import dtype_text, fingerprint, row_bytes
 
 __all__ = ["DistArray", "scatter", "gather", "allgather", "from_local", "empty", "zeros",
            "full", "empty_like", "zeros_like", "full_like", "balanced_bounds", "HALO"]
@@ -79,7 +79,7 @@ class _Window:
     def __init__(self, buf: np.ndarray, first_row: int, shape: tuple[int, ...]) -> None:
         rowbytes = buf.strides[0] if buf.ndim else 0
         if buf.ndim and buf.shape[0] == 0:
-            rowbytes = buf.itemsize * int(np.prod(buf.shape[1:], dtype=np.int64))
+            rowbytes = row_bytes(buf)
         self.__array_interface__ = {
             "data": (int(buf.ctypes.data) - first_row * rowbytes, False),
             "shape": shape,
@@ -504,7 +504,7 @@ def scatter(array: Any, root: int = 0, comm: Any = None) -> DistArray:
     out = DistArray._allocate(shape, dtype, balanced_bounds(shape[0], nranks), comm,
                               function="distribute.scatter")
     mpi = _mpi.mpi_module()
-    rowbytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    rowbytes = row_bytes(out)
     counts, displs = _row_counts(out._bounds, rowbytes)
     send = [as_bytes(arr), (counts, displs), mpi.BYTE] if me == root else None
     with _mpi.waiting("the scattering of the rows", "distribute.scatter"):
@@ -671,7 +671,7 @@ def _collect(x: Any, root: Any, function: str) -> np.ndarray | None:
     mpi = _mpi.mpi_module()
     here = root is None or x._comm.Get_rank() == root
     out = np.empty(x.shape, dtype=x.dtype) if here else None
-    counts, displs = _row_counts(x._bounds, _rowbytes(x))
+    counts, displs = _row_counts(x._bounds, row_bytes(x))
     send = [as_bytes(np.ascontiguousarray(x.local)), mpi.BYTE]
     recv = [as_bytes(out), (counts, displs), mpi.BYTE] if out is not None else None
     _mpi.wait_begin("the collection of the rows", function)
@@ -683,10 +683,6 @@ def _collect(x: Any, root: Any, function: str) -> np.ndarray | None:
     finally:
         _mpi.wait_end()
     return out
-
-
-def _rowbytes(x: DistArray) -> int:
-    return x.dtype.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
 
 
 def from_local(local: Any, comm: Any = None) -> DistArray:

@@ -72,7 +72,7 @@ from ._level import (
     agreement_fields,
     check_agreement,
 )
-from ._partition import computed_segments, fingerprint, owned_iterations, row_hull
+from ._partition import computed_segments, fingerprint, owned_iterations, row_bytes, row_hull
 
 __all__ = ["DistributedCall"]
 
@@ -774,7 +774,7 @@ class DistributedCall:
                         sc.wb_recvs.append((q, _WRITE_TAG + t, t, c0, c1))
         # the combining exchange: every rank's status and its blocks' partials
         sc.has_parts = bool(parts)
-        sc.rowbytes = [p.itemsize * int(np.prod(p.shape[1:], dtype=np.int64)) for p in parts]
+        sc.rowbytes = [row_bytes(p) for p in parts]
         sc.ranges = [(s[0][0], s[-1][1]) if (s and parts) else (0, 0) for s in segs]
         counts = np.array([_HEADER + (b1 - b0) * sum(sc.rowbytes) for b0, b1 in sc.ranges],
                           dtype=np.int64)
@@ -960,7 +960,7 @@ class DistributedCall:
             return 0
         mpi = _mpi.mpi_module()
         bounds = self._fresh_bounds(full.shape[0], offset)
-        rowbytes = full.itemsize * int(np.prod(full.shape[1:], dtype=np.int64))
+        rowbytes = row_bytes(full)
         counts = (np.diff(bounds) * rowbytes).astype(np.int64)
         displs = (bounds[:-1] * rowbytes).astype(np.int64)
         target = full if full.flags.c_contiguous else np.ascontiguousarray(full)

@@ -61,6 +61,7 @@ from ._partition import (
     fingerprint,
     mismatch_message,
     pieces,
+    row_bytes,
     same_call,
     sample_bytes,
     shared_error,
@@ -159,7 +160,7 @@ class _Prepared:
                                    step=plan.step, offsets=offs, length=length)
                 sel = _one_selection(found, length)
                 row.append(sel)
-                total += sel[1] * _row_bytes(view)
+                total += sel[1] * row_bytes(view)
             self.sels.append(row)
             counts.append(-(-total // _HEADER) * _HEADER)  # (every status word aligned)
         self.counts = np.array(counts, dtype=np.int64)
@@ -179,10 +180,6 @@ class _Prepared:
         self.head = self.send[:_HEADER].view(np.int64)
         self.words = self.recv.view(np.int64)
         self.heads = self.displs // _HEADER
-
-
-def _row_bytes(view: np.ndarray) -> int:
-    return view.dtype.itemsize * int(np.prod(view.shape[1:], dtype=np.int64))
 
 
 def _merged_chunks(chunks: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -229,7 +226,7 @@ def _rows_in(buf: np.ndarray, start: int, views: Sequence[np.ndarray],
     pos = start + _HEADER
     out: list[np.ndarray | None] = []
     for view, (_, k) in zip(views, sels, strict=True):
-        nb = k * _row_bytes(view)
+        nb = k * row_bytes(view)
         out.append(buf[pos:pos + nb].view(view.dtype).reshape((k,) + view.shape[1:])
                    if k else None)
         pos += nb
@@ -243,7 +240,7 @@ def _as_rows(view: np.ndarray) -> np.ndarray:
     rows of two float64); otherwise *view* itself."""
     if view.ndim < 2 or not view.flags.c_contiguous or view.dtype.hasobject:
         return view
-    rowbytes = _row_bytes(view)
+    rowbytes = row_bytes(view)
     if rowbytes <= 0 or view.shape[0] == 0:
         return view
     return view.reshape(view.shape[0], -1).view(np.dtype((np.void, rowbytes))).reshape(

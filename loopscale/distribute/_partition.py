@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["deal", "default_chunksize", "pieces", "piece_length", "describe_inputs",
+__all__ = ["deal", "default_chunksize", "pieces", "piece_length", "row_bytes",
+           "describe_inputs",
            "fingerprint", "mismatch_message", "CHECKS", "SAMPLE_ELEMENTS"]
 
 #: The valid values of the ``check`` option of the ``mpi`` level.
@@ -94,6 +95,12 @@ def deal(nblocks: int, nranks: int, chunksize: int | None = None
         owner = pos if rnd % 2 == 0 else nranks - 1 - pos
         out[owner].append((bounds[j], bounds[j + 1]))
     return out
+
+
+def row_bytes(x: Any) -> int:
+    """The bytes of one row (one index along axis 0) of the array *x* (anything
+    with ``dtype`` and ``shape``): what a message of whole rows counts by."""
+    return x.dtype.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
 
 
 def _iterations(chunk: tuple[int, int], block: int, n: int) -> tuple[int, int]:

@@ -727,8 +727,11 @@ def test_the_runners_agreement_is_looked_up_again_inside_a_task(monkeypatch):
 
     monkeypatch.setattr(_decorator, "_auto_parallel_level",
                         lambda: "mpi" if config.collectives_allowed() else "threads")
+    region = accelerate(_doubled)  # a region's own function, built as a driver builds it
+    with level("serial"):
+        region(np.ones(8), np.zeros(8))
     gates = np.array([_regions.FIRST_GATE, _regions.RETRY], dtype=np.int64)
-    run = _regions.Runner(lambda *args: None, 0, gates)
+    run = _regions.Runner(region, 0, gates)
     with level("auto"):
         with config.without_collectives():
             assert run._agreement() is None  # in a task: threads, nothing to agree
@@ -738,3 +741,8 @@ def test_the_runners_agreement_is_looked_up_again_inside_a_task(monkeypatch):
             assert run._agreement() is None
     with level("auto"):  # an equal setting, a new object: the lookup is kept
         assert run._agreement() is not None
+
+
+def _doubled(x, out):
+    for i in range(x.shape[0]):
+        out[i] = 2.0 * x[i]
