@@ -342,6 +342,13 @@ class _Compiled:
         self.run_blocks = run_blocks if chunk is not None else None
 
 
+def _region_serial_code(regions: Sequence[_regions.Region]) -> dict[str, Any]:
+    """Each region's compiled serial code, by the name the fused serial code and
+    the driver call it by (``_regions.serial_call``)."""
+    return {f"{_regions.SERIAL}{k}": reg.accel._build().serial
+            for k, reg in enumerate(regions)}
+
+
 class Accelerated(Generic[P, R]):
     """A function compiled by :func:`accelerate`.
 
@@ -520,18 +527,23 @@ class Accelerated(Generic[P, R]):
         if (analysis.parallel or self.target != "cpu" or self._python_mode
                 or self._no_region_calls):
             return [], [], {}
-        opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck, "cache": self.cache}
         try:
-            regions, notes = _regions.find_regions(
-                self.py_func, fdef, lambda fn: Accelerated(fn, **opts),  # type: ignore[arg-type]
-                analysis.loop_index)
-            code = {f"{_regions.SERIAL}{k}": reg.accel._build().serial
-                    for k, reg in enumerate(regions)}
+            regions, notes = self._find_regions(fdef, analysis)
+            code = _region_serial_code(regions)
         except LoopscaleError:
             raise
         except Exception:  # noqa: BLE001 - the loops then run inline, as written
             return [], [], {}
         return regions, notes, code
+
+    def _find_regions(self, fdef: ast.FunctionDef, analysis: _analysis.LoopAnalysis
+                      ) -> tuple[list[_regions.Region], list[str]]:
+        """``_regions.find_regions`` for this function, each region decorated with
+        this function's options."""
+        opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck, "cache": self.cache}
+        return _regions.find_regions(
+            self.py_func, fdef, lambda fn: Accelerated(fn, **opts),  # type: ignore[arg-type]
+            analysis.loop_index)
 
     def _without_region_calls(self) -> _Compiled:
         """The fused serial code calling its regions' compiled code did not compile:
@@ -573,11 +585,7 @@ class Accelerated(Generic[P, R]):
         if comp.region_calls:
             regions = comp.regions
         else:
-            opts = {"fastmath": self.fastmath, "boundscheck": self.boundscheck,
-                    "cache": self.cache}
-            regions, notes = _regions.find_regions(
-                self.py_func, fdef, lambda fn: Accelerated(fn, **opts),  # type: ignore
-                analysis.loop_index)
+            regions, notes = self._find_regions(fdef, analysis)
             comp.regions, comp.region_notes = regions, notes
         if not regions:
             return
@@ -601,8 +609,7 @@ class Accelerated(Generic[P, R]):
         loaded = {n.id for n in ast.walk(dtree) if isinstance(n, ast.Name)}
         ns, _ = _compile.build_namespace(self.py_func, loaded, helpers)  # type: ignore
         if comp.region_calls:
-            ns.update({f"{_regions.SERIAL}{k}": reg.accel._build().serial
-                       for k, reg in enumerate(regions)})
+            ns.update(_region_serial_code(regions))
         # the gates, then the countdowns to a retry of a loop kept inline
         comp.gates = np.concatenate([np.full(len(regions), _regions.FIRST_GATE),
                                      np.full(len(regions), _regions.RETRY)]).astype(np.int64)
