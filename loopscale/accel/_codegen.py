@@ -52,6 +52,18 @@ _COMBINE = {
 BITWISE = ("|", "&", "^")
 
 
+#: The forms of a reduction by NumPy's extrema (see ``LoopAnalysis.reduction_forms``).
+NP_FORMS = ("np", "np_last", "npf", "npf_last")
+
+
+def _np_extremum(op: str, form: str) -> str:
+    """The generated code's name for the NumPy function of a reduction of *form*:
+    ``np.maximum``/``np.minimum`` (``"np..."``) or ``np.fmax``/``np.fmin``."""
+    if form.startswith("npf"):
+        return "__ls_np_fmax" if op == "max" else "__ls_np_fmin"
+    return "__ls_np_maximum" if op == "max" else "__ls_np_minimum"
+
+
 def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) -> str:
     """The statement folding partial *p* into the running value *s*, in the form of
     the loop's own reduction statement (see ``LoopAnalysis.reduction_forms``), so
@@ -64,6 +76,9 @@ def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) ->
         return f"{s} = {s} {op} {p}" if form == "assign" else _COMBINE[op].format(s=s, p=p)
     if op == "set":  # *form*: the constant's source
         return f"if {p}:\n    {s} = {form}"
+    if form in NP_FORMS:  # `s = np.maximum(s, e)`: the same function, the same way round
+        fn = _np_extremum(op, form)
+        return (f"{s} = {fn}({p}, {s})" if form.endswith("_last") else f"{s} = {fn}({s}, {p})")
     cmp = "<" if op == "min" else ">"
     if form == "loose":
         return f"if {p} {cmp}= {s}:\n    {s} = {p}"
@@ -120,11 +135,16 @@ class _SetFlag(ast.NodeTransformer):
         return node
 
 
-def _identity_src(op: str, s0: str, like: str) -> str:
+def _identity_src(op: str, s0: str, like: str, form: str | None = None) -> str:
     """A block's starting partial: 0 or 1 (typed like *s0*) for ``+``/``*``; for
     ``min``/``max``, +inf/-inf when the accumulator (typed like *like*) is a
     float, which the first element always replaces (even a NaN, as in the loop),
-    else *s0*."""
+    else *s0*.  ``np.fmax``/``np.fmin`` (*form* ``"npf..."``) pass over a NaN, so
+    theirs starts from NaN, which the first element replaces (a NaN too); for
+    NumPy's extrema an array accumulator starts from an array of these."""
+    if form in NP_FORMS:
+        kind = 0 if form.startswith("npf") else (1 if op == "min" else -1)  # type: ignore[union-attr]
+        return f"__ls_np_top({like}, {s0}, {kind})"
     if op == "+":
         return f"__ls_zero({s0})"
     if op == "*":
@@ -747,7 +767,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     """, line)[0]
     for s, op in reds.items():
         outer.body += _stmts(f"{rename[s]} = " + _identity_src(  # type: ignore[attr-defined]
-            op, f"__ls_s0_{s}", f"__ls_s0_{s}"), line)
+            op, f"__ls_s0_{s}", f"__ls_s0_{s}", forms.get(s)), line)
     for f in flags.values():
         outer.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
     outer.body += block_start(lambda x: x)  # type: ignore[attr-defined]
@@ -815,7 +835,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             pre_body += _stmts("__ls_bs = 1", line)
         pre_body += _stmts("__ls_nb = (__ls_n + __ls_bs - 1) // __ls_bs", line)
         for s, op in reds.items():
-            pre_body += _stmts(f"{rename[s]} = " + _identity_src(op, s, s), line)
+            pre_body += _stmts(f"{rename[s]} = " + _identity_src(op, s, s, forms.get(s)),
+                               line)
         for f in flags.values():
             pre_body += _stmts(f"{f} = False", line)
         pre_body += block_start(lambda x: x)
@@ -853,7 +874,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             for s, op in reds.items():
                 # (a min/max partial takes the partials' type: the accumulator's)
                 blk.body += _stmts(f"{rename[s]} = " + _identity_src(  # type: ignore
-                    op, f"__ls_s0_{s}", f"__ls_p_{s}[__ls_b]"), line)
+                    op, f"__ls_s0_{s}", f"__ls_p_{s}[__ls_b]", forms.get(s)), line)
             for f in flags.values():
                 blk.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
             blk.body += block_start(lambda x: f"__ls_p_{x}[__ls_b]")  # type: ignore

@@ -146,6 +146,13 @@ def _cpu_only(analysis: LoopAnalysis) -> str | None:
         if op in ("|", "&", "^"):
             return (f"`{key}` is combined with `{op}`: the device reduction combines sums, "
                     "products, minima and maxima only")
+    for key, form in analysis.reduction_forms.items():
+        if form in _codegen.NP_FORMS:
+            fn = ("fmax" if analysis.reductions[key] == "max" else "fmin") if form.startswith(
+                "npf") else ("maximum" if analysis.reductions[key] == "max" else "minimum")
+            return (f"`{key}` is combined with np.{fn}(), whose NaN and tie rules the device "
+                    "reduction does not repeat (when the data holds no NaN, `"
+                    f"{key} = {analysis.reductions[key]}({key}, ...)` runs on the device)")
     for key, value in analysis.reduction_sets.items():
         return (f"`{key}` is set to {value} when any iteration sets it: the device "
                 "reduction combines sums, products, minima and maxima only")

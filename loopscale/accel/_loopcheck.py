@@ -71,6 +71,12 @@ _FRESH_CALLS = frozenset({"float", "int", "complex", "bool", "abs", "len", "roun
 
 
 #: NumPy functions that make the array a scatter sum (``h[b] += w``) may add into.
+#: NumPy's elementwise extrema, as a reduction ``s = np.maximum(s, x[i])``: the
+#: operator, and the form's stem (see ``_reduction_form``).  ``maximum`` and
+#: ``minimum`` let a NaN through; ``fmax`` and ``fmin`` pass over one.
+_NP_EXTREMA = {"maximum": ("max", "np"), "minimum": ("min", "np"),
+               "fmax": ("max", "npf"), "fmin": ("min", "npf")}
+
 _SCATTER_ALLOCATORS = frozenset({"zeros", "ones", "empty", "full", "zeros_like", "ones_like",
                                  "empty_like", "full_like"})
 
@@ -425,6 +431,27 @@ def _guard_floors(loop: ast.For, var: str) -> dict[int, int]:
     return out
 
 
+def _replacing_update(name: str, test: ast.expr, e: ast.expr) -> tuple[str, str, str] | None:
+    """``(name, op, form)`` when ``if test: name = e`` replaces *name* by *e* when
+    *e* is better (``e < name``, ``name > e``...; see ``_reduction_form``)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1) or name in _names_loaded(e):
+        return None
+    left, right, cmp = test.left, test.comparators[0], test.ops[0]
+    is_s = (lambda n: isinstance(n, ast.Name) and n.id == name)  # noqa: E731
+    form = "loose" if isinstance(cmp, (ast.GtE, ast.LtE)) else "strict"
+    if _same(left, e) and is_s(right):
+        if isinstance(cmp, (ast.Gt, ast.GtE)):
+            return name, "max", form
+        if isinstance(cmp, (ast.Lt, ast.LtE)):
+            return name, "min", form
+    if is_s(left) and _same(right, e):
+        if isinstance(cmp, (ast.Lt, ast.LtE)):
+            return name, "max", form
+        if isinstance(cmp, (ast.Gt, ast.GtE)):
+            return name, "min", form
+    return None
+
+
 @dataclass
 class _Access:
     root: str
@@ -628,6 +655,9 @@ class _LoopChecker:
         better: ``s = min(s, e)``, ``if e < s: s = e``), ``"loose"`` (when better
         or equal: ``if e <= s: s = e``) or ``"last"`` (``s = min(e, s)``: ``e``
         replaces ``s`` unless ``s`` is strictly better, so a NaN ``e`` does).
+        NumPy's ``s = np.maximum(s, e)`` (``minimum``, ``fmax``, ``fmin``, scalars
+        or not) has the form ``"np"``, ``"np_last"`` (``np.maximum(e, s)``), ``"npf"``
+        or ``"npf_last"``: the combine calls the same function, the same way round.
         """
         if isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name):
             op = _REDUCTION_OPS.get(type(st.op))
@@ -659,28 +689,28 @@ class _LoopChecker:
                 if (len(v.args) == 2 and isinstance(b[0], ast.Name) and b[0].id == name
                         and name not in _names_loaded(a)):
                     return name, v.func.id, "last"
+            if (isinstance(v, ast.Call) and len(v.args) == 2 and not v.keywords
+                    and not any(isinstance(a, ast.Starred) for a in v.args)):
+                fn = self.resolver.value(v.func)
+                found = next((k for k in _NP_EXTREMA if fn is getattr(np, k)), None)
+                if found is not None:
+                    op, stem = _NP_EXTREMA[found]
+                    a, b = v.args
+                    if (isinstance(a, ast.Name) and a.id == name
+                            and name not in _names_loaded(b)):
+                        return name, op, stem
+                    if (isinstance(b, ast.Name) and b.id == name
+                            and name not in _names_loaded(a)):
+                        return name, op, stem + "_last"
+            if (isinstance(v, ast.IfExp) and isinstance(v.orelse, ast.Name)
+                    and v.orelse.id == name):
+                # `s = e if e > s else s`: `if e > s: s = e`
+                return _replacing_update(name, v.test, v.body)
             return None
         if (isinstance(st, ast.If) and not st.orelse and len(st.body) == 1
                 and isinstance(st.body[0], ast.Assign) and len(st.body[0].targets) == 1
-                and isinstance(st.body[0].targets[0], ast.Name)
-                and isinstance(st.test, ast.Compare) and len(st.test.ops) == 1):
-            name = st.body[0].targets[0].id
-            e = st.body[0].value
-            left, right, cmp = st.test.left, st.test.comparators[0], st.test.ops[0]
-            if name in _names_loaded(e):
-                return None
-            is_s = (lambda n: isinstance(n, ast.Name) and n.id == name)  # noqa: E731
-            form = "loose" if isinstance(cmp, (ast.GtE, ast.LtE)) else "strict"
-            if _same(left, e) and is_s(right):
-                if isinstance(cmp, (ast.Gt, ast.GtE)):
-                    return name, "max", form
-                if isinstance(cmp, (ast.Lt, ast.LtE)):
-                    return name, "min", form
-            if is_s(left) and _same(right, e):
-                if isinstance(cmp, (ast.Lt, ast.LtE)):
-                    return name, "max", form
-                if isinstance(cmp, (ast.Gt, ast.GtE)):
-                    return name, "min", form
+                and isinstance(st.body[0].targets[0], ast.Name)):
+            return _replacing_update(st.body[0].targets[0].id, st.test, st.body[0].value)
         return None
 
     def _guarded_update(self, st: ast.stmt) -> tuple[

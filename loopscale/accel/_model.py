@@ -140,7 +140,9 @@ class LoopAnalysis:
     calls_blas: bool = False  # the loop calls np.dot, @, np.linalg... (BLAS via SciPy)
     #: how each reduction updates its accumulator (see ``_LoopChecker._reduction_form``):
     #: ``"aug"``/``"assign"``/``"mixed"`` for ``+``/``*``, ``"strict"``/``"loose"``/``"last"``
-    #: for ``min``/``max``; the combine of the per-block partials repeats it
+    #: for ``min``/``max`` (``"np"``/``"np_last"``/``"npf"``/``"npf_last"``: NumPy's
+    #: ``maximum``/``minimum``, ``fmax``/``fmin``); the combine of the per-block
+    #: partials repeats it
     reduction_forms: Mapping[str, str] = field(default_factory=dict, repr=False)
     ndim_limits: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     #: ``if d < best: best = d; idx = i``: a min/max reduction -> the names that

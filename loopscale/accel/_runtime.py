@@ -19,7 +19,7 @@ __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "SCATTE
            "SCATTER_SLACK", "block_size",
            "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_no_bits",
            "ls_all_bits", "ls_min_top",
-           "ls_max_top", "ls_range_int", "EarlyReturn"]
+           "ls_max_top", "ls_nan_top", "ls_np_top", "ls_range_int", "EarlyReturn"]
 
 #: A reduction loop is cut into at most this many blocks...
 MAX_BLOCKS = 1024
@@ -179,7 +179,8 @@ def _ls_all_bits(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compi
 def _top_intrinsic(sign: float):  # type: ignore[no-untyped-def]
     """The start of a block's ``min`` (*sign* +1) or ``max`` (-1) partial, typed like
     *like* (the accumulator): +inf / -inf for a float, which every element (NaN
-    included) replaces or leaves as the loop's own statement would; *x* (the
+    included) replaces or leaves as the loop's own statement would (NaN, *sign*
+    NaN, for ``np.fmax``/``np.fmin``, which any element replaces); *x* (the
     accumulator's value before the loop) otherwise."""
     def typer(typingctx, like, x):  # pragma: no cover - compiled
         t = types.unliteral(like)
@@ -198,6 +199,39 @@ def _top_intrinsic(sign: float):  # type: ignore[no-untyped-def]
 
 
 ls_min_top = intrinsic(_top_intrinsic(1.0))
+ls_nan_top = intrinsic(_top_intrinsic(float("nan")))
+
+
+def ls_np_top(like: Any, x: Any, kind: int) -> Any:
+    """The start of a block's partial of a reduction by NumPy's extrema
+    (``s = np.maximum(s, x[i])``), like the accumulator *like*, scalar or array:
+    for floats, -inf (*kind* -1: ``maximum``), +inf (1: ``minimum``) or NaN (0:
+    ``fmax``/``fmin``), which the first element replaces as the loop's statement
+    would; otherwise (a copy of) *x*, the accumulator's value before the loop."""
+    value = float("nan") if kind == 0 else kind * float("inf")
+    if isinstance(like, np.ndarray):
+        return np.full(x.shape, value, like.dtype) if like.dtype.kind == "f" else x.copy()
+    return type(like)(value) if isinstance(like, float) else x
+
+
+@overload(ls_np_top, prefer_literal=True)
+def _ls_np_top(like, x, kind):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    k = getattr(kind, "literal_value", None)
+    if k not in (-1, 0, 1):
+        return None
+    if isinstance(like, types.Array):
+        if isinstance(like.dtype, types.Float):
+            value = float("nan") if k == 0 else k * float("inf")
+
+            def full(like, x, kind):
+                out = np.empty(x.shape, like.dtype)
+                out[...] = value
+                return out
+
+            return full
+        return lambda like, x, kind: x.copy()
+    top = {-1: ls_max_top, 1: ls_min_top, 0: ls_nan_top}[k]
+    return lambda like, x, kind: top(like, x)
 ls_max_top = intrinsic(_top_intrinsic(-1.0))
 
 

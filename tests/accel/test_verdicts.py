@@ -581,3 +581,111 @@ def test_bitwise_accumulations_are_reductions(fn):
         with loopscale.level(lvl):
             got = acc(arg)
         assert got == want, (lvl, got, want)
+
+
+def _np_maximum(x, m):
+    for i in range(x.shape[0]):
+        m = np.maximum(m, x[i])
+    return m
+
+
+def _np_minimum_after(x, m):
+    for i in range(x.shape[0]):
+        m = np.minimum(x[i], m)
+    return m
+
+
+def _np_fmax(x, m):
+    for i in range(x.shape[0]):
+        m = np.fmax(m, x[i])
+    return m
+
+
+def _np_fmin_after(x, m):
+    for i in range(x.shape[0]):
+        m = np.fmin(x[i], m)
+    return m
+
+
+def _conditional_max(x, m):
+    for i in range(x.shape[0]):
+        m = x[i] if x[i] > m else m
+    return m
+
+
+def _conditional_min_loose(x, m):
+    for i in range(x.shape[0]):
+        m = x[i] if m >= x[i] else m
+    return m
+
+
+def _bits(v) -> int:
+    return int(np.float64(v).view(np.int64))
+
+
+@pytest.mark.parametrize("fn", [_np_maximum, _np_minimum_after, _np_fmax, _np_fmin_after,
+                                _conditional_max, _conditional_min_loose],
+                         ids=lambda f: f.__name__)
+def test_numpy_extrema_and_conditional_updates_are_reductions(fn):
+    # `m = np.maximum(m, x[i])`, `m = np.fmin(x[i], m)`, `m = x[i] if x[i] > m else m`:
+    # they were sequential ("read before it is assigned").  Each block's partial
+    # must give what the loop gives, NaN, infinities and signed zeros included:
+    # bit for bit what Numba's compiled loop gives, equal to what Python gives
+    # (NumPy's own scalar functions may pick the other zero of a tie)
+    import numba
+
+    acc = accelerate(fn)
+    assert acc.analysis.parallel, acc.analysis.reason
+    assert acc.analysis.reductions == {"m": "min" if "min" in fn.__name__ else "max"}
+    compiled = numba.njit(fn)
+    rng = np.random.default_rng(12)
+    specials = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf])
+    cases = [rng.standard_normal(20001), rng.choice(specials, 20001),
+             np.full(3001, np.nan), rng.choice(specials[:2], 5001), np.zeros(0)]
+    cases[0][[5, 17000]] = np.nan
+    for x in cases:
+        for m0 in (0.0, -0.0, np.nan, -np.inf, np.inf, 0.5):
+            want, bits = fn(x, m0), _bits(compiled(x, m0))
+            for lvl in ("serial", "threads"):
+                with loopscale.level(lvl, **({"max_workers": 2} if lvl == "threads" else {})):
+                    got = acc(x, m0)
+                assert got == want or (np.isnan(got) and np.isnan(want)), (lvl, m0, got, want)
+                assert _bits(got) == bits or np.isnan(got), (lvl, m0, got)
+
+
+def _column_max(table):
+    top = np.full(table.shape[1], -np.inf)
+    for i in range(table.shape[0]):
+        top = np.maximum(top, table[i])
+    return top
+
+
+def _column_min_int(table):
+    low = table[0].copy()
+    for i in range(table.shape[0]):
+        low = np.fmin(low, table[i])
+    return low
+
+
+@pytest.mark.parametrize("fn", [_column_max, _column_min_int], ids=lambda f: f.__name__)
+def test_an_array_accumulator_of_numpy_extrema_is_a_reduction(fn):
+    acc = accelerate(fn)
+    assert acc.analysis.parallel, acc.analysis.reason
+    rng = np.random.default_rng(13)
+    table = (rng.standard_normal((3001, 7)) if fn is _column_max
+             else rng.integers(-10**6, 10**6, (3001, 7)))
+    if fn is _column_max:
+        table[100, 3] = np.nan  # (np.maximum lets it through)
+    want = fn(table)
+    for lvl in ("serial", "threads"):
+        with loopscale.level(lvl):
+            got = acc(table)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_numpy_extremum_reduction_stays_on_the_cpu_and_says_why():
+    from loopscale.accel import _cuda
+
+    why = _cuda._cpu_only(accelerate(_np_fmax).analysis)
+    assert why is not None and "np.fmax()" in why and "NaN" in why, why
+    assert _cuda._cpu_only(accelerate(_conditional_max).analysis) is None
