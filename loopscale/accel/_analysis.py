@@ -251,6 +251,7 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
         try:
             privates, roles = _check(checker, defined_before, read_after, set(params), forced)
             limits: dict[str, tuple[int, str]] = {}
+            beyond: dict[str, int] = {}
             if checker.assumed_scalar:
                 # `c = a[i]; c += x` was read as a number: check the loop again with
                 # `c` a row of `a`, as it is when `a` has more dimensions
@@ -258,8 +259,13 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
                                      helper_cache, shifted,
                                      {r: k + 1 for r, k in checker.assumed_scalar.items()})
                 try:
+                    first = roles
                     privates, roles = _check(again, defined_before, read_after, set(params),
                                              forced)  # (roles: a superset of the first's)
+                    # written only through `t` as a row: not when `t` is a number
+                    beyond = {r: most for r, most in checker.assumed_scalar.items()
+                              if r in roles and roles[r].written
+                              and not (r in first and first[r].written)}
                     checker = again
                 except _Unsafe as exc2:
                     why = f"line {exc2.line}: {exc2.message}"
@@ -273,6 +279,7 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
                 forced=forced, loop_index=idx, range_args=tuple(loop.iter.args),  # type: ignore
                 calls_blas=_calls_blas(loop, resolver),
                 reduction_forms=dict(checker.reduction_forms), ndim_limits=limits,
+                written_beyond=beyond,
                 reduction_payloads=dict(checker.payloads),
                 reduction_sets=dict(checker.flag_sets),
                 reduction_scatters=tuple(sorted(checker.scatter_sums))))

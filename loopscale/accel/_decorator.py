@@ -22,7 +22,7 @@ import time
 import types
 import warnings
 import weakref
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import numpy as np
@@ -970,11 +970,16 @@ class Accelerated(Generic[P, R]):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     # -- arguments --------------------------------------------------------
-    def _written_params(self) -> dict[str, int]:
+    def _written_params(self, values: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """The parameters the function may write -> a line that writes them; with
+        the call's *values*, not those written only as rows of more dimensions than
+        the value has (``t = x[i]; t += c`` on a 1-D ``x`` changes a number)."""
         a = self.analysis
         out = {}
         for name, role in a.arrays.items():
-            if role.written and name in self._params:
+            if role.written and name in self._params and (
+                    values is None or name not in values or a.writes(
+                        name, _to_array(values[name]))):
                 out[name] = a.lineno or 0
         tree = self._tree
         if tree is not None:  # writes outside the analysed loop count too
@@ -991,7 +996,7 @@ class Accelerated(Generic[P, R]):
 
         if any(_distributed.is_distributed(v) for v in args):
             raise _NeedsConversion  # the slow path takes distributed calls
-        written = self._written_params()
+        written = self._written_params(dict(zip(self._params, args, strict=False)))
         where = f"{self.py_func.__qualname__}()"
         convert = False
         for name, value in zip(self._params, args, strict=False):
@@ -1068,8 +1073,8 @@ class Accelerated(Generic[P, R]):
     def _convert_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]
                       ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """pandas objects and lists of numbers become arrays; written lists are refused."""
-        written = self._written_params()
         named = list(zip(self._params, args, strict=False)) + list(kwargs.items())
+        written = self._written_params(dict(named))
         for name, value in named:
             self._refuse_written_container(name, value, written)
         for name, value in named:
@@ -2000,7 +2005,11 @@ class Accelerated(Generic[P, R]):
             if privates:
                 lines.append("  private to each iteration: " + ", ".join(privates))
             for name, role in a.arrays.items():
-                lines.append(f"  array {name}: {role.describe()}")
+                most = a.written_beyond.get(name)
+                lines.append(f"  array {name}: {role.describe()}" + (
+                    "" if most is None else f" (written only when it has more than {most} "
+                    f"dimension{'s' if most != 1 else ''}: an element read into a name and "
+                    "updated in place is then a row of it)"))
             for name, (most, why) in a.ndim_limits.items():
                 lines.append(f"  assumes `{name}` has at most {most} dimension"
                              f"{'s' if most != 1 else ''} (as its indexing shows); with more, "

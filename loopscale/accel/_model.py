@@ -145,6 +145,9 @@ class LoopAnalysis:
     #: partials repeats it
     reduction_forms: Mapping[str, str] = field(default_factory=dict, repr=False)
     ndim_limits: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    #: ``t = a[i]; t += c``: an array the loop writes only when it has more than
+    #: this many dimensions (then ``t`` is a row of it, else a number) -> that count
+    written_beyond: Mapping[str, int] = field(default_factory=dict)
     #: ``if d < best: best = d; idx = i``: a min/max reduction -> the names that
     #: follow it (its position); combined with it, from the block that holds it
     reduction_payloads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -175,6 +178,14 @@ class LoopAnalysis:
                 return (f"`{name}` has {ndim} dimensions, where the code's own indexing "
                         f"shows at most {most}, and then {why}")
         return None
+
+    def writes(self, name: str, value: Any) -> bool:
+        """Whether the loop may write the array *name* when it is *value*."""
+        role = self.arrays.get(name)
+        if role is None or not role.written:
+            return False
+        most = self.written_beyond.get(name)
+        return most is None or getattr(value, "ndim", most + 1) > most
 
     def summary(self) -> str:
         """A one-line verdict."""

@@ -731,3 +731,44 @@ def test_a_parameter_bound_again_in_the_loop_is_not_checked_as_passed(lvl):
     with level(lvl):
         got = diagonal(M, np.zeros(1), np.zeros(6))
     np.testing.assert_array_equal(got, _diagonal(M, np.zeros(1), np.zeros(6)))
+
+
+def _shift_through_a_name(x, c, out):
+    for i in range(x.shape[0]):
+        t = x[i]
+        t += c  # a number when x is 1-D; a row of x, updated in place, when it is 2-D
+        out[i] = t
+
+
+def _scale_in_place(x, c):
+    for i in range(x.shape[0]):
+        x[i] *= c
+
+
+def test_a_read_only_array_is_refused_only_where_the_function_writes_it():
+    # pandas 3's Series.to_numpy() and np.load(mmap_mode="r") give read-only arrays
+    x = np.linspace(-1.0, 1.0, 3001)
+    x.flags.writeable = False
+    out, want = np.zeros(3001), np.zeros(3001)
+    _shift_through_a_name(x, 2.0, want)
+    f = accelerate(_shift_through_a_name)
+    for lvl in ("serial", "threads"):
+        out[:] = 0.0
+        with level(lvl):
+            f(x, 2.0, out)
+        np.testing.assert_array_equal(out, want)
+    assert "written only when it has more than 1 dimension" in f.explain()
+    # as a row (2-D), `t += c` writes x: refused before compiling, naming the
+    # argument and the fix
+    x2 = np.ones((50, 3))
+    x2.flags.writeable = False
+    with pytest.raises(ArgumentValueError, match=r"argument 'x' of .*read-only array.*np\.array"):
+        f(x2, 2.0, np.zeros(50))
+    ro = np.ones(10)
+    ro.flags.writeable = False
+    g = accelerate(_scale_in_place)
+    with pytest.raises(ArgumentValueError, match="argument 'x'.*read-only") as info:
+        g(ro, 2.0)
+    assert f"line {line_of(_scale_in_place, 'x[i] *= c')}" in str(info.value) or \
+        f"line {line_of(_scale_in_place, 'for i in')}" in str(info.value)
+    np.testing.assert_array_equal(ro, 1.0)  # (nothing written)
