@@ -622,7 +622,7 @@ class _Program:
                    if nm not in roles or roles[nm].written]
         for nm, a in written:  # a written array seen under another name would diverge
             for other, b in host_arrays:
-                if other != nm and b is not a and np.may_share_memory(a, b):
+                if other != nm and b is not a and _runtime.overlaps(a, b):
                     raise _StayOnCpu(f"the arrays `{nm}` and `{other}` share memory and the "
                                      "loop writes one of them")
         if getattr(self.local, "dry", None) is not None:

@@ -49,6 +49,7 @@ from . import (
     _iteration,
     _lowering,
     _regions,
+    _runtime,
 )
 from ._callpath import (
     _ARG_MARK,
@@ -1865,7 +1866,7 @@ class Accelerated(Generic[P, R]):
                         f"{a.strides} for its shape {a.shape} make different indices reach "
                         "one element), and the loop writes it")
             for other, root_b, b in arrays:
-                if other == nm or not np.may_share_memory(a, b):
+                if other == nm or not _runtime.overlaps(a, b):
                     continue
                 rb = roles.get(root_b)
                 # the same elements under two names, each touched only at [i]: safe

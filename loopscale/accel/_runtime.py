@@ -16,7 +16,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "SCATTER_SHARE",
-           "SCATTER_SLACK", "block_size",
+           "SCATTER_SLACK", "SHARE_WORK", "overlaps", "block_size",
            "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_no_bits",
            "ls_all_bits", "ls_min_top",
            "ls_max_top", "ls_nan_top", "ls_np_top", "ls_range_int", "EarlyReturn"]
@@ -37,6 +37,24 @@ SCATTER_SLACK = 65536
 #: Loops without reductions are cut into blocks of at least this many
 #: iterations in the fused serial code (only error messages see them).
 PLAIN_BLOCK = 1024
+
+
+#: How much work ``np.shares_memory`` may do to prove two arrays apart (the
+#: interleaved ``b[0::2]``, ``b[1::2]`` and ``z.real``, ``z.imag`` take a few
+#: steps); past it the arrays count as overlapping.
+SHARE_WORK = 10_000
+
+
+def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether arrays *a* and *b* may share an element: their memory bounds meet
+    and NumPy cannot prove, within :data:`SHARE_WORK`, that no element is in both."""
+    if not np.may_share_memory(a, b):
+        return False
+    too_hard = getattr(getattr(np, "exceptions", np), "TooHardError", Exception)
+    try:
+        return bool(np.shares_memory(a, b, max_work=SHARE_WORK))
+    except too_hard:
+        return True
 
 
 def trip_count(lo: int, stop: int, step: int) -> int:

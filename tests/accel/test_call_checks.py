@@ -290,6 +290,32 @@ def test_arrays_that_do_not_overlap_run_in_parallel_without_a_warning():
     np.testing.assert_array_equal(b[:25_000], expected[25_000:50_000])
 
 
+def test_interleaved_views_of_one_array_are_apart():
+    # b[0::2] and b[1::2], z.real and z.imag: their memory bounds meet, no
+    # element is in both (NumPy proves it), so they run in parallel
+    acc = accelerate(shift_args)
+    b = np.random.default_rng(4).random(60_002)
+    z = np.exp(1j * np.random.default_rng(5).random(30_001))
+    want_b, want_z = b.copy(), z.copy()
+    shift_args(want_b[0::2], want_b[1::2])
+    shift_args(want_z.real, want_z.imag)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SerializationWarning)
+        with level("threads", max_workers=2):
+            acc(b[0::2], b[1::2])
+            assert acc._last_plan is not None and acc._last_plan.nblocks > 1
+            acc(z.real, z.imag)
+    np.testing.assert_array_equal(b, want_b)
+    np.testing.assert_array_equal(z, want_z)
+    # every other element against every third: they meet at every sixth
+    c = np.random.default_rng(6).random(60_000)
+    want_c = c.copy()
+    shift_args(want_c[0::2][:10_000], want_c[0::3][:10_000])
+    with pytest.warns(SerializationWarning, match="share memory"), level("threads"):
+        acc(c[0::2][:10_000], c[0::3][:10_000])
+    np.testing.assert_array_equal(c, want_c)
+
+
 def test_a_written_local_view_of_an_argument_is_checked_too():
     @accelerate
     def via_local(b):
