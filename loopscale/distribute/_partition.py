@@ -167,15 +167,48 @@ def sample_bytes(value: np.ndarray) -> bytes:
     return picked.tobytes()
 
 
-def _describe_value(value: Any, with_values: bool, sample: bool = False) -> str:
+def read_window(value: np.ndarray, role: Any, lo: int, step: int, n: int) -> np.ndarray:
+    """The part of *value* that a loop over ``range(lo, lo + n * step, step)``
+    with *role* (an ``ArrayRole``) may read: along its axis, from the least to
+    the greatest index its reads at a constant offset reach (a guarded read,
+    ``u[i - 1]`` under ``if i > 0``, from where its guard holds).  What the loop
+    never reads, the ends of an ``np.empty`` scratch array that no rank
+    filled, must not count as an input that differs by rank.  The whole array
+    when the reads may go anywhere or wrap around."""
+    axis = getattr(role, "axis", None)
+    if (n <= 0 or axis is None or axis >= value.ndim
+            or getattr(role, "access", None) not in ("aligned", "offset")):
+        return value if n > 0 or axis is None else value[:0]
+    first, last = lo, lo + (n - 1) * step
+    if first > last:
+        first, last = last, first
+    offs = role.offsets or (0,)
+    floors = tuple(role.floors or ())[:len(offs)]
+    floors += (None,) * (len(offs) - len(floors))
+    low = min(o + (first if f is None else max(first, f))
+              for o, f in zip(offs, floors, strict=True))
+    high = max(offs) + last
+    size = value.shape[axis]
+    if low < 0:
+        return value  # (a negative index wraps around to the end)
+    index = [slice(None)] * value.ndim
+    index[axis] = slice(low, min(high, size - 1) + 1)
+    return value[tuple(index)]
+
+
+def _describe_value(value: Any, with_values: bool, sample: bool = False,
+                    read: np.ndarray | None = None) -> str:
+    """*value* in a description; an array's contents (*with_values*: hashed, or
+    *sample*: sampled) are taken from *read*, the part the loop reads, when given."""
     if isinstance(value, np.ndarray):
         text = f"{dtype_text(value.dtype)}{list(value.shape)}"
+        part = value if read is None else read
         if with_values:
             digest = hashlib.blake2b(digest_size=8)
-            digest.update(np.ascontiguousarray(value).view(np.uint8).data)
+            digest.update(np.ascontiguousarray(part).view(np.uint8).data)
             text += f" #{digest.hexdigest()}"
-        elif sample and value.size and not value.dtype.hasobject:
-            text += f" ~{zlib.crc32(sample_bytes(value)):08x}"
+        elif sample and part.size and not value.dtype.hasobject:
+            text += f" ~{zlib.crc32(sample_bytes(part)):08x}"
         return text
     if isinstance(value, (bool, int, float, complex, np.generic, str, type(None))):
         return f"{type(value).__name__} {value!r}"
@@ -209,7 +242,9 @@ def describe_inputs(plan: Any, check: str = "shapes", no_values: Sequence[str] =
         role = plan.arrays.get(name)
         read = (role is not None and role.read and not role.written
                 and name not in no_values)
-        fields.append((name, _describe_value(value, values and read, sample and read)))
+        part = (read_window(value, role, plan.lo, plan.step, plan.n)
+                if read and isinstance(value, np.ndarray) else None)
+        fields.append((name, _describe_value(value, values and read, sample and read, part)))
     return fields
 
 

@@ -684,9 +684,43 @@ def step(u, out, alpha):
         out[i] = u[i] + alpha * (u[i - 1] + u[i + 1])
 
 
+@accelerate
+def interior(v, out):
+    for i in range(1, v.shape[0] - 1):
+        out[i] = v[i] * 2.0
+
+
+@accelerate
+def behind(v, out):
+    for i in range(v.shape[0] - 2):
+        out[i] = v[i - 1] if i > 0 else 0.0
+
+
 me = distribute.rank()
 report = {}
 x = np.arange(100.0)
+ends = np.arange(100.0)
+ends[0] = ends[-1] = float(me) * 1e6         # never read (an np.empty scratch's ends)
+for check in ("values", "shapes"):
+    with loopscale.level("mpi", check=check):
+        try:
+            out = np.zeros(100)
+            interior(ends, out)
+            ok = bool(np.array_equal(out[1:-1], 2 * ends[1:-1]))
+            out = np.zeros(100)
+            behind(ends[1:], out)                # reads ends[1:97]
+            report[f"ends-{check}"] = ok and bool(np.array_equal(out[1:97], ends[1:97]))
+        except ArgumentValueError as exc:
+            report[f"ends-{check}"] = str(exc)
+    if me == 1:
+        ends[50] += 1.0                          # read: reported
+    try:
+        with loopscale.level("mpi", check=check):
+            interior(ends, np.zeros(100))
+        report[f"read-{check}"] = "NOT DETECTED"
+    except ArgumentValueError as exc:
+        report[f"read-{check}"] = str(exc)
+    ends[50] = 50.0
 for check in ("values", "shapes"):
     out = np.full(100, float(me))            # stale contents differ per rank
     with loopscale.level("mpi", check=check):
@@ -735,6 +769,10 @@ def test_the_agreement_check_compares_what_the_loop_reads(mpi_warm, tmp_path) ->
         # an output buffer's stale contents are not an input
         assert report["out-values"] is True, report
         assert report["out-shapes"] is True, report
+        # nor are elements the loop never reads; those it reads are
+        assert report["ends-values"] is True and report["ends-shapes"] is True, report
+        for key in ("read-values", "read-shapes"):
+            assert report[key].startswith("the inputs of interior() differ"), (key, report)
         # per-rank blocks of equal shape: reported, not mixed
         for key in ("blocks-shapes", "blocks-values", "strided"):
             text = report[key]

@@ -141,3 +141,40 @@ def test_a_quick_fingerprint_tells_signed_zeros_and_sampled_elements_apart():
     y[3] = -1.0  # a sampled element of an array the loop only reads
     assert _level.quick_fingerprint(plan(1.0, y, out)) != base
     assert _level.quick_fingerprint(plan(1, x, out)) != base  # int 1 is not float 1.0
+
+
+def test_the_read_window_holds_every_element_the_loop_reads_and_no_more():
+    from loopscale.accel._model import ArrayRole
+    from loopscale.distribute._partition import read_window
+
+    def role(offsets, floors=None, axis=0, access="offset"):
+        return ArrayRole(read=True, written=False, access=access, axis=axis,
+                         offsets=offsets, floors=floors or (None,) * len(offsets))
+
+    v = np.arange(100.0)
+    # range(1, 99): v[i - 1], v[i + 1] reach 0..99; v[i] alone 1..98
+    assert np.array_equal(read_window(v, role((-1, 1)), 1, 1, 98), v)
+    assert np.array_equal(read_window(v, role((0,), access="aligned"), 1, 1, 98), v[1:99])
+    # `v[i - 1] if i > 0` over range(97): from v[0], never v[-1]
+    assert np.array_equal(read_window(v, role((-1,), (1,)), 0, 1, 97), v[0:96])
+    # unguarded v[i - 1] at i = 0 wraps around to the end: the whole array
+    assert read_window(v, role((-1,)), 0, 1, 97) is v
+    # a reversed loop: range(98, 0, -2) reads v[98], v[96], ..., v[2] (+1)
+    assert np.array_equal(read_window(v, role((0, 1)), 98, -2, 49), v[2:100])
+    # along axis 1 of a table; nothing when the loop is empty; anywhere: all
+    t = np.arange(60.0).reshape(6, 10)
+    assert np.array_equal(read_window(t, role((0,), axis=1), 2, 1, 5), t[:, 2:7])
+    assert read_window(v, role((0,)), 0, 1, 0).size == 0
+    assert read_window(v, role((), access="anywhere", axis=None), 0, 1, 10) is v
+    # the window is what the loop reads: brute force over random loops and offsets
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        lo, step, n = int(rng.integers(0, 20)), int(rng.choice([1, 2, 3, -1, -2])), \
+            int(rng.integers(1, 30))
+        offs = tuple(sorted({int(o) for o in rng.integers(-3, 4, 2)}))
+        idx = [lo + k * step + o for k in range(n) for o in offs]
+        if min(idx) < 0 or max(idx) >= 100:
+            continue
+        w = read_window(v, role(offs), lo, step, n)
+        assert set(idx) <= set(w.tolist()), (lo, step, n, offs)
+        assert w.size == max(idx) - min(idx) + 1, (lo, step, n, offs)
