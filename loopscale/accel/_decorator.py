@@ -445,6 +445,7 @@ class Accelerated(Generic[P, R]):
         shadowed = {n for n in ("range", "min", "enumerate", "zip", "reversed")
                     if n in self.py_func.__globals__ or n in code.co_freevars}
         fdef = _iteration.reverse_ranges(fdef, shadowed)
+        self._user_tree = fdef  # (the loops over sequences as written)
         if not self._no_rewrite:
             fdef, self._rewritten = _iteration.rewrite_loops(fdef, shadowed)
 
@@ -1100,14 +1101,18 @@ class Accelerated(Generic[P, R]):
         return (tuple(_to_array(a) for a in args),
                 {k: _to_array(v) for k, v in kwargs.items()})
 
-    def _indexed_params(self) -> dict[str, int]:
+    def _indexed_params(self, iterated: bool = False) -> dict[str, int]:
         """Parameters the function subscripts (``x[i]``) or hands to a helper
-        function of its own, with the first such line."""
+        function of its own, with the first such line; with *iterated*, those
+        it iterates (``for v in x``) too."""
         cached = getattr(self, "_indexed_cache", None)
-        if cached is not None:
-            return cached
+        if cached is not None and iterated in cached:
+            return cached[iterated]  # type: ignore[no-any-return]
         found: dict[str, int] = {}
-        tree = self._tree
+        # as written, or as the loops over sequences are read: `for v in x` as
+        # `v = x[i]` (for a Series its values in order; a DataFrame's labels)
+        tree = (self._tree if iterated else None) or getattr(
+            self, "_user_tree", None) or self._tree
         params = set(self._params)
         if tree is not None:
             for node in ast.walk(tree):
@@ -1119,7 +1124,9 @@ class Accelerated(Generic[P, R]):
                     for arg in [*node.args, *(k.value for k in node.keywords)]:
                         if isinstance(arg, ast.Name) and arg.id in params:
                             found.setdefault(arg.id, node.lineno)
-        self._indexed_cache = found
+        if cached is None:
+            cached = self._indexed_cache = {}
+        cached[iterated] = found
         return found
 
     def _check_missing(self, name: str, value: Any) -> None:
@@ -1165,17 +1172,21 @@ class Accelerated(Generic[P, R]):
         compiled function gets the array and reads position (row) ``i``.  The
         answers would differ silently (or Python would raise ``KeyError``).
         """
-        line = self._indexed_params().get(name)
+        kind = type(value).__name__
+        line = self._indexed_params(iterated=kind == "DataFrame").get(name)
         if line is None:
             return
         code = self.py_func.__code__
         where = f"{self.py_func.__qualname__}() ({code.co_filename}:{code.co_firstlineno})"
-        kind = type(value).__name__
         if kind == "DataFrame":
+            how = (f"iterates it (`for ... in {name}`, line {line}): in Python that gives its "
+                   "column labels" if line in self._rewritten
+                   and self._indexed_params().get(name) != line else
+                   f"indexes it (`{name}[...]`, line {line}): in Python that selects a column "
+                   "by its label")
             raise ArgumentError(
-                f"argument {name!r} of {where} is a pandas DataFrame, and the function indexes "
-                f"it (`{name}[...]`, line {line}): in Python that selects a column by its "
-                "label, while the "
+                f"argument {name!r} of {where} is a pandas DataFrame, and the function {how}"
+                ", while the "
                 f"compiled function would read rows of {name}.to_numpy(): pass a NumPy array "
                 f"instead, {name}.to_numpy() for rows, or {name}['<column>'].to_numpy() for "
                 "one column.")

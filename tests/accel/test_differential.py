@@ -371,6 +371,37 @@ def test_series_arguments_give_the_python_result():
     np.testing.assert_array_equal(out, expected)
 
 
+def _series_total(x):
+    t = 0.0
+    for v in x:
+        t += v
+    return t
+
+
+def _series_dot(x, y):
+    t = 0.0
+    for k, (a, b) in enumerate(zip(x, y)):  # noqa: B905 (as users write it)
+        t += a * b * (k % 3)
+    return t
+
+
+def test_iterating_a_series_with_any_index_gives_its_values_in_order():
+    # `for v in x` iterates a Series' values whatever its index: no `x[i]` is
+    # written, so nothing looks up a label (the loop is read as a range loop
+    # internally, which must not make it refused)
+    rng = np.random.default_rng(4)
+    x = pd.Series(rng.random(5001), index=rng.permutation(5001) * 3)
+    y = pd.Series(rng.random(5001), index=[f"k{i}" for i in range(5001)])
+    for lvl in ("serial", "threads"):
+        with level(lvl):
+            assert accelerate(_series_total)(x) == pytest.approx(_series_total(x), rel=1e-12)
+            assert accelerate(_series_dot)(x, y) == pytest.approx(_series_dot(x, y), rel=1e-12)
+    # a DataFrame iterates its column labels in Python: refused, as when indexed
+    with pytest.raises(ArgumentError, match=r"iterates it \(`for \.\.\. in x`, line \d+\).*"
+                       "column labels"):
+        accelerate(_series_total)(pd.DataFrame({"a": x.to_numpy()}))
+
+
 @pytest.mark.parametrize("index", ["sorted", "strided", "strings", "floats", "dataframe"])
 def test_pandas_arguments_whose_x_i_is_not_position_i_are_refused(index):
     # Python's y[i] on these looks up a label (or a column): the compiled
