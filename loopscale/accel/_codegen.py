@@ -32,7 +32,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
-from ._astutil import _names_loaded, _stmt_targets, _walk_stmts, defined_before
+from ._astutil import _const_int, _names_loaded, _stmt_targets, _walk_stmts, defined_before
 from ._model import LoopAnalysis
 
 __all__ = ["GeneratedCode", "generate"]
@@ -457,7 +457,9 @@ def _length_checks(loop: ast.For, var: str, body: list[ast.stmt], params: list[s
     value, step and trip count are the variables *lo*, *step*, *n*."""
     from ._astutil import _index_positions
 
-    seen: dict[tuple[str, int], tuple[int, str, int, str]] = {}
+    #: (array, axis, the constant indices before that axis, or None) -> the read
+    #: or write reaching furthest past the loop variable there
+    seen: dict[tuple[str, int, tuple[int, ...] | None], tuple[int, str, int, str]] = {}
     for st in body:
         if _may_skip_rest(st):
             break  # what follows may not run on every iteration
@@ -483,7 +485,8 @@ def _length_checks(loop: ast.For, var: str, body: list[ast.stmt], params: list[s
                     off = e.right.value if isinstance(e.op, ast.Add) else -e.right.value
                 if off is None:
                     continue
-                key = (base_name.id, axis)
+                lead = [_const_int(x) for x in pos[:axis]]
+                key = (base_name.id, axis, None if None in lead else tuple(lead))  # type: ignore[arg-type]
                 if key not in seen or off > seen[key][0]:
                     seen[key] = (off, ast.unparse(node), node.lineno, _verb(st, node))
     # the loop's own bound: range(len(a)) / range(a.shape[0]) (start >= 0, unit
@@ -503,11 +506,18 @@ def _length_checks(loop: ast.For, var: str, body: list[ast.stmt], params: list[s
               and isinstance(stop.slice, ast.Constant) and isinstance(stop.slice.value, int)):
             own = (stop.value.value.id, stop.slice.value)
     out: list[ast.stmt] = []
-    for (name, axis), (off, text, line, verb) in seen.items():
+    for (name, axis, lead), (off, text, line, verb) in seen.items():
         if (name, axis) == own and off <= 0:
             continue
-        length = f"__ls_len0({name})" if axis == 0 else f"{name}.shape[{axis}]"
-        msg = (f"{_ARG_MARK} argument {name!r} of {fname}() is too short along axis {axis} for "
+        # `a[k][i]`: the length of `a[k]`, an array's row or a tuple's array (a
+        # tuple of arrays passed in has no shape); `a[j, i]`: the array's axis
+        length = (f"__ls_len0({name})" if axis == 0 else
+                  f"__ls_len0({name}{''.join(f'[{k}]' for k in lead)})" if lead is not None
+                  else f"__ls_dim({name}, {axis})")
+        short = (f"is too short along axis {axis}" if axis == 0 or lead is None else
+                 f"is too short: `{name}{''.join(f'[{k}]' for k in lead)}` has too few "
+                 "elements")
+        msg = (f"{_ARG_MARK} argument {name!r} of {fname}() {short} for "
                f"the loop at {filename}:{loop.lineno}, which {verb} `{text}` (line {line}) for "
                f"every {var} in {ast.unparse(loop.iter)}; pass arrays of matching lengths")
         out += _stmts(f"""

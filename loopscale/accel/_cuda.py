@@ -493,6 +493,7 @@ class _Program:
         ns.update(_lookup(func, self.code.loaded))
         ns["__ls_launch"] = self.launch
         ns["__ls_len0"] = _runtime.ls_len0
+        ns["__ls_dim"] = _runtime.ls_dim
         ns["__ls_seqlen"] = _runtime.ls_seqlen
         ns.update(_codegen.defaults(func))
         exec(compile(self.code.host_module, filename, "exec"), ns)

@@ -17,7 +17,7 @@ from numba.extending import intrinsic, overload
 
 __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "SCATTER_SHARE",
            "SCATTER_SLACK", "SHARE_WORK", "overlaps", "block_size",
-           "trip_count", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_no_bits",
+           "trip_count", "ls_dim", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_no_bits",
            "ls_all_bits", "ls_min_top",
            "ls_max_top", "ls_nan_top", "ls_np_top", "ls_range_int", "EarlyReturn"]
 
@@ -276,6 +276,19 @@ def ls_len0(x: object) -> int:
     array's, or no limit for what is not an array (a typed ``Dict`` written at
     the loop variable grows; a list raises its own IndexError)."""
     return len(x) if hasattr(x, "shape") else 1 << 62  # (run as Python by the CUDA host)
+
+
+def ls_dim(x: object, axis: int) -> int:
+    """The length along *axis* that the generated length checks compare with: an
+    array's, or no limit for what is not an array (a tuple of arrays)."""
+    return x.shape[axis] if hasattr(x, "shape") else 1 << 62  # type: ignore[attr-defined]
+
+
+@overload(ls_dim)
+def _ls_dim(x, axis):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if isinstance(x, types.Array):
+        return lambda x, axis: x.shape[axis]
+    return lambda x, axis: 1 << 62
 
 
 @overload(ls_len0)

@@ -798,3 +798,36 @@ def test_a_read_only_array_is_refused_only_where_the_function_writes_it():
     assert f"line {line_of(_scale_in_place, 'x[i] *= c')}" in str(info.value) or \
         f"line {line_of(_scale_in_place, 'for i in')}" in str(info.value)
     np.testing.assert_array_equal(ro, 1.0)  # (nothing written)
+
+
+def _sum_of_pair(arrs, out):
+    for i in range(out.shape[0]):
+        out[i] = arrs[0][i] + arrs[1][i] * 2.0
+
+
+def _fill_pair(x, outs):
+    for i in range(x.shape[0]):
+        outs[0][i] = x[i] + 1.0
+        outs[1][i] = x[i] * 3.0
+
+
+def test_a_tuple_of_arrays_passed_in_is_read_and_written_at_every_level():
+    # (a tuple has no shape: the length checks take its arrays' lengths)
+    rng = np.random.default_rng(7)
+    a, b = rng.random(20_001), rng.random(20_001)
+    want = np.zeros(20_001)
+    _sum_of_pair((a, b), want)
+    f, g = accelerate(_sum_of_pair), accelerate(_fill_pair)
+    for lvl in ("serial", "threads"):
+        out = np.zeros(20_001)
+        o1, o2 = np.zeros(20_001), np.zeros(20_001)
+        with level(lvl):
+            f((a, b), out)
+            g(a, (o1, o2))
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(o1, a + 1.0)
+        np.testing.assert_array_equal(o2, a * 3.0)
+    assert f.analysis.parallel and g.analysis.parallel
+    with pytest.raises(ArgumentValueError, match=r"argument 'arrs' of _sum_of_pair\(\) is too "
+                       r"short: `arrs\[1\]` has too few elements .*`arrs\[1\]\[i\]`"):
+        f((a, b[:100]), np.zeros(20_001))
