@@ -282,7 +282,8 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
                 written_beyond=beyond,
                 reduction_payloads=dict(checker.payloads),
                 reduction_sets=dict(checker.flag_sets),
-                reduction_scatters=tuple(sorted(checker.scatter_sums))))
+                reduction_scatters=tuple(sorted(checker.scatter_sums)),
+                scatter_params=dict(checker.scatter_params)))
         except _Unsafe as exc:
             reason = f"line {exc.line}: {exc.message}"
             if forced and on_loop is not None:

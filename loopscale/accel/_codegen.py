@@ -29,6 +29,7 @@ import ast
 import copy
 import textwrap
 import types
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,7 +219,8 @@ def _trip_src(nargs: int) -> str:
     """
 
 
-def _block_src(has_red: bool, nested: bool = False, scatters: tuple[str, ...] = ()) -> str:
+def _block_src(has_red: bool, nested: bool = False, scatters: tuple[str, ...] = (),
+               params: Container[str] = ()) -> str:
     floor = (NESTED_MIN_BLOCK if nested else MIN_BLOCK) if has_red else PLAIN_BLOCK
     src = textwrap.dedent(f"""
         __ls_bs = (__ls_n + {MAX_BLOCKS - 1}) // {MAX_BLOCKS}
@@ -231,7 +233,9 @@ def _block_src(has_red: bool, nested: bool = False, scatters: tuple[str, ...] = 
         # quarter of the iterations' count of elements (plus 64 Ki), so that
         # this stays small beside the loop's own work (a function of the sizes
         # alone: every level cuts the same blocks)
-        size = " + ".join(f"{h}.size" for h in scatters)
+        # (an argument may be a typed Dict: see _DirectScatter)
+        size = " + ".join(f"__ls_scatter_size({h})" if h in params else f"{h}.size"
+                          for h in scatters)
         src += textwrap.dedent(f"""
             __ls_sz = {size}
             __ls_cap = __ls_n // {SCATTER_SHARE} + {SCATTER_SLACK}
@@ -312,6 +316,45 @@ class _Rename(ast.NodeTransformer):
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id in self.mapping:
             return ast.copy_location(ast.Name(id=self.mapping[node.id], ctx=node.ctx), node)
+        return node
+
+
+class _DirectScatter(ast.NodeTransformer):
+    """In the fused serial code, ``__ls_r_h[k] += w`` of a scatter sum into an
+    argument ``h`` (after renaming) adds into ``h`` itself, in the loop's order,
+    where per-block sums would not repeat the loop: when ``h`` shares memory
+    with another argument (*direct*: its flag), or when ``h`` is an integer array
+    and ``w`` is not an integer (each addition truncates; ``ls_scatter_exact``,
+    decided by the types when compiling)."""
+
+    def __init__(self, names: dict[str, tuple[str, str, bool]]) -> None:
+        self.names = names  # renamed -> (argument, its flag, whether to check w)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.AST]:
+        t = node.target
+        if not (isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)
+                and t.value.id in self.names):
+            return node
+        arg, flag, check = self.names[t.value.id]
+        line = node.lineno
+        out: list[ast.stmt] = []
+        value = node.value
+        if check:  # (the value once, before the test: as the statement evaluates it)
+            out += _stmts(f"__ls_v_{arg} = 0", line)
+            out[-1].value = value  # type: ignore[attr-defined]
+            value = ast.Name(id=f"__ls_v_{arg}", ctx=ast.Load())
+        test = flag if not check else f"{flag} or not __ls_scatter_exact({arg}, __ls_v_{arg})"
+        branch = _stmts(f"if {test}:\n    pass\nelse:\n    pass", line)[0]
+        own = copy.deepcopy(node)
+        own.target = ast.Subscript(value=ast.Name(id=arg, ctx=ast.Load()),
+                                   slice=copy.deepcopy(t.slice), ctx=ast.Store())
+        own.value = copy.deepcopy(value)
+        node.value = value
+        branch.body = _fix([own], line)  # type: ignore[attr-defined]
+        branch.orelse = _fix([node], line)  # type: ignore[attr-defined]
+        return [*out, branch]
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         return node
 
 
@@ -665,8 +708,13 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     # and their flags
     partials = [*reds, *flags.values(), *pay_names, *hits.values()]
 
-    def body_copy() -> list[ast.stmt]:
+    def body_copy(serial: bool = False) -> list[ast.stmt]:
         b = [_Rename(rename).visit(copy.deepcopy(st)) for st in loop.body]
+        if serial and scatter_params:
+            direct = _DirectScatter({rename[h]: (h, f"__ls_direct_{h}", kind != "count")
+                                     for h, kind in scatter_params.items()})
+            b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(
+                direct.visit(st))]
         if flags:
             tr = _FlagNaN({rename[s]: f for s, f in flags.items()})
             b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(
@@ -680,6 +728,9 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         return b
 
     scatters = tuple(getattr(analysis, "reduction_scatters", None) or ())
+    #: those into arguments: the fused serial code adds into the argument itself
+    #: where per-block sums would not repeat the loop (see _DirectScatter)
+    scatter_params = dict(getattr(analysis, "scatter_params", None) or {})
     sets = dict(getattr(analysis, "reduction_sets", None) or {})
     for s, value in sets.items():
         forms[s] = value  # (the combine of a flag sets its constant)
@@ -714,7 +765,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     # an iteration that runs a loop of its own: short reduction blocks (see _runtime)
     nested = any(isinstance(n, (ast.For, ast.While)) for st in loop.body for n in ast.walk(st))
 
-    def block_loop(start: str, stop: str) -> ast.For:
+    def block_loop(start: str, stop: str, serial: bool = False) -> ast.For:
         # iterations [start, stop) of the iteration space; with a unit step the
         # loop variable is the induction variable itself, as in the original
         # loop, so LLVM sees the same loop Numba's njit would compile
@@ -742,7 +793,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             """, line)[0]
         if nargs <= 2 and start_const is not None:
             inner.body += _stmts(f"{var} = __ls_nonneg({var})", line)  # type: ignore
-        inner.body.extend(body_copy())  # type: ignore[attr-defined]
+        inner.body.extend(body_copy(serial))  # type: ignore[attr-defined]
         return inner  # type: ignore[return-value]
 
     def zdiv_check() -> list[ast.stmt]:
@@ -764,9 +815,17 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     params = [a.arg for a in fdef.args.posonlyargs + fdef.args.args + fdef.args.kwonlyargs]
     checks = _bound_checks(loop, var, params, pre, filename, fname)  # type: ignore[arg-type]
     s_body += copy.deepcopy(checks)
-    s_body += _stmts(_block_src(has_red, nested, scatters), line)
+    s_body += _stmts(_block_src(has_red, nested, scatters, scatter_params), line)
     for s in reds:
         s_body += _stmts(f"__ls_s0_{s} = {s}", line)
+    all_params = [*params, *([fdef.args.vararg.arg] if fdef.args.vararg else [])]
+    for h in scatter_params:
+        # `h` meets another argument: adding into it at once, as the loop does,
+        # is the only order in which what the loop reads through the other sees
+        # the sums the loop has made
+        others = [f"__ls_meets({h}, {p})" for p in all_params if p != h]
+        s_body += _stmts(f"__ls_direct_{h} = " + " or ".join([f"__ls_not_array({h})",
+                                                             *others]), line)
     outer = _stmts("""
         for __ls_b0 in range(0, __ls_n, __ls_bs):
             __ls_b1 = __ls_b0 + __ls_bs
@@ -776,16 +835,21 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
             __ls_put(__ls_sta, 1, __ls_b1)
     """, line)[0]
     for s, op in reds.items():
-        outer.body += _stmts(f"{rename[s]} = " + _identity_src(  # type: ignore[attr-defined]
-            op, f"__ls_s0_{s}", f"__ls_s0_{s}", forms.get(s)), line)
+        outer.body += _stmts(f"{rename[s]} = " + (  # type: ignore[attr-defined]
+            f"__ls_scatter_zero(__ls_s0_{s})" if s in scatter_params else _identity_src(
+                op, f"__ls_s0_{s}", f"__ls_s0_{s}", forms.get(s))), line)
     for f in flags.values():
         outer.body += _stmts(f"{f} = False", line)  # type: ignore[attr-defined]
     outer.body += block_start(lambda x: x)  # type: ignore[attr-defined]
-    outer.body.append(block_loop("__ls_b0", "__ls_b1"))  # type: ignore[attr-defined]
+    outer.body.append(block_loop("__ls_b0", "__ls_b1", serial=True))  # type: ignore[attr-defined]
     outer.body += hits_after()  # type: ignore[attr-defined]
     outer.body += zdiv_check()  # type: ignore[attr-defined]
     for s, op in reds.items():
-        outer.body += combine(s, op, rename[s], flags.get(s))  # type: ignore[attr-defined]
+        step_in = combine(s, op, rename[s], flags.get(s))
+        if s in scatter_params:  # (added at once instead: nothing to add)
+            step_in = _stmts(f"if not __ls_direct_{s}:\n"
+                             f"    __ls_scatter_add({s}, {rename[s]})", line)
+        outer.body += step_in  # type: ignore[attr-defined]
     s_body.append(outer)
     s_body += _stmts("__ls_put(__ls_sta, 1, -1)", line)
     s_body += list(post)

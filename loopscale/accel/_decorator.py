@@ -1673,6 +1673,20 @@ class Accelerated(Generic[P, R]):
                 if getattr(executor, "name", None) != "serial":
                     self._note_serial("payload", why)
                 return self._run_serial(args, kwargs)
+        if self.analysis.scatter_params:
+            why = self._scatter_in_order(args, kwargs)
+            if why is not None:
+                # the fused serial code adds into the argument itself, in the
+                # loop's order (see _codegen._DirectScatter); blocks cannot
+                if distributed:
+                    raise DistributionError(
+                        f"{self.py_func.__qualname__}() ({self.analysis.filename}:"
+                        f"{self.analysis.lineno}) cannot run on distributed arrays: {why}. "
+                        "Gather the arrays (distribute.allgather) and call it on NumPy "
+                        "arrays, where the loop runs in order.")
+                if getattr(executor, "name", None) != "serial":
+                    self._note_serial("scatter", why)
+                return self._run_serial(args, kwargs)
         failed: CompileError | None = None
         try:
             res = comp.pre(*args, **kwargs)
@@ -1860,6 +1874,48 @@ class Accelerated(Generic[P, R]):
                     isinstance(v, tuple) and _holds_arrays(v)):
                 return (f"`{nm}` is a {type(v).__name__}, not an array, and the loop writes "
                         "its items: they cannot be shared out among workers (pass an array)")
+        return None
+
+    def _scatter_in_order(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """Why sums per block into an argument (``counts[b] += w``) would not give
+        the loop's answer for this call (None when they would): the array shares
+        memory with another argument (the loop may read what it adds), it is an
+        integer array that may be given values that are not integers (each
+        addition rounds toward zero), or a bool one given more than positive
+        counts.  The fused serial code asks the same (``__ls_meets``,
+        ``__ls_scatter_exact``) and then adds into the argument in order."""
+        try:
+            bound = self.__signature__.bind(*args, **kwargs)
+        except TypeError:
+            return None  # (the call's own error comes with it)
+        values = {k: _to_array(v) for k, v in bound.arguments.items()}
+        for h, kind in self.analysis.scatter_params.items():
+            arr = values.get(h)
+            if not isinstance(arr, np.ndarray):
+                if h in values:
+                    return (f"`{h}`, which the loop adds into at any index, is a "
+                            f"{type(arr).__name__}, not an array: blocks cannot each sum "
+                            "into one of their own, so it adds in order (pass a NumPy array "
+                            "to run it in parallel)")
+                continue
+            for other, v in values.items():
+                if other != h and _runtime.ls_meets(arr, v):
+                    return (f"`{h}`, which the loop adds into at any index, shares memory "
+                            f"with `{other}`: the loop may read what it adds, so it adds in "
+                            "order (pass arrays that do not overlap, e.g. a copy, to run it "
+                            "in parallel)")
+            dtype = arr.dtype
+            if kind == "count" or dtype.kind in "fc":
+                continue
+            if dtype.kind == "b":
+                return (f"`{h}` is a bool array, and the loop adds into it at any index "
+                        "values other than positive integer constants, whose sums per block "
+                        "would not give the loop's answer")
+            if kind == "any" and dtype.kind in "iu":
+                return (f"`{h}` is an array of dtype {dtype}, and the loop adds into it at "
+                        "any index values that may not be integers: each addition rounds "
+                        "toward zero, which sums per block would not repeat (pass a float "
+                        "array, e.g. np.zeros(m), to run it in parallel)")
         return None
 
     def _overlap(self, comp: _Compiled, state: tuple[Any, ...]) -> str | None:

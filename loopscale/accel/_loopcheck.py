@@ -526,6 +526,7 @@ class _LoopChecker:
         self.flag_sets: dict[str, str] = {}
         #: `h[b] += w` into an array made before the loop: summed per block
         self.scatter_sums: set[str] = set()
+        self.scatter_params: dict[str, str] = {}  # see LoopAnalysis.scatter_params
         #: why an array added into at any index is not such a sum (for the reason)
         self.scatter_hints: dict[str, str] = {}
         #: names bound inside the loop body -> what each of their bindings may view:
@@ -915,14 +916,25 @@ class _LoopChecker:
                 targets.setdefault(st.target.value.id, []).append(st)
         taken = {self.var, *self.reductions, *(p for ps in self.payloads.values() for p in ps)}
         for name, stmts in targets.items():
-            if (name in taken or name not in defined_before or name not in made
-                    or name in params or name in plain):
+            if name in taken or name not in defined_before or name in plain:
+                continue
+            # an argument the function does not rebind (`counts[b] += 1` into the
+            # caller's array), or an array the function made
+            param = name in params and name not in made
+            if not param and (name not in made or name in params):
                 continue
             ops = {_REDUCTION_OPS.get(type(st.op)) for st in stmts}
-            if len(ops) != 1 or not ops <= {"+", "*"}:
+            if len(ops) != 1 or not ops <= ({"+"} if param else {"+", "*"}):
                 continue  # (a scatter sum or product: each block's own array)
+            consts = [_const_int(st.value) for st in stmts]
+            if param:
+                # its dtype shows at call time: what the loop adds decides where
+                # per-block sums repeat the loop exactly (see scatter_params)
+                kind = ("count" if all(isinstance(st.op, ast.Add) and c is not None and c > 0
+                                       for st, c in zip(stmts, consts, strict=True))
+                        else "int" if None not in consts else "any")
             # made by a NumPy allocation, each time: an array of the function's own
-            if not all(isinstance(b, ast.Assign) and len(b.targets) == 1
+            elif not all(isinstance(b, ast.Assign) and len(b.targets) == 1
                        and isinstance(b.targets[0], ast.Name) and isinstance(b.value, ast.Call)
                        and getattr(self.resolver.value(b.value.func), "__name__", None)
                        in _SCATTER_ALLOCATORS
@@ -931,14 +943,14 @@ class _LoopChecker:
                 continue
             # an integer array truncates each addition of a float (`h[b] += 0.5`), which
             # per-block sums would not repeat: floats only into a float array
-            kinds = {self._array_kind(b.value) for b in made[name]}  # type: ignore[arg-type]
-            consts = [_const_int(st.value) for st in stmts]
+            kinds = set() if param else {
+                self._array_kind(b.value) for b in made[name]}  # type: ignore[arg-type]
             # an integer constant adds exactly into an integer array, and `+= k` (k > 0)
             # into a bool one too (True stays True); `-=`/`*=` toggle or clear bools
             by_consts = None not in consts and (
                 kinds <= {"i"} or all(isinstance(st.op, ast.Add) and c is not None and c > 0
                                       for st, c in zip(stmts, consts, strict=True)))
-            if not kinds <= {"f"} and not by_consts:
+            if not param and not kinds <= {"f"} and not by_consts:
                 self.scatter_hints[name] = (
                     f"; `{name}` is not surely a float array (`{self.src(made[name][0].value)}`"
                     f", line {self.line(made[name][0])}), and an integer array truncates each "
@@ -958,6 +970,8 @@ class _LoopChecker:
             self.reductions[name] = ops.pop()  # type: ignore[assignment]
             self.reduction_forms[name] = "aug"
             self.scatter_sums.add(name)
+            if param:
+                self.scatter_params[name] = kind
 
     def _array_kind(self, call: ast.Call) -> str | None:
         """``"f"`` when the NumPy allocation *call* surely makes a float or complex

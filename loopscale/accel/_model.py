@@ -158,6 +158,12 @@ class LoopAnalysis:
     #: sums into an array of its own (blocks long enough that these stay small
     #: beside the loop's work)
     reduction_scatters: tuple[str, ...] = ()
+    #: those of :attr:`reduction_scatters` that are arguments (their dtype is known
+    #: at call time) -> what they add: ``"count"`` (positive integer constants:
+    #: exact into any array), ``"int"`` (integer constants: exact into integers),
+    #: ``"any"`` (exact into integers only when the values are integers; see
+    #: ``ls_scatter_exact``)
+    scatter_params: Mapping[str, str] = field(default_factory=dict)
 
     def reduction_text(self, name: str) -> str:
         """``best (min, with idx)``: a reduction for :meth:`summary` and ``explain()``."""

@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import types
-from numba.extending import intrinsic, overload
+from numba import literal_unroll, types
+from numba.extending import intrinsic, overload, register_jitable
 
 __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "SCATTER_SHARE",
            "SCATTER_SLACK", "SHARE_WORK", "overlaps", "block_size",
-           "trip_count", "ls_dim", "ls_put", "ls_nonneg", "ls_zero_i", "ls_one_i", "ls_no_bits",
+           "trip_count", "ls_dim", "ls_meets", "ls_not_array", "ls_scatter_zero", "ls_scatter_add",
+           "ls_scatter_size", "ls_scatter_exact", "ls_put", "ls_nonneg",
+           "ls_zero_i", "ls_one_i", "ls_no_bits",
            "ls_all_bits", "ls_min_top",
            "ls_max_top", "ls_nan_top", "ls_np_top", "ls_range_int", "EarlyReturn"]
 
@@ -276,6 +278,128 @@ def ls_len0(x: object) -> int:
     array's, or no limit for what is not an array (a typed ``Dict`` written at
     the loop variable grows; a list raises its own IndexError)."""
     return len(x) if hasattr(x, "shape") else 1 << 62  # (run as Python by the CUDA host)
+
+
+def ls_meets(a: Any, b: Any) -> bool:
+    """Whether array *a* may share memory with *b* (an array, or a tuple holding
+    arrays; anything else never): their address ranges meet.  The fused serial
+    code asks it of an argument that a scatter sum adds into."""
+    if not isinstance(a, np.ndarray):
+        return False
+    if isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    if isinstance(b, tuple):
+        return any(ls_meets(a, e) for e in b)
+    return False
+
+
+@register_jitable
+def _extent(a):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    lo = a.ctypes.data
+    hi = lo
+    for k in range(a.ndim):
+        if a.shape[k] == 0:
+            return lo, lo
+        st = a.strides[k] * (a.shape[k] - 1)
+        if st > 0:
+            hi += st
+        else:
+            lo += st
+    return lo, hi + a.itemsize
+
+
+@overload(ls_meets)
+def _ls_meets(a, b):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if not isinstance(a, types.Array):
+        return lambda a, b: False
+    if isinstance(b, types.Array):
+        def impl(a, b):
+            a0, a1 = _extent(a)
+            b0, b1 = _extent(b)
+            return a0 < b1 and b0 < a1
+
+        return impl
+    if isinstance(b, types.BaseTuple) and any(
+            isinstance(t, (types.Array, types.BaseTuple)) for t in b.types):
+        def impl_tuple(a, b):
+            hit = False
+            for e in literal_unroll(b):
+                if ls_meets(a, e):
+                    hit = True
+            return hit
+
+        return impl_tuple
+    return lambda a, b: False
+
+
+def ls_not_array(h: Any) -> bool:
+    """Whether *h*, which a scatter sum adds into, is not an array (a typed
+    ``Dict`` the caller passed): the fused serial code then adds into it itself."""
+    return not isinstance(h, np.ndarray)
+
+
+@overload(ls_not_array)
+def _ls_not_array(h):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    return (lambda h: False) if isinstance(h, types.Array) else (lambda h: True)
+
+
+def ls_scatter_zero(h: Any) -> Any:
+    """A block's own array for a scatter sum into the argument *h*: zeros like it
+    (*h* itself when it is not an array, which is then added into directly)."""
+    return np.zeros_like(h) if isinstance(h, np.ndarray) else h
+
+
+@overload(ls_scatter_zero)
+def _ls_scatter_zero(h):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if isinstance(h, types.Array):
+        return lambda h: np.zeros_like(h)
+    return lambda h: h
+
+
+def ls_scatter_add(h: Any, p: Any) -> None:
+    """Add a block's array *p* into the argument *h* (nothing when *h* is not an
+    array: the loop added into it directly)."""
+    if isinstance(h, np.ndarray):
+        h += p
+
+
+@overload(ls_scatter_add)
+def _ls_scatter_add(h, p):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    if isinstance(h, types.Array):
+        def add(h, p):
+            h += p
+
+        return add
+    return lambda h, p: None
+
+
+def ls_scatter_size(h: Any) -> int:
+    """The elements of the argument *h* a block's own array holds (0 when *h* is
+    not an array)."""
+    return int(h.size) if isinstance(h, np.ndarray) else 0
+
+
+@overload(ls_scatter_size)
+def _ls_scatter_size(h):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    return (lambda h: h.size) if isinstance(h, types.Array) else (lambda h: 0)
+
+
+def ls_scatter_exact(h: Any, v: Any) -> bool:
+    """Whether adding *v* into elements of the array *h* block by block (each block
+    its own sums, added to *h* in block order) gives what adding it one
+    iteration after another gives: into a float or complex array (to rounding),
+    or an integer value into an integer array (wrapping alike); not a float
+    into an integer array (each addition truncates), nor into a bool one."""
+    kind = np.asarray(h).dtype.kind
+    return kind in "fc" or (kind in "iu" and np.asarray(v).dtype.kind in "biu")
+
+
+@overload(ls_scatter_exact)
+def _ls_scatter_exact(h, v):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    dt = h.dtype if isinstance(h, types.Array) else None
+    exact = isinstance(dt, (types.Float, types.Complex)) or (
+        isinstance(dt, types.Integer) and isinstance(v, (types.Integer, types.Boolean)))
+    return (lambda h, v: True) if exact else (lambda h, v: False)
 
 
 def ls_dim(x: object, axis: int) -> int:

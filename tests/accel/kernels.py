@@ -474,6 +474,11 @@ def histogram(x, bins):
         bins[k] += 1
 
 
+def scatter_store(x, idx, out):
+    for i in range(x.shape[0]):
+        out[idx[i]] = x[i]  # the last iteration to reach an element wins
+
+
 def find_first(x, value):
     for i in range(x.shape[0]):
         if x[i] == value:
@@ -682,6 +687,10 @@ def _args_histogram(n, rng):
     return (rng.random(n), np.zeros(7, dtype=np.int64))
 
 
+def _args_scatter_store(n, rng):
+    return (rng.random(n), rng.integers(0, 5, n), np.zeros(5))
+
+
 def _args_find_first(n, rng):
     x = rng.integers(0, 10, n).astype(np.float64)
     return (x, 3.0)
@@ -795,10 +804,12 @@ KERNELS: list[Kernel] = [
     _k(nbody, _args_nbody, True, "nested"),
     _k(mandelbrot, _args_mandelbrot, True, "nested"),
     _k(row_norms_enumerate, _args_matvec_rows, True, "nested"),
+    # a sum into an argument at any index: an array per block, on the CPU only
+    _k(histogram, _args_histogram, True, "scatter", {"bins": "+"}),
     # sequential: carried dependences, scatters, early exits
     _k(prefix_sum, _args_x_out, False, "sequential"),
     _k(scalar_recurrence, _args_x_out, False, "sequential"),
-    _k(histogram, _args_histogram, False, "sequential"),
+    _k(scatter_store, _args_scatter_store, False, "sequential"),
     _k(find_first, _args_find_first, False, "sequential"),
     _k(first_negative_break, _args_first_negative, False, "sequential"),
     _k(helper_shared_write, _args_helper_shared, False, "sequential"),

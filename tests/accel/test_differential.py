@@ -37,7 +37,8 @@ pytestmark = pytest.mark.timeout(600)
 SIZES = st.one_of(st.sampled_from([0, 1, 2, 3, 5, 7, 9, 17]), st.integers(0, 300))
 SEEDS = st.integers(0, 2**32 - 1)
 
-LINEAR = [k for k in KERNELS if k.kind in ("map", "reduction", "sequential", "stencil")]
+LINEAR = [k for k in KERNELS if k.kind in ("map", "reduction", "sequential", "stencil",
+                                           "scatter")]
 LINEAR = [k for k in LINEAR if k.name != "laplacian_2d"]
 REDUCTIONS = [k for k in KERNELS if k.kind == "reduction"]
 TWO_D = [

@@ -94,7 +94,7 @@ def running_counts(x, nbins, out):
 @accelerate
 def into_an_argument(x, h):
     # `h` is the caller's: it may be anything indexable (a typed Dict...), and
-    # may share memory with `x`; the loop stays in order
+    # may share memory with `x` (see test_sums_into_an_argument...)
     for i in range(x.shape[0]):
         h[int(x[i] * 4) % 4] += 1
     return h
@@ -255,7 +255,6 @@ def test_blocks_keep_the_per_block_arrays_small(n, nbins):
 
 @pytest.mark.parametrize("fn, text, words", [
     (running_counts, "h[b] += 1", "`h[b]` writes `h` at an index"),
-    (into_an_argument, "h[int(x[i] * 4) % 4] += 1", "writes `h` at an index"),
     (through_another_name, "h[int(x[i] * nbins) % nbins] += x[i]", "writes `h` at an index"),
     (integer_bins_float_weights, "h[int(x[i] * 4) % 4] += w[i]",
      "`h` is not surely a float array (`np.zeros(4, np.int64)`"),
@@ -264,7 +263,7 @@ def test_blocks_keep_the_per_block_arrays_small(n, nbins):
     (parameter_with_a_local_namesake, "h[(i + 1) % n] += x[i]", "writes `h` at an index"),
     (aliased_through_a_helper, "h[b[i]] += w[i]", "writes `h` at an index"),
     (bool_toggles, "h[b[i]] -= 1", "`h` is not surely a float array"),
-], ids=["read in the loop", "an argument", "another name", "integer bins, float weights",
+], ids=["read in the loop", "another name", "integer bins, float weights",
         "dtype unknown", "a parameter remade on a branch", "a parameter, a local namesake",
         "another name through a helper", "bool toggles"])
 def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
@@ -275,8 +274,6 @@ def test_sums_whose_order_may_matter_stay_sequential(fn, text, words):
     x = np.random.default_rng(3).random(3000)
     if fn is running_counts:
         args = lambda: (x, 7, np.zeros(3000, np.int64))  # noqa: E731
-    elif fn is into_an_argument:
-        args = lambda: (x, np.zeros(4, np.int64))  # noqa: E731
     elif fn is integer_bins_float_weights:
         args = lambda: (x, x - 0.5)  # noqa: E731
     elif fn is like_its_input:
@@ -336,3 +333,114 @@ def test_an_in_place_accumulator_with_another_name_made_by_a_helper_runs_in_orde
             fn(X, out)
         np.testing.assert_array_equal(out, want)  # 1, 2, 3, ...
     assert whole_accumulator_measured_and_copied.analysis.parallel is True
+
+
+@accelerate
+def weights_into_an_argument(b, w, h):
+    for i in range(b.shape[0]):
+        h[b[i]] += w[i]
+
+
+@accelerate
+def toggles_into_an_argument(b, h):
+    for i in range(b.shape[0]):
+        h[b[i]] -= 1
+
+
+def _same_call(fn, make, exact=True):
+    """Run *fn* as Python and at each level on fresh arguments from *make*; every
+    argument must end as Python leaves it.  The plans of the threads runs."""
+    want = make()
+    fn.py_func(*want)
+    plans = []
+    for level, options in _levels():
+        got = make()
+        with loopscale.level(level, **options):
+            fn(*got)
+        for g, w in zip(got, want, strict=True):
+            if isinstance(w, np.ndarray):
+                if exact:
+                    np.testing.assert_array_equal(g, w, err_msg=f"{level} {options}")
+                else:
+                    np.testing.assert_allclose(g, w, rtol=1e-11, err_msg=f"{level} {options}")
+            else:
+                assert dict(g) == dict(w), (level, options)
+        if level == "threads":
+            plans.append(fn._last_plan)
+    return plans
+
+
+def test_sums_into_an_argument_run_in_parallel_where_the_call_allows():
+    import warnings
+
+    from numba import typed, types
+
+    assert into_an_argument.analysis.parallel
+    assert into_an_argument.analysis.scatter_params == {"h": "count"}
+    rng = np.random.default_rng(8)
+    x = rng.random(60_001)
+    b = rng.integers(0, 40, 60_001)
+    wf = rng.random(60_001) - 0.4
+    wi = rng.integers(-3, 4, 60_001)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # counts into any integer or bool array, floats into a float array:
+        # blocks of their own, added in order
+        for dtype in (np.int64, np.int8, np.uint16, bool, np.float64):
+            plans = _same_call(into_an_argument, lambda dt=dtype: (x, np.ones(4, dt)))
+            assert any(p is not None and p.nblocks > 1 for p in plans), dtype
+        _same_call(weights_into_an_argument, lambda: (b, wf, np.full(40, 0.5)), exact=False)
+        # what per-block sums would not repeat: the fused serial code adds into
+        # the argument itself, in order, at every level
+        for h0, w in ((np.full(40, -3, np.int64), wf),   # floats truncated into integers
+                      (np.full(40, 7, np.uint8), wi),    # integers: exact either way
+                      (np.ones(40, bool), wi)):          # a bool is not a counter
+            into = weights_into_an_argument
+            _same_call(into, lambda h0=h0, w=w: (b, w, h0.copy()))
+        _same_call(toggles_into_an_argument, lambda: (b, np.ones(40, bool)))
+        _same_call(toggles_into_an_argument, lambda: (b, np.zeros(40, np.int16)))
+        # the weights are the counts themselves: the loop reads what it adds
+        _same_call(weights_into_an_argument,
+                   lambda: (lambda c: (b, c, c))(np.linspace(0.0, 1.0, 60_001)), exact=False)
+        why = weights_into_an_argument._why_serial or ""
+        assert "`h`, which the loop adds into at any index, shares memory with `w`" in why, why
+
+        # a typed Dict passed in: added into in order
+        def counts():
+            d = typed.Dict.empty(types.int64, types.int64)
+            for k in range(4):
+                d[k] = k
+            return (x, d)
+
+        _same_call(into_an_argument, counts)
+        assert "not an array" in (into_an_argument._why_serial or "")
+    fresh = accelerate(weights_into_an_argument.py_func)  # (it warns once)
+    with loopscale.level("threads"), pytest.warns(loopscale.errors.SerializationWarning,
+                                                  match="rounds toward zero"):
+        fresh(b, wf, np.zeros(40, np.int32))
+
+
+@accelerate
+def deposit_and_push(pos, q, ncell, steps):
+    for _ in range(steps):
+        rho = np.zeros(ncell)  # made in each pass: an argument of the inner loop
+        for p in range(pos.shape[0]):
+            rho[int(pos[p]) % ncell] += q[p]
+        for p in range(pos.shape[0]):
+            pos[p] = (pos[p] + 0.1 * rho[int(pos[p]) % ncell]) % ncell
+    return pos
+
+
+def test_a_sum_at_any_index_inside_a_time_loop_runs_in_parallel():
+    # (particle-in-cell, k-means, a gradient over rows: the heavy inner loop of
+    # each pass; it ran in order as "a scatter")
+    rng = np.random.default_rng(9)
+    pos, q = rng.random(40_000) * 32, rng.random(40_000)
+    want = deposit_and_push.py_func(pos.copy(), q, 32, 3)
+    for level, options in _levels():
+        with loopscale.level(level, **options):
+            got = deposit_and_push(pos.copy(), q, 32, 3)
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+    line = line_of(deposit_and_push.py_func, "rho[int(pos[p]) % ncell] += q[p]") - 1
+    text = deposit_and_push.explain()
+    assert f"inner loop over `p` at line {line}: PARALLEL" in text, text

@@ -106,7 +106,7 @@ UNSAFE = {
     # kernel name -> the text of the offending line(s) (any one may be named)
     "prefix_sum": [(K.prefix_sum, "out[i] = out[i - 1] + x[i]")],
     "scalar_recurrence": [(K.scalar_recurrence, "acc = acc * 0.5 + x[i]")],
-    "histogram": [(K.histogram, "bins[k] += 1")],
+    "scatter_store": [(K.scatter_store, "out[idx[i]] = x[i]")],
     "find_first": [(K.find_first, "return i")],
     "first_negative_break": [(K.first_negative_break, "    break")],
     "helper_shared_write": [
