@@ -250,6 +250,19 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
         header = loop.lineno + line0
         try:
             privates, roles = _check(checker, defined_before, read_after, set(params), forced)
+            if checker.scatter_params:
+                # `out[3 * i + 1] += w` into an argument: each iteration's own element
+                # when the loop is parallel without per-block sums, which it then
+                # needs neither (nor their fallback to the loop's order)
+                plain = _LoopChecker(fdef, loop, idx, resolver, aliases, subscripted, line0,
+                                     helper_cache, shifted)
+                plain.param_scatters = False
+                try:
+                    privates, roles = _check(plain, defined_before, read_after, set(params),
+                                             forced)
+                    checker = plain
+                except _Unsafe:
+                    pass
             limits: dict[str, tuple[int, str]] = {}
             beyond: dict[str, int] = {}
             if checker.assumed_scalar:
@@ -258,6 +271,7 @@ def analyse_function(func: types.FunctionType, fdef: ast.FunctionDef, line0: int
                 again = _LoopChecker(fdef, loop, idx, resolver, aliases, subscripted, line0,
                                      helper_cache, shifted,
                                      {r: k + 1 for r, k in checker.assumed_scalar.items()})
+                again.param_scatters = checker.param_scatters
                 try:
                     first = roles
                     privates, roles = _check(again, defined_before, read_after, set(params),

@@ -527,6 +527,8 @@ class _LoopChecker:
         #: `h[b] += w` into an array made before the loop: summed per block
         self.scatter_sums: set[str] = set()
         self.scatter_params: dict[str, str] = {}  # see LoopAnalysis.scatter_params
+        #: whether a sum at any index into an argument may be one (see _analysis)
+        self.param_scatters = True
         #: why an array added into at any index is not such a sum (for the reason)
         self.scatter_hints: dict[str, str] = {}
         #: names bound inside the loop body -> what each of their bindings may view:
@@ -921,7 +923,7 @@ class _LoopChecker:
             # an argument the function does not rebind (`counts[b] += 1` into the
             # caller's array), or an array the function made
             param = name in params and name not in made
-            if not param and (name not in made or name in params):
+            if not (param and self.param_scatters) and (name not in made or name in params):
                 continue
             ops = {_REDUCTION_OPS.get(type(st.op)) for st in stmts}
             if len(ops) != 1 or not ops <= ({"+"} if param else {"+", "*"}):

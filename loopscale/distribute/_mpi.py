@@ -555,7 +555,9 @@ def _watch(warn: float | None, limit: float | None) -> None:
                     + ". Every rank of the communicator must make the same distributed "
                     "calls in the same order; a rank that skips this one (an `if rank == "
                     "0:` around it, an exception caught on one rank, a loop that runs "
-                    "another number of times) leaves the others waiting for ever.")
+                    "another number of times) leaves the others waiting for ever. To "
+                    "call a decorated function on one rank alone, call it inside `with "
+                    "loopscale.level(\"threads\"):`, which makes no collective calls.")
             if late:
                 sys.stderr.write(text + f" Ending the job (LOOPSCALE_MPI_TIMEOUT={limit:g}).\n")
                 _abort(1)

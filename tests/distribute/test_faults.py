@@ -452,6 +452,7 @@ def test_a_call_one_rank_skips_is_reported_and_timeout_ends_the_job(mpi_warm, ca
     for text in warned:
         assert name in text and f"{script}:{line}" in text, text
         assert "same distributed calls in the same order" in text
+        assert 'on one rank alone, call it inside `with loopscale.level("threads"):`' in text
     assert "Still waiting" in warned[0] and "LOOPSCALE_MPI_TIMEOUT=4" in warned[1]
     assert "[rank 1] loopscale" not in run.stderr  # rank 1 did not wait in a call
 

@@ -100,3 +100,76 @@ def test_a_function_used_in_farm_tasks_still_joins_the_collective_calls(mpi_warm
     run = mpi_warm(FARM_THEN_CALL, n=ranks, env={"LOOPSCALE_MPI_TIMEOUT": "20"}, timeout=120)
     assert run.returncode == 0, run.describe()
     assert run.stdout.count("farm then call ok") == ranks, run.describe()
+
+
+# Sums at any index into arrays the caller passes in (a histogram, a charge
+# deposit, a particle-in-cell time loop), and into one from a distributed
+# array's rows: every rank ends with what the loop gives in order.
+SCATTER_INTO_ARGUMENTS = r'''
+import sys
+import warnings
+
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+def count(x, counts):
+    m = counts.shape[0]
+    for i in range(x.shape[0]):
+        counts[int(x[i] * m)] += 1
+
+
+def deposit(idx, q, rho):
+    for i in range(idx.shape[0]):
+        rho[idx[i]] += q[i]
+
+
+def pic(pos, q, ncell, steps):
+    for _ in range(steps):
+        rho = np.zeros(ncell)
+        for p in range(pos.shape[0]):
+            rho[int(pos[p]) % ncell] += q[p]
+        for p in range(pos.shape[0]):
+            pos[p] = (pos[p] + 0.1 * rho[int(pos[p]) % ncell]) % ncell
+    return pos
+
+
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+n = 30_011
+x, idx, q = rng.random(n), rng.integers(0, 50, n), rng.random(n) - 0.3
+report = []
+want = np.zeros(64, np.int64)
+count(x, want)
+got = np.zeros(64, np.int64)
+with loopscale.level("mpi"):
+    accelerate(count)(x, got)
+report.append(np.array_equal(got, want))
+for h0 in (np.zeros(50), np.full(50, -3, np.int64)):  # (the integer one: in order)
+    w, g = h0.copy(), h0.copy()
+    deposit(idx, q, w)
+    with loopscale.level("mpi"):
+        accelerate(deposit)(idx, q, g)
+    report.append(np.allclose(g, w, rtol=1e-12) and g.dtype == w.dtype)
+pos = rng.random(3000) * 32
+want_pos = pic(pos.copy(), q[:3000], 32, 3)
+with loopscale.level("mpi"):
+    got_pos = accelerate(pic)(pos.copy(), q[:3000], 32, 3)
+report.append(np.allclose(got_pos, want_pos, rtol=1e-12))
+xd = distribute.scatter(x if distribute.rank() == 0 else None)
+got = np.zeros(64, np.int64)
+accelerate(count)(xd, got)
+report.append(np.array_equal(got, want))
+sys.stdout.write(f"rank {distribute.rank()} scatter {report}\n")
+sys.stdout.flush()
+'''
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_sums_at_any_index_into_arguments_give_the_loops_answer_on_every_rank(mpi_warm, ranks):
+    run = mpi_warm(SCATTER_INTO_ARGUMENTS, n=ranks, env={"LOOPSCALE_MPI_TIMEOUT": "30"},
+                   timeout=180)
+    assert run.returncode == 0, run.describe()
+    for r in range(ranks):
+        assert f"rank {r} scatter [True, True, True, True, True]" in run.stdout, run.describe()
