@@ -416,7 +416,8 @@ def cache_key(*parts: str) -> str:
 # ---------------------------------------------------------------------------
 # errors
 
-_LOC_RE = re.compile(r'File "([^"]+)", line (\d+)|\bat (/[^\s()]+|[\w.-]+\.py) \((\d+)\)')
+_LOC_RE = re.compile(r'File "([^"]+)", line (\d+)|'
+                     r'\b(?:at|Raised from) (/[^\s()]+|[\w.-]+\.py) \((\d+)\)')
 _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"loopscale-range-bound: (the range\(\) bound `.*?` is [^\n]*?), not an "
                 r"integer"),
@@ -454,6 +455,11 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"non-precise type (\w+)"),
      "a value whose type Numba cannot infer ({0}), such as a dict or list of mixed types",
      "use NumPy arrays or containers holding one type"),
+    (re.compile(r"(?:Use of unsupported opcode|unsupported opcode) \(?(?:IMPORT_NAME|"
+                r"IMPORT_FROM)"),
+     "an `import` statement inside the function",
+     "import the module at the top of the file (module level); the compiled function uses "
+     "it from there"),
     (re.compile(r"(?:Use of unsupported opcode|unsupported opcode) \(?([A-Z_]+)"),
      "a Python construct Numba does not support (opcode {0}: try/except of specific "
      "exceptions, with-statements, generators...)",

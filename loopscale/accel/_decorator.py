@@ -90,6 +90,11 @@ _MISS = object()
 _EXPRESS_KEPT = 4
 
 
+class _UntypedArgument(ArgumentError):
+    """An argument of a type compiled code cannot take (an arbitrary object): with
+    ``fallback=True`` that call runs the Python function."""
+
+
 class _Unrewritten(Exception):
     """A loop over a sequence, read as a range loop (:mod:`._iteration`), met a
     type that does not iterate as an array: build the function as written."""
@@ -1052,7 +1057,7 @@ class Accelerated(Generic[P, R]):
                         f"argument {name!r} of {where} is the integer {value}, which does not "
                         "fit in 64 bits (compiled integers are int64 or uint64): pass a float "
                         f"(float({name})) or a smaller number.") from None
-                raise ArgumentError(
+                raise _UntypedArgument(
                     f"argument {name!r} of {where} is a {type(value).__module__}."
                     f"{type(value).__qualname__} object, which compiled code cannot take: pass "
                     "NumPy arrays, numbers, tuples or strings (for an object, pass the arrays "
@@ -1257,7 +1262,7 @@ class Accelerated(Generic[P, R]):
 
     def _after_error(self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         """Handle an exception from the fast path."""
-        if isinstance(exc, (_NeedsConversion, CompileError, _Unrewritten)):
+        if isinstance(exc, (_NeedsConversion, CompileError, _Unrewritten, _UntypedArgument)):
             return self._call_slow(args, kwargs)
         if not isinstance(exc, LoopscaleError) and any(
                 isinstance(v, _BUFFERS) for v in (*args, *kwargs.values())):
@@ -1375,6 +1380,13 @@ class Accelerated(Generic[P, R]):
             if not self.fallback:
                 raise exc.with_traceback(None) from exc.__cause__
             return self._fall_back(exc, args, kwargs)
+        except _UntypedArgument as exc:
+            if not self.fallback:
+                raise exc.with_traceback(None) from None
+            # (this call's argument: a later call with others still compiles)
+            warnings.warn(f"{exc}\n  Running the Python function for this call instead "
+                          "(fallback=True).", FallbackWarning, stacklevel=_user_stacklevel())
+            return self.py_func(*args, **kwargs)
 
     def _call_at_level(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self._convert:
