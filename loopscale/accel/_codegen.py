@@ -322,37 +322,28 @@ class _Rename(ast.NodeTransformer):
 class _DirectScatter(ast.NodeTransformer):
     """In the fused serial code, ``__ls_r_h[k] += w`` of a scatter sum into an
     argument ``h`` (after renaming) adds into ``h`` itself, in the loop's order,
-    where per-block sums would not repeat the loop: when ``h`` shares memory
-    with another argument (*direct*: its flag), or when ``h`` is an integer array
-    and ``w`` is not an integer (each addition truncates; ``ls_scatter_exact``,
-    decided by the types when compiling)."""
+    where per-block sums would not repeat the loop (its flag, the same for every
+    statement into ``h``: see ``_decorator._scatter_in_order``): when ``h`` is
+    not an array, shares memory with another argument, or is an integer or bool
+    array given values that may not be integers or positive counts."""
 
-    def __init__(self, names: dict[str, tuple[str, str, bool]]) -> None:
-        self.names = names  # renamed -> (argument, its flag, whether to check w)
+    def __init__(self, names: dict[str, tuple[str, str]]) -> None:
+        self.names = names  # renamed -> (argument, its flag)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.AST]:
         t = node.target
         if not (isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)
                 and t.value.id in self.names):
             return node
-        arg, flag, check = self.names[t.value.id]
+        arg, flag = self.names[t.value.id]
         line = node.lineno
-        out: list[ast.stmt] = []
-        value = node.value
-        if check:  # (the value once, before the test: as the statement evaluates it)
-            out += _stmts(f"__ls_v_{arg} = 0", line)
-            out[-1].value = value  # type: ignore[attr-defined]
-            value = ast.Name(id=f"__ls_v_{arg}", ctx=ast.Load())
-        test = flag if not check else f"{flag} or not __ls_scatter_exact({arg}, __ls_v_{arg})"
-        branch = _stmts(f"if {test}:\n    pass\nelse:\n    pass", line)[0]
+        branch = _stmts(f"if {flag}:\n    pass\nelse:\n    pass", line)[0]
         own = copy.deepcopy(node)
         own.target = ast.Subscript(value=ast.Name(id=arg, ctx=ast.Load()),
                                    slice=copy.deepcopy(t.slice), ctx=ast.Store())
-        own.value = copy.deepcopy(value)
-        node.value = value
         branch.body = _fix([own], line)  # type: ignore[attr-defined]
         branch.orelse = _fix([node], line)  # type: ignore[attr-defined]
-        return [*out, branch]
+        return branch
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         return node
@@ -711,8 +702,8 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     def body_copy(serial: bool = False) -> list[ast.stmt]:
         b = [_Rename(rename).visit(copy.deepcopy(st)) for st in loop.body]
         if serial and scatter_params:
-            direct = _DirectScatter({rename[h]: (h, f"__ls_direct_{h}", kind != "count")
-                                     for h, kind in scatter_params.items()})
+            direct = _DirectScatter({rename[h]: (h, f"__ls_direct_{h}")
+                                     for h in scatter_params})
             b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(
                 direct.visit(st))]
         if flags:
@@ -819,13 +810,18 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
     for s in reds:
         s_body += _stmts(f"__ls_s0_{s} = {s}", line)
     all_params = [*params, *([fdef.args.vararg.arg] if fdef.args.vararg else [])]
-    for h in scatter_params:
+    for h, kind in scatter_params.items():
         # `h` meets another argument: adding into it at once, as the loop does,
         # is the only order in which what the loop reads through the other sees
-        # the sums the loop has made
+        # the sums the loop has made; and an integer array given values that may
+        # not be integers (a bool one given other than positive counts) takes
+        # each addition truncated, in the loop's order: every statement into `h`
+        # then adds into it, whatever its own value
         others = [f"__ls_meets({h}, {p})" for p in all_params if p != h]
+        typed = ([] if kind == "count" else
+                 [f"__ls_scatter_in_order({h}, {1 if kind == 'any' else 0})"])
         s_body += _stmts(f"__ls_direct_{h} = " + " or ".join([f"__ls_not_array({h})",
-                                                             *others]), line)
+                                                             *typed, *others]), line)
     outer = _stmts("""
         for __ls_b0 in range(0, __ls_n, __ls_bs):
             __ls_b1 = __ls_b0 + __ls_bs

@@ -1026,7 +1026,7 @@ class Accelerated(Generic[P, R]):
                     f"to it (line {written[name]}): pass a writable array (np.array({name}) "
                     "copies it; pandas' to_numpy() views are read-only under copy-on-write).")
             if isinstance(value, (dict, set)):
-                raise ArgumentError(
+                raise _UntypedArgument(
                     f"argument {name!r} of {where} is a {type(value).__name__}, which compiled "
                     "code cannot take: pass NumPy arrays (one per field), numbers or tuples.")
             bad = _unsupported_dtype(value)
@@ -1046,7 +1046,7 @@ class Accelerated(Generic[P, R]):
                     fix = (f"convert it, e.g. {name}.astype(np.float32) (or np.float64), and "
                            "convert the result back if needed")
                     why = "which Numba does not support"
-                raise ArgumentError(
+                raise _UntypedArgument(
                     f"argument {name!r} of {where} ({self.py_func.__code__.co_filename}:"
                     f"{self.py_func.__code__.co_firstlineno}) is {what}, {why}: {fix}.")
             try:
@@ -1895,7 +1895,7 @@ class Accelerated(Generic[P, R]):
         integer array that may be given values that are not integers (each
         addition rounds toward zero), or a bool one given more than positive
         counts.  The fused serial code asks the same (``__ls_meets``,
-        ``__ls_scatter_exact``) and then adds into the argument in order."""
+        ``__ls_scatter_in_order``) and then adds into the argument in order."""
         try:
             bound = self.__signature__.bind(*args, **kwargs)
         except TypeError:

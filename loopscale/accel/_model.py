@@ -160,9 +160,9 @@ class LoopAnalysis:
     reduction_scatters: tuple[str, ...] = ()
     #: those of :attr:`reduction_scatters` that are arguments (their dtype is known
     #: at call time) -> what they add: ``"count"`` (positive integer constants:
-    #: exact into any array), ``"int"`` (integer constants: exact into integers),
-    #: ``"any"`` (exact into integers only when the values are integers; see
-    #: ``ls_scatter_exact``)
+    #: exact into any array), ``"int"`` (integer constants: exact into integers,
+    #: not bools), ``"any"`` (into floats only: an integer or bool array is added
+    #: into in order; see ``ls_scatter_in_order``)
     scatter_params: Mapping[str, str] = field(default_factory=dict)
 
     def reduction_text(self, name: str) -> str:

@@ -18,7 +18,7 @@ from numba.extending import intrinsic, overload, register_jitable
 __all__ = ["MAX_BLOCKS", "MIN_BLOCK", "NESTED_MIN_BLOCK", "PLAIN_BLOCK", "SCATTER_SHARE",
            "SCATTER_SLACK", "SHARE_WORK", "overlaps", "block_size",
            "trip_count", "ls_dim", "ls_meets", "ls_not_array", "ls_scatter_zero", "ls_scatter_add",
-           "ls_scatter_size", "ls_scatter_exact", "ls_put", "ls_nonneg",
+           "ls_scatter_size", "ls_scatter_in_order", "ls_put", "ls_nonneg",
            "ls_zero_i", "ls_one_i", "ls_no_bits",
            "ls_all_bits", "ls_min_top",
            "ls_max_top", "ls_nan_top", "ls_np_top", "ls_range_int", "EarlyReturn"]
@@ -384,22 +384,22 @@ def _ls_scatter_size(h):  # type: ignore[no-untyped-def]  # pragma: no cover - c
     return (lambda h: h.size) if isinstance(h, types.Array) else (lambda h: 0)
 
 
-def ls_scatter_exact(h: Any, v: Any) -> bool:
-    """Whether adding *v* into elements of the array *h* block by block (each block
-    its own sums, added to *h* in block order) gives what adding it one
-    iteration after another gives: into a float or complex array (to rounding),
-    or an integer value into an integer array (wrapping alike); not a float
-    into an integer array (each addition truncates), nor into a bool one."""
-    kind = np.asarray(h).dtype.kind
-    return kind in "fc" or (kind in "iu" and np.asarray(v).dtype.kind in "biu")
+def ls_scatter_in_order(h: Any, any_values: int) -> bool:
+    """Whether sums per block into the array *h* would not repeat the loop's own
+    additions, by its dtype: an integer or bool array when the loop may add
+    values that are not integers (*any_values* 1: each addition truncates), a
+    bool array when it adds integer constants other than positive counts (0:
+    ``h[b] -= 1`` toggles).  See ``LoopAnalysis.scatter_params``."""
+    kind = getattr(getattr(h, "dtype", None), "kind", "")
+    return kind == "b" or (bool(any_values) and kind in "iu")
 
 
-@overload(ls_scatter_exact)
-def _ls_scatter_exact(h, v):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+@overload(ls_scatter_in_order, prefer_literal=True)
+def _ls_scatter_in_order(h, any_values):  # type: ignore[no-untyped-def]  # pragma: no cover
     dt = h.dtype if isinstance(h, types.Array) else None
-    exact = isinstance(dt, (types.Float, types.Complex)) or (
-        isinstance(dt, types.Integer) and isinstance(v, (types.Integer, types.Boolean)))
-    return (lambda h, v: True) if exact else (lambda h, v: False)
+    every = getattr(any_values, "literal_value", 1)
+    ordered = isinstance(dt, types.Boolean) or (bool(every) and isinstance(dt, types.Integer))
+    return (lambda h, any_values: True) if ordered else (lambda h, any_values: False)
 
 
 def ls_dim(x: object, axis: int) -> int:

@@ -310,8 +310,9 @@ def test_fallback_runs_python_for_an_argument_compiled_code_cannot_take():
         fn(x, _Params(), out)
     np.testing.assert_array_equal(out, x * 2.0)
     g = accelerate(fallback=True)(_scale_by)
-    with pytest.warns(FallbackWarning), pytest.raises(TypeError):
-        g(x, _Params(), out)  # (as Python: a float times an object)
+    for bad in (_Params(), {"k": 2.0}, {2.0}):  # (as Python: a float times an object)
+        with pytest.warns(FallbackWarning), pytest.raises(TypeError):
+            g(x, bad, out)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FallbackWarning)
         g(x, 3.0, out)

@@ -342,6 +342,14 @@ def weights_into_an_argument(b, w, h):
 
 
 @accelerate
+def counts_and_weights_into_an_argument(b, w, h):
+    for i in range(b.shape[0]):
+        h[b[i]] += 1
+        if w[i] < 0.9:
+            h[b[i]] += w[i]  # into an integer array: truncated after the count
+
+
+@accelerate
 def toggles_into_an_argument(b, h):
     for i in range(b.shape[0]):
         h[b[i]] -= 1
@@ -397,6 +405,11 @@ def test_sums_into_an_argument_run_in_parallel_where_the_call_allows():
                       (np.ones(40, bool), wi)):          # a bool is not a counter
             into = weights_into_an_argument
             _same_call(into, lambda h0=h0, w=w: (b, w, h0.copy()))
+        # every addition into the argument in order, the counts too (a count kept
+        # in a block's array would be added after the truncated weights)
+        for h0 in (np.zeros(40, np.int64), np.full(40, 250, np.uint8), np.zeros(40, bool)):
+            _same_call(counts_and_weights_into_an_argument,
+                       lambda h0=h0: (b, wf * 3.0, h0.copy()))
         _same_call(toggles_into_an_argument, lambda: (b, np.ones(40, bool)))
         _same_call(toggles_into_an_argument, lambda: (b, np.zeros(40, np.int16)))
         # the weights are the counts themselves: the loop reads what it adds
