@@ -163,6 +163,18 @@ def histogram(x, w, nbins):
     return h
 
 
+def counts_into(x, h):
+    # a histogram into the caller's array (a sum at any index into an argument)
+    h[:] = 0
+    m = h.shape[0]
+    for i in range(x.shape[0]):
+        b = int(x[i] * m)
+        if b >= m:
+            b = m - 1
+        h[b] += 1
+    return h
+
+
 def nearest(X, q):
     best = np.inf
     at = -1
@@ -284,6 +296,21 @@ def pair_energy_prange(x):
 
 
 @numba.njit(parallel=True, nogil=True)
+def counts_into_prange(x, h):
+    chunks = numba.get_num_threads()
+    n, m = x.shape[0], h.shape[0]
+    local = np.zeros((chunks, m), dtype=h.dtype)
+    for c in numba.prange(chunks):
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            b = int(x[i] * m)
+            if b >= m:
+                b = m - 1
+            local[c, b] += 1
+    h[:] = local.sum(axis=0)
+    return h
+
+
+@numba.njit(parallel=True, nogil=True)
 def histogram_prange(x, w, nbins):
     # Numba's prange has no reduction into an array at any index (`h[b] += ...`
     # in a prange races): the usual hand-written form, a histogram per chunk
@@ -351,6 +378,8 @@ def cases(scale: float) -> list[tuple[str, object, object, tuple]]:
         ("triangular pair energy", pair_energy, pair_energy_prange, (rng.random(n_tri),)),
         ("weighted histogram", histogram, histogram_prange,
          (rng.random(n_bs * 2), rng.random(n_bs * 2), 64)),
+        ("counts into an argument", counts_into, counts_into_prange,
+         (rng.random(n_bs * 2), np.zeros(64, np.int64))),
         ("nearest point (argmin)", nearest, nearest_prange,
          (rng.random((n_bs, 4)), np.full(4, 0.5))),
     ]

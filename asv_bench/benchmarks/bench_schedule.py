@@ -57,7 +57,7 @@ class _ThreadsKernel:
 
     def setup(self, workers: int) -> None:
         _check_workers(workers)
-        label, py, twin, args = next(c for c in peers.cases(quick=False) if c[1].__name__
+        label, py, twin, args = next(c for c in peers.cases(1.0) if c[1].__name__
                                      == self.name_)
         self.func, self.twin, self.args = accelerate(py), twin, args
         self._level = loopscale.level("threads", max_workers=workers)
@@ -97,6 +97,12 @@ class MandelbrotThreads(_ThreadsKernel):
 
 class PairEnergyThreads(_ThreadsKernel):
     name_ = "pair_energy"
+
+
+class CountsIntoArgumentThreads(_ThreadsKernel):
+    """A histogram into the caller's array (``h[b] += 1``): an array per block."""
+
+    name_ = "counts_into"
 
 
 @numba.njit(nogil=True)
