@@ -619,7 +619,8 @@ class Accelerated(Generic[P, R]):
             ns.update(_region_serial_code(regions))
         # the gates, then the countdowns to a retry of a loop kept inline
         comp.gates = np.concatenate([np.full(len(regions), _regions.FIRST_GATE),
-                                     np.full(len(regions), _regions.RETRY)]).astype(np.int64)
+                                     np.full(len(regions), _regions.RETRY_FIRST)]
+                                    ).astype(np.int64)
         comp.runners = [_regions.Runner(reg.accel, k, comp.gates)
                         for k, reg in enumerate(regions)]
         comp.driver_parts = (gen.module, gen.serial, ns, options)

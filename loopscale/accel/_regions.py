@@ -65,8 +65,14 @@ FIRST_GATE = 2
 GAIN = 0.85
 #: Timed runs on one core per size (see :class:`Runner`).
 PROBES = 2
-#: A loop kept inline is tried on the pool again every this many passes: a
-#: busy machine may have made the pool look slow.
+#: A loop kept inline is tried on the pool again after this many passes, then
+#: twice as many after each retry that lost, up to :data:`RETRY_MOST`: a busy
+#: machine may have made the pool look slow (two slow passes of a warm-up kept
+#: a time loop's force loop inline for the 90 passes of a benchmark when the
+#: first retry came after 64).
+RETRY_FIRST = 8
+RETRY_MOST = 4096
+#: At a collective level, one judged pass in this many (see :data:`AGREED`).
 RETRY = 64
 #: At a collective level (``mpi``), the passes of a size after the probes whose
 #: verdict the ranks agree on (one ``Allreduce`` each): the first this many,
@@ -461,8 +467,8 @@ def driver_tree(fdef: ast.FunctionDef, regions: Sequence[Region],
         def slot(i: int, ctx: ast.expr_context) -> ast.Subscript:
             return ast.Subscript(ast.Name(GATES, ast.Load()), ast.Constant(i), ctx)
 
-        # below the gate, the loop runs inline, but every RETRY-th pass the
-        # runner is tried again (its countdown in the slot after the gates)
+        # below the gate, the loop runs inline, but when its countdown (in the
+        # slot after the gates) runs out the runner is tried again
         retry = [ast.AugAssign(slot(len(regions) + k, ast.Store()), ast.Sub(), ast.Constant(1)),
                  ast.If(test=ast.Compare(slot(len(regions) + k, ast.Load()), [ast.LtE()],
                                          [ast.Constant(0)]),
@@ -544,9 +550,9 @@ class Runner:
     what one core would (waking the pool, sharing a small array's cache lines
     between cores and the call itself cost more than the split saves), the
     gate is raised above that size: loops up to twice as long stay inline in
-    the driver's compiled code, and are tried on the pool again once every
-    :data:`RETRY` passes, twice as long after each retry that lost (up to 64
-    times); the gate comes down again when one gains.
+    the driver's compiled code, and are tried on the pool again after
+    :data:`RETRY_FIRST` passes, twice as long after each retry that lost (up
+    to :data:`RETRY_MOST`); the gate comes down again when one gains.
     """
 
     def __init__(self, accel: Any, k: int, gates: np.ndarray) -> None:
@@ -638,7 +644,8 @@ class Runner:
                 self.gates[self.k] = max(int(self.gates[self.k]), 2 * trips + 1)
                 # (a retry that lost waits twice as long for the next, up to 64x)
                 self.failed_retries += retried
-                self.gates[countdown] = RETRY << min(self.failed_retries, 6)
+                self.gates[countdown] = min(RETRY_FIRST << min(self.failed_retries, 20),
+                                            RETRY_MOST)
         else:
             self.misses[bucket] = 0
             if retried:  # (the machine was busy, or is quieter now)

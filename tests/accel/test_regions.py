@@ -521,7 +521,7 @@ def test_the_runner_keeps_a_loop_that_does_not_gain_inline_and_tries_it_again():
         _time.sleep(times["serial" if config.current_level().name == "serial" else "pool"])
         return None
 
-    gates = np.array([_regions.FIRST_GATE, _regions.RETRY], dtype=np.int64)
+    gates = np.array([_regions.FIRST_GATE, _regions.RETRY_FIRST], dtype=np.int64)
     run = _regions.Runner(region, 0, gates)
     with level("threads", max_workers=2):
         for _ in range(_regions.PROBES):
@@ -531,9 +531,12 @@ def test_the_runner_keeps_a_loop_that_does_not_gain_inline_and_tries_it_again():
         assert run.calls == 1 and gates[0] == _regions.FIRST_GATE
         run(1000)
         run(1000)  # two that did not gain: inline from now on, up to twice the size
-        assert gates[0] == 2001 and gates[1] == _regions.RETRY
+        assert gates[0] == 2001 and gates[1] == _regions.RETRY_FIRST
         run(1000)  # a retry (below the gate) that lost: the next waits twice as long
-        assert gates[1] == 2 * _regions.RETRY and run.failed_retries == 1
+        assert gates[1] == 2 * _regions.RETRY_FIRST and run.failed_retries == 1
+        for k in range(2, 12):  # ... up to a bound
+            run(1000)
+            assert gates[1] == min(_regions.RETRY_FIRST << k, _regions.RETRY_MOST)
         times["pool"] = 0.001  # the machine got quieter
         run(1000)
         assert gates[0] == 1000 and run.failed_retries == 0  # open again
@@ -730,7 +733,7 @@ def test_the_runners_agreement_is_looked_up_again_inside_a_task(monkeypatch):
     region = accelerate(_doubled)  # a region's own function, built as a driver builds it
     with level("serial"):
         region(np.ones(8), np.zeros(8))
-    gates = np.array([_regions.FIRST_GATE, _regions.RETRY], dtype=np.int64)
+    gates = np.array([_regions.FIRST_GATE, _regions.RETRY_FIRST], dtype=np.int64)
     run = _regions.Runner(region, 0, gates)
     with level("auto"):
         with config.without_collectives():
