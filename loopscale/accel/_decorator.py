@@ -1674,31 +1674,19 @@ class Accelerated(Generic[P, R]):
             return self._run_serial(args, kwargs)
         if comp.no_plan is not None and not distributed:
             return self._run_serial(args, kwargs)
-        if self.analysis.reduction_payloads:
-            why = self._payload_types(comp, args, kwargs)
+        # what these arguments' types or memory keep in order, before the prologue
+        # runs: the payloads' types; a sum into an argument that the fused serial
+        # code adds in the loop's order (see _codegen._DirectScatter)
+        for kind, check in (("payload", self.analysis.reduction_payloads
+                             and (lambda: self._payload_types(comp, args, kwargs))),
+                            ("scatter", self.analysis.scatter_params
+                             and (lambda: self._scatter_in_order(args, kwargs)))):
+            why = check() if check else None
             if why is not None:
                 if distributed:
-                    raise DistributionError(
-                        f"{self.py_func.__qualname__}() ({self.analysis.filename}:"
-                        f"{self.analysis.lineno}) cannot run on distributed arrays: {why}. "
-                        "Gather the arrays (distribute.allgather) and call it on NumPy "
-                        "arrays, where the loop runs in order.")
+                    raise self._not_distributed(why)
                 if getattr(executor, "name", None) != "serial":
-                    self._note_serial("payload", why)
-                return self._run_serial(args, kwargs)
-        if self.analysis.scatter_params:
-            why = self._scatter_in_order(args, kwargs)
-            if why is not None:
-                # the fused serial code adds into the argument itself, in the
-                # loop's order (see _codegen._DirectScatter); blocks cannot
-                if distributed:
-                    raise DistributionError(
-                        f"{self.py_func.__qualname__}() ({self.analysis.filename}:"
-                        f"{self.analysis.lineno}) cannot run on distributed arrays: {why}. "
-                        "Gather the arrays (distribute.allgather) and call it on NumPy "
-                        "arrays, where the loop runs in order.")
-                if getattr(executor, "name", None) != "serial":
-                    self._note_serial("scatter", why)
+                    self._note_serial(kind, why)
                 return self._run_serial(args, kwargs)
         failed: CompileError | None = None
         try:
@@ -1750,11 +1738,7 @@ class Accelerated(Generic[P, R]):
             # the verdict read `c = a[i]; c += x` as a number; `a` has more
             # dimensions, so `c` is a row updated in place: the loop is sequential
             if distributed:
-                raise DistributionError(
-                    f"{self.py_func.__qualname__}() ({self.analysis.filename}:"
-                    f"{self.analysis.lineno}) cannot run on distributed arrays: {why}. "
-                    "Gather the arrays (distribute.allgather) and call it on NumPy arrays, "
-                    "where the loop runs in order.")
+                raise self._not_distributed(why)
             if getattr(executor, "name", None) != "serial":
                 self._note_serial("ndim", why)
                 executor = _SERIAL_EXECUTOR
@@ -1888,6 +1872,15 @@ class Accelerated(Generic[P, R]):
                 return (f"`{nm}` is a {type(v).__name__}, not an array, and the loop writes "
                         "its items: they cannot be shared out among workers (pass an array)")
         return None
+
+    def _not_distributed(self, why: str) -> DistributionError:
+        """The error of a call with distributed arrays whose loop must run in order
+        for these arguments (*why*)."""
+        return DistributionError(
+            f"{self.py_func.__qualname__}() ({self.analysis.filename}:"
+            f"{self.analysis.lineno}) cannot run on distributed arrays: {why}. "
+            "Gather the arrays (distribute.allgather) and call it on NumPy arrays, "
+            "where the loop runs in order.")
 
     def _scatter_in_order(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """Why sums per block into an argument (``counts[b] += w``) would not give
