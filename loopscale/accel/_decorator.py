@@ -92,7 +92,12 @@ _EXPRESS_KEPT = 4
 
 class _UntypedArgument(ArgumentError):
     """An argument of a type compiled code cannot take (an arbitrary object): with
-    ``fallback=True`` that call runs the Python function."""
+    ``fallback=True`` that call runs the Python function.  Shown as the public
+    :class:`~loopscale.errors.ArgumentError` it is."""
+
+
+_UntypedArgument.__name__ = _UntypedArgument.__qualname__ = "ArgumentError"
+_UntypedArgument.__module__ = ArgumentError.__module__
 
 
 class _Unrewritten(Exception):

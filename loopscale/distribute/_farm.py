@@ -106,6 +106,11 @@ def _dumps_result(outcome: tuple[bool, Any]) -> bytes:
         return pickle.dumps((False, (None, outcome[1][1])))
 
 
+_NO_ITEMS = ("distribute.map(): the iterable is None on the root (rank {root}), which is "
+             "the rank whose items are read (the other ranks may pass None): pass the items "
+             "there, e.g. `items if distribute.rank() == {root} else None`")
+
+
 def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int = 1, *,
         comm: Any = None, root: int = 0, results: str = "root") -> list[T] | None:
     """``[fn(x) for x in iterable]``, dealt dynamically over the MPI ranks (collective).
@@ -117,8 +122,9 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
         its own (the same) function; it is not pickled.
     iterable : iterable or None
         The items; only the root's is read (other ranks may pass ``None``, or
-        anything: their iterables are ignored, whatever their length).  Each
-        item is pickled to travel.
+        anything: their iterables are ignored, whatever their length; ``None``
+        on the root is an :class:`~loopscale.errors.ArgumentError` on every
+        rank).  Each item is pickled to travel.
     chunksize : int
         Items per task sent to a rank (larger chunks cost fewer messages);
         the same on every rank.
@@ -163,7 +169,9 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     nranks = 1 if comm is None else comm.Get_size()
     if comm is None or nranks == 1:
         _validate(fn, chunksize, results, root, nranks)
-        return [fn(x) for x in (iterable if iterable is not None else ())]
+        if iterable is None:
+            raise ArgumentError(_NO_ITEMS.format(root=root))
+        return [fn(x) for x in iterable]
     _mpi.refuse_in_task(comm, "distribute.map()")  # a farm inside a farm's task
     # the call's first collective, the agreement every call of loopscale begins
     # with: the same root, results and chunksize on every rank, and every rank's
@@ -184,9 +192,11 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     chunks: list[bytes] = []
     problem = None
     reading: Exception | None = None  # what reading the iterable raised, on the root
-    if me == root:
+    if me == root and iterable is None:  # (the other ranks' None, on the root: a mistake)
+        problem, items = _NO_ITEMS.format(root=root), []
+    elif me == root:
         try:
-            items = list(iterable) if iterable is not None else []
+            items = list(iterable)
         except Exception as exc:
             problem = (f"distribute.map(): reading the iterable on the root (rank {root}) "
                        f"raised {type(exc).__name__}: {exc}")

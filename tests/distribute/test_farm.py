@@ -28,6 +28,12 @@ report["ranks_used"] = None if out is None else sorted({r for _, r in out})
 
 report["everywhere"] = distribute.map(lambda x: -x, range(7), results="all")
 
+try:  # the condition turned round: the items on the other ranks, None on the root
+    distribute.map(lambda x: x, None if me == 0 else [1, 2, 3], results="all")
+    report["root_none"] = "NOT DETECTED"
+except ArgumentError as exc:
+    report["root_none"] = str(exc)
+
 try:
     distribute.map(lambda x: 0, [1, 2, threading.Lock(), 4])
     report["unpicklable"] = "NOT DETECTED"
@@ -125,6 +131,10 @@ def test_map_farms_tasks_and_reports_bad_input_on_every_rank(mpi, tmp_path, npro
         if r:
             assert report["root_only"] is None  # results="root": None elsewhere
         assert report["everywhere"] == [-x for x in range(7)]
+        assert ("the iterable is None on the root (rank 0)" in report["root_none"]
+                if r == 0 or nprocs == 1 else
+                report["root_none"].startswith("distribute.map(): the iterable is None on the "
+                                               "root (rank 0)")), report
         assert report["after"] == ["0", "1", "2"]
         assert report["accelerated_tasks"] is True
         assert report["own_messages"] is True
