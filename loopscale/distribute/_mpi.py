@@ -415,9 +415,28 @@ def _exit_caught() -> None:
         mpi_module()._set_abort_status(0)
 
 
+class _ExitOfThisRank(SystemExit):
+    """The ``SystemExit`` of the ``sys.exit`` wrapper (shown as ``SystemExit``).
+    Freed while the script still runs (``except SystemExit: pass`` around an
+    argparse error, with no collective after it), it was caught: the status it
+    set for the job is cleared.  Freed with no Python frame running, it ended
+    the script (the interpreter drops it before ``atexit``): the status stays."""
+
+    def __del__(self) -> None:
+        try:
+            if _EXIT_PENDING and sys._getframe().f_back is not None:
+                _exit_caught()
+        except Exception:  # noqa: BLE001 - (nothing may escape a __del__)
+            pass
+
+
+_ExitOfThisRank.__name__ = _ExitOfThisRank.__qualname__ = "SystemExit"
+_ExitOfThisRank.__module__ = "builtins"
+
+
 def _exit(code: Any = None) -> None:
     set_exit_status(code)
-    raise SystemExit(code)
+    raise _ExitOfThisRank(code)
 
 
 _exit.__doc__ = sys.exit.__doc__
@@ -442,7 +461,7 @@ class _Quitter:
         except Exception:  # noqa: BLE001 - pragma: no cover
             pass
         set_exit_status(code)
-        raise SystemExit(code)
+        raise _ExitOfThisRank(code)
 
 
 # -- a rank left waiting -------------------------------------------------------------

@@ -136,6 +136,32 @@ def test_a_caught_systemexit_is_still_a_systemexit(mpi_warm) -> None:
     assert run.stdout.count("total 499500") == 4, run.describe()
 
 
+#: A library's SystemExit (argparse's on a bad option) caught on one rank, with
+#: no distributed call after it: the script finishes, and so does the job.
+SYSTEMEXIT_CAUGHT_LAST = r'''
+import argparse
+import numpy as np
+from loopscale import distribute
+
+x = distribute.allgather(distribute.scatter(np.arange(4.0) if distribute.rank() == 0 else None))
+parser = argparse.ArgumentParser(prog="tool")
+parser.add_argument("--k", type=int, default=1)
+try:
+    parser.parse_args(["--k", "x"] if distribute.rank() == 1 else [])
+except SystemExit:
+    pass
+print(f"rank {distribute.rank()} finished {x.sum()}", flush=True)
+'''
+
+
+@pytest.mark.parametrize("how", ["mpiexec", "loopscale"])
+def test_a_systemexit_caught_after_the_last_collective_leaves_status_zero(mpi_warm, how):
+    run = mpi_warm(SYSTEMEXIT_CAUGHT_LAST, 2, [], how=how)
+    assert run.returncode == 0, run.describe()  # (it was 2: the job aborted at exit)
+    assert run.stdout.count("finished 6.0") == 2, run.describe()
+    assert "invalid int value" in run.stderr, run.describe()
+
+
 #: ``script.py MODE RANK``: the named rank fails before any rank has used MPI,
 #: and the others never do (they finish): the failing rank must not wait in an
 #: MPI_Init the others never join (it did, for ever, to call MPI_Abort).
