@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._astutil import _const_int, _names_loaded, _stmt_targets, _walk_stmts, defined_before
-from ._model import LoopAnalysis
+from ._model import NP_EXTREMA, LoopAnalysis
 
 __all__ = ["GeneratedCode", "generate"]
 
@@ -57,12 +57,12 @@ BITWISE = ("|", "&", "^")
 NP_FORMS = ("np", "np_last", "npf", "npf_last")
 
 
-def _np_extremum(op: str, form: str) -> str:
-    """The generated code's name for the NumPy function of a reduction of *form*:
-    ``np.maximum``/``np.minimum`` (``"np..."``) or ``np.fmax``/``np.fmin``."""
-    if form.startswith("npf"):
-        return "__ls_np_fmax" if op == "max" else "__ls_np_fmin"
-    return "__ls_np_maximum" if op == "max" else "__ls_np_minimum"
+def np_function(op: str, form: str) -> str:
+    """The name of the NumPy function (``maximum``, ``fmin``...) of a reduction by
+    operator *op* in *form* (one of :data:`NP_FORMS`); the generated code calls
+    ``np.<name>`` as ``__ls_np_<name>``."""
+    stem = form.removesuffix("_last")
+    return next(k for k, v in NP_EXTREMA.items() if v == (op, stem))
 
 
 def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) -> str:
@@ -78,7 +78,7 @@ def _combine_src(s: str, op: str, form: str | None, p: str, flag: str | None) ->
     if op == "set":  # *form*: the constant's source
         return f"if {p}:\n    {s} = {form}"
     if form in NP_FORMS:  # `s = np.maximum(s, e)`: the same function, the same way round
-        fn = _np_extremum(op, form)
+        fn = f"__ls_np_{np_function(op, form)}"
         return (f"{s} = {fn}({p}, {s})" if form.endswith("_last") else f"{s} = {fn}({s}, {p})")
     cmp = "<" if op == "min" else ">"
     if form == "loose":
@@ -330,7 +330,7 @@ class _DirectScatter(ast.NodeTransformer):
     def __init__(self, names: dict[str, tuple[str, str]]) -> None:
         self.names = names  # renamed -> (argument, its flag)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.AST]:
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         t = node.target
         if not (isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)
                 and t.value.id in self.names):
@@ -545,12 +545,11 @@ def _length_checks(loop: ast.For, var: str, body: list[ast.stmt], params: list[s
             continue
         # `a[k][i]`: the length of `a[k]`, an array's row or a tuple's array (a
         # tuple of arrays passed in has no shape); `a[j, i]`: the array's axis
-        length = (f"__ls_len0({name})" if axis == 0 else
-                  f"__ls_len0({name}{''.join(f'[{k}]' for k in lead)})" if lead is not None
+        part = None if axis == 0 or lead is None else name + "".join(f"[{k}]" for k in lead)
+        length = (f"__ls_len0({name})" if axis == 0 else f"__ls_len0({part})" if part
                   else f"__ls_dim({name}, {axis})")
-        short = (f"is too short along axis {axis}" if axis == 0 or lead is None else
-                 f"is too short: `{name}{''.join(f'[{k}]' for k in lead)}` has too few "
-                 "elements")
+        short = (f"is too short: `{part}` has too few elements" if part
+                 else f"is too short along axis {axis}")
         msg = (f"{_ARG_MARK} argument {name!r} of {fname}() {short} for "
                f"the loop at {filename}:{loop.lineno}, which {verb} `{text}` (line {line}) for "
                f"every {var} in {ast.unparse(loop.iter)}; pass arrays of matching lengths")
@@ -704,8 +703,7 @@ def generate(fdef: ast.FunctionDef, analysis: LoopAnalysis, is_prange, base: str
         if serial and scatter_params:
             direct = _DirectScatter({rename[h]: (h, f"__ls_direct_{h}")
                                      for h in scatter_params})
-            b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(
-                direct.visit(st))]
+            b = [direct.visit(st) for st in b]
         if flags:
             tr = _FlagNaN({rename[s]: f for s, f in flags.items()})
             b = [n for st in b for n in (lambda r: r if isinstance(r, list) else [r])(

@@ -38,6 +38,7 @@ from .. import config
 from ..errors import CompileError
 from . import _codegen, _lowering, _runtime
 from ._astutil import closure_values
+from ._model import NP_EXTREMA
 
 __all__ = ["build_namespace", "fingerprint", "make_dispatcher", "compile_error"]
 
@@ -260,10 +261,6 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         "__ls_min_top": _runtime.ls_min_top,
         "__ls_max_top": _runtime.ls_max_top,
         "__ls_np_top": _runtime.ls_np_top,
-        "__ls_np_maximum": np.maximum,
-        "__ls_np_minimum": np.minimum,
-        "__ls_np_fmax": np.fmax,
-        "__ls_np_fmin": np.fmin,
         "__ls_int": _runtime.ls_range_int,
         "__ls_len0": _runtime.ls_len0,
         "__ls_dim": _runtime.ls_dim,
@@ -279,6 +276,7 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
         "__ls_EarlyReturn": _runtime.EarlyReturn,
         "__ls_zdiv": _lowering.ls_zdiv_pending,
     })
+    ns.update({f"__ls_np_{k}": getattr(np, k) for k in NP_EXTREMA})  # (see _codegen)
     ns.update(_codegen.defaults(func))
     return ns, "\n".join(prints)
 

@@ -148,8 +148,7 @@ def _cpu_only(analysis: LoopAnalysis) -> str | None:
                     "products, minima and maxima only")
     for key, form in analysis.reduction_forms.items():
         if form in _codegen.NP_FORMS:
-            fn = ("fmax" if analysis.reductions[key] == "max" else "fmin") if form.startswith(
-                "npf") else ("maximum" if analysis.reductions[key] == "max" else "minimum")
+            fn = _codegen.np_function(analysis.reductions[key], form)
             return (f"`{key}` is combined with np.{fn}(), whose NaN and tie rules the device "
                     "reduction does not repeat (when the data holds no NaN, `"
                     f"{key} = {analysis.reductions[key]}({key}, ...)` runs on the device)")

@@ -398,6 +398,7 @@ class Accelerated(Generic[P, R]):
         #: lines of the loops over sequences read as range loops (see _iteration);
         #: _no_rewrite after one was compiled for something else than an array
         self._rewritten: list[int] = []
+        self._user_tree: ast.FunctionDef | None = None  # (see _analyse)
         self._no_rewrite = False
         self._python_mode = self._disabled
         self._convert = False
@@ -1122,8 +1123,7 @@ class Accelerated(Generic[P, R]):
         found: dict[str, int] = {}
         # as written, or as the loops over sequences are read: `for v in x` as
         # `v = x[i]` (for a Series its values in order; a DataFrame's labels)
-        tree = (self._tree if iterated else None) or getattr(
-            self, "_user_tree", None) or self._tree
+        tree = self._tree if iterated else (self._user_tree or self._tree)
         params = set(self._params)
         if tree is not None:
             for node in ast.walk(tree):
@@ -1682,17 +1682,17 @@ class Accelerated(Generic[P, R]):
         # what these arguments' types or memory keep in order, before the prologue
         # runs: the payloads' types; a sum into an argument that the fused serial
         # code adds in the loop's order (see _codegen._DirectScatter)
-        for kind, check in (("payload", self.analysis.reduction_payloads
-                             and (lambda: self._payload_types(comp, args, kwargs))),
-                            ("scatter", self.analysis.scatter_params
-                             and (lambda: self._scatter_in_order(args, kwargs)))):
-            why = check() if check else None
-            if why is not None:
-                if distributed:
-                    raise self._not_distributed(why)
-                if getattr(executor, "name", None) != "serial":
-                    self._note_serial(kind, why)
-                return self._run_serial(args, kwargs)
+        kind, why = "payload", None
+        if self.analysis.reduction_payloads:
+            why = self._payload_types(comp, args, kwargs)
+        if why is None and self.analysis.scatter_params:
+            kind, why = "scatter", self._scatter_in_order(args, kwargs)
+        if why is not None:
+            if distributed:
+                raise self._not_distributed(why)
+            if getattr(executor, "name", None) != "serial":
+                self._note_serial(kind, why)
+            return self._run_serial(args, kwargs)
         failed: CompileError | None = None
         try:
             res = comp.pre(*args, **kwargs)
@@ -1915,18 +1915,16 @@ class Accelerated(Generic[P, R]):
                             f"with `{other}`: the loop may read what it adds, so it adds in "
                             "order (pass arrays that do not overlap, e.g. a copy, to run it "
                             "in parallel)")
-            dtype = arr.dtype
-            if kind == "count" or dtype.kind in "fc":
+            if kind == "count" or not _runtime.ls_scatter_in_order(arr, kind == "any"):
                 continue
-            if dtype.kind == "b":
+            if arr.dtype.kind == "b":
                 return (f"`{h}` is a bool array, and the loop adds into it at any index "
                         "values other than positive integer constants, whose sums per block "
                         "would not give the loop's answer")
-            if kind == "any" and dtype.kind in "iu":
-                return (f"`{h}` is an array of dtype {dtype}, and the loop adds into it at "
-                        "any index values that may not be integers: each addition rounds "
-                        "toward zero, which sums per block would not repeat (pass a float "
-                        "array, e.g. np.zeros(m), to run it in parallel)")
+            return (f"`{h}` is an array of dtype {arr.dtype}, and the loop adds into it at "
+                    "any index values that may not be integers: each addition rounds "
+                    "toward zero, which sums per block would not repeat (pass a float "
+                    "array, e.g. np.zeros(m), to run it in parallel)")
         return None
 
     def _overlap(self, comp: _Compiled, state: tuple[Any, ...]) -> str | None:

@@ -40,7 +40,7 @@ from ._astutil import (
     parse_function,
     summary_params,
 )
-from ._model import ArrayRole, Resolver
+from ._model import NP_EXTREMA, ArrayRole, Resolver
 
 _REDUCTION_OPS = {ast.Add: "+", ast.Sub: "+", ast.Mult: "*", ast.BitOr: "|",
                   ast.BitAnd: "&", ast.BitXor: "^"}
@@ -71,12 +71,6 @@ _FRESH_CALLS = frozenset({"float", "int", "complex", "bool", "abs", "len", "roun
 
 
 #: NumPy functions that make the array a scatter sum (``h[b] += w``) may add into.
-#: NumPy's elementwise extrema, as a reduction ``s = np.maximum(s, x[i])``: the
-#: operator, and the form's stem (see ``_reduction_form``).  ``maximum`` and
-#: ``minimum`` let a NaN through; ``fmax`` and ``fmin`` pass over one.
-_NP_EXTREMA = {"maximum": ("max", "np"), "minimum": ("min", "np"),
-               "fmax": ("max", "npf"), "fmin": ("min", "npf")}
-
 _SCATTER_ALLOCATORS = frozenset({"zeros", "ones", "empty", "full", "zeros_like", "ones_like",
                                  "empty_like", "full_like"})
 
@@ -695,9 +689,9 @@ class _LoopChecker:
             if (isinstance(v, ast.Call) and len(v.args) == 2 and not v.keywords
                     and not any(isinstance(a, ast.Starred) for a in v.args)):
                 fn = self.resolver.value(v.func)
-                found = next((k for k in _NP_EXTREMA if fn is getattr(np, k)), None)
+                found = next((k for k in NP_EXTREMA if fn is getattr(np, k)), None)
                 if found is not None:
-                    op, stem = _NP_EXTREMA[found]
+                    op, stem = NP_EXTREMA[found]
                     a, b = v.args
                     if (isinstance(a, ast.Name) and a.id == name
                             and name not in _names_loaded(b)):
@@ -923,7 +917,9 @@ class _LoopChecker:
             # an argument the function does not rebind (`counts[b] += 1` into the
             # caller's array), or an array the function made
             param = name in params and name not in made
-            if not (param and self.param_scatters) and (name not in made or name in params):
+            if param and not self.param_scatters:
+                continue
+            if not param and (name not in made or name in params):
                 continue
             ops = {_REDUCTION_OPS.get(type(st.op)) for st in stmts}
             if len(ops) != 1 or not ops <= ({"+"} if param else {"+", "*"}):

@@ -16,7 +16,14 @@ from typing import Any
 
 from ._astutil import closure_values
 
-__all__ = ["ArrayRole", "LoopAnalysis", "Resolver"]
+__all__ = ["ArrayRole", "LoopAnalysis", "Resolver", "NP_EXTREMA"]
+
+#: NumPy's elementwise extrema as a reduction (``s = np.maximum(s, x[i])``): the
+#: function's name -> the operator and the stem of its form (see
+#: :attr:`LoopAnalysis.reduction_forms`).  ``maximum`` and ``minimum`` let a
+#: NaN through; ``fmax`` and ``fmin`` pass over one.
+NP_EXTREMA = {"maximum": ("max", "np"), "minimum": ("min", "np"),
+              "fmax": ("max", "npf"), "fmin": ("min", "npf")}
 
 
 @dataclass(frozen=True)

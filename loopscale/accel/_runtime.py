@@ -219,6 +219,7 @@ def _top_intrinsic(sign: float):  # type: ignore[no-untyped-def]
 
 
 ls_min_top = intrinsic(_top_intrinsic(1.0))
+ls_max_top = intrinsic(_top_intrinsic(-1.0))
 ls_nan_top = intrinsic(_top_intrinsic(float("nan")))
 
 
@@ -252,7 +253,6 @@ def _ls_np_top(like, x, kind):  # type: ignore[no-untyped-def]  # pragma: no cov
         return lambda like, x, kind: x.copy()
     top = {-1: ls_max_top, 1: ls_min_top, 0: ls_nan_top}[k]
     return lambda like, x, kind: top(like, x)
-ls_max_top = intrinsic(_top_intrinsic(-1.0))
 
 
 @intrinsic(prefer_literal=True)

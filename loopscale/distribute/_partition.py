@@ -176,9 +176,11 @@ def read_window(value: np.ndarray, role: Any, lo: int, step: int, n: int) -> np.
     filled, must not count as an input that differs by rank.  The whole array
     when the reads may go anywhere or wrap around."""
     axis = getattr(role, "axis", None)
-    if (n <= 0 or axis is None or axis >= value.ndim
+    if n <= 0:
+        return value[:0] if value.ndim else value.reshape(1)[:0]  # (nothing is read)
+    if (axis is None or axis >= value.ndim
             or getattr(role, "access", None) not in ("aligned", "offset")):
-        return value if n > 0 or axis is None else value[:0]
+        return value
     first, last = lo, lo + (n - 1) * step
     if first > last:
         first, last = last, first
