@@ -1049,6 +1049,11 @@ class Accelerated(Generic[P, R]):
                            "held as objects" if converted else
                            f"pass a numeric array, e.g. {name}.astype(np.float64)")
                     why = "which holds Python objects, which compiled code cannot take"
+                elif not value.dtype.isnative:
+                    fix = (f"convert it to this machine's byte order, "
+                           f"{name}.astype({name}.dtype.newbyteorder('=')) (the same "
+                           "values; a big-endian file read as it is stored gives such arrays)")
+                    why = "which compiled code cannot take"
                 else:
                     fix = (f"convert it, e.g. {name}.astype(np.float32) (or np.float64), and "
                            "convert the result back if needed")

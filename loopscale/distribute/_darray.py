@@ -338,6 +338,17 @@ class DistArray:
         out.local[...] = self.local
         return out
 
+    def astype(self, dtype: Any) -> DistArray:
+        """A new distributed array with the same rows converted to *dtype* (local
+        conversion, no communication), as ``ndarray.astype``: for example
+        ``x.astype(x.dtype.newbyteorder("="))`` for the machine's byte order
+        after loading a big-endian ``.npy`` file, which compiled code cannot take."""
+        dtype = np.dtype(dtype)
+        out = DistArray._allocate(self._shape, dtype, self._bounds, self._comm,
+                                  ghost=self._ghost, function="DistArray.astype")
+        out.local[...] = self.local
+        return out
+
     def redistribute(self, bounds: Sequence[int] | None = None) -> DistArray:
         """The same global array with rows placed by *bounds* (default: balanced).
 

@@ -293,22 +293,26 @@ class DistributedCall:
         self.analysis = analysis
         self.params = params
         first_name = first = None
+        filename = getattr(analysis, "filename", "")
+        line = getattr(analysis, "lineno", None)
+        where = (f"{function}() ({filename}:{line})" if filename and line else
+                 f"{function}()")  # (the loop's line, where its rows are indexed)
         views = {}
         for name, x in arrays.items():
             if first is None:
                 first_name, first = name, x
             if not isinstance(x, DistArray):
                 raise DistributionError(
-                    f"{function}() got the distributed arguments {first_name!r} (a DistArray) "
+                    f"{where} got the distributed arguments {first_name!r} (a DistArray) "
                     f"and {name!r} (a {type(x).__name__}): use one kind of distributed array "
                     "per call.")
             if x._comm is not first._comm:
                 raise DistributionError(
-                    f"arguments {first_name!r} and {name!r} of {function}() are distributed "
+                    f"arguments {first_name!r} and {name!r} of {where} are distributed "
                     "over different communicators: make them over the same one.")
             if x._shape[0] != first._shape[0]:
                 raise DistributionError(
-                    f"arguments {first_name!r} and {name!r} of {function}() are DistArrays "
+                    f"arguments {first_name!r} and {name!r} of {where} are DistArrays "
                     f"of {first._shape[0]} and {x._shape[0]} rows: the rows of a distributed "
                     "call's arrays are its iterations, so every distributed argument needs "
                     f"the same number of rows. Make {name!r} with {first._shape[0]} rows "
@@ -316,7 +320,7 @@ class DistributedCall:
                     "that every rank needs whole as a NumPy array (distribute.allgather).")
             if x._bkey != first._bkey:  # the row count is the last bound
                 raise DistributionError(
-                    f"arguments {first_name!r} and {name!r} of {function}() are distributed "
+                    f"arguments {first_name!r} and {name!r} of {where} are distributed "
                     f"differently ({first_name!r}: {first.shape[0]} rows at {first.bounds}; "
                     f"{name!r}: {x.shape[0]} rows at {x.bounds}), so the rows of one "
                     f"iteration live on different ranks. Use "
