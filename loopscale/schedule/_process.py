@@ -205,6 +205,16 @@ def _function(key: int | None, blob: bytes | None, fn: Any, functions: dict[int,
     return fn
 
 
+#: Added to a task's "read-only" ValueError when one of its arguments came as a
+#: read-only shared-memory array.
+_READ_ONLY_NOTE = (
+    "(loopscale) an array argument of at least max_nbytes ({limit} bytes) arrives in the "
+    "worker as read-only shared memory, as joblib's memory-mapped arguments do: copy it in "
+    "the task (x = x.copy()), pass mmap_mode='c' to the ProcessExecutor (writes stay in "
+    "the worker's copy), or make it with executor.share(...) to write the caller's array "
+    "in place.")
+
+
 def _run_task(data: bytes, space: shm.Space, functions: dict[int, Any]) -> bytes:
     partial: list[Any] = []
     t0 = time.perf_counter()
@@ -223,6 +233,9 @@ def _run_task(data: bytes, space: shm.Space, functions: dict[int, Any]) -> bytes
         status = "ok"
     except BaseException as exc:  # noqa: BLE001 - sent to the parent
         fn = payload = args = kwargs = None
+        if isinstance(exc, ValueError) and "read-only" in str(exc):
+            if any(m[3] == "r" for m in (shm.task_maps() or {}).values()):
+                exc.add_note(_READ_ONLY_NOTE.format(limit=space.max_nbytes))
         status, value = "error", (_ExceptionWithTraceback(exc), partial)
         exc = None  # type: ignore[assignment]
     seconds = time.perf_counter() - t0
@@ -261,7 +274,7 @@ class _Job:
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "jobs", "known", "since", "sent")
+    __slots__ = ("process", "conn", "jobs", "known", "since", "sent", "answered")
 
     def __init__(self, process: Any, conn: mpc.Connection) -> None:
         self.process = process
@@ -270,6 +283,7 @@ class _Worker:
         self.known: dict[int, None] = {}  # the functions it keeps (FUNCTIONS_KEPT rule)
         self.since = 0.0                  # when the first of its jobs started (about)
         self.sent = 0                     # jobs sent to it so far (max_tasks_per_child)
+        self.answered = False             # it has sent a task's reply
 
 
 class _Core:
@@ -446,6 +460,7 @@ class _Core:
         except (EOFError, OSError):
             return  # the worker died mid-reply: its sentinel reports it
         job = worker.jobs.popleft()
+        worker.answered = True
         worker.since = time.perf_counter()  # the next one, if any, runs from now
         try:
             status, value, seconds = pickle.loads(data)
@@ -565,6 +580,16 @@ def _manage(core: _Core) -> None:
             core.wake_r = core.wake_w = -1
 
 
+#: A ProcessExecutor made while a worker process loads the script (its top
+#: level, unguarded, makes one): the worker's error, which ends it.
+_UNGUARDED = (
+    "a ProcessExecutor was created ({script}) while a worker process was loading the "
+    "script to find its functions: worker processes run the script's top level again, and this one "
+    "creates an executor there. Put the code that creates and uses the ProcessExecutor "
+    "under `if __name__ == \"__main__\":` (as multiprocessing and joblib require), "
+    "keeping the functions it runs at the top level.")
+
+
 def _death_message(worker: _Worker) -> str:
     code = worker.process.exitcode
     if worker.conn.poll():  # an initializer's last words
@@ -577,9 +602,14 @@ def _death_message(worker: _Worker) -> str:
     how = f"was killed by signal {-code}" if code is not None and code < 0 else \
         f"exited with status {code}"
     task = f" while running {worker.jobs[0].name}" if worker.jobs else ""
+    hint = ("if the task crashes the interpreter, run it in a plain Python loop to see why"
+            if worker.answered else
+            "it died before it finished a task: a script that creates the ProcessExecutor "
+            "outside `if __name__ == \"__main__\":` ends each worker as it loads the "
+            "script (see the worker's error above); otherwise run the task in a plain "
+            "Python loop to see why")
     return (f"A worker process (pid {worker.process.pid}) {how}{task}; the ProcessExecutor is "
-            "not usable anymore. Create a new one; if the task crashes the interpreter, run "
-            "it in a plain Python loop to see why.")
+            f"not usable anymore. Create a new one; {hint}.")
 
 
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
@@ -656,6 +686,10 @@ class ProcessExecutor(cf.Executor):
                  initializer: Callable[..., object] | None = None,
                  initargs: tuple[Any, ...] = (), *, max_nbytes: int = shm.DEFAULT_MAX_NBYTES,
                  mmap_mode: str = "r", max_tasks_per_child: int | None = None) -> None:
+        if getattr(mp.process.current_process(), "_inheriting", False):
+            caller = sys._getframe(1)  # (the script's line that makes it)
+            raise RuntimeError(_UNGUARDED.format(
+                script=f"{caller.f_code.co_filename}:{caller.f_lineno}"))
         if max_workers is None:
             max_workers = config.max_workers_default()
         else:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["MMAP_MODES", "DEFAULT_MAX_NBYTES", "Space", "Pickler", "dumps", "rebuild_array",
-           "share_array", "track_task_maps", "unlink_quietly"]
+           "share_array", "task_maps", "track_task_maps", "unlink_quietly"]
 
 #: Valid ``mmap_mode`` values: how a task sees a copied array argument.
 MMAP_MODES = ("r", "c")
@@ -125,6 +125,12 @@ def track_task_maps(on: bool) -> None:
     """In a worker: start (or stop) recording the segments a task's arguments map."""
     global _TASK_MAPS
     _TASK_MAPS = {} if on else None
+
+
+def task_maps() -> dict[int, tuple[mmap.mmap, str, int, str]] | None:
+    """In a worker, while recording: the segments the running task's arguments
+    map, each with its path, address and mode (``"r"``: read-only)."""
+    return _TASK_MAPS
 
 
 def unlink_quietly(path: str) -> None:

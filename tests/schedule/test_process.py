@@ -174,8 +174,17 @@ def test_arrays_of_any_layout_arrive_and_return_equal(ex, make, task):
 @pytest.mark.timeout(60)
 def test_argument_arrays_are_read_only_unless_copy_on_write_is_asked_for(ex):
     a = np.zeros(2 * MB // 8)
-    with pytest.raises(ValueError, match="read-only"):
+    with pytest.raises(ValueError, match="read-only") as info:
         ex.submit(write_first, a, 5.0).result()
+    # the bare NumPy message gets what to do
+    notes = "".join(getattr(info.value, "__notes__", ()))
+    assert "read-only shared memory" in notes and "mmap_mode='c'" in notes, notes
+    assert "share(" in notes and "x.copy()" in notes, notes
+    frozen = np.zeros(8)
+    frozen.flags.writeable = False  # (a small one, pickled: read-only of its own)
+    with pytest.raises(ValueError, match="read-only") as info:
+        ex.submit(write_first, frozen, 5.0).result()
+    assert not getattr(info.value, "__notes__", None)
     with ProcessExecutor(max_workers=1, mmap_mode="c") as cow:
         assert cow.submit(write_first, a, 5.0).result() == 5.0
     assert a[0] == 0.0  # the task wrote its private copy
@@ -378,6 +387,38 @@ def test_tasks_a_script_queues_at_its_end_all_run(tmp_path, ending):
                           text=True, timeout=100, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(int(p.name) for p in marks.iterdir()) == list(range(10)), proc.stderr[-3000:]
+
+
+@pytest.mark.timeout(120)
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path):
+    # Each worker runs the script's top level again to find its functions: an
+    # unguarded script makes an executor there.  The worker says so (file and
+    # line) and ends; the caller's error says what happened, with no hang and
+    # no process started from a worker.
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "from loopscale.schedule import ProcessExecutor\n"
+        "\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "\n"
+        "with ProcessExecutor(max_workers=2) as ex:\n"
+        "    print(list(ex.map(square, range(5))))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=100, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    err = proc.stderr
+    assert f"a ProcessExecutor was created ({script}:6) while a worker process" in err, err
+    assert 'under `if __name__ == "__main__":`' in err, err
+    assert "BrokenProcessPool" in err and "died before it finished a task" in err, err
+    # guarded, the same script runs
+    guarded = script.read_text().replace(
+        "with ProcessExecutor", "if __name__ == '__main__':\n  with ProcessExecutor").replace(
+        "    print(list", "      print(list")
+    script.write_text(guarded)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=100, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[0, 1, 4, 9, 16]", proc.stderr
 
 
 @pytest.mark.timeout(120)
