@@ -42,6 +42,14 @@ def _run(args: argparse.Namespace) -> int:
     from .distribute import run_script
 
     try:
+        if args.module is not None:  # (-m takes the rest of the line: its module's arguments)
+            if not args.module:
+                raise ValueError("-m needs a module name (as python -m).")
+            return int(run_script(args.nprocs, None, args.module[1:], launcher=args.launcher,
+                                  module=args.module[0]))
+        if args.script is None:
+            raise ValueError("give a script to run (loopscale run -n P script.py [args]), "
+                             "or a module (loopscale run -n P -m package.module [args]).")
         return int(run_script(args.nprocs, args.script, args.args, launcher=args.launcher))
     except (FileNotFoundError, ValueError) as exc:
         print(f"loopscale run: {exc}", file=sys.stderr)
@@ -101,14 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = verbs.add_parser(
         "run",
         help="run a script on P MPI ranks; a failure on one rank stops them all",
-        description="Launch 'python SCRIPT ARGS' on NPROCS MPI ranks with the installed "
+        description="Launch 'python SCRIPT ARGS' (or 'python -m MODULE ARGS') on NPROCS "
+        "MPI ranks with the installed "
         "mpiexec (or --launcher), so that an unhandled exception on any rank stops every "
         "rank with that rank's traceback, and pass the exit status through.",
     )
     run.add_argument("-n", "--nprocs", type=int, required=True, help="number of MPI ranks")
     run.add_argument("--launcher", default=None,
                      help="the launcher command (default: mpiexec next to Python, or on PATH)")
-    run.add_argument("script", help="the Python script to run")
+    run.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ...",
+                     help="run a module as 'python -m MODULE ARGS' does, instead of a script")
+    run.add_argument("script", nargs="?", help="the Python script to run")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     run.set_defaults(handler=_run)
 

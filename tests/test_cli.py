@@ -197,6 +197,16 @@ def test_run_of_a_missing_script_is_a_usage_error(capsys: pytest.CaptureFixture[
     assert "loopscale run:" in capsys.readouterr().err
 
 
+def test_run_without_a_script_or_with_an_empty_dash_m_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "-n", "2"]) == 2
+    assert "give a script to run" in capsys.readouterr().err
+    assert cli.main(["run", "-n", "2", "-m"]) == 2
+    assert "-m needs a module name" in capsys.readouterr().err
+    assert cli.main(["run", "-n", "2", "-m", "no_such_module_xyz"]) == 2
+    assert "no module named 'no_such_module_xyz'" in capsys.readouterr().err
+
+
 def test_unknown_options_of_implemented_verbs_are_usage_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -1,4 +1,4 @@
-"""``loopscale run -n P script.py [args]``: start a script on P MPI ranks.
+"""``loopscale run -n P script.py [args]``: start a script (or ``-m module``) on P MPI ranks.
 
 The script runs under ``python -m loopscale.distribute`` (see
 :mod:`loopscale.distribute.__main__`), which arms abort-on-failure before the
@@ -47,13 +47,49 @@ def find_launcher() -> list[str]:
         "(MPICH from PyPI) or your system's MPI, or name it with --launcher.")
 
 
-def launch_command(nprocs: int, script: str, args: Sequence[str] = (),
-                   launcher: str | Sequence[str] | None = None) -> list[str]:
+def _check_module(module: str) -> None:
+    """Refuse *module* (``-m``) here, before any rank starts, when Python would not
+    find it from the current directory (as ``python -m`` looks)."""
+    import importlib.util
+
+    if not isinstance(module, str) or not module or module.startswith("-"):
+        raise ValueError(f"-m needs a module name (python -m's); got {module!r}.")
+    added = "" not in sys.path and os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, "")
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:  # (a parent package that is missing)
+        spec, why = None, f" ({exc})"
+    else:
+        why = ""
+    finally:
+        if added:
+            sys.path.remove("")
+    if spec is None:
+        raise FileNotFoundError(
+            f"no module named {module!r}{why} on this Python's path from {os.getcwd()!r}: "
+            "run from the directory that holds its package, or install the package.")
+
+
+def launch_command(nprocs: int, script: str | None, args: Sequence[str] = (),
+                   launcher: str | Sequence[str] | None = None, *,
+                   module: str | None = None) -> list[str]:
     """The command line :func:`run_script` runs (validated, not started)."""
     if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
         raise ValueError(f"the number of processes must be greater than 0; got {nprocs!r}.")
-    if not os.path.isfile(script):
+    if module is not None:
+        if script is not None:
+            raise ValueError(f"give a script or a module (-m), not both; got the script "
+                             f"{script!r} and the module {module!r}.")
+        _check_module(module)
+        target = ["-m", module]
+    elif script is None:
+        raise ValueError("give a script to run, or a module with -m.")
+    elif not os.path.isfile(script):
         raise FileNotFoundError(f"no such script: {script!r}.")
+    else:
+        target = [script]
     if launcher is None:
         head = find_launcher()
     elif isinstance(launcher, str):
@@ -63,23 +99,27 @@ def launch_command(nprocs: int, script: str, args: Sequence[str] = (),
     if not head:
         raise ValueError(f"launcher must name a command; got {launcher!r}.")
     return [*head, "-n", str(nprocs), sys.executable, "-m", "loopscale.distribute",
-            script, *args]
+            *target, *args]
 
 
-def run_script(nprocs: int, script: str, args: Sequence[str] = (),
-               launcher: str | Sequence[str] | None = None) -> int:
+def run_script(nprocs: int, script: str | None, args: Sequence[str] = (),
+               launcher: str | Sequence[str] | None = None, *,
+               module: str | None = None) -> int:
     """Run *script* with *args* on *nprocs* MPI ranks; return the job's exit status.
 
     Parameters
     ----------
     nprocs : int
         Number of ranks (``-n``).
-    script : str
-        Path of the Python script.
+    script : str or None
+        Path of the Python script (None with *module*).
     args : sequence of str
         Its command-line arguments.
     launcher : str or sequence of str, optional
         The launcher command (default: :func:`find_launcher`).
+    module : str, optional
+        Run this module as ``python -m module`` does instead of a script (found
+        from the current directory, checked before any rank starts).
 
     Returns
     -------
@@ -93,7 +133,7 @@ def run_script(nprocs: int, script: str, args: Sequence[str] = (),
     >>> run_script(2, "simulate.py", ["--steps", "10"])  # doctest: +SKIP
     0
     """
-    command = launch_command(nprocs, script, args, launcher)
+    command = launch_command(nprocs, script, args, launcher, module=module)
     proc = subprocess.Popen(command)
     try:
         code = proc.wait()

@@ -265,6 +265,42 @@ def test_a_clean_run_exits_zero_everywhere(mpi_warm) -> None:
     assert run.stdout.count("passed the barrier") == 3, run.describe()
 
 
+def test_loopscale_run_dash_m_runs_a_module_of_a_package(mpi_warm, tmp_path) -> None:
+    # `loopscale run -n P -m package.module args`, as `python -m`: found from the
+    # current directory, its relative imports work, it runs as __main__, and a
+    # failure or sys.exit on one rank ends the job as for a script
+    package = tmp_path / "simpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("SCALE = 2.0\n")
+    (package / "sim.py").write_text(FAULTS.replace(
+        "me = distribute.rank()\n",
+        "me = distribute.rank()\n"
+        "from .helpers import SCALE\n"
+        "print(f'rank {me} {__name__} {SCALE} {sys.argv[1:]}', flush=True)\n"))
+    env = dict(os.environ, LOOPSCALE_CACHE_DIR=str(mpi_warm.cache))
+    for var in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        env.pop(var, None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "loopscale", "run", *args],
+                              capture_output=True, text=True, cwd=tmp_path, env=env,
+                              timeout=120, start_new_session=True)
+
+    done = run("-n", "2", "-m", "simpkg.sim", "none", "0")
+    assert done.returncode == 0, done.stderr
+    for rank in (0, 1):
+        assert f"rank {rank} __main__ 2.0 ['none', '0']" in done.stdout, done.stdout
+    assert done.stdout.count("passed the barrier") == 2, done.stdout
+    failed = run("-n", "2", "-m", "simpkg.sim", "raise", "1")
+    assert failed.returncode != 0 and _tracebacks(failed.stderr) == ["1"], failed.stderr
+    assert "simpkg/sim.py" in failed.stderr and "passed the barrier" not in failed.stdout
+    assert run("-n", "2", "-m", "simpkg.sim", "exit", "0").returncode == 7
+    missing = run("-n", "2", "-m", "simpkg.nothing")
+    assert missing.returncode == 2, missing.stderr
+    assert "no module named 'simpkg.nothing'" in missing.stderr, missing.stderr
+
+
 #: A loop that raises on one rank only (its input is negative there): that rank
 #: raises the loop's exception, the others a WorkerError naming it; nobody waits.
 KERNEL_RAISES = r'''
