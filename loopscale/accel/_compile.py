@@ -87,6 +87,9 @@ def fingerprint(value: Any, _memo: dict[int, str] | None = None) -> str:
         out = f"npscalar:{value.dtype}:{value!r}"
     elif isinstance(value, types.FunctionType):
         out = "func:" + _code_fingerprint(value.__code__, value.__globals__, memo)
+        if value.__defaults__ or value.__kwdefaults__:  # (compiled in: `scale=2.0`)
+            out += "|defaults:" + fingerprint(value.__defaults__, memo) + fingerprint(
+                tuple(sorted((value.__kwdefaults__ or {}).items())), memo)
         if value.__closure__:
             cells = []
             for cell in value.__closure__:
@@ -121,7 +124,29 @@ def _code_fingerprint(code: types.CodeType, globs: dict[str, Any], memo: dict[in
     for name in code.co_names:
         if name in globs:
             h.update(f"{name}={fingerprint(globs[name], memo)}".encode())
+            for attr, text in module_attributes(globs[name], _all_names(code), memo):
+                h.update(f"{name}.{attr}={text}".encode())
     return h.hexdigest()
+
+
+def module_attributes(value: Any, names: set[str], memo: dict[int, str],
+                      depth: int = 2) -> list[tuple[str, str]]:
+    """The fingerprints of the attributes of *value*, a user's module, that code
+    naming *names* may read (``params.DT``, ``mathutil.clip01``,
+    ``config.grid.N``): compiled code takes them as constants, so an edit to
+    the module must change the cache key.  Empty for anything else."""
+    if not isinstance(value, types.ModuleType) or not user_module(value):
+        return []
+    found = []
+    for attr in sorted(names):
+        if attr.startswith("__") or attr not in vars(value):
+            continue
+        item = vars(value)[attr]
+        found.append((attr, fingerprint(item, memo)))
+        if depth > 1:
+            found += [(f"{attr}.{sub}", text)
+                      for sub, text in module_attributes(item, names, memo, depth - 1)]
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -245,12 +270,10 @@ def build_namespace(func: types.FunctionType, loaded: set[str],
             continue  # a builtin or a local
         ns[name] = helpers.convert(value)
         prints.append(f"{name}={fingerprint(value, memo)}")
-        if isinstance(value, types.ModuleType) and user_module(value):
-            # (its functions the code calls as attributes: `mathutil.clip01`)
-            for attr in sorted(_all_names(func.__code__)):
-                found = getattr(value, attr, None)
-                if isinstance(found, types.FunctionType):
-                    prints.append(f"{name}.{attr}={fingerprint(found, memo)}")
+        # (what the code reads of a module of the user's as attributes:
+        # `mathutil.clip01`, `params.DT`)
+        prints += [f"{name}.{attr}={text}" for attr, text in
+                   module_attributes(value, _all_names(func.__code__), memo)]
     ns.update({
         "__ls_zero": _runtime.ls_zero_i,
         "__ls_one": _runtime.ls_one_i,

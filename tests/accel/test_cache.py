@@ -165,6 +165,64 @@ def test_editing_a_helper_in_another_module_invalidates_the_cache(tmp_path):
     assert edited["compiles"] > 0
 
 
+PARAMS_MAIN = COUNTER + """
+import params_mod  # noqa: E402
+from helpers_mod import offset, scaled  # noqa: E402
+
+
+@accelerate
+def kernel(x, out):
+    for i in range(x.shape[0]):
+        out[i] = x[i] * params_mod.SCALE + offset(x[i]) + scaled(x[i])
+    return out
+
+
+x = np.arange(10.0)
+out = kernel(x, np.zeros(10))
+print(json.dumps({"compiles": counter.count, "result": out.tolist(),
+                  "python": kernel.py_func(x, np.zeros(10)).tolist()}))
+"""
+
+PARAMS_HELPERS = """\
+import params_mod
+
+
+def offset(v):
+    return v + params_mod.grid.SHIFT
+
+
+def scaled(v, by=2.0):
+    return v * by
+"""
+
+
+@pytest.mark.parametrize("edit", [
+    ("params_mod.py", "SCALE = 3.0", "SCALE = 5.0"),        # read as module.NAME
+    ("grid.py", "SHIFT = 1.0", "SHIFT = 7.0"),                 # module.sub.NAME, in a helper
+    ("helpers_mod.py", "by=2.0", "by=4.0"),                    # a helper's default
+])
+def test_editing_a_constant_read_through_a_module_or_a_default_invalidates_the_cache(
+        tmp_path, edit):
+    # Numba compiles these in as constants: a key without them reused stale
+    # code in a new process (silently wrong results)
+    cache = tmp_path / "cache"
+    (tmp_path / "grid.py").write_text("SHIFT = 1.0\n")
+    (tmp_path / "params_mod.py").write_text("import grid\nSCALE = 3.0\n")
+    (tmp_path / "helpers_mod.py").write_text(PARAMS_HELPERS)
+    script = tmp_path / "main_script.py"
+    script.write_text(PARAMS_MAIN)
+    first = _run(script, cache)
+    assert first["result"] == first["python"] and first["compiles"] > 0
+    assert _run(script, cache)["compiles"] == 0
+    name, old, new = edit
+    path = tmp_path / name
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    edited = _run(script, cache)
+    assert edited["result"] == edited["python"] != first["result"], edited
+    assert edited["compiles"] > 0
+
+
 def test_cache_directory_is_the_one_configured(tmp_path):
     script = tmp_path / "same_file.py"
     script.write_text(SAME_FILE)
