@@ -462,6 +462,11 @@ class _Core:
                 self.stealers[me] = self.stealers.get(me, 0) + 1
         depth = getattr(_REGION, "depth", 0)
         _REGION.depth = depth + 1  # the caller runs a task: it is a worker meanwhile
+        # ... of this executor too: a task it runs that waits on another task's
+        # future runs that one in this slot, as a worker would (it held a slot
+        # that no worker could take while it waited)
+        was = getattr(_LOCAL, "core", None)
+        _LOCAL.core = self
         try:
             if isinstance(item, _Batch):
                 item.work(k)
@@ -473,6 +478,7 @@ class _Core:
                 # ContextVar.set) does not change the waiting caller's
                 contextvars.Context().run(_run_future, item)
         finally:
+            _LOCAL.core = was
             _REGION.depth = depth
             if not inside:
                 with self.mutex:

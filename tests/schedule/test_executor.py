@@ -362,6 +362,41 @@ def test_a_task_waiting_on_another_task_does_not_deadlock():
         assert ex.submit(outer_map, ex).result(timeout=10) == sum(range(1, 51))
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_nested_waits_in_a_task_the_caller_runs_do_not_deadlock(workers):
+    # Once a function is known to be short the waiting caller runs its tasks
+    # itself, in a slot of the pool: a nested wait there must run the inner
+    # task in that slot, as a worker does (it hung from the second call on),
+    # from the main thread and from another thread, nested three deep.
+    def fib(ex, n):
+        if n < 2:
+            return n
+        a, b = ex.submit(fib, ex, n - 1), ex.submit(fib, ex, n - 2)
+        return a.result() + b.result()
+
+    def inner(x):
+        return x + 1
+
+    def outer(ex, x):
+        return ex.submit(inner, x).result()
+
+    def calls(ex):
+        got = [ex.submit(outer, ex, k).result() for k in range(5)]
+        got += [ex.submit(fib, ex, 9).result() for _ in range(3)]
+        return got
+
+    want = [1, 2, 3, 4, 5, 34, 34, 34]
+    with Executor(max_workers=workers) as ex:
+        assert calls(ex) == want
+        box = []
+        t = threading.Thread(target=lambda: box.append(calls(ex)), daemon=True)
+        t.start()
+        t.join(30)
+        assert not t.is_alive(), "a nested wait in another thread hung"
+        assert box == [want]
+
+
 @pytest.mark.timeout(30)
 def test_initializer_runs_in_every_worker_and_its_failure_breaks_the_executor():
     names = set()
