@@ -299,6 +299,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def _parse_max_workers(value: Any, source: str) -> int:
+    if type(value).__module__ == "numpy" and hasattr(value, "__index__") \
+            and type(value).__name__ != "bool_":
+        value = int(value)  # a NumPy integer (numpy is not imported here for this)
     if isinstance(value, bool) or not isinstance(value, int):
         try:
             if isinstance(value, str) and value.strip().lstrip("+").isdigit():

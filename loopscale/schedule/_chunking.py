@@ -33,6 +33,8 @@ import functools
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 __all__ = ["POLICIES", "plan_chunks", "validate_policy", "validate_max_workers",
            "MIN_CHUNK_SECONDS", "min_chunk_seconds"]
 
@@ -67,21 +69,22 @@ def validate_max_workers(max_workers: object, *, name: str = "max_workers") -> i
     """*max_workers* as a positive int (None stays None), else a clear error."""
     if max_workers is None:
         return None
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+    if isinstance(max_workers, (bool, np.bool_)) or not isinstance(max_workers,
+                                                                (int, np.integer)):
         raise TypeError(f"{name} must be a positive integer or None; got {max_workers!r}.")
     if max_workers <= 0:
         raise ValueError(f"{name} must be greater than 0; got {max_workers!r}.")
-    return max_workers
+    return int(max_workers)  # (a NumPy integer, os.cpu_count() // 2 as np.int64...)
 
 
 def validate_chunksize(chunksize: object) -> int | None:
     if chunksize is None:
         return None
-    if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+    if isinstance(chunksize, (bool, np.bool_)) or not isinstance(chunksize, (int, np.integer)):
         raise TypeError(f"chunksize must be a positive integer or None; got {chunksize!r}.")
     if chunksize <= 0:
         raise ValueError(f"chunksize must be greater than 0; got {chunksize!r}.")
-    return chunksize
+    return int(chunksize)
 
 
 def _even(nblocks: int, pieces: int) -> list[tuple[int, int]]:

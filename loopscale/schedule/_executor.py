@@ -680,7 +680,7 @@ class Executor(cf.ThreadPoolExecutor):
         if max_workers is None:
             max_workers = config.max_workers_default()
         else:
-            validate_max_workers(max_workers)
+            max_workers = validate_max_workers(max_workers)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable; got {initializer!r}.")
         name = thread_name_prefix or f"loopscale-Executor-{self._counter()}"

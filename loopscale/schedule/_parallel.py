@@ -138,6 +138,8 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
     workers = _resolve_workers(max_workers)
     validate_policy(policy)
     chunksize = validate_chunksize(chunksize)
+    if progress is not None and progress is not True and progress is not False:
+        raise TypeError(f"progress must be True, False or None; got {progress!r}.")
     if not callable(fn):
         raise TypeError(f"fn must be callable as fn(start, stop, *args); got {fn!r}.")
     _check_nogil(fn)
@@ -181,7 +183,7 @@ class ThreadsExecutor:
         if unknown:
             raise TypeError(f"unknown option(s) for the 'threads' level: {sorted(unknown)!r}; "
                             "valid: max_workers, policy, chunksize, progress.")
-        if progress not in (None, True, False):
+        if progress is not None and progress is not True and progress is not False:
             raise TypeError(f"progress must be True, False or None; got {progress!r}.")
         self.progress = progress
         self.max_workers = _resolve_workers(max_workers)

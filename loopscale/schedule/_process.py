@@ -693,8 +693,9 @@ class ProcessExecutor(cf.Executor):
         if max_workers is None:
             max_workers = config.max_workers_default()
         else:
-            validate_max_workers(max_workers)
-        validate_max_workers(max_tasks_per_child, name="max_tasks_per_child")
+            max_workers = validate_max_workers(max_workers)
+        max_tasks_per_child = validate_max_workers(max_tasks_per_child,
+                                                   name="max_tasks_per_child")
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable; got {initializer!r}.")
         if isinstance(max_nbytes, bool) or not isinstance(max_nbytes, int):

@@ -249,7 +249,7 @@ def dumps(obj: Any, space: Space, unlink_on_receipt: bool) -> tuple[bytes, Pickl
 
 def share_array(space: Space, array: Any) -> np.ndarray:
     """A C-contiguous copy of *array* in a segment, sent by reference from then on."""
-    src = np.ascontiguousarray(array)
+    src = np.asarray(array, order="C")  # (np.ascontiguousarray makes a 0-d array 1-d)
     if src.dtype.hasobject:
         raise TypeError("only arrays of numbers can be shared; this one holds Python objects "
                         f"(dtype {src.dtype!r}).")

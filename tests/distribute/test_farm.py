@@ -10,6 +10,7 @@ pytestmark = pytest.mark.mpi
 
 FARM = r'''
 import json, os, sys, threading, time
+import numpy as np
 from loopscale import distribute
 from loopscale.errors import ArgumentError, WorkerError
 
@@ -26,7 +27,9 @@ out = distribute.map(slow_square, range(300) if me == 0 else None, chunksize=2)
 report["root_only"] = None if out is None else [v for v, _ in out] == [x * x for x in range(300)]
 report["ranks_used"] = None if out is None else sorted({r for _, r in out})
 
-report["everywhere"] = distribute.map(lambda x: -x, range(7), results="all")
+# (a NumPy integer chunksize on one rank agrees with the same int on the others)
+report["everywhere"] = distribute.map(lambda x: -x, range(7), results="all",
+                                      chunksize=np.int64(2) if me == 0 else 2)
 
 try:  # the condition turned round: the items on the other ranks, None on the root
     distribute.map(lambda x: x, None if me == 0 else [1, 2, 3], results="all")

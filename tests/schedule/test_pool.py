@@ -14,7 +14,7 @@ import pytest
 import loopscale
 from loopscale import accelerate
 from loopscale.errors import SerializationWarning
-from loopscale.schedule import parallel_for
+from loopscale.schedule import Executor, parallel_for
 from loopscale.schedule._pool import WorkerPool
 
 
@@ -299,6 +299,10 @@ def test_kernel_without_nogil_warns_and_still_computes():
     ({"max_workers": 2.0}, TypeError, "positive integer"),
     ({"policy": "fast"}, ValueError, "'static', 'dynamic', 'guided', 'auto'"),
     ({"chunksize": 0}, ValueError, "chunksize"),
+    ({"progress": "no"}, TypeError, "progress must be True, False or None"),
+    ({"progress": 1}, TypeError, "progress must be True, False or None"),
+    ({"progress": print}, TypeError, "progress must be True, False or None"),
+    ({"max_workers": np.bool_(True)}, TypeError, "positive integer"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):
@@ -310,6 +314,19 @@ def test_bad_arguments_are_clear_errors(kwargs, exc, match):
 def test_a_bad_n_is_a_clear_error(n, exc):
     with pytest.raises(exc, match="n must be a non-negative integer"):
         parallel_for(fill_squares, n, np.zeros(10, dtype=np.int64))
+
+
+def test_numpy_integers_are_integers_for_every_count():
+    # as ThreadPoolExecutor takes them (os.cpu_count() // 2 in NumPy code is often one)
+    out = np.zeros(10, dtype=np.int64)
+    parallel_for(fill_squares, np.int64(10), out, max_workers=np.int64(2),
+                 chunksize=np.int32(3))
+    np.testing.assert_array_equal(out, np.arange(10) ** 2)
+    with Executor(max_workers=np.int64(2)) as ex:
+        assert ex._max_workers == 2 and type(ex._max_workers) is int
+        assert list(ex.map(abs, range(-4, 0), chunksize=np.int16(2))) == [4, 3, 2, 1]
+    with loopscale.level("threads", max_workers=np.int64(2)):
+        assert loopscale.config.current_level().options["max_workers"] == 2
 
 
 def test_a_numpy_integer_n_is_an_integer():

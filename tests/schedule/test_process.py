@@ -48,6 +48,10 @@ def fill_column(out, column, value):
     out[:, column] = value
 
 
+def fill_all(out, value):
+    out[...] = value
+
+
 def raise_value_error(x):
     raise ValueError(f"bad value {x}")
 
@@ -216,6 +220,15 @@ def test_shared_arrays_are_written_in_place_by_tasks(ex):
     expected = np.zeros((512, 256))
     expected[:, ::32] = np.arange(0, 256, 32)
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.timeout(60)
+def test_a_shared_0d_array_keeps_its_shape(ex):
+    for value in (np.array(4.0), np.array(7, dtype=np.int32)):
+        shared = ex.share(value)
+        assert shared.shape == () and shared.dtype == value.dtype and shared == value
+        ex.submit(fill_all, shared, 9).result()
+        assert shared == 9
 
 
 @pytest.mark.timeout(60)
