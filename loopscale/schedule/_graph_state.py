@@ -36,6 +36,7 @@ Rules
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -168,6 +169,10 @@ def find_cycle(dependencies: Mapping[Key, Collection[Key]]) -> list[Key] | None:
     return None
 
 
+#: Keys named at most in a message about the graph (the rest are counted).
+_SHOWN = 20
+
+
 def check_graph(dependencies: Mapping[Key, Collection[Key]]) -> None:
     """Raise ValueError, naming the keys, if a dependency is missing or the graph has a cycle.
 
@@ -177,18 +182,25 @@ def check_graph(dependencies: Mapping[Key, Collection[Key]]) -> None:
     >>> check_graph({"a": ["b"], "b": ["a"]})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: the task graph has a cycle: 'a' -> 'b' -> 'a'. ...
+    ValueError: the task graph has a cycle of 2 tasks: 'a' -> 'b' -> 'a'. ...
     """
     missing = find_missing(dependencies)
     if missing:
-        lines = "; ".join(f"task {k!r} needs {_names(v)}" for k, v in missing.items())
+        lines = "; ".join(f"task {k!r} needs {_names(v)}"
+                          for k, v in itertools.islice(missing.items(), _SHOWN))
+        if len(missing) > _SHOWN:
+            lines += f"; and {len(missing) - _SHOWN} more tasks"
         raise ValueError(
             f"the task graph depends on keys that are not in it: {lines}. Add those tasks "
             "(graph.add(key, fn, ...)) or fix the references.")
     cycle = find_cycle(dependencies)
     if cycle is not None:
+        path = list(map(repr, cycle))
+        if len(path) > _SHOWN:  # (a cycle through 100,000 tasks made a 900 KB message)
+            path[_SHOWN // 2:-_SHOWN // 2] = [f"... {len(path) - _SHOWN} more ..."]
         raise ValueError(
-            f"the task graph has a cycle: {' -> '.join(map(repr, cycle))}. A task cannot "
+            f"the task graph has a cycle of {len(cycle) - 1} tasks: {' -> '.join(path)}. "
+            "A task cannot "
             "depend, directly or through others, on its own result; remove one of these "
             "dependencies.")
 

@@ -166,7 +166,8 @@ def test_missing_dependencies_are_found_and_named():
 ])
 def test_cycles_are_found_as_closed_paths(deps, cycle):
     assert find_cycle(deps) == cycle
-    with pytest.raises(ValueError, match="cycle: " + re.escape(" -> ".join(map(repr, cycle)))):
+    with pytest.raises(ValueError, match=f"cycle of {len(cycle) - 1} tasks: "
+                       + re.escape(" -> ".join(map(repr, cycle)))):
         check_graph(deps)
 
 
@@ -177,6 +178,14 @@ def test_a_long_chain_is_checked_without_recursion():
     assert find_cycle(deps) is None
     deps[0] = [n - 1]
     assert len(find_cycle(deps)) == n + 1
+    with pytest.raises(ValueError) as info:  # named in a message of a readable size
+        check_graph(deps)
+    text = str(info.value)
+    assert len(text) < 1000 and f"cycle of {n} tasks" in text and "more ..." in text, text
+    missing = {k: [-k] for k in range(1, 51)}
+    with pytest.raises(ValueError, match="and 30 more tasks") as info:
+        check_graph(missing)
+    assert len(str(info.value)) < 1500
 
 
 @pytest.mark.timeout(10)
@@ -483,7 +492,7 @@ def test_bad_graphs_are_rejected_before_any_task_runs(kind):
     if kind == "cycle":
         graph.add("p", calls.append, graph.ref("q"))
         graph.add("q", calls.append, graph.ref("p"))
-        message = r"cycle: 'p' -> 'q' -> 'p'"
+        message = r"cycle of 2 tasks: 'p' -> 'q' -> 'p'"
     else:
         graph.add("p", calls.append, [graph.ref("nowhere")])
         message = r"task 'p' needs 'nowhere'"
