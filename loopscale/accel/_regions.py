@@ -72,6 +72,17 @@ PROBES = 2
 #: first retry came after 64).
 RETRY_FIRST = 8
 RETRY_MOST = 4096
+#: A loop kept inline (two passes on the pool lost) whose pass took less than
+#: this on one core, as the probes time it (the region's call from Python
+#: included: 10-25 µs of it), is not tried again at that size (the countdown is
+#: set to :data:`NEVER`): a pool wakes its threads, splits the work and
+#: combines it in about as long as the work itself, so no quieter moment
+#: makes such a pass gain against the loop inline, and a retry's call that
+#: beats the probe's call beats a call, not the inline loop.  Not at a
+#: collective level, where every rank must retry at the same pass and each
+#: has its own timings.
+HOPELESS_SECONDS = 50e-6
+NEVER = 1 << 62
 #: At a collective level, one judged pass in this many (see :data:`AGREED`).
 RETRY = 64
 #: At a collective level (``mpi``), the passes of a size after the probes whose
@@ -638,17 +649,25 @@ class Runner:
             if seen >= AGREED and seen % RETRY and not retried:
                 return out  # (not judged: see the class's text)
             missed = agree(missed)
+        # (no pool can split so little work with a gain: a 5-iteration dot
+        # product inside a Gram matrix's j loop, retried every 4096 of its
+        # 180,000 passes, cost 60 % of the serial time, and once a retry's call
+        # beat the probe's, both mostly the call itself, every pass went to
+        # the pool: 2-5x slower than serial)
+        hopeless = agree is None and cost * trips < HOPELESS_SECONDS
         if missed:
             self.misses[bucket] = self.misses.get(bucket, 0) + 1
             if self.misses[bucket] >= 2 or retried:
                 self.gates[self.k] = max(int(self.gates[self.k]), 2 * trips + 1)
                 # (a retry that lost waits twice as long for the next, up to 64x)
                 self.failed_retries += retried
-                self.gates[countdown] = min(RETRY_FIRST << min(self.failed_retries, 20),
-                                            RETRY_MOST)
+                self.gates[countdown] = NEVER if hopeless else min(
+                    RETRY_FIRST << min(self.failed_retries, 20), RETRY_MOST)
         else:
             self.misses[bucket] = 0
-            if retried:  # (the machine was busy, or is quieter now)
+            if retried and hopeless:  # (beat only the probe's own call: not a gain)
+                self.gates[countdown] = NEVER
+            elif retried:  # (the machine was busy, or is quieter now)
                 self.gates[self.k] = min(int(self.gates[self.k]), trips)
                 self.failed_retries = 0
         return out

@@ -749,3 +749,38 @@ def test_the_runners_agreement_is_looked_up_again_inside_a_task(monkeypatch):
 def _doubled(x, out):
     for i in range(x.shape[0]):
         out[i] = 2.0 * x[i]
+
+
+@accelerate
+def _gram(X):
+    n = X.shape[0]
+    G = np.empty((n, n))
+    for i in range(n):
+        for j in range(i, n):          # diagonal included: `i` stays in order
+            s = 0.0
+            for k in range(X.shape[1]):  # a region of 5 iterations, 20,000 passes
+                s += X[i, k] * X[j, k]
+            G[i, j] = s
+            G[j, i] = s
+    return G
+
+
+@pytest.mark.timeout(300)
+def test_a_region_too_short_for_any_pool_stays_inline_for_good():
+    # Two passes on the pool lost, then retries every 8..4096 passes; and a
+    # retry whose call beat the probe's call (both mostly the call from
+    # Python) sent every later pass to the pool: 2-5x slower than serial.
+    # A pass this short is never tried on the pool again.
+    X = np.random.default_rng(0).random((200, 5))
+    with level("serial"):
+        want = _gram(X)
+    comp = _gram._build()
+    with level("threads", max_workers=2):
+        for _ in range(3):
+            np.testing.assert_array_equal(_gram(X), want)
+        runner = comp.runners[0]
+        before = (runner.calls, dict(runner.probes))
+        for _ in range(3):
+            np.testing.assert_array_equal(_gram(X), want)
+    assert (runner.calls, runner.probes) == before, (runner.calls, before)
+    assert comp.gates[len(comp.gates) // 2] > 10**15 and comp.gates[0] > 5
