@@ -492,6 +492,22 @@ _ADVICE: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"Cannot modify readonly array|setitem\(readonly array"),
      "writing to a read-only array (pandas' to_numpy() gives one under copy-on-write)",
      "pass a writable NumPy array (np.array(x) makes a writable copy)"),
+    (re.compile(r">>> [gs]etitem\((?:readonly )?array\([^)]*\), (float\d+|UniTuple\(float\d+"
+                r"[^)]*\))[,)]"),
+     "indexing an array with a float ({0}): an index array of floats (np.floor gives "
+     "floats), or an index computed with `/`",
+     "make the index an integer: idx.astype(np.int64) for an index array, `//` instead of "
+     "`/`, or int(...)"),
+    (re.compile(r">>> setitem\(array\(((?:float|int|uint)\d+|bool)[^)]*\), [^\n]*, "
+                r"(complex\d+)\)"),
+     "storing a {1} value in an array of {0}",
+     "make the output complex (np.empty(n, dtype=np.complex128)), or store the part you "
+     "mean (z.real, abs(z))"),
+    (re.compile(r">>> (add|sub|mul|truediv|floordiv|pow|mod|iadd|isub|imul|itruediv)"
+                r"\([^\n]*unicode_type"),
+     "arithmetic (`{0}`) with a string: a number given as str ('2.0', read from the command "
+     "line or a file)",
+     "convert it before the call: float(a) or int(a)"),
     (re.compile(r"No implementation of function Function\(<(?:built-in function|function|class|"
                 r"intrinsic|ufunc)? ?'?([\w.]+)'?[^\n]*\) found for "
                 r"signature:[\s\S]*?unexpected keyword argument '(\w+)'"),

@@ -242,6 +242,37 @@ def test_compile_error_message_is_not_just_numbas():
     assert str(info.value) != str(info.value.__cause__)
 
 
+@accelerate
+def _gather(x, idx, out):
+    for i in range(out.shape[0]):
+        out[i] = x[idx[i]]
+
+
+@accelerate
+def _saxpy(a, x, y, out):
+    for i in range(x.shape[0]):
+        out[i] = a * x[i] + y[i]
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: _gather(np.arange(5.0), np.floor(np.arange(5.0) / 2), np.zeros(5)),
+     ["indexing an array with a float (float64)", "idx.astype(np.int64)", "`//`"]),
+    (lambda: _saxpy("2.0", np.ones(3), np.ones(3), np.zeros(3)),
+     ["arithmetic (`mul`) with a string", "float(a)"]),
+    (lambda: _saxpy(2.0, np.ones(3) * 1j, np.ones(3), np.zeros(3)),
+     ["storing a complex128 value in an array of float64", "dtype=np.complex128", ".real"]),
+])
+def test_common_argument_mistakes_get_their_own_advice(call, words):
+    # (Numba's "no implementation of getitem/mul/setitem" named the operation,
+    # not the mistake)
+    with pytest.raises(CompileError) as info:
+        call()
+    text = str(info.value)
+    assert "test_errors.py:" in text and "Called with:" in text, text
+    for word in words:
+        assert word in text, text
+
+
 # ---------------------------------------------------------------------------
 # fallback
 # ---------------------------------------------------------------------------
