@@ -32,6 +32,7 @@ import contextlib
 import contextvars
 import functools
 import math
+import operator
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -298,26 +299,31 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_mark_rank)
 
 
+def as_integer(value: Any) -> int | None:
+    """*value* as an ``int`` when it is an integer (a Python or NumPy integer, as
+    ``ThreadPoolExecutor`` takes for a count), else None (a bool, a float, a
+    string...)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # (refuses floats and NumPy bools)
+    except TypeError:
+        return None
+
+
 def _parse_max_workers(value: Any, source: str) -> int:
-    if type(value).__module__ == "numpy" and hasattr(value, "__index__") \
-            and type(value).__name__ != "bool_":
-        value = int(value)  # a NumPy integer (numpy is not imported here for this)
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            if isinstance(value, str) and value.strip().lstrip("+").isdigit():
-                value = int(value)
-            else:
-                raise ValueError
-        except ValueError:
-            raise LevelError(
-                f"max_workers must be a positive integer; got {value!r} (from {source}). "
-                f"Use an integer between 1 and the number of cores ({usable_cores()})."
-            ) from None
-    if value <= 0:
+    number = as_integer(value)
+    if number is None and isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        number = int(value)
+    if number is None:
+        raise LevelError(
+            f"max_workers must be a positive integer; got {value!r} (from {source}). "
+            f"Use an integer between 1 and the number of cores ({usable_cores()}).")
+    if number <= 0:
         raise LevelError(
             f"max_workers must be greater than 0; got {value!r} (from {source})."
         )
-    return value
+    return number
 
 
 def max_workers_default() -> int:

@@ -44,8 +44,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import numpy as np
-
+from .. import config
 from ..errors import ArgumentError, WorkerError
 from . import _mpi
 from ._darray import _root_text
@@ -70,7 +69,7 @@ _DEPTH = 2  # chunks each worker holds at once
 def _validate(fn: Any, chunksize: Any, results: Any, root: Any, nranks: int) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be callable; got {fn!r}.")
-    if isinstance(chunksize, (bool, np.bool_)) or not isinstance(chunksize, (int, np.integer)):
+    if config.as_integer(chunksize) is None:
         raise TypeError(f"chunksize must be a positive integer; got {chunksize!r}.")
     if chunksize < 1:
         raise ValueError(f"chunksize must be greater than 0; got {chunksize!r}.")
@@ -181,7 +180,7 @@ def map(fn: Callable[[Any], T], iterable: Iterable[Any] | None, chunksize: int =
     error = None
     try:
         _validate(fn, chunksize, results, root, nranks)
-        chunksize = int(chunksize)  # (np.int64(2) and 2 agree)
+        chunksize = config.as_integer(chunksize)  # (np.int64(2) and 2 agree)
     except (TypeError, ValueError) as exc:
         error = exc
     agree_call(comm, "distribute.map", [("call", "distribute.map()"),

@@ -33,9 +33,10 @@ import functools
 import math
 from collections.abc import Sequence
 
-import numpy as np
+from .. import config
 
 __all__ = ["POLICIES", "plan_chunks", "validate_policy", "validate_max_workers",
+           "validate_chunksize", "validate_progress",
            "MIN_CHUNK_SECONDS", "min_chunk_seconds"]
 
 #: The scheduling policies, in the order documented.
@@ -69,22 +70,29 @@ def validate_max_workers(max_workers: object, *, name: str = "max_workers") -> i
     """*max_workers* as a positive int (None stays None), else a clear error."""
     if max_workers is None:
         return None
-    if isinstance(max_workers, (bool, np.bool_)) or not isinstance(max_workers,
-                                                                (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer or None; got {max_workers!r}.")
-    if max_workers <= 0:
-        raise ValueError(f"{name} must be greater than 0; got {max_workers!r}.")
-    return int(max_workers)  # (a NumPy integer, os.cpu_count() // 2 as np.int64...)
+    return _positive(max_workers, name)
+
+
+def _positive(value: object, name: str) -> int:
+    """*value*, an int or a NumPy integer greater than 0, as an int; else a clear error."""
+    number = config.as_integer(value)
+    if number is None:
+        raise TypeError(f"{name} must be a positive integer or None; got {value!r}.")
+    if number <= 0:
+        raise ValueError(f"{name} must be greater than 0; got {value!r}.")
+    return number
 
 
 def validate_chunksize(chunksize: object) -> int | None:
     if chunksize is None:
         return None
-    if isinstance(chunksize, (bool, np.bool_)) or not isinstance(chunksize, (int, np.integer)):
-        raise TypeError(f"chunksize must be a positive integer or None; got {chunksize!r}.")
-    if chunksize <= 0:
-        raise ValueError(f"chunksize must be greater than 0; got {chunksize!r}.")
-    return int(chunksize)
+    return _positive(chunksize, "chunksize")
+
+
+def validate_progress(progress: object) -> None:
+    """Refuse a *progress* option that is not True, False or None (``"no"`` is true)."""
+    if progress is not None and progress is not True and progress is not False:
+        raise TypeError(f"progress must be True, False or None; got {progress!r}.")
 
 
 def _even(nblocks: int, pieces: int) -> list[tuple[int, int]]:

@@ -19,7 +19,13 @@ import numpy as np
 
 from .. import config
 from ..errors import SerializationWarning
-from ._chunking import plan_chunks, validate_chunksize, validate_max_workers, validate_policy
+from ._chunking import (
+    plan_chunks,
+    validate_chunksize,
+    validate_max_workers,
+    validate_policy,
+    validate_progress,
+)
 from ._pool import get_pool, useful_workers
 
 __all__ = ["parallel_for", "ThreadsExecutor"]
@@ -138,8 +144,7 @@ def parallel_for(fn: Callable[..., Any], n: int, *args: Any, max_workers: int | 
     workers = _resolve_workers(max_workers)
     validate_policy(policy)
     chunksize = validate_chunksize(chunksize)
-    if progress is not None and progress is not True and progress is not False:
-        raise TypeError(f"progress must be True, False or None; got {progress!r}.")
+    validate_progress(progress)
     if not callable(fn):
         raise TypeError(f"fn must be callable as fn(start, stop, *args); got {fn!r}.")
     _check_nogil(fn)
@@ -183,8 +188,7 @@ class ThreadsExecutor:
         if unknown:
             raise TypeError(f"unknown option(s) for the 'threads' level: {sorted(unknown)!r}; "
                             "valid: max_workers, policy, chunksize, progress.")
-        if progress is not None and progress is not True and progress is not False:
-            raise TypeError(f"progress must be True, False or None; got {progress!r}.")
+        validate_progress(progress)
         self.progress = progress
         self.max_workers = _resolve_workers(max_workers)
         self.policy = validate_policy(policy)

@@ -7,9 +7,11 @@ import os
 import pickle
 import subprocess
 import sys
+import textwrap
 import time
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -336,6 +338,13 @@ def test_bad_options_are_refused_with_the_valid_values():
         ProcessExecutor(max_nbytes=-1)
 
 
+def _run_script(script: Path, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 100) -> subprocess.CompletedProcess[str]:
+    """Run *script* (with *args*) in its own directory as ``python script.py``."""
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=script.parent)
+
+
 @pytest.mark.timeout(240)
 def test_a_script_s_accelerated_function_compiles_in_the_worker_processes(tmp_path):
     # The script's module (loaded again in each spawned worker) imports Numba and
@@ -371,8 +380,7 @@ def test_a_script_s_accelerated_function_compiles_in_the_worker_processes(tmp_pa
         "    print('ok')\n")
     env = dict(os.environ, LOOPSCALE_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("NUMBA_NUM_THREADS", None)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env=env, timeout=220, cwd=tmp_path)
+    proc = _run_script(script, env=env, timeout=220)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
@@ -396,8 +404,7 @@ def test_tasks_a_script_queues_at_its_end_all_run(tmp_path, ending):
         "if __name__ == '__main__':\n"
         "    ex = ProcessExecutor(max_workers=2)\n"
         "    futures = [ex.submit(touch, i) for i in range(10)]\n" + last)
-    proc = subprocess.run([sys.executable, str(script), str(marks)], capture_output=True,
-                          text=True, timeout=100, cwd=tmp_path)
+    proc = _run_script(script, str(marks))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(int(p.name) for p in marks.iterdir()) == list(range(10)), proc.stderr[-3000:]
 
@@ -408,29 +415,24 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path):
     # unguarded script makes an executor there.  The worker says so (file and
     # line) and ends; the caller's error says what happened, with no hang and
     # no process started from a worker.
+    head = ("from loopscale.schedule import ProcessExecutor\n"
+            "\n"
+            "def square(x):\n"
+            "    return x * x\n"
+            "\n")
+    use = ("with ProcessExecutor(max_workers=2) as ex:\n"
+           "    print(list(ex.map(square, range(5))))\n")
     script = tmp_path / "noguard.py"
-    script.write_text(
-        "from loopscale.schedule import ProcessExecutor\n"
-        "\n"
-        "def square(x):\n"
-        "    return x * x\n"
-        "\n"
-        "with ProcessExecutor(max_workers=2) as ex:\n"
-        "    print(list(ex.map(square, range(5))))\n")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=100, cwd=tmp_path)
+    script.write_text(head + use)
+    proc = _run_script(script)
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     err = proc.stderr
     assert f"a ProcessExecutor was created ({script}:6) while a worker process" in err, err
     assert 'under `if __name__ == "__main__":`' in err, err
     assert "BrokenProcessPool" in err and "died before it finished a task" in err, err
     # guarded, the same script runs
-    guarded = script.read_text().replace(
-        "with ProcessExecutor", "if __name__ == '__main__':\n  with ProcessExecutor").replace(
-        "    print(list", "      print(list")
-    script.write_text(guarded)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=100, cwd=tmp_path)
+    script.write_text(head + "if __name__ == '__main__':\n" + textwrap.indent(use, "    "))
+    proc = _run_script(script)
     assert proc.returncode == 0 and proc.stdout.strip() == "[0, 1, 4, 9, 16]", proc.stderr
 
 
