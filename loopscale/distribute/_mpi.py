@@ -20,6 +20,8 @@ the first use of MPI) makes the job behave like ``python -m mpi4py``:
   with status ``n`` (through mpi4py's abort-at-exit status; ``python -m
   loopscale.distribute`` covers ``raise SystemExit(n)`` as well);
 * Ctrl-C (``KeyboardInterrupt``) aborts with status 130;
+* a rank that fails in one of those ways before it used MPI starts MPI to
+  abort (:func:`_initialize_to_abort`): the others may be waiting in MPI_Init;
 * a rank that ends (its script returns, or ``raise SystemExit(n)`` under a
   plain ``mpiexec``, which no hook sees) while another waits for it in a
   distributed call: the waiting rank ends the job with status 1 and a message
@@ -74,11 +76,17 @@ SECONDARY_GRACE_SECONDS = 5.0
 #: How long an aborting rank lets the launcher forward its last output.
 ABORT_DRAIN_SECONDS = 0.25
 
+#: How long a rank that aborts the job before it used MPI waits for the other
+#: ranks to start MPI, so that MPI_Abort ends the job with its status (see
+#: :func:`_initialize_to_abort`).
+ABORT_INIT_SECONDS = 10.0
+
 _LOCK = threading.RLock()
 _MPI: Any = None
 _INSTALLED = False
 _PREVIOUS_EXCEPTHOOK = sys.excepthook
 _EXIT_PENDING = False  # a SystemExit set the job's abort status (see set_exit_status)
+_EXIT_BEFORE_MPI = 0  # the status of a SystemExit before MPI was initialised
 
 
 def mpi_module() -> Any:
@@ -337,15 +345,64 @@ def _abort(code: int) -> None:
     # the launcher forwards this rank's output through pipes; killing the job
     # the instant it is written can lose it
     time.sleep(ABORT_DRAIN_SECONDS)
-    if is_finalized() or not is_initialized():
-        # MPI_Abort is no longer allowed, or would first need MPI_Init, which waits
-        # for ranks that may never call it: the launcher sees the status and ends
-        # the job (MPICH's Hydra, Open MPI's mpirun, srun all do on a non-zero exit)
-        os._exit(code)
+    if is_finalized():
+        os._exit(code)  # MPI_Abort is no longer allowed; the launcher sees the status
+    if not is_initialized():
+        mpi = _initialize_to_abort(ABORT_INIT_SECONDS) if launched() else None
+        if mpi is None:
+            if launched():
+                sys.stderr.write(
+                    f"[rank {_world_rank()}] no other rank started MPI within "
+                    f"{ABORT_INIT_SECONDS:g} s: this rank exits with status {code}, and the "
+                    f"launcher ends the job\n")
+                _flush()
+            os._exit(code)
     try:
         mpi_module().COMM_WORLD.Abort(code)
     finally:  # pragma: no cover - Abort does not return
         os._exit(code)
+
+
+def _initialize_to_abort(timeout: float) -> Any:
+    """Initialise MPI in this rank, which is about to abort the job before it ever
+    used MPI; the ``mpi4py.MPI`` module once it is initialised, or None after
+    *timeout* seconds.
+
+    A rank that exits before MPI_Init leaves the others waiting in theirs for
+    ever: MPICH's Hydra ends a job on a non-zero exit only of a rank that
+    connected to it, which MPI_Init does first.  MPI_Init then waits for every
+    rank, so it is called in a helper thread through ``ctypes``, which lets go of
+    the GIL (mpi4py's import does not): when the others are in MPI_Init too, it
+    returns and MPI_Abort ends the job with this rank's status; when they are not,
+    this rank exits after *timeout* seconds, connected, and the launcher ends the
+    job then (MPICH), or already did on the exit status (Open MPI, srun).
+    """
+    try:
+        import ctypes
+
+        import mpi4py
+
+        if "mpi4py.MPI" not in sys.modules:
+            mpi4py.rc.initialize = False  # the import must not block, holding the GIL
+        from mpi4py import MPI as mpi
+
+        if mpi.Is_initialized():
+            return mpi
+        init = ctypes.CDLL(mpi.__file__).MPI_Init_thread  # (found in libmpi)
+        init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                         ctypes.POINTER(ctypes.c_int)]
+        init.restype = ctypes.c_int
+    except Exception:  # noqa: BLE001 - pragma: no cover - no MPI library to call
+        return None
+    done = threading.Event()
+
+    def initialize() -> None:
+        provided = ctypes.c_int(0)
+        if init(None, None, mpi.THREAD_MULTIPLE, ctypes.byref(provided)) == 0:
+            done.set()
+
+    threading.Thread(target=initialize, name="loopscale-abort-init", daemon=True).start()
+    return mpi if done.wait(timeout) else None
 
 
 def _exit_status(code: Any) -> int:
@@ -392,24 +449,36 @@ def set_exit_status(code: Any) -> None:
     The rank's next watched collective clears it: the script caught the exit and
     went on.
     """
-    global _EXIT_PENDING
+    global _EXIT_PENDING, _EXIT_BEFORE_MPI
     status = _exit_status(code)
-    # (without MPI initialised, the process's own status reaches the launcher,
-    # which ends the job: initialising MPI here could wait for ranks that never do;
-    # a SystemExit in another thread ends only that thread, as in Python)
-    if (status and launched() and is_initialized() and not is_finalized()
-            and threading.current_thread() is threading.main_thread()):
-        from mpi4py import run as mpirun  # noqa: F401 - mpi4py's abort-at-exit status
+    # (a SystemExit in another thread ends only that thread, as in Python)
+    if (not status or not launched() or is_finalized()
+            or threading.current_thread() is not threading.main_thread()):
+        return
+    if not is_initialized():
+        # the process's own status does not end a job under MPICH's Hydra whose
+        # other ranks wait in MPI_Init: at exit, _abort connects and aborts
+        _EXIT_BEFORE_MPI = status
+        return
+    from mpi4py import run as mpirun  # noqa: F401 - mpi4py's abort-at-exit status
 
-        mpi_module()
-        mpirun.set_abort_status(status)
-        _EXIT_PENDING = True
+    mpi_module()
+    mpirun.set_abort_status(status)
+    _EXIT_PENDING = True
+
+
+def _exit_before_mpi() -> None:
+    """At exit (``atexit``): a ``sys.exit(n)`` before this rank used MPI ends the job
+    with status ``n`` (see :func:`set_exit_status`)."""
+    if _EXIT_BEFORE_MPI and not is_initialized():
+        _abort(_EXIT_BEFORE_MPI)
 
 
 def _exit_caught() -> None:
     """The rank went on to another collective after a ``SystemExit``: the script
     caught it, and the status it set is not the job's any more."""
-    global _EXIT_PENDING
+    global _EXIT_PENDING, _EXIT_BEFORE_MPI
+    _EXIT_BEFORE_MPI = 0
     if _EXIT_PENDING and threading.current_thread() is threading.main_thread():
         _EXIT_PENDING = False
         mpi_module()._set_abort_status(0)
@@ -424,7 +493,7 @@ class _ExitOfThisRank(SystemExit):
 
     def __del__(self) -> None:
         try:
-            if _EXIT_PENDING and sys._getframe().f_back is not None:
+            if (_EXIT_PENDING or _EXIT_BEFORE_MPI) and sys._getframe().f_back is not None:
                 _exit_caught()
         except Exception:  # noqa: BLE001 - (nothing may escape a __del__)
             pass
@@ -718,6 +787,10 @@ def install_abort_handler() -> None:
         if _INSTALLED or not launched():
             return
         _INSTALLED = True
+        import atexit
+
+        # registered early, it runs late: after the script's own exit handlers
+        atexit.register(_exit_before_mpi)
         if sys.excepthook is not _excepthook:
             _PREVIOUS_EXCEPTHOOK = sys.excepthook
             sys.excepthook = _excepthook

@@ -207,6 +207,62 @@ def test_a_failure_before_any_rank_uses_mpi_stops_promptly(mpi_warm, how, mode, 
             assert run.returncode == status, run.describe()
 
 
+#: ``script.py MODE RANK DELAY``: the named rank fails before it used MPI, while
+#: the others start MPI (at their first distributed call) after DELAY seconds
+#: and then wait for it at a barrier.
+BEFORE_OTHERS = r'''
+import os, sys, time
+import numpy as np
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def total(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return s
+
+
+me = int(os.environ.get("PMI_RANK", "0"))
+mode, who, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+if me == who:
+    if mode == "raise":
+        raise FileNotFoundError(f"input_{who}.npy")
+    if mode == "exit":
+        sys.exit(3)
+time.sleep(delay)
+print(me, total(np.arange(1000.0)), flush=True)
+distribute.comm().Barrier()
+print(f"rank {me} passed the barrier", flush=True)
+'''
+
+
+@pytest.mark.parametrize("mode, status", [("raise", 1), ("exit", 3)])
+@pytest.mark.parametrize("how", ["mpiexec", "loopscale"])
+def test_a_failure_before_mpi_while_the_others_start_it_stops_every_rank(
+        mpi_warm, how: str, mode: str, status: int) -> None:
+    # the failing rank never connected to the launcher, which (MPICH's Hydra) then
+    # left the others in MPI_Init for ever: it starts MPI itself to abort the job
+    for who in (0, 2):
+        run = mpi_warm(BEFORE_OTHERS, 3, [mode, str(who), "0"], how=how, timeout=60)
+        assert run.returncode == status, run.describe()
+        assert run.seconds < PROMPT, run.describe()
+        assert "passed the barrier" not in run.stdout, run.describe()
+        if mode == "raise":
+            assert _tracebacks(run.stderr) == [str(who)], run.describe()
+
+
+def test_a_failure_before_mpi_ends_the_job_when_the_others_start_it_late(mpi_warm) -> None:
+    # the others start MPI only after the failing rank stopped waiting for them
+    # (ABORT_INIT_SECONDS): the launcher ends the job all the same
+    run = mpi_warm(BEFORE_OTHERS, 3, ["exit", "1", "13"], timeout=60)
+    assert run.returncode != 0, run.describe()
+    assert run.seconds < 13 + PROMPT, run.describe()
+    assert "no other rank started MPI within 10 s" in run.stderr, run.describe()
+    assert "passed the barrier" not in run.stdout, run.describe()
+
+
 def test_builtin_exit_on_one_rank_after_mpi_gives_its_status(mpi_warm) -> None:
     # `exit(5)` (the interactive builtin, common in scripts) as `sys.exit(5)`
     run = mpi_warm(FAULTS.replace("sys.exit(7)", "exit(7)"), 2, ["exit", "1"])
