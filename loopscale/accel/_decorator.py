@@ -326,6 +326,7 @@ class _Compiled:
         self.driver: Any = None
         self.driver_why: str | None = None
         self.gates: np.ndarray | None = None
+        self.collective_gates: np.ndarray | None = None
         self.runners: list[_regions.Runner] = []
         #: (driver module, its function's name, namespace, Numba options)
         self.driver_parts: Any = None
@@ -627,7 +628,9 @@ class Accelerated(Generic[P, R]):
         comp.gates = np.concatenate([np.full(len(regions), _regions.FIRST_GATE),
                                      np.full(len(regions), _regions.RETRY_FIRST)]
                                     ).astype(np.int64)
-        comp.runners = [_regions.Runner(reg.accel, k, comp.gates)
+        # (and their own at a collective level: see Runner.collective)
+        comp.collective_gates = comp.gates.copy()
+        comp.runners = [_regions.Runner(reg.accel, k, comp.gates, comp.collective_gates)
                         for k, reg in enumerate(regions)]
         comp.driver_parts = (gen.module, gen.serial, ns, options)
         # what the driver hands each region, and what it hands back, has the
@@ -751,8 +754,9 @@ class Accelerated(Generic[P, R]):
                 continue
             if isinstance(t, (nbt.Integer, nbt.Boolean)):
                 continue
-            comp.gates[k] = 1 << 62  # type: ignore[index]
-            comp.gates[len(comp.regions) + k] = 1 << 62  # (and never tried again)  # type: ignore[index]
+            for gates in (comp.gates, comp.collective_gates):
+                gates[k] = 1 << 62  # type: ignore[index]
+                gates[len(comp.regions) + k] = 1 << 62  # (and never tried again)  # type: ignore[index]
             note = (f"inner loop at line {reg.line}: runs inline: its {ops[name]!s}-reduction "
                     f"`{name}` is a {t}, whose blocks would be added in another order "
                     "than the serial code adds them")
@@ -772,7 +776,9 @@ class Accelerated(Generic[P, R]):
         try:
             driver = (self._typed_driver(comp, args, kwargs)
                       if comp.typed_drivers is not None else comp.driver)
-            out = driver(st, comp.gates, *args, **kwargs)
+            gates = (comp.collective_gates
+                     if comp.runners[0]._agreement() is not None else comp.gates)
+            out = driver(st, gates, *args, **kwargs)
         except CompileError as exc:
             comp.driver = comp.typed_drivers = None
             comp.driver_why = str(exc).splitlines()[0]

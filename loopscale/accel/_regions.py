@@ -566,10 +566,18 @@ class Runner:
     to :data:`RETRY_MOST`); the gate comes down again when one gains.
     """
 
-    def __init__(self, accel: Any, k: int, gates: np.ndarray) -> None:
+    def __init__(self, accel: Any, k: int, gates: np.ndarray,
+                 collective_gates: np.ndarray | None = None) -> None:
         self.accel = accel
         self.k = k
         self.gates = gates
+        #: What a call at a collective level runs through, with gates and timings
+        #: of its own (the driver then reads *collective_gates*): a rank that
+        #: called the function alone first (``level("threads")`` on rank 0, a
+        #: task of ``distribute.map``) has probed and judged its loops there, and
+        #: would take another path through the driver than the other ranks.
+        self.collective = (None if collective_gates is None
+                           else Runner(accel, k, collective_gates))
         self.calls = 0  # calls that ran on the pool (or at the level in force)
         self.serial_cost: dict[int, float] = {}  # size bucket -> seconds per iteration
         self.probes: dict[int, int] = {}  # size bucket -> runs on one core, timed
@@ -606,7 +614,13 @@ class Runner:
         return getattr(executor, "agree_any", None) or (lambda _missed: False)
 
     def __call__(self, trips: int, *args: Any) -> Any:
-        trips = int(trips)
+        agree = self._agreement()
+        if agree is not None and self.collective is not None:
+            return self.collective._run(int(trips), args, agree)
+        return self._run(int(trips), args, agree)
+
+    def _run(self, trips: int, args: tuple[Any, ...],
+             agree: Callable[[bool], bool] | None) -> Any:
         bucket = trips.bit_length()
         cost = self.serial_cost.get(bucket)
         probe = self.probes.get(bucket, 0) < PROBES
@@ -642,7 +656,6 @@ class Runner:
         retried = trips < int(self.gates[self.k])
         countdown = len(self.gates) // 2 + self.k
         missed = spent > GAIN * cost * trips
-        agree = self._agreement()
         if agree is not None:
             seen = self.judged.get(bucket, 0)
             self.judged[bucket] = seen + 1

@@ -120,7 +120,8 @@ for name, (fn, *args) in cases.items():
 # small loops gain from the pool): every rank must still take the same path
 if me == 1:
     for runner in nbody._compiled.runners:
-        runner.serial_cost = {b: c * 1e6 for b, c in runner.serial_cost.items()}
+        for state in (runner, runner.collective):  # (the timings at each kind of level)
+            state.serial_cost = {b: c * 1e6 for b, c in state.serial_cost.items()}
 fn, *args = cases["small"]
 ref = run("serial", fn, *args)
 got = run("auto", fn, *args)
@@ -364,3 +365,57 @@ def test_arguments_that_differ_by_rank_are_refused_on_every_rank(mpi_warm) -> No
     assert sorted(r for r, _ in fill) == ["0", "1"], run.describe()
     assert all("fill" in t for _, t in fill), run.describe()
     assert run.stdout.count("after 0.0") == 2, run.describe()
+
+
+#: ``script.py MODE``: a time loop called on rank 0 alone first (at the threads
+#: level, or in tasks of distribute.map), then on every rank together.
+ALONE_FIRST = r'''
+import sys
+import numpy as np
+import loopscale
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def relax(u, steps):
+    n = u.shape[0]
+    new = np.empty_like(u)
+    for t in range(steps):
+        for i in range(1, n - 1):
+            new[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1]
+        for i in range(1, n - 1):
+            u[i] = new[i]
+    return u
+
+
+me = distribute.rank()
+mode = sys.argv[1]
+u0 = np.where(np.arange(20001) % 31 == 0, 1.0, 0.0)
+ref = relax.py_func(u0.copy(), 20)
+if mode == "threads" and me == 0:
+    with loopscale.level("threads"):
+        a = relax(u0.copy(), 20)
+    sys.stdout.write(f"rank {me} alone same={np.array_equal(a, ref)}\n")
+    sys.stdout.flush()
+if mode == "map":
+    got = distribute.map(lambda s: float(relax(u0.copy(), s).sum()), [20, 21, 22, 23])
+    if me == 0:
+        sys.stdout.write(f"rank {me} alone same={got[0] == float(ref.sum())}\n")
+        sys.stdout.flush()
+with loopscale.level("mpi"):
+    b = relax(u0.copy(), 20)
+sys.stdout.write(f"rank {me} together same={np.array_equal(b, ref)} "
+                 f"moved={distribute.last_call_stats().get('bytes_moved', -1)}\n")
+sys.stdout.flush()
+'''
+
+
+@pytest.mark.parametrize("mode", ["threads", "map"])
+def test_a_time_loop_run_on_one_rank_first_then_on_all_takes_one_path(mpi_warm, mode) -> None:
+    # rank 0 had probed and judged the inner loops alone; at the mpi level it took
+    # another path through the driver than rank 1 (hung, or 'not in the same call')
+    run = mpi_warm(ALONE_FIRST, 2, [mode], timeout=120)
+    assert run.returncode == 0, run.describe()
+    assert "rank 0 alone same=True" in run.stdout, run.describe()
+    together = re.findall(r"^rank (\d) together same=True moved=(\d+)$", run.stdout, re.M)
+    assert sorted(r for r, _ in together) == ["0", "1"], run.describe()
