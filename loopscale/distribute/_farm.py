@@ -33,8 +33,11 @@ tasks): a distributed call, ``scatter``, ``gather``, a loader, an explicit
 ``level("mpi")`` or another ``map`` raises
 :class:`~loopscale.errors.DistributionError` in the task, which then fails as
 any task does.  An exception raised by *fn* stops the dealing: the
-root re-raises it (with the remote traceback attached as a note) and the
-other ranks raise :class:`~loopscale.errors.WorkerError`.
+root re-raises it (with the remote traceback attached as a note; rebuilt from
+its class, ``args`` and attributes when its ``__init__`` takes other
+arguments) and the other ranks raise :class:`~loopscale.errors.WorkerError`.
+An item or result that cannot be unpickled where it arrives fails the call
+the same way, as a ``WorkerError`` that names it on every rank.
 """
 
 from __future__ import annotations
@@ -93,18 +96,72 @@ def _run_chunk(fn: Callable[..., T], items: list[Any]) -> tuple[bool, Any]:
         return False, (exc, "".join(traceback.format_exception(exc)))
 
 
+def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...],
+                       state: dict[str, Any]) -> BaseException:
+    """An exception of class *cls* with *args* and attributes *state*, made
+    without calling its ``__init__`` (see :class:`_Exception`)."""
+    exc = BaseException.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class _Exception:
+    """An exception that pickles as its class, ``args`` and attributes.
+
+    Python pickles an exception as ``cls(*args)``: one whose ``__init__`` takes
+    other arguments than it passes on (``ConvergenceError(param, iters)``, which
+    calls ``super().__init__(message)``) cannot be rebuilt on the root, which
+    then had only its text (a ``WorkerError``) where a user catches the type."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_exception, (type(self.exc), self.exc.args, dict(self.exc.__dict__)))
+
+
 def _dumps_result(outcome: tuple[bool, Any]) -> bytes:
+    """A chunk's outcome, pickled to send it to the root."""
+    if not outcome[0]:
+        return _dumps_failure(outcome)
     try:
-        blob = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
-        if not outcome[0]:
-            pickle.loads(blob)  # an exception that pickles but cannot be rebuilt
-        return blob
+        return pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        if outcome[0]:
-            text = (f"a result of fn could not be pickled to send it to the root: {exc}. "
-                    "Return plain data (numbers, strings, NumPy arrays, tuples, dicts).")
-            return pickle.dumps((False, (None, text)))
-        return pickle.dumps((False, (None, outcome[1][1])))
+        text = (f"a result of fn could not be pickled to send it to the root: {exc}. "
+                "Return plain data (numbers, strings, NumPy arrays, tuples, dicts).")
+        return pickle.dumps((False, (None, text)))
+
+
+def _dumps_failure(outcome: tuple[bool, Any]) -> bytes:
+    """A failed chunk's outcome, its exception in a form the root can rebuild
+    (as itself, or by class and attributes), or only its text."""
+    exc, text = outcome[1]
+    for form in (exc, _Exception(exc)):
+        try:
+            blob = pickle.dumps((False, (form, text)), pickle.HIGHEST_PROTOCOL)
+            pickle.loads(blob)  # (an exception that pickles but cannot be rebuilt)
+            return blob
+        except Exception:  # noqa: BLE001 - the next form, or the text alone
+            continue
+    return pickle.dumps((False, (None, text)))
+
+
+def _loads_chunk(blob: bytes, me: int) -> tuple[bool, Any]:
+    """``(True, items)`` or a failed outcome naming why the items of a chunk could
+    not be rebuilt on rank *me*."""
+    try:
+        return True, pickle.loads(blob)
+    except Exception as exc:
+        return False, (None, _unpickling("an item of the iterable", me, exc))
+
+
+def _unpickling(what: str, me: int, exc: BaseException) -> str:
+    return (f"{what} could not be rebuilt (unpickled) on rank {me}: {type(exc).__name__}: "
+            f"{exc}. The class of every item and result must be importable, and its "
+            "pickled state valid, on every rank; pass plain data (numbers, strings, "
+            "tuples, NumPy arrays) and build other objects inside fn.\n"
+            + "".join(traceback.format_exception(exc)))
 
 
 _NO_ITEMS = ("distribute.map(): the iterable is None on the root (rank {root}), which is "
@@ -287,7 +344,11 @@ def _deal(fn: Callable[..., Any], comm: Any, root: int, chunks: list[bytes]
                             tag=_RESULT, status=status)
         src = status.Get_source()
         busy[src] -= 1
-        ok, payload = pickle.loads(blob)
+        try:
+            ok, payload = pickle.loads(blob)
+        except Exception as exc:  # (the other ranks must still be told to stop)
+            ok, payload = False, (None, _unpickling(f"the result of chunk {c} (from rank "
+                                                    f"{src})", root, exc))
         if ok:
             out[c] = payload
         elif error is None:
@@ -303,7 +364,9 @@ def _deal(fn: Callable[..., Any], comm: Any, root: int, chunks: list[bytes]
                 give(w)
     while todo:
         c = todo.pop()
-        ok, payload = _run_chunk(fn, pickle.loads(chunks[c]))
+        ok, payload = _loads_chunk(chunks[c], root)
+        if ok:
+            ok, payload = _run_chunk(fn, payload)
         if ok:
             out[c] = payload
         elif error is None:
@@ -331,6 +394,8 @@ def _work(fn: Callable[..., Any], comm: Any, root: int) -> None:
         if status.Get_tag() == _STOP:
             break
         c, blob = msg
-        outcome = _run_chunk(fn, pickle.loads(blob))
+        outcome = _loads_chunk(blob, comm.Get_rank())
+        if outcome[0]:
+            outcome = _run_chunk(fn, outcome[1])
         sends.append(comm.isend((c, _dumps_result(outcome)), dest=root, tag=_RESULT))
     mpi.Request.Waitall(sends)

@@ -265,3 +265,89 @@ def test_collective_calls_inside_a_task_are_refused_at_once(mpi, tmp_path) -> No
             assert report["unhandled"].startswith("WorkerError distribute.map(): a task "
                                                   "failed: loopscale.errors.DistributionError"
                                                   ), report
+
+
+#: Items, results and exceptions that pickle on one rank and cannot be rebuilt
+#: on another: each fails the call on every rank (it hung), and an exception
+#: whose __init__ takes other arguments than it passes on reaches the root as
+#: itself (it came as a WorkerError).
+PICKLING = r'''
+import json, os, sys
+from loopscale import distribute
+from loopscale.errors import WorkerError
+
+me = distribute.rank()
+report = {}
+
+
+def rebuild(v):
+    if distribute.rank() != 0:
+        raise RuntimeError(f"no store on rank {distribute.rank()}")
+    return Snapshot(v)
+
+
+def rebuild_on_workers(v):
+    if distribute.rank() == 0:
+        raise OSError("snapshot store not mounted on the root")
+    return Snapshot(v)
+
+
+class Snapshot:
+    def __init__(self, v, where=rebuild):
+        self.v, self.where = v, where
+
+    def __reduce__(self):
+        return (self.where, (self.v,))
+
+
+class ConvergenceError(Exception):
+    def __init__(self, param, iters):
+        super().__init__(f"no convergence for {param!r} after {iters} iterations")
+        self.param, self.iters = param, iters
+
+
+def solve(p):
+    if distribute.rank() != 0:  # (only on the other ranks: its pickle must travel)
+        raise ConvergenceError(p, 1000)
+    return p
+
+
+cases = {
+    "item": lambda: distribute.map(lambda s: s.v, [Snapshot(i) for i in range(12)]),
+    "result": lambda: distribute.map(lambda x: Snapshot(x, rebuild_on_workers), range(12)),
+    "custom": lambda: distribute.map(solve, range(12)),
+}
+for name, call in cases.items():
+    try:
+        call()
+        report[name] = "NOT RAISED"
+    except ConvergenceError as exc:
+        report[name] = f"ConvergenceError {exc.param} {exc.iters} {exc}"
+    except WorkerError as exc:
+        report[name] = "WorkerError " + str(exc)
+report["after"] = distribute.map(str, range(3), results="all")
+with open(os.path.join(sys.argv[1], f"rank{me}.json"), "w") as fh:
+    json.dump(report, fh)
+'''
+
+
+def test_what_cannot_be_unpickled_on_a_rank_fails_the_map_on_every_rank(mpi, tmp_path) -> None:
+    run = mpi(PICKLING, 3, [str(tmp_path)], timeout=120)
+    assert run.returncode == 0, run.describe()
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    root = reports[0]
+    assert root["item"].startswith("WorkerError distribute.map(): a task failed on MPI rank"), root
+    assert "an item of the iterable could not be rebuilt (unpickled) on rank" in root["item"]
+    assert "RuntimeError: no store on rank" in root["item"]
+    assert "the result of chunk" in root["result"], root
+    assert "could not be rebuilt (unpickled) on rank 0" in root["result"], root
+    assert "OSError: snapshot store not mounted on the root" in root["result"], root
+    assert root["custom"].startswith("ConvergenceError "), root
+    param, iters, text = root["custom"].split(" ", 3)[1:]
+    assert iters == "1000" and text == f"no convergence for {param} after 1000 iterations"
+    for report in reports:
+        assert report["after"] == ["0", "1", "2"], report
+    for report in reports[1:]:
+        for name in ("item", "result", "custom"):
+            assert report[name].startswith("WorkerError distribute.map(): a task failed"), report
+        assert "ConvergenceError: no convergence for" in report["custom"], report
