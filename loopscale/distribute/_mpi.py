@@ -95,10 +95,14 @@ def mpi_module() -> Any:
     if _MPI is None:
         with _LOCK:
             if _MPI is None:
+                mod = sys.modules.get("mpi4py.MPI")
+                ours = mod is None or not mod.Is_initialized()
                 from mpi4py import MPI as mpi  # the one import of mpi4py.MPI
 
                 _MPI = mpi
                 install_abort_handler()
+                if ours:  # (every rank starts MPI here, so every rank starts this)
+                    _start_notices(mpi)
     return _MPI
 
 
@@ -661,7 +665,9 @@ def _watch(warn: float | None, limit: float | None) -> None:
 # wait for it in a distributed call's collective leaves them waiting for ever:
 # it sits in ``MPI_Finalize``, which waits for them.  So at exit every rank
 # enters a non-blocking barrier on a duplicate of ``COMM_WORLD`` kept for this
-# (made with loopscale's first collective on the world).  When every rank is
+# (begun, non-blocking, as loopscale starts MPI, so that a rank that ends
+# before any collective of loopscale's has it too; made with loopscale's first
+# collective on the world when the script started MPI itself).  When every rank is
 # ending the barrier completes at once.  A rank still alone there after
 # ``EXIT_NOTICE_SECONDS`` sends each other rank a notice; a rank whose
 # watchdog takes one while it waits in a distributed call that the ended rank
@@ -674,6 +680,10 @@ EXIT_NOTICE_SECONDS = 1.0
 _NOTICE_TAG = 17
 _NOTICE_LOCK = threading.Lock()
 _NOTICES: Any = None  # the duplicate of COMM_WORLD the notices go through
+_NOTICES_MADE: Any = None  # the request of its MPI_Comm_idup, until it completed
+#: How long a rank at its exit waits for the duplicate begun at MPI's start
+#: (every rank begins it as it starts MPI through loopscale).
+NOTICES_MADE_SECONDS = 10.0
 _NOTICES_TAKEN = 0  # notices this rank's watchdog received
 _ENDED: dict[int, float] = {}  # world rank -> when its notice came
 _EXITING = False  # this rank is at its exit: the watchdog leaves MPI alone
@@ -694,9 +704,40 @@ def _note_communicator(communicator: Any) -> None:
         _SUBCOMMS = True
 
 
+def _start_notices(mpi: Any) -> None:
+    """As loopscale starts MPI: begin the exit-notice duplicate of the world
+    (``Idup``: the first collective on ``COMM_WORLD`` on every rank, which
+    completes as the others start MPI; see above)."""
+    global _NOTICES, _NOTICES_MADE
+    if not launched() or mpi.Query_thread() < mpi.THREAD_MULTIPLE:
+        return
+    import atexit
+
+    with _NOTICE_LOCK:
+        _NOTICES, _NOTICES_MADE = mpi.COMM_WORLD.Idup()
+    # after mpi4py's own (which finalizes MPI): atexit runs it first
+    atexit.register(_at_exit)
+
+
+def _notices_made(wait: float = 0.0) -> bool:
+    """Whether the duplicate begun at MPI's start is complete (waiting up to
+    *wait* seconds for it); the caller holds ``_NOTICE_LOCK``."""
+    global _NOTICES_MADE
+    if _NOTICES_MADE is None:
+        return True
+    until = time.monotonic() + wait
+    while not _NOTICES_MADE.Test():
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.002)
+    _NOTICES_MADE = None
+    return True
+
+
 def _open_notices(communicator: Any) -> None:
     """In a collective on *communicator*: make the exit-notice duplicate of the
-    world the first time (every rank reaches this at the same call)."""
+    world the first time (every rank reaches this at the same call), when it was
+    not begun as MPI started (the script started MPI itself)."""
     global _NOTICES
     if _NOTICES is not None or not launched() or not _world_group(communicator):
         return
@@ -715,7 +756,7 @@ def _take_notices() -> None:
     global _NOTICES_TAKEN
     with _NOTICE_LOCK:
         notices = _NOTICES
-        if notices is None or _EXITING or is_finalized():
+        if notices is None or _EXITING or is_finalized() or not _notices_made():
             return
         mpi = _MPI
         status = mpi.Status()
@@ -746,6 +787,8 @@ def _at_exit() -> None:
     mpi = _MPI
     with _NOTICE_LOCK:
         _EXITING = True
+        if not _notices_made(NOTICES_MADE_SECONDS):
+            return  # (a rank that never started MPI through loopscale)
     try:
         me, ranks = notices.Get_rank(), notices.Get_size()
         barrier = notices.Ibarrier()

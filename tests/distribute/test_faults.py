@@ -629,6 +629,51 @@ def test_a_rank_that_ends_while_another_waits_for_it_ends_the_job(mpi_warm, how)
     assert "total" not in run.stdout, run.describe()
 
 
+#: ``script.py HOW``: rank 2 has nothing to do and ends (as mpi4py scripts do)
+#: after asking its rank, before any collective of loopscale's; the others
+#: then make a distributed call, which needs it.
+ENDED_FIRST = r'''
+import sys
+import numpy as np
+from loopscale import accelerate, distribute
+
+
+@accelerate
+def total(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return s
+
+
+how = sys.argv[1]
+files = ["a.npy", "b.npy"]
+me = distribute.rank()
+if me >= len(files):
+    if how == "exit0":
+        sys.exit(0)
+    if how == "raise":
+        raise SystemExit(4)
+else:
+    sys.stdout.write(f"rank {me} {total(np.arange(100.0))}\n")  # OTHERS-WAIT
+    sys.stdout.flush()
+'''
+
+
+@pytest.mark.parametrize("how", ["exit0", "raise", "end"])
+def test_a_rank_that_ends_before_any_collective_ends_the_job(mpi_warm, how) -> None:
+    # the notices' duplicate of COMM_WORLD was made at loopscale's first
+    # collective, which rank 2 never reached: ranks 0 and 1 waited for ever
+    script = mpi_warm.write(ENDED_FIRST)
+    line = next(k for k, text in enumerate(ENDED_FIRST.splitlines(), 1) if "OTHERS-WAIT" in text)
+    run = mpi_warm(script, 3, [how], timeout=120)
+    assert run.returncode == 1, run.describe()
+    assert run.seconds < PROMPT, run.describe()
+    said = re.findall(r"^\[rank (\d)\] loopscale: rank 2 has ended .* waits for it in .* of "
+                      r"total\(\), called at (\S+):(\d+)\.", run.stderr, re.M)
+    assert said and {(f, n) for _, f, n in said} == {(str(script), str(line))}, run.describe()
+
+
 def test_a_late_rank_is_not_taken_for_an_ended_one(mpi_warm) -> None:
     # rank 1 sleeps 4 s while rank 0 waits in smooth(): no notice, the call completes
     run = mpi_warm(ENDED, 2, ["late"], timeout=120)
