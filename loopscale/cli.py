@@ -139,6 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: ``loopscale run``'s options that take a value in the next argument.
+_RUN_VALUED = ("-n", "--nprocs", "--launcher")
+
+
+def _run_split(rest: Sequence[str]) -> int | None:
+    """Where the script's (or ``-m`` module's) own arguments begin in *rest*, the
+    arguments after ``run``; None when there is no script.
+
+    Everything after the script goes to it as it is, as ``python script.py``
+    passes it (a ``--`` included: argparse would drop the first one)."""
+    k = 0
+    while k < len(rest):
+        token = rest[k]
+        if token == "--":  # the end of run's options: the script is next
+            return k + 2 if k + 1 < len(rest) else None
+        if token == "-m":
+            return k + 2 if k + 1 < len(rest) else None
+        if token in _RUN_VALUED:
+            k += 2
+        elif token.startswith("-") and token != "-":
+            k += 1
+        else:
+            return k + 1
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``loopscale`` command with *argv* (default ``sys.argv[1:]``); return its status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -147,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         module = importlib.import_module(PASSTHROUGH[argv[0]][0])
         return int(module.main(argv[1:]))
+    verbatim: list[str] | None = None
+    if argv and argv[0] == "run" and "run" not in PLANNED:
+        split = _run_split(argv[1:])
+        if split is not None:
+            argv, verbatim = argv[:1 + split], argv[1 + split:]
     parser = build_parser()
     try:
         # Planned verbs accept anything (``loopscale run -n 4 script.py``) and only
@@ -159,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if verbatim is not None:
+        if getattr(args, "module", None) is not None:
+            args.module = [*args.module, *verbatim]
+        else:
+            args.args = verbatim
     return int(args.handler(args))
 
 

@@ -237,3 +237,18 @@ def test_compare_results_is_exact_for_integers_and_tight_for_floats() -> None:
     assert compare_results(floats, floats * (1 + 1e-13))[0]
     assert not compare_results(floats, floats * (1 + 1e-11))[0]
     assert not compare_results(ints, ints[:3])[0]
+
+
+@pytest.mark.mpi
+def test_run_passes_the_scripts_arguments_as_python_does(tmp_path) -> None:
+    # `loopscale run -n 1 script.py -- -x` gave the script ['-x']: argparse drops
+    # the first `--`, which `python script.py -- -x` passes on
+    script = tmp_path / "argv.py"
+    script.write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    for args in (["--", "-x", "a"], ["-x", "--", "a"], ["--nprocs", "3", "-n"], []):
+        want = _run([sys.executable, str(script), *args])
+        for launch in (["-n", "1", str(script)], ["--nprocs=1", "--", str(script)]):
+            got = _run([sys.executable, "-m", "loopscale", "run", *launch, *args])
+            assert got.returncode == 0, got.stdout + got.stderr
+            assert json.loads(got.stdout.splitlines()[-1]) == json.loads(want.stdout), (
+                launch, args, got.stdout)
