@@ -456,7 +456,7 @@ class Accelerated(Generic[P, R]):
         code = self.py_func.__code__
         shadowed = {n for n in ("range", "min", "enumerate", "zip", "reversed")
                     if n in self.py_func.__globals__ or n in code.co_freevars}
-        fdef = _iteration.reverse_ranges(fdef, shadowed)
+        fdef = _iteration.accumulate_in_place(_iteration.reverse_ranges(fdef, shadowed))
         self._user_tree = fdef  # (the loops over sequences as written)
         if not self._no_rewrite:
             fdef, self._rewritten = _iteration.rewrite_loops(fdef, shadowed)

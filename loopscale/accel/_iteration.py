@@ -34,7 +34,7 @@ from collections.abc import Container
 
 from ._astutil import _const_int
 
-__all__ = ["SEQLEN", "INDEX", "rewrite_loops", "reverse_ranges"]
+__all__ = ["SEQLEN", "INDEX", "rewrite_loops", "reverse_ranges", "accumulate_in_place"]
 
 #: The name of the length guard in generated code (:func:`._runtime.ls_seqlen`).
 SEQLEN = "__ls_seqlen"
@@ -251,3 +251,61 @@ def rewrite_loops(fdef: ast.FunctionDef, shadowed: Container[str] = ()
     out = copy.copy(fdef)
     out.body = body
     return out, lines
+
+
+#: ``t = t OP v`` is ``t OP= v`` for these; ``t = v OP t`` too for the commutative
+#: ones (an IEEE sum or product is the same either way round, and so is an
+#: integer's or a complex number's).
+_IN_PLACE = (ast.Add, ast.Sub, ast.Mult, ast.BitOr, ast.BitAnd, ast.BitXor)
+_COMMUTATIVE = (ast.Add, ast.Mult, ast.BitOr, ast.BitAnd, ast.BitXor)
+#: What an element's index may be made of to be evaluated once instead of twice.
+_INDEX_NODES = (ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Subscript, ast.Tuple,
+                ast.Attribute, ast.Load, ast.operator, ast.unaryop)
+
+
+def _element(node: ast.expr) -> bool:
+    """``name[index]`` with an index made of names, numbers, arithmetic and
+    subscripts (no call, no slice): reading it twice reads one element."""
+    return (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+            and all(isinstance(n, _INDEX_NODES) for n in ast.walk(node.slice)))
+
+
+def _same_element(a: ast.expr, b: ast.Subscript) -> bool:
+    return (isinstance(a, ast.Subscript) and ast.dump(a.value) == ast.dump(b.value)
+            and ast.dump(a.slice) == ast.dump(b.slice))
+
+
+class _InPlace(ast.NodeTransformer):
+    def visit_Assign(self, node: ast.Assign) -> ast.stmt:
+        value = node.value
+        if (len(node.targets) != 1 or not _element(node.targets[0])
+                or not isinstance(value, ast.BinOp) or not isinstance(value.op, _IN_PLACE)):
+            return node
+        target = node.targets[0]
+        assert isinstance(target, ast.Subscript)
+        if _same_element(value.left, target):
+            other = value.right
+        elif isinstance(value.op, _COMMUTATIVE) and _same_element(value.right, target):
+            other = value.left
+            base = target.value.id  # type: ignore[attr-defined]
+            if any(isinstance(n, ast.Name) and n.id == base for n in ast.walk(other)):
+                return node  # (evaluated first, it could change the element)
+        else:
+            return node
+        return ast.copy_location(ast.AugAssign(target=target, op=value.op, value=other), node)
+
+
+def accumulate_in_place(fdef: ast.FunctionDef) -> ast.FunctionDef:
+    """*fdef* with ``h[b] = h[b] + w`` (and ``h[b] = w + h[b]``, ``-``, ``*``, ``|``,
+    ``&``, ``^``) written ``h[b] += w``, which it is: the element is read, then
+    *w* evaluated, the two combined and stored back, in the same order.  The
+    analysis knows the augmented form as an accumulation (a histogram: per-block
+    sums), and refused the plain assignment as a write at an index that does
+    not follow the loop variable.  An index with a call or a slice is left as it
+    is (evaluated twice, it might not name one element)."""
+    if not any(isinstance(n, ast.Assign) and isinstance(n.value, ast.BinOp)
+               for n in ast.walk(fdef)):
+        return fdef
+    out = _InPlace().visit(copy.deepcopy(fdef))
+    ast.fix_missing_locations(out)
+    return out  # type: ignore[no-any-return]

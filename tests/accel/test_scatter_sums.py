@@ -457,3 +457,64 @@ def test_a_sum_at_any_index_inside_a_time_loop_runs_in_parallel():
     line = line_of(deposit_and_push.py_func, "rho[int(pos[p]) % ncell] += q[p]") - 1
     text = deposit_and_push.explain()
     assert f"inner loop over `p` at line {line}: PARALLEL" in text, text
+
+
+# `h[k] = h[k] + w` is `h[k] += w` (read, then w, combined, stored back): written
+# out, the sum ran in order ("writes `h` at an index that does not follow the
+# loop variable")
+@accelerate
+def spelled_out_into_an_argument(b, w, h):
+    for i in range(b.shape[0]):
+        h[b[i]] = h[b[i]] + w[i]
+
+
+@accelerate
+def spelled_out_histogram(x, nbins):
+    h = np.zeros(nbins)
+    c = np.zeros(nbins, np.int64)
+    for i in range(x.shape[0]):
+        k = int(x[i] * nbins)
+        h[k] = x[i] * x[i] + h[k]  # (the other way round)
+        c[k] = c[k] + 1
+    return h, c
+
+
+@accelerate
+def spelled_out_reading_others(b, h):
+    for i in range(b.shape[0]):
+        h[b[i]] = h[b[i]] + h[b[i] - 1]  # reads other elements of h
+
+
+@accelerate
+def spelled_out_difference(b, w, h):
+    for i in range(b.shape[0]):
+        h[b[i]] = w[i] - h[b[i]]  # not h[k] -= w
+
+
+def test_a_sum_written_out_as_an_assignment_runs_as_the_augmented_one():
+    import warnings
+
+    rng = np.random.default_rng(11)
+    b = rng.integers(0, 40, 60_001)
+    wf = rng.random(60_001) - 0.4
+    x = rng.random(60_001)
+    assert spelled_out_into_an_argument.analysis.parallel
+    assert spelled_out_histogram.analysis.parallel
+    assert set(spelled_out_histogram.analysis.reduction_scatters) == {"h", "c"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plans = _same_call(spelled_out_into_an_argument,
+                           lambda: (b, wf, np.full(40, 0.5)), exact=False)
+        assert any(p is not None and p.nblocks > 1 for p in plans)
+        # floats truncated into integers: added into the argument in order
+        _same_call(spelled_out_into_an_argument, lambda: (b, wf, np.full(40, -3, np.int64)))
+        _same_call(spelled_out_reading_others, lambda: (b + 1, np.ones(41)))
+        _same_call(spelled_out_difference, lambda: (b, wf, np.ones(40)))
+    want = spelled_out_histogram.py_func(x, 16)
+    for level in ("serial", "threads"):
+        with loopscale.level(level):
+            h, c = spelled_out_histogram(x, 16)
+        np.testing.assert_allclose(h, want[0], rtol=1e-12)
+        np.testing.assert_array_equal(c, want[1])
+    for fn in (spelled_out_reading_others, spelled_out_difference):
+        assert not fn.analysis.parallel, fn.explain()
