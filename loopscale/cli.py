@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(PASSTHROUGH[argv[0]][0])
         return int(module.main(argv[1:]))
     verbatim: list[str] | None = None
-    if argv and argv[0] == "run" and "run" not in PLANNED:
+    if argv and argv[0] == "run":
         split = _run_split(argv[1:])
         if split is not None:
             argv, verbatim = argv[:1 + split], argv[1 + split:]
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if verbatim is not None:
-        if getattr(args, "module", None) is not None:
+        if args.module is not None:
             args.module = [*args.module, *verbatim]
         else:
             args.args = verbatim

@@ -64,6 +64,20 @@ def _index_positions(sub: ast.Subscript) -> tuple[ast.Name | None, list[ast.expr
     return (node if isinstance(node, ast.Name) else None), chain
 
 
+_PLAIN = (ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Attribute, ast.Subscript,
+          ast.Load, ast.operator, ast.unaryop, ast.Slice, ast.Tuple)
+
+
+def _plain(expr: ast.expr) -> bool:
+    """Evaluating *expr* twice gives the same value and does nothing else
+    (names, numbers, arithmetic, ``x.shape[0]``, ``len(x)``): the driver's gate
+    evaluates the bounds of a region's ``range`` once more, and ``h[k] += w``
+    evaluates ``k`` once where ``h[k] = h[k] + w`` did twice."""
+    return all(isinstance(n, _PLAIN) or (
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "len"
+        and len(n.args) == 1 and not n.keywords) for n in ast.walk(expr))
+
+
 def _same(a: ast.AST, b: ast.AST) -> bool:
     return ast.dump(a) == ast.dump(b)
 

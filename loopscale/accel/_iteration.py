@@ -32,7 +32,7 @@ import ast
 import copy
 from collections.abc import Container
 
-from ._astutil import _const_int
+from ._astutil import _const_int, _plain, _same
 
 __all__ = ["SEQLEN", "INDEX", "rewrite_loops", "reverse_ranges", "accumulate_in_place"]
 
@@ -258,21 +258,16 @@ def rewrite_loops(fdef: ast.FunctionDef, shadowed: Container[str] = ()
 #: integer's or a complex number's).
 _IN_PLACE = (ast.Add, ast.Sub, ast.Mult, ast.BitOr, ast.BitAnd, ast.BitXor)
 _COMMUTATIVE = (ast.Add, ast.Mult, ast.BitOr, ast.BitAnd, ast.BitXor)
-#: What an element's index may be made of to be evaluated once instead of twice.
-_INDEX_NODES = (ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Subscript, ast.Tuple,
-                ast.Attribute, ast.Load, ast.operator, ast.unaryop)
-
-
 def _element(node: ast.expr) -> bool:
-    """``name[index]`` with an index made of names, numbers, arithmetic and
-    subscripts (no call, no slice): reading it twice reads one element."""
+    """``name[index]`` with a plain index (no call but ``len``, no slice): reading
+    it twice reads one element."""
     return (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
-            and all(isinstance(n, _INDEX_NODES) for n in ast.walk(node.slice)))
+            and _plain(node.slice)
+            and not any(isinstance(n, ast.Slice) for n in ast.walk(node.slice)))
 
 
 def _same_element(a: ast.expr, b: ast.Subscript) -> bool:
-    return (isinstance(a, ast.Subscript) and ast.dump(a.value) == ast.dump(b.value)
-            and ast.dump(a.slice) == ast.dump(b.slice))
+    return isinstance(a, ast.Subscript) and _same(a.value, b.value) and _same(a.slice, b.slice)
 
 
 class _InPlace(ast.NodeTransformer):
@@ -301,8 +296,8 @@ def accumulate_in_place(fdef: ast.FunctionDef) -> ast.FunctionDef:
     *w* evaluated, the two combined and stored back, in the same order.  The
     analysis knows the augmented form as an accumulation (a histogram: per-block
     sums), and refused the plain assignment as a write at an index that does
-    not follow the loop variable.  An index with a call or a slice is left as it
-    is (evaluated twice, it might not name one element)."""
+    not follow the loop variable.  An index with a call (but ``len``) or a slice
+    is left as it is (evaluated twice, it might not name one element)."""
     if not any(isinstance(n, ast.Assign) and isinstance(n.value, ast.BinOp)
                for n in ast.walk(fdef)):
         return fdef

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from .. import config
-from ._astutil import _stmt_targets, _walk_stmts
+from ._astutil import _plain, _stmt_targets, _walk_stmts
 
 __all__ = ["Region", "find_regions", "driver_tree", "serial_tree", "serial_call",
            "python_driver", "body_of", "loop_of", "Runner", "GATES", "FIRST_GATE", "SERIAL"]
@@ -128,19 +128,6 @@ def _stores(stmts: Sequence[ast.stmt]) -> set[str]:
     out |= {n.id for st in stmts for n in ast.walk(st)
             if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
     return out
-
-
-_PLAIN = (ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Attribute, ast.Subscript,
-          ast.Load, ast.operator, ast.unaryop, ast.Slice, ast.Tuple)
-
-
-def _plain(expr: ast.expr) -> bool:
-    """Evaluating *expr* twice gives the same value and does nothing else
-    (names, numbers, arithmetic, ``x.shape[0]``, ``len(x)``): the driver's gate
-    evaluates the bounds of a region's ``range`` once more."""
-    return all(isinstance(n, _PLAIN) or (
-        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "len"
-        and len(n.args) == 1 and not n.keywords) for n in ast.walk(expr))
 
 
 def _read_first(loop: ast.For) -> set[str]:

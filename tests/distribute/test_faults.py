@@ -55,6 +55,18 @@ if mode == "exit-false":
 '''
 
 
+def _line_of(script: str, marker: str) -> int:
+    """The line of *script* that holds *marker*."""
+    return next(k for k, text in enumerate(script.splitlines(), 1) if marker in text)
+
+
+def _ended_sites(stderr: str, ended: int, function: str) -> list[tuple[str, str, str]]:
+    """``(waiting rank, file, line)`` of each 'rank *ended* has ended while ... waits
+    for it in ... of *function*(), called at file:line' that a rank printed."""
+    return re.findall(rf"^\[rank (\d+)\] loopscale: rank {ended} has ended .* waits for it "
+                      rf"in .* of {function}\(\), called at (\S+):(\d+)\.", stderr, re.M)
+
+
 def _tracebacks(stderr: str) -> list[str]:
     """The ranks that printed a traceback (once each: one 'aborting' line per rank)."""
     printed = set(re.findall(r"^\[rank (\d+)\] Traceback \(most recent call last\):",
@@ -618,14 +630,13 @@ def test_a_rank_that_ends_while_another_waits_for_it_ends_the_job(mpi_warm, how)
     # sat in MPI_Finalize.  Now rank 1 tells the others from its exit, and rank 0,
     # waiting in a call rank 1 belongs to, ends the job naming both and the line.
     script = mpi_warm.write(ENDED)
-    line = next(k for k, text in enumerate(ENDED.splitlines(), 1) if "RANK-0-WAITS" in text)
+    line = _line_of(ENDED, "RANK-0-WAITS")
     run = mpi_warm(script, 2, [how], timeout=120)
     assert run.returncode == 1, run.describe()
     assert run.seconds < PROMPT, run.describe()
     assert run.stdout.count("first call done") == 2, run.describe()
-    said = re.findall(r"^\[rank 0\] loopscale: rank 1 has ended .* waits for it in .* of "
-                      r"smooth\(\), called at (\S+):(\d+)\.", run.stderr, re.M)
-    assert said == [(str(script), str(line))], run.describe()
+    said = _ended_sites(run.stderr, 1, "smooth")
+    assert said == [("0", str(script), str(line))], run.describe()
     assert "total" not in run.stdout, run.describe()
 
 
@@ -665,12 +676,11 @@ def test_a_rank_that_ends_before_any_collective_ends_the_job(mpi_warm, how) -> N
     # the notices' duplicate of COMM_WORLD was made at loopscale's first
     # collective, which rank 2 never reached: ranks 0 and 1 waited for ever
     script = mpi_warm.write(ENDED_FIRST)
-    line = next(k for k, text in enumerate(ENDED_FIRST.splitlines(), 1) if "OTHERS-WAIT" in text)
+    line = _line_of(ENDED_FIRST, "OTHERS-WAIT")
     run = mpi_warm(script, 3, [how], timeout=120)
     assert run.returncode == 1, run.describe()
     assert run.seconds < PROMPT, run.describe()
-    said = re.findall(r"^\[rank (\d)\] loopscale: rank 2 has ended .* waits for it in .* of "
-                      r"total\(\), called at (\S+):(\d+)\.", run.stderr, re.M)
+    said = _ended_sites(run.stderr, 2, "total")
     assert said and {(f, n) for _, f, n in said} == {(str(script), str(line))}, run.describe()
 
 
